@@ -1,0 +1,521 @@
+//! Per-type integration configs: which fields each type has, which are
+//! secret, validation on write, and the redacted view on read.
+//!
+//! The redacted view is an allowlist: only fields declared non-secret are
+//! shown; declared secret fields appear as [`MASK`]; anything else is left out.
+//! Scanning never copies a secret value out of its zeroizing buffer.
+
+use std::fmt;
+
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::model::IntegrationType;
+
+/// What a secret field shows in every redacted view.
+pub const MASK: &str = "********";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A non-empty string.
+    Text,
+    /// A non-empty string or an integer (Telegram ids).
+    Id,
+    /// An array of strings.
+    TextList,
+}
+
+struct Field {
+    name: &'static str,
+    required: bool,
+    secret: bool,
+    shape: Shape,
+}
+
+const fn field(name: &'static str, required: bool, secret: bool, shape: Shape) -> Field {
+    Field {
+        name,
+        required,
+        secret,
+        shape,
+    }
+}
+
+use Shape::{Id, Text, TextList};
+
+const SLACK: &[Field] = &[
+    field("bot_token", true, true, Text),
+    field("team_id", true, false, Text),
+    field("authed_user_id", true, false, Text),
+    field("team_name", false, false, Text),
+    field("bot_user_id", false, false, Text),
+];
+const TELEGRAM: &[Field] = &[
+    field("bot_token", true, true, Text),
+    field("bot_user_id", true, false, Id),
+    field("bot_username", true, false, Text),
+    field("owner_chat_id", false, false, Id),
+];
+const GMAIL: &[Field] = &[
+    field("email", true, false, Text),
+    field("refresh_token", true, true, Text),
+    field("scopes", false, false, TextList),
+];
+const TELLER: &[Field] = &[
+    field("enrollment_id", true, false, Text),
+    field("access_token", true, true, Text),
+    field("institution_name", true, false, Text),
+    field("institution_id", false, false, Text),
+];
+const EMAIL: &[Field] = &[
+    field("api_key", true, true, Text),
+    field("from_address", true, false, Text),
+    field("to_address", true, false, Text),
+];
+/// A webhook URL often carries a capability token in its path, so it is
+/// secret; its host becomes the label.
+const WEBHOOK: &[Field] = &[
+    field("url", true, true, Text),
+    field("secret", false, true, Text),
+];
+
+fn fields(kind: IntegrationType) -> &'static [Field] {
+    match kind {
+        IntegrationType::Slack => SLACK,
+        IntegrationType::Telegram => TELEGRAM,
+        IntegrationType::Gmail => GMAIL,
+        IntegrationType::Teller => TELLER,
+        IntegrationType::Email => EMAIL,
+        IntegrationType::Webhook => WEBHOOK,
+    }
+}
+
+/// Why a config was refused. Names fields, never their values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// A decrypted (or about to be encrypted) config: JSON bytes in a buffer that
+/// is zeroized on drop, printed as redacted by `Debug`.
+pub struct DecryptedConfig {
+    json: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for DecryptedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DecryptedConfig(<redacted>)")
+    }
+}
+
+/// A config that passed validation, with the clear-text facts the store keeps
+/// beside it.
+#[derive(Debug)]
+pub struct ValidConfig {
+    pub config: DecryptedConfig,
+    /// Telegram `bot_user_id` or Teller `enrollment_id`.
+    pub external_id: Option<String>,
+    /// A display name derived from non-secret fields.
+    pub default_label: String,
+}
+
+impl DecryptedConfig {
+    /// Wraps bytes that came out of an authenticated envelope.
+    pub(crate) fn from_trusted(json: Zeroizing<Vec<u8>>) -> Self {
+        Self { json }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Validates `json` as the config of a `kind` integration: a JSON object
+    /// with every required field, no unknown field, each of the right shape.
+    pub fn validate(
+        kind: IntegrationType,
+        json: Zeroizing<Vec<u8>>,
+    ) -> Result<ValidConfig, ConfigError> {
+        let scanned = scan(kind, &json, Mode::Validate)?;
+        for f in fields(kind) {
+            if f.required && !scanned.iter().any(|(s, _)| s.name == f.name) {
+                return Err(ConfigError(format!(
+                    "{kind} config is missing the required field '{}' (required: {})",
+                    f.name,
+                    names(kind, |f| f.required)
+                )));
+            }
+        }
+        let clear = |name: &str| {
+            scanned.iter().find_map(|(f, v)| match v {
+                Scanned::Clear(v) if f.name == name => Some(id_text(v)),
+                _ => None,
+            })
+        };
+        let external_id = match kind {
+            IntegrationType::Telegram => clear("bot_user_id"),
+            IntegrationType::Teller => clear("enrollment_id"),
+            _ => None,
+        };
+        let default_label = match kind {
+            IntegrationType::Slack => clear("team_name").or_else(|| clear("team_id")),
+            IntegrationType::Telegram => {
+                clear("bot_username").map(|u| format!("@{}", u.trim_start_matches('@')))
+            }
+            IntegrationType::Gmail => clear("email"),
+            IntegrationType::Teller => clear("institution_name"),
+            IntegrationType::Email => clear("from_address"),
+            IntegrationType::Webhook => scanned.iter().find_map(|(f, v)| match v {
+                Scanned::Secret(Some(url)) if f.name == "url" => url_host(url),
+                _ => None,
+            }),
+        }
+        .unwrap_or_else(|| kind.to_string());
+        if kind == IntegrationType::Webhook && default_label == kind.as_str() {
+            return Err(ConfigError(
+                "webhook config field 'url' must be an http(s) URL with a host".into(),
+            ));
+        }
+        Ok(ValidConfig {
+            config: DecryptedConfig { json },
+            external_id,
+            default_label,
+        })
+    }
+
+    /// The allowlisted view of this config: non-secret fields as stored,
+    /// secret fields as [`MASK`] (or `null` when unset), nothing else.
+    pub fn redacted(&self, kind: IntegrationType) -> Result<Value, ConfigError> {
+        let scanned = scan(kind, &self.json, Mode::Redact)?;
+        let mut out = Map::new();
+        for f in fields(kind) {
+            let found = scanned.iter().find(|(s, _)| s.name == f.name);
+            match (found, f.secret) {
+                (Some((_, Scanned::Clear(v))), false) => {
+                    out.insert(f.name.into(), v.clone());
+                }
+                (Some(_), true) => {
+                    out.insert(f.name.into(), Value::String(MASK.into()));
+                }
+                (None, true) => {
+                    out.insert(f.name.into(), Value::Null);
+                }
+                _ => {}
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+fn names(kind: IntegrationType, which: impl Fn(&Field) -> bool) -> String {
+    fields(kind)
+        .iter()
+        .filter(|f| which(f))
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The host of an http(s) URL, without user info or port.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if host_port.starts_with('[') {
+        host_port.split_inclusive(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Refuse unknown or malformed fields; keep secret values (zeroizing).
+    Validate,
+    /// Skip unknown fields; never materialize a secret value.
+    Redact,
+}
+
+enum Scanned {
+    Clear(Value),
+    Secret(Option<Zeroizing<String>>),
+}
+
+fn scan(
+    kind: IntegrationType,
+    json: &[u8],
+    mode: Mode,
+) -> Result<Vec<(&'static Field, Scanned)>, ConfigError> {
+    // Checked up front so that serde's "invalid type" message, which quotes
+    // the value, can never describe a top-level secret.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ConfigError(format!("{kind} config must be a JSON object")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let scanned = de
+        .deserialize_map(ConfigVisitor { kind, mode })
+        .and_then(|s| de.end().map(|()| s))
+        .map_err(|e| ConfigError(format!("{kind} config is not valid: {e}")))?;
+    Ok(scanned)
+}
+
+struct ConfigVisitor {
+    kind: IntegrationType,
+    mode: Mode,
+}
+
+impl<'de> Visitor<'de> for ConfigVisitor {
+    type Value = Vec<(&'static Field, Scanned)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let kind = self.kind;
+        let mut out: Vec<(&'static Field, Scanned)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(f) = fields(kind).iter().find(|f| f.name == key) else {
+                if self.mode == Mode::Validate {
+                    return Err(de::Error::custom(format_args!(
+                        "unknown field '{}' (its fields are: {})",
+                        key.chars().take(64).collect::<String>().escape_debug(),
+                        names(kind, |_| true)
+                    )));
+                }
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if out.iter().any(|(s, _)| s.name == f.name) {
+                return Err(de::Error::custom(format_args!(
+                    "field '{}' appears twice",
+                    f.name
+                )));
+            }
+            let value = if f.secret {
+                let wrong = || {
+                    de::Error::custom(format_args!(
+                        "field '{}' must be a non-empty string",
+                        f.name
+                    ))
+                };
+                match self.mode {
+                    Mode::Redact => {
+                        map.next_value::<IgnoredAny>()?;
+                        Scanned::Secret(None)
+                    }
+                    Mode::Validate => {
+                        let text: Zeroizing<String> =
+                            map.next_value_seed(SecretText).map_err(|_| wrong())?;
+                        if text.trim().is_empty() {
+                            return Err(wrong());
+                        }
+                        Scanned::Secret(Some(text))
+                    }
+                }
+            } else {
+                let v: Value = map.next_value()?;
+                if self.mode == Mode::Validate {
+                    check_shape(f, &v).map_err(de::Error::custom)?;
+                }
+                Scanned::Clear(v)
+            };
+            out.push((f, value));
+        }
+        Ok(out)
+    }
+}
+
+fn check_shape(f: &Field, v: &Value) -> Result<(), String> {
+    let ok = match (f.shape, v) {
+        (_, Value::Null) => !f.required,
+        (Shape::Text | Shape::Id, Value::String(s)) => !s.trim().is_empty(),
+        (Shape::Id, Value::Number(n)) => n.is_i64(),
+        (Shape::TextList, Value::Array(items)) => items.iter().all(Value::is_string),
+        _ => false,
+    };
+    let expected = match f.shape {
+        Shape::Text => "a non-empty string",
+        Shape::Id => "a non-empty string or an integer",
+        Shape::TextList => "an array of strings",
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("field '{}' must be {expected}", f.name))
+    }
+}
+
+/// Deserializes a string straight into a zeroizing buffer.
+struct SecretText;
+
+impl<'de> DeserializeSeed<'de> for SecretText {
+    type Value = Zeroizing<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SecretText {
+    type Value = Zeroizing<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Zeroizing::new(v.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use IntegrationType::*;
+
+    fn valid(kind: IntegrationType, json: &str) -> Result<ValidConfig, ConfigError> {
+        DecryptedConfig::validate(kind, Zeroizing::new(json.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn every_type_accepts_its_required_fields_and_derives_facts() {
+        let cases: &[(IntegrationType, &str, Option<&str>, &str)] = &[
+            (
+                Slack,
+                r#"{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U1","team_name":"Vox Gateway"}"#,
+                None,
+                "Vox Gateway",
+            ),
+            (
+                Telegram,
+                r#"{"bot_token":"1:AA","bot_user_id":777,"bot_username":"VonzioBot"}"#,
+                Some("777"),
+                "@VonzioBot",
+            ),
+            (
+                Gmail,
+                r#"{"email":"a@gmail.com","refresh_token":"1//r","scopes":["gmail.readonly"]}"#,
+                None,
+                "a@gmail.com",
+            ),
+            (
+                Teller,
+                r#"{"enrollment_id":"enr_1","access_token":"test_token_1","institution_name":"PNC"}"#,
+                Some("enr_1"),
+                "PNC",
+            ),
+            (
+                Email,
+                r#"{"api_key":"re_1","from_address":"alerts@app.vonz.io","to_address":"me@x.io"}"#,
+                None,
+                "alerts@app.vonz.io",
+            ),
+            (
+                Webhook,
+                r#"{"url":"https://user:pw@Hooks.Zapier.com:443/hooks/catch/123/abc?x=1"}"#,
+                None,
+                "hooks.zapier.com",
+            ),
+        ];
+        for (kind, json, external, label) in cases {
+            let v = valid(*kind, json).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(v.external_id.as_deref(), *external, "{kind}");
+            assert_eq!(v.default_label, *label, "{kind}");
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_the_field_never_the_value() {
+        let cases: &[(IntegrationType, &str, &str)] = &[
+            (Slack, "not json SECRETVALUE", "JSON object"),
+            (Slack, r#""SECRETVALUE""#, "JSON object"),
+            (Slack, r#"{"bot_token":"SECRETVALUE""#, "not valid"),
+            (
+                Slack,
+                r#"{"bot_token":"SECRETVALUE","team_id":"T"}"#,
+                "'authed_user_id'",
+            ),
+            (
+                Gmail,
+                r#"{"email":"a@b","refresh_token":12345678}"#,
+                "'refresh_token' must be a non-empty string",
+            ),
+            (
+                Gmail,
+                r#"{"email":"a@b","refresh_token":"  "}"#,
+                "'refresh_token' must be a non-empty string",
+            ),
+            (
+                Gmail,
+                r#"{"email":"a@b","refresh_token":"SECRETVALUE","scopes":"x"}"#,
+                "'scopes' must be an array",
+            ),
+            (
+                Teller,
+                r#"{"enrollment_id":"","access_token":"SECRETVALUE","institution_name":"P"}"#,
+                "'enrollment_id' must be a non-empty string",
+            ),
+            (
+                Telegram,
+                r#"{"bot_token":"SECRETVALUE","bot_user_id":1.5,"bot_username":"b"}"#,
+                "'bot_user_id'",
+            ),
+            (
+                Email,
+                r#"{"api_key":"SECRETVALUE","from_address":"a","to_address":"b","apikey":"x"}"#,
+                "unknown field 'apikey'",
+            ),
+            (
+                Email,
+                r#"{"api_key":"SECRETVALUE","api_key":"SECRETVALUE2","from_address":"a","to_address":"b"}"#,
+                "appears twice",
+            ),
+            (Webhook, r#"{"url":"ftp://SECRETVALUE"}"#, "http(s) URL"),
+            (Webhook, r#"{"url":"https://"}"#, "http(s) URL"),
+            (Webhook, r#"{"url":"https://h.io/x"} trailing"#, "not valid"),
+        ];
+        for (kind, json, needle) in cases {
+            let err = valid(*kind, json).expect_err(json).to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+            assert!(!err.contains("SECRETVALUE"), "{json}: {err}");
+            assert!(!err.contains("12345678"), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn redacted_view_is_an_allowlist() {
+        let v = valid(
+            Telegram,
+            r#"{"bot_token":"123:SECRET","bot_user_id":"123","bot_username":"b","owner_chat_id":42}"#,
+        )
+        .unwrap();
+        let shown = v.config.redacted(Telegram).unwrap();
+        assert_eq!(
+            shown,
+            serde_json::json!({"bot_token": MASK, "bot_user_id": "123", "bot_username": "b", "owner_chat_id": 42})
+        );
+        // A stored field the allowlist does not know is never shown.
+        let legacy = DecryptedConfig::from_trusted(Zeroizing::new(
+            br#"{"url":"https://h.io/SECRET","signing_key":"SECRET2","extra":{"a":"SECRET3"}}"#
+                .to_vec(),
+        ));
+        let shown = legacy.redacted(Webhook).unwrap();
+        assert_eq!(shown, serde_json::json!({"url": MASK, "secret": null}));
+        assert_eq!(format!("{legacy:?}"), "DecryptedConfig(<redacted>)");
+    }
+}

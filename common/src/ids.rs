@@ -1,0 +1,95 @@
+//! Identifiers: generated integration ids and the rules for ids and slugs
+//! that come from the platform.
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+
+/// Fills `buf` from the operating system's random source.
+///
+/// # Panics
+/// Only when the OS has no random source at all, where nothing secure can run.
+pub fn random_bytes(buf: &mut [u8]) {
+    getrandom::getrandom(buf).expect("the operating system random source is unavailable");
+}
+
+/// `len` random URL-safe characters (6 bits of entropy each).
+pub fn random_token(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    random_bytes(&mut bytes);
+    // 256 is a multiple of 64, so masking keeps the distribution uniform.
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(b & 63) as usize] as char)
+        .collect()
+}
+
+/// A new integration id: `int_` followed by 21 random URL-safe characters.
+pub fn new_integration_id() -> String {
+    format!("int_{}", random_token(21))
+}
+
+/// Checks a user or profile id coming from the platform: 1 to 128 characters
+/// of `A-Z a-z 0-9 _ - . : @`.
+pub fn validate_ident(what: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} '{}': use 1 to 128 characters of letters, digits and _ - . : @",
+            value.escape_debug()
+        ))
+    }
+}
+
+/// Checks a profile slug: lowercase letters, digits, `_` and `-`, starting
+/// with a letter or digit, at most 64 characters (it is typed as `@slug`).
+pub fn validate_slug(value: &str) -> Result<(), String> {
+    let mut bytes = value.bytes();
+    let ok = value.len() <= 64
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid slug '{}': use lowercase letters, digits, _ and -, starting with a letter or digit, at most 64 characters",
+            value.escape_debug()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integration_ids_have_the_documented_shape_and_differ() {
+        let a = new_integration_id();
+        let b = new_integration_id();
+        assert_eq!(a.len(), 25);
+        assert!(a.starts_with("int_"));
+        assert!(a[4..].bytes().all(|c| ALPHABET.contains(&c)));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn idents_and_slugs_follow_their_rules() {
+        assert!(validate_ident("profile id", "prof_vzfin").is_ok());
+        assert!(validate_ident("user id", "user@example.com").is_ok());
+        assert!(validate_ident("profile id", "").is_err());
+        assert!(validate_ident("profile id", "a b").is_err());
+        assert!(validate_ident("profile id", &"x".repeat(129)).is_err());
+        assert!(validate_slug("vzfin").is_ok());
+        assert!(validate_slug("coding-2").is_ok());
+        assert!(validate_slug("").is_err());
+        assert!(validate_slug("-x").is_err());
+        assert!(validate_slug("VZ").is_err());
+        assert!(validate_slug("a:b").is_err());
+    }
+}

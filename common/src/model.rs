@@ -1,0 +1,200 @@
+//! The records of the store as the rest of the system sees them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of third-party account a user can connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrationType {
+    Slack,
+    Telegram,
+    Gmail,
+    Teller,
+    Email,
+    Webhook,
+}
+
+impl IntegrationType {
+    /// Every type, in display order.
+    pub const ALL: [IntegrationType; 6] = [
+        Self::Slack,
+        Self::Telegram,
+        Self::Gmail,
+        Self::Teller,
+        Self::Email,
+        Self::Webhook,
+    ];
+
+    /// The lowercase name stored in the `type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Telegram => "telegram",
+            Self::Gmail => "gmail",
+            Self::Teller => "teller",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// Telegram bots and Teller enrollments may have several rows per user;
+    /// every other type is one per user.
+    pub fn allows_many_per_user(self) -> bool {
+        matches!(self, Self::Telegram | Self::Teller)
+    }
+
+    /// Whether notifications can be delivered through this type.
+    pub fn is_channel(self) -> bool {
+        matches!(
+            self,
+            Self::Slack | Self::Telegram | Self::Email | Self::Webhook
+        )
+    }
+}
+
+impl fmt::Display for IntegrationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for IntegrationType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown integration type '{}': use one of slack, telegram, gmail, teller, email, webhook",
+                    s.escape_debug()
+                )
+            })
+    }
+}
+
+/// Which profiles of its user an integration is granted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every profile of the user.
+    All,
+    /// Only the profiles listed in `profile_ids`.
+    Agents,
+}
+
+impl Scope {
+    /// The value stored in the `scope` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Agents => "agents",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "agents" => Ok(Self::Agents),
+            _ => Err(format!(
+                "unknown scope '{}': use all or agents",
+                s.escape_debug()
+            )),
+        }
+    }
+}
+
+/// Whether the provider still honours the stored grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    /// A provider said the grant is dead: the user must reconnect.
+    NeedsReauth,
+}
+
+impl Status {
+    /// The value stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::NeedsReauth => "needs_reauth",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(Self::Active),
+            "needs_reauth" => Ok(Self::NeedsReauth),
+            _ => Err(format!("unknown status '{}'", s.escape_debug())),
+        }
+    }
+}
+
+/// An agent profile of the platform, mirrored so that scope can be checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub id: String,
+    pub user_id: String,
+    pub slug: String,
+    pub name: String,
+    pub is_default: bool,
+    pub created_at: String,
+}
+
+/// The encrypted config exactly as stored (`v1.<kid>.<nonce>.<ciphertext>`).
+/// Opaque: only [`crate::crypto::Keyring::open_config`] reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedConfig(pub(crate) String);
+
+impl SealedConfig {
+    /// The id of the key it is encrypted under, when the envelope is well formed.
+    pub fn kid(&self) -> Option<&str> {
+        let mut parts = self.0.split('.');
+        (parts.next() == Some("v1")).then(|| parts.next()).flatten()
+    }
+}
+
+impl fmt::Debug for SealedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SealedConfig(kid={:?}, {} bytes)",
+            self.kid(),
+            self.0.len()
+        )
+    }
+}
+
+/// One row of `user_integrations`: clear-text metadata and the sealed config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Integration {
+    pub id: String,
+    pub user_id: String,
+    pub kind: IntegrationType,
+    /// Telegram bot user id or Teller enrollment id; unique per type.
+    pub external_id: Option<String>,
+    pub label: String,
+    pub sealed: SealedConfig,
+    pub enabled: bool,
+    pub is_default: bool,
+    pub scope: Scope,
+    pub profile_ids: Vec<String>,
+    /// Telegram only: the profile this bot speaks for.
+    pub bound_profile_id: Option<String>,
+    pub status: Status,
+    pub created_at: String,
+    pub updated_at: String,
+}

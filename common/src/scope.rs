@@ -1,0 +1,193 @@
+//! The scope rules: what a scope change may hold, and what a grant is.
+//!
+//! Pure functions, so the rules read as one table; the store calls
+//! [`normalize`] inside every write that touches a scope, and every reader of
+//! a secret calls [`is_granted`].
+
+use std::fmt;
+
+use crate::model::{Integration, Profile, Scope};
+
+/// Why a scope change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeError {
+    /// `agents` with no profile at all.
+    NoProfiles,
+    /// A listed id is not a profile of the integration's user.
+    ProfileNotFound(String),
+}
+
+impl fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoProfiles => f.write_str(
+                "scope 'agents' needs at least one profile id (use scope 'all' to grant every profile)",
+            ),
+            Self::ProfileNotFound(id) => write!(
+                f,
+                "profile '{}' is not one of this user's profiles",
+                id.escape_debug()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ScopeError {}
+
+/// The `profile_ids` to store for a scope change: `all` clears them; `agents`
+/// needs a non-empty list of the user's own profiles, kept in order with
+/// duplicates removed.
+pub fn normalize(
+    scope: Scope,
+    requested: &[String],
+    user_profiles: &[Profile],
+) -> Result<Vec<String>, ScopeError> {
+    if scope == Scope::All {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(requested.len());
+    for id in requested {
+        if !user_profiles.iter().any(|p| &p.id == id) {
+            return Err(ScopeError::ProfileNotFound(id.clone()));
+        }
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    if ids.is_empty() {
+        return Err(ScopeError::NoProfiles);
+    }
+    Ok(ids)
+}
+
+/// Whether `integration` may be used by the running `profile`: the profile
+/// exists (`None` is a deleted or unknown profile, which grants nothing),
+/// belongs to the integration's user, the integration is enabled, and the
+/// scope is `all` or lists the profile.
+pub fn is_granted(integration: &Integration, profile: Option<&Profile>) -> bool {
+    let Some(profile) = profile else {
+        return false;
+    };
+    profile.user_id == integration.user_id
+        && integration.enabled
+        && match integration.scope {
+            Scope::All => true,
+            Scope::Agents => integration.profile_ids.contains(&profile.id),
+        }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{IntegrationType, SealedConfig, Status};
+
+    pub(crate) fn profile(id: &str, user: &str) -> Profile {
+        Profile {
+            id: id.into(),
+            user_id: user.into(),
+            slug: id.trim_start_matches("prof_").into(),
+            name: id.into(),
+            is_default: false,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    pub(crate) fn integration(
+        id: &str,
+        kind: IntegrationType,
+        scope: Scope,
+        ids: &[&str],
+    ) -> Integration {
+        Integration {
+            id: id.into(),
+            user_id: "u1".into(),
+            kind,
+            external_id: None,
+            label: id.into(),
+            sealed: SealedConfig(String::new()),
+            enabled: true,
+            is_default: false,
+            scope,
+            profile_ids: ids.iter().map(|s| s.to_string()).collect(),
+            bound_profile_id: None,
+            status: Status::Active,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    fn strings(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn normalize_follows_every_rule() {
+        let mine = [profile("prof_a", "u1"), profile("prof_b", "u1")];
+        let cases: &[(Scope, &[&str], Result<&[&str], ScopeError>)] = &[
+            (Scope::All, &[], Ok(&[])),
+            (Scope::All, &["prof_a", "prof_zzz"], Ok(&[])),
+            (Scope::Agents, &["prof_a"], Ok(&["prof_a"])),
+            (
+                Scope::Agents,
+                &["prof_b", "prof_a", "prof_b"],
+                Ok(&["prof_b", "prof_a"]),
+            ),
+            (Scope::Agents, &[], Err(ScopeError::NoProfiles)),
+            (
+                Scope::Agents,
+                &["prof_a", "prof_other_user"],
+                Err(ScopeError::ProfileNotFound("prof_other_user".into())),
+            ),
+        ];
+        for (scope, requested, expected) in cases {
+            let got = normalize(*scope, &strings(requested), &mine);
+            let expected = expected.clone().map(strings);
+            assert_eq!(got, expected, "{scope:?} {requested:?}");
+        }
+    }
+
+    #[test]
+    fn another_users_profile_is_refused_even_when_the_id_exists() {
+        let theirs = [profile("prof_x", "u2")];
+        let mine: Vec<Profile> = vec![profile("prof_a", "u1")];
+        assert!(theirs.iter().all(|p| p.user_id != "u1"));
+        assert_eq!(
+            normalize(Scope::Agents, &strings(&["prof_x"]), &mine),
+            Err(ScopeError::ProfileNotFound("prof_x".into()))
+        );
+    }
+
+    #[test]
+    fn grant_needs_enabled_scope_and_a_living_profile_of_the_same_user() {
+        let a = profile("prof_a", "u1");
+        let b = profile("prof_b", "u1");
+        let stranger = profile("prof_a", "u2");
+        let all = integration("int_all", IntegrationType::Slack, Scope::All, &[]);
+        let only_a = integration("int_a", IntegrationType::Teller, Scope::Agents, &["prof_a"]);
+        let mut disabled = all.clone();
+        disabled.enabled = false;
+        let emptied = integration("int_e", IntegrationType::Teller, Scope::Agents, &[]);
+
+        let cases: &[(&Integration, Option<&Profile>, bool)] = &[
+            (&all, Some(&a), true),
+            (&all, Some(&b), true),
+            (&all, None, false),
+            (&all, Some(&stranger), false),
+            (&only_a, Some(&a), true),
+            (&only_a, Some(&b), false),
+            (&only_a, None, false),
+            (&only_a, Some(&stranger), false),
+            (&disabled, Some(&a), false),
+            (&emptied, Some(&a), false),
+        ];
+        for (integration, profile, expected) in cases {
+            assert_eq!(
+                is_granted(integration, *profile),
+                *expected,
+                "{} for {:?}",
+                integration.id,
+                profile.map(|p| (&p.id, &p.user_id))
+            );
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The store: SQLite or PostgreSQL through sqlx, one behaviour on both.
+//!
+//! Every query is written once; [`with_pool!`] expands it for each backend.
+//! Writes that read before they write run in one transaction, opened with
+//! `BEGIN IMMEDIATE` on SQLite so that concurrent writers queue on the busy
+//! timeout instead of failing with `database is locked`.
+
+mod integrations;
+mod profiles;
+mod rotate;
+mod rows;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use integrations::NewIntegration;
+pub use profiles::NewProfile;
+pub use rotate::RotationReport;
+
+use crate::crypto::OpenError;
+use crate::scope::ScopeError;
+
+/// The store URL used when neither `INTEGRATIONS_DB` nor `--db` is given.
+pub const DEFAULT_URL: &str = "sqlite://integrations.db?mode=rwc";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// What went wrong in the store. Never carries a config or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL: use sqlite://path?mode=rwc or postgres://...")]
+    UnsupportedUrl,
+    #[error("cannot open the store: {0}")]
+    Connect(sqlx::Error),
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("store error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{what} '{id}' does not exist")]
+    NotFound { what: &'static str, id: String },
+    /// A uniqueness rule refused the write.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle on the store; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    backend: std::sync::Arc<Backend>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match *self.backend {
+            Backend::Sqlite(_) => "Store(sqlite)",
+            Backend::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+/// Expands `$body` once per backend with `$pool` bound to its pool, and
+/// optionally `$begin` to the statement that opens a write transaction.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &*$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, |$pool:ident, $begin:ident| $body:expr) => {
+        match &*$store.backend {
+            $crate::store::Backend::Sqlite($pool) => {
+                let $begin = "BEGIN IMMEDIATE";
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => {
+                let $begin = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// The store URL from `INTEGRATIONS_DB`, else [`DEFAULT_URL`].
+    pub fn url_from_env() -> String {
+        std::env::var("INTEGRATIONS_DB")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_string())
+    }
+
+    /// Opens the store at `url` (`sqlite://...` or `postgres://...`) and
+    /// brings its schema up to date. A SQLite file is created on first use
+    /// (unless the URL says `mode=ro`) and runs in WAL mode.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let idle = Duration::from_secs(30);
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Connect)?
+                .create_if_missing(!url.contains("mode=ro"))
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(idle)
+                .connect_with(options)
+                .await
+                .map_err(StoreError::Connect)?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // The URL may carry a password: the parse error is not repeated.
+            let options = PgConnectOptions::from_str(url).map_err(|_| {
+                StoreError::Connect(sqlx::Error::Configuration("malformed postgres URL".into()))
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(idle)
+                .connect_with(options)
+                .await
+                .map_err(StoreError::Connect)?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let store = Self {
+            backend: std::sync::Arc::new(backend),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations that are not applied yet.
+    ///
+    /// Several processes may open a new SQLite file at once; the loser of that
+    /// race finds the schema applied when it tries again.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = match &*self.backend {
+                Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+                Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            };
+            match result {
+                Err(_) if attempt < 3 => attempt += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match *self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The current time as stored: RFC 3339 UTC with milliseconds.
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Maps a unique-constraint violation to a [`StoreError::Conflict`] saying `message`.
+pub(crate) fn conflict_on_unique(
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(e),
+    }
+}

@@ -1,0 +1,114 @@
+//! Rows as sqlx reads them, and their conversion into the model.
+
+use crate::model::{Integration, Profile, SealedConfig};
+
+use super::StoreError;
+
+/// The columns of `user_integrations`, in [`IntegrationRow`] order.
+macro_rules! select_integrations {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, user_id, type, external_id, label, encrypted_config, enabled, is_default, \
+             scope, profile_ids, bound_profile_id, status, created_at, updated_at \
+             FROM user_integrations ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_integrations;
+
+/// The columns of `profiles`, in [`ProfileRow`] order.
+macro_rules! select_profiles {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, user_id, slug, name, is_default, created_at FROM profiles ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_profiles;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IntegrationRow {
+    id: String,
+    user_id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    external_id: Option<String>,
+    label: String,
+    encrypted_config: String,
+    enabled: bool,
+    is_default: bool,
+    scope: String,
+    profile_ids: String,
+    bound_profile_id: Option<String>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<IntegrationRow> for Integration {
+    type Error = StoreError;
+
+    fn try_from(row: IntegrationRow) -> Result<Self, StoreError> {
+        let corrupt = |column: &str| {
+            StoreError::Invalid(format!(
+                "integration {} has an unreadable {column} column",
+                row.id
+            ))
+        };
+        Ok(Integration {
+            kind: row.kind.parse().map_err(|_| corrupt("type"))?,
+            scope: row.scope.parse().map_err(|_| corrupt("scope"))?,
+            status: row.status.parse().map_err(|_| corrupt("status"))?,
+            profile_ids: serde_json::from_str(&row.profile_ids)
+                .map_err(|_| corrupt("profile_ids"))?,
+            id: row.id,
+            user_id: row.user_id,
+            external_id: row.external_id,
+            label: row.label,
+            sealed: SealedConfig(row.encrypted_config),
+            enabled: row.enabled,
+            is_default: row.is_default,
+            bound_profile_id: row.bound_profile_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+pub(crate) fn integrations(rows: Vec<IntegrationRow>) -> Result<Vec<Integration>, StoreError> {
+    rows.into_iter().map(Integration::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProfileRow {
+    id: String,
+    user_id: String,
+    slug: String,
+    name: String,
+    is_default: bool,
+    created_at: String,
+}
+
+impl From<ProfileRow> for Profile {
+    fn from(row: ProfileRow) -> Self {
+        Profile {
+            id: row.id,
+            user_id: row.user_id,
+            slug: row.slug,
+            name: row.name,
+            is_default: row.is_default,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub(crate) fn profiles(rows: Vec<ProfileRow>) -> Vec<Profile> {
+    rows.into_iter().map(Profile::from).collect()
+}
+
+/// `profile_ids` as stored: a JSON array of strings.
+pub(crate) fn profile_ids_json(ids: &[String]) -> String {
+    serde_json::to_string(ids).expect("a list of strings serializes")
+}
