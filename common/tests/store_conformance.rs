@@ -1,0 +1,588 @@
+//! One behaviour on both backends: every test here runs against a fresh
+//! SQLite file, and against a fresh PostgreSQL database when
+//! `INTEGRATIONS_TEST_POSTGRES` holds a server URL (CI sets it).
+
+use common::config::{DecryptedConfig, ValidConfig};
+use common::crypto::{Keyring, OpenError};
+use common::model::{Integration, IntegrationType, Scope};
+use common::scope::{ScopeError, is_granted};
+use common::store::{NewIntegration, NewProfile, Store, StoreError};
+use zeroize::Zeroizing;
+
+/// A store on one backend, and what to clean up after it.
+struct Backend {
+    name: &'static str,
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg_cleanup: Option<(String, String)>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("store.db").display()
+    );
+    let mut out = vec![Backend {
+        name: "sqlite",
+        store: Store::connect(&url).await.unwrap(),
+        _dir: Some(dir),
+        pg_cleanup: None,
+    }];
+    match std::env::var("INTEGRATIONS_TEST_POSTGRES") {
+        Ok(admin) if !admin.is_empty() => {
+            let db = format!(
+                "itest_{}",
+                common::ids::random_token(12)
+                    .to_lowercase()
+                    .replace('-', "_")
+            );
+            admin_exec(&admin, &format!("CREATE DATABASE \"{db}\"")).await;
+            out.push(Backend {
+                name: "postgres",
+                store: Store::connect(&with_database(&admin, &db)).await.unwrap(),
+                _dir: None,
+                pg_cleanup: Some((admin, db)),
+            });
+        }
+        _ => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+    out
+}
+
+async fn cleanup(backends: Vec<Backend>) {
+    for b in backends {
+        drop(b.store);
+        if let Some((admin, db)) = b.pg_cleanup {
+            admin_exec(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+async fn admin_exec(admin: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("INTEGRATIONS_TEST_POSTGRES is set but PostgreSQL is unreachable");
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("a postgres URL names a database");
+    format!("{server}/{db}{query}")
+}
+
+fn keyring() -> Keyring {
+    Keyring::parse(&Keyring::generate_entry()).unwrap()
+}
+
+fn config(kind: IntegrationType, json: &str) -> ValidConfig {
+    DecryptedConfig::validate(kind, Zeroizing::new(json.as_bytes().to_vec())).unwrap()
+}
+
+fn teller(enrollment: &str, bank: &str) -> ValidConfig {
+    config(
+        IntegrationType::Teller,
+        &format!(
+            r#"{{"enrollment_id":"{enrollment}","access_token":"test_token_{enrollment}","institution_name":"{bank}"}}"#
+        ),
+    )
+}
+
+fn gmail() -> ValidConfig {
+    config(
+        IntegrationType::Gmail,
+        r#"{"email":"a@gmail.com","refresh_token":"1//rt"}"#,
+    )
+}
+
+fn new(user: &str, kind: IntegrationType) -> NewIntegration {
+    NewIntegration {
+        user_id: user.into(),
+        kind,
+        label: None,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+    }
+}
+
+fn scoped(user: &str, kind: IntegrationType, ids: &[&str]) -> NewIntegration {
+    NewIntegration {
+        scope: Scope::Agents,
+        profile_ids: ids.iter().map(|s| s.to_string()).collect(),
+        ..new(user, kind)
+    }
+}
+
+async fn profile(store: &Store, user: &str, id: &str, slug: &str) {
+    store
+        .add_profile(&NewProfile {
+            id: id.into(),
+            user_id: user.into(),
+            slug: slug.into(),
+            name: None,
+            is_default: false,
+        })
+        .await
+        .unwrap();
+}
+
+async fn ids_of(store: &Store, user: &str) -> Vec<String> {
+    store
+        .integrations(user, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_round_trip_and_configs_open_only_with_the_keyring() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        let created = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_vzfin"]),
+                &teller("enr_pnc", "PNC"),
+            )
+            .await
+            .unwrap();
+        let read = s.integration(&created.id).await.unwrap().unwrap();
+        assert_eq!(read, created, "{}", b.name);
+        assert_eq!(read.label, "PNC");
+        assert_eq!(read.external_id.as_deref(), Some("enr_pnc"));
+        assert_eq!(read.profile_ids, vec!["prof_vzfin"]);
+        let shown = k.open_config(&read).unwrap().redacted(read.kind).unwrap();
+        assert_eq!(shown["enrollment_id"], "enr_pnc");
+        assert_eq!(shown["access_token"], common::config::MASK);
+        assert!(matches!(
+            keyring().open_config(&read),
+            Err(OpenError::UnknownKey { .. })
+        ));
+        assert_eq!(
+            s.integrations("u1", Some(IntegrationType::Gmail))
+                .await
+                .unwrap(),
+            vec![]
+        );
+        assert_eq!(s.integrations("u2", None).await.unwrap(), vec![]);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn uniqueness_rules_refuse_and_write_nothing() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        s.add_integration(&k, &new("u1", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap();
+        let err = s
+            .add_integration(&k, &new("u1", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("already has a gmail")),
+            "{}: {err}",
+            b.name
+        );
+        // Another user may have their own.
+        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap();
+        // Several teller enrollments per user, but each enrollment once.
+        s.add_integration(
+            &k,
+            &new("u1", IntegrationType::Teller),
+            &teller("enr_1", "PNC"),
+        )
+        .await
+        .unwrap();
+        s.add_integration(
+            &k,
+            &new("u1", IntegrationType::Teller),
+            &teller("enr_2", "Chase"),
+        )
+        .await
+        .unwrap();
+        let err = s
+            .add_integration(
+                &k,
+                &new("u2", IntegrationType::Teller),
+                &teller("enr_1", "PNC"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        assert_eq!(ids_of(s, "u1").await.len(), 3);
+        assert_eq!(ids_of(s, "u2").await.len(), 1);
+        assert_eq!(s.integration_count().await.unwrap(), 4);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn scope_changes_follow_the_rules_and_refusals_change_nothing() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        profile(s, "u2", "prof_x", "x").await;
+        let i = s
+            .add_integration(
+                &k,
+                &new("u1", IntegrationType::Teller),
+                &teller("enr_s", "PNC"),
+            )
+            .await
+            .unwrap();
+
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let changed = s
+            .set_scope(&i.id, Scope::Agents, &ids(&["prof_b", "prof_a", "prof_b"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            changed.profile_ids,
+            ids(&["prof_b", "prof_a"]),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.integration(&i.id).await.unwrap().unwrap().profile_ids,
+            ids(&["prof_b", "prof_a"])
+        );
+
+        for (bad, expected) in [
+            (
+                ids(&["prof_a", "prof_x"]),
+                ScopeError::ProfileNotFound("prof_x".into()),
+            ),
+            (
+                ids(&["prof_nope"]),
+                ScopeError::ProfileNotFound("prof_nope".into()),
+            ),
+            (vec![], ScopeError::NoProfiles),
+        ] {
+            let err = s.set_scope(&i.id, Scope::Agents, &bad).await.unwrap_err();
+            assert!(
+                matches!(err, StoreError::Scope(ref e) if *e == expected),
+                "{}: {err}",
+                b.name
+            );
+            let still = s.integration(&i.id).await.unwrap().unwrap();
+            assert_eq!(
+                (still.scope, still.profile_ids),
+                (Scope::Agents, ids(&["prof_b", "prof_a"]))
+            );
+        }
+        let err = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_x"]),
+                &teller("enr_t", "Chase"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Scope(_)), "{err}");
+        assert_eq!(ids_of(s, "u1").await.len(), 1);
+
+        let all = s
+            .set_scope(&i.id, Scope::All, &ids(&["prof_a"]))
+            .await
+            .unwrap();
+        assert_eq!((all.scope, all.profile_ids.len()), (Scope::All, 0));
+        let err = s
+            .set_scope("int_missing", Scope::All, &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn removing_a_profile_strips_it_and_an_emptied_scope_grants_nothing() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        let only_a = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_a"]),
+                &teller("enr_a", "PNC"),
+            )
+            .await
+            .unwrap();
+        let both = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_a", "prof_b"]),
+                &teller("enr_ab", "Chase"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.remove_profile("u1", "prof_a").await.unwrap(),
+            2,
+            "{}",
+            b.name
+        );
+        let only_a = s.integration(&only_a.id).await.unwrap().unwrap();
+        let both = s.integration(&both.id).await.unwrap().unwrap();
+        assert_eq!(only_a.profile_ids, Vec::<String>::new());
+        assert_eq!(both.profile_ids, vec!["prof_b"]);
+        let prof_b = s.profile("prof_b").await.unwrap();
+        assert!(!is_granted(&only_a, prof_b.as_ref()));
+        assert!(is_granted(&both, prof_b.as_ref()));
+        // The deleted profile grants nothing, whatever it was granted before.
+        assert!(!is_granted(
+            &both,
+            s.profile("prof_a").await.unwrap().as_ref()
+        ));
+        assert!(matches!(
+            s.remove_profile("u1", "prof_a").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            s.remove_profile("u2", "prof_b").await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn profile_ids_and_slugs_are_unique() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        profile(s, "u1", "prof_a", "a").await;
+        for (id, user, slug) in [("prof_a", "u2", "z"), ("prof_c", "u1", "a")] {
+            let err = s
+                .add_profile(&NewProfile {
+                    id: id.into(),
+                    user_id: user.into(),
+                    slug: slug.into(),
+                    name: None,
+                    is_default: false,
+                })
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        }
+        profile(s, "u2", "prof_b", "a").await;
+        let first_default = NewProfile {
+            id: "prof_d1".into(),
+            user_id: "u1".into(),
+            slug: "d1".into(),
+            name: Some("D1".into()),
+            is_default: true,
+        };
+        s.add_profile(&first_default).await.unwrap();
+        s.add_profile(&NewProfile {
+            id: "prof_d2".into(),
+            slug: "d2".into(),
+            ..first_default.clone()
+        })
+        .await
+        .unwrap();
+        let defaults: Vec<String> = s
+            .profiles("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.is_default)
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(defaults, vec!["prof_d2"]);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn default_enable_disable_and_delete() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let mut first = new("u1", IntegrationType::Teller);
+        first.is_default = true;
+        let a = s
+            .add_integration(&k, &first, &teller("enr_1", "PNC"))
+            .await
+            .unwrap();
+        let c = s
+            .add_integration(
+                &k,
+                &new("u1", IntegrationType::Teller),
+                &teller("enr_2", "Chase"),
+            )
+            .await
+            .unwrap();
+        let other = s
+            .add_integration(&k, &first.clone_for("u2"), &teller("enr_3", "NFCU"))
+            .await
+            .unwrap();
+        s.set_default(&c.id).await.unwrap();
+        let defaults: Vec<(String, bool)> = s
+            .integrations("u1", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.id, i.is_default))
+            .collect();
+        assert_eq!(
+            defaults,
+            vec![(a.id.clone(), false), (c.id.clone(), true)],
+            "{}",
+            b.name
+        );
+        assert!(
+            s.integration(&other.id).await.unwrap().unwrap().is_default,
+            "another user's default is theirs"
+        );
+
+        s.set_enabled(&a.id, false).await.unwrap();
+        assert!(!s.integration(&a.id).await.unwrap().unwrap().enabled);
+        s.set_enabled(&a.id, true).await.unwrap();
+        assert!(s.integration(&a.id).await.unwrap().unwrap().enabled);
+        s.delete_integration(&a.id).await.unwrap();
+        assert_eq!(s.integration(&a.id).await.unwrap(), None);
+        for err in [
+            s.delete_integration(&a.id).await.unwrap_err(),
+            s.set_enabled(&a.id, true).await.unwrap_err(),
+            s.set_default(&a.id).await.unwrap_err(),
+        ] {
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        }
+    }
+    cleanup(backends).await;
+}
+
+trait CloneFor {
+    fn clone_for(&self, user: &str) -> Self;
+}
+
+impl CloneFor for NewIntegration {
+    fn clone_for(&self, user: &str) -> Self {
+        NewIntegration {
+            user_id: user.into(),
+            ..self.clone()
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotation_reseals_every_row_under_the_first_key_and_reports_what_it_cannot_open() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let old_entry = Keyring::generate_entry();
+        let old = Keyring::parse(&old_entry).unwrap();
+        let mut rows: Vec<Integration> = Vec::new();
+        for n in 0..300 {
+            let user = format!("u{}", n % 7);
+            rows.push(
+                s.add_integration(
+                    &old,
+                    &new(&user, IntegrationType::Teller),
+                    &teller(&format!("enr_{n}"), "PNC"),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let stray = keyring();
+        let lost = s
+            .add_integration(&stray, &new("u9", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap();
+
+        let new_entry = Keyring::generate_entry();
+        let both = Keyring::parse(&format!("{},{}", *new_entry, *old_entry)).unwrap();
+        let mut seen = 0;
+        let report = s.rotate_keys(&both, |n| seen = n).await.unwrap();
+        assert_eq!(
+            (report.total, report.rotated, seen),
+            (301, 300, 301),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            report.failed,
+            vec![OpenError::UnknownKey {
+                id: lost.id.clone(),
+                kid: stray.primary_kid().into()
+            }]
+        );
+
+        let only_new = Keyring::parse(&new_entry).unwrap();
+        for row in &rows {
+            let current = s.integration(&row.id).await.unwrap().unwrap();
+            assert_eq!(current.sealed.kid(), Some(only_new.primary_kid()));
+            only_new.open_config(&current).unwrap();
+        }
+        // Running it again has nothing left to do.
+        let again = s.rotate_keys(&both, |_| {}).await.unwrap();
+        assert_eq!(
+            (again.total, again.rotated, again.failed.len()),
+            (301, 0, 1)
+        );
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_nothing() {
+    let backends = backends().await;
+    for b in &backends {
+        let k = std::sync::Arc::new(keyring());
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let (s, k) = (b.store.clone(), k.clone());
+                tokio::spawn(async move {
+                    for n in 0..10 {
+                        s.add_integration(
+                            &k,
+                            &new("u1", IntegrationType::Teller),
+                            &teller(&format!("enr_{t}_{n}"), "PNC"),
+                        )
+                        .await
+                        .unwrap();
+                        s.integrations("u1", None).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(ids_of(&b.store, "u1").await.len(), 160, "{}", b.name);
+    }
+    cleanup(backends).await;
+}
