@@ -57,7 +57,7 @@ impl IntegrationType {
 
 impl fmt::Display for IntegrationType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

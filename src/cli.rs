@@ -1,0 +1,99 @@
+//! The command line, as DESIGN.md spells it.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::keys::KeysCommand;
+use crate::profiles::ProfilesCommand;
+
+/// Manage the encrypted, per-profile-scoped integrations store.
+#[derive(Parser)]
+#[command(name = "integrations", version)]
+pub struct Cli {
+    /// Store URL: sqlite://path?mode=rwc or postgres://... [env: INTEGRATIONS_DB]
+    #[arg(long, global = true)]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Bring the store's schema up to date.
+    Migrate,
+    /// Mirror the platform's agent profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Keyring entries and key rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    #[command(flatten)]
+    Integration(IntegrationCommand),
+}
+
+#[derive(Subcommand)]
+pub enum IntegrationCommand {
+    /// Connect an integration; reads its config JSON from stdin or a file and prints the new id.
+    Add(AddArgs),
+    /// List a user's integrations, secrets redacted.
+    List {
+        #[arg(long)]
+        user: String,
+        /// Only this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one integration, secrets redacted.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant an integration to every profile of its user, or only to some.
+    Scope(ScopeArgs),
+    /// Make an integration its user's default, clearing the user's other defaults.
+    Default { id: String },
+    /// Enable an integration.
+    Enable { id: String },
+    /// Disable an integration; it grants nothing until enabled again.
+    Disable { id: String },
+    /// Delete an integration.
+    Rm { id: String },
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// slack, telegram, gmail, teller, email or webhook.
+    #[arg(value_name = "TYPE")]
+    pub kind: String,
+    #[arg(long)]
+    pub user: String,
+    /// `-` reads the config JSON from stdin, `@path` from a file; never the JSON itself.
+    #[arg(long, value_name = "-|@FILE")]
+    pub config: String,
+    /// Display name; defaults to one derived from the config.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Make it the user's default.
+    #[arg(long)]
+    pub default: bool,
+    /// Grant it only to these profiles (comma-separated); default: every profile.
+    #[arg(long, value_delimiter = ',', value_name = "P1,P2")]
+    pub agents: Option<Vec<String>>,
+    /// Telegram only: the profile this bot speaks for.
+    #[arg(long, value_name = "PROFILE")]
+    pub bound_profile: Option<String>,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["all", "agents"])))]
+pub struct ScopeArgs {
+    pub id: String,
+    /// Every profile of the user.
+    #[arg(long)]
+    pub all: bool,
+    /// Only these profiles (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "P1,P2")]
+    pub agents: Option<Vec<String>>,
+}
