@@ -123,7 +123,8 @@ pub(crate) mod tests {
     #[test]
     fn normalize_follows_every_rule() {
         let mine = [profile("prof_a", "u1"), profile("prof_b", "u1")];
-        let cases: &[(Scope, &[&str], Result<&[&str], ScopeError>)] = &[
+        type Case<'a> = (Scope, &'a [&'a str], Result<&'a [&'a str], ScopeError>);
+        let cases: &[Case] = &[
             (Scope::All, &[], Ok(&[])),
             (Scope::All, &["prof_a", "prof_zzz"], Ok(&[])),
             (Scope::Agents, &["prof_a"], Ok(&["prof_a"])),
