@@ -156,10 +156,15 @@ pub struct Profile {
 
 /// The encrypted config exactly as stored (`v1.<kid>.<nonce>.<ciphertext>`).
 /// Opaque: only [`crate::crypto::Keyring::open_config`] reads it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SealedConfig(pub(crate) String);
 
 impl SealedConfig {
+    /// The envelope as stored (ciphertext; safe to copy, useless without a key).
+    pub fn as_stored(&self) -> &str {
+        &self.0
+    }
+
     /// The id of the key it is encrypted under, when the envelope is well formed.
     pub fn kid(&self) -> Option<&str> {
         let mut parts = self.0.split('.');

@@ -1,5 +1,5 @@
 -- The integrations store (PostgreSQL). Timestamps are RFC 3339 UTC text with
--- milliseconds, so they sort as text; profile_ids is a JSON array.
+-- microseconds, so they sort as text; profile_ids is a JSON array.
 
 CREATE TABLE profiles (
     id          TEXT PRIMARY KEY,

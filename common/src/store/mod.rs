@@ -178,9 +178,10 @@ impl Store {
     }
 }
 
-/// The current time as stored: RFC 3339 UTC with milliseconds.
+/// The current time as stored: RFC 3339 UTC with microseconds, so that rows
+/// written one after another sort in the order they were written.
 pub(crate) fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 /// Maps a unique-constraint violation to a [`StoreError::Conflict`] saying `message`.

@@ -1,0 +1,27 @@
+//! The resolver: for a user and a running profile, which MCP servers the
+//! platform spawns (command, args, environment), which tools the agent may
+//! call, which notification channels it may use, and which inbound chat
+//! surfaces route to it. Also where an inbound message goes.
+//!
+//! It reads clear-text metadata only and never holds a keyring: secrets reach
+//! the sidecars by reference (`INTEGRATIONS_KEYS_FILE` or a `${VAR}`
+//! placeholder the agent runtime expands).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use resolver::{PlanRequest, SidecarEnv, plan};
+//! let store = common::store::Store::connect("sqlite://integrations.db?mode=rwc").await?;
+//! let env = SidecarEnv::from_process("sqlite://integrations.db?mode=rwc");
+//! let request = PlanRequest { user_id: "u1", profile_id: "prof_vzfin", session_id: None, bin_dir: "/usr/local/bin".as_ref() };
+//! let plan = plan(&store, &env, &request).await?;
+//! println!("{}", serde_json::to_string_pretty(&plan.claude_code())?);
+//! # Ok(()) }
+//! ```
+
+mod env;
+mod plan;
+mod route;
+
+pub use env::SidecarEnv;
+pub use plan::{InboundSurface, Plan, PlanRequest, ResolveError, Routing, ServerSpec, plan};
+pub use route::{Route, RouteError, route};
