@@ -109,10 +109,12 @@ pub fn channel_string(integration: &Integration) -> String {
 /// Chooses the integration for `request` among `candidates` (the user's
 /// integrations, oldest first), considering only those granted to `profile`.
 ///
+/// A Telegram bot bound to another profile speaks for that profile: it is
+/// never chosen by default or by a bare `telegram`, only when named.
+///
 /// - Default: the user's default channel, else the first granted one.
 /// - A bare type: the default of that type, else the oldest; for Telegram the
-///   bot bound to the running profile first, then unbound bots (a bot bound to
-///   another profile speaks for that profile and is never chosen).
+///   bot bound to the running profile first, then unbound bots.
 /// - `<type>:<id>`: that integration, if it is of that type and granted.
 pub fn select<'a>(
     request: &ChannelRequest,
@@ -126,35 +128,30 @@ pub fn select<'a>(
     if granted.is_empty() {
         return Err(ChannelError::NoneGranted);
     }
-    let not_available = || ChannelError::NotAvailable(request.to_string());
+    let running = profile.map(|p| p.id.as_str());
+    let bound_here =
+        |i: &Integration| i.bound_profile_id.is_some() && i.bound_profile_id.as_deref() == running;
+    let speaks_for_us = |i: &&Integration| i.bound_profile_id.is_none() || bound_here(i);
     let default_first = |of: Vec<&'a Integration>| -> Option<&'a Integration> {
         of.iter().find(|i| i.is_default).or(of.first()).copied()
     };
-    match request {
-        ChannelRequest::Default => default_first(granted).ok_or_else(not_available),
-        ChannelRequest::Integration(kind, id) => granted
-            .into_iter()
-            .find(|i| i.kind == *kind && &i.id == id)
-            .ok_or_else(not_available),
-        ChannelRequest::Type(IntegrationType::Telegram) => {
-            let running = profile.map(|p| p.id.as_str());
-            let bots = granted
-                .into_iter()
-                .filter(|i| i.kind == IntegrationType::Telegram);
-            let (bound_here, unbound): (Vec<_>, Vec<_>) = bots
-                .filter(|i| {
-                    i.bound_profile_id.is_none() || i.bound_profile_id.as_deref() == running
-                })
-                .partition(|i| i.bound_profile_id.is_some());
-            default_first(bound_here)
-                .or_else(|| default_first(unbound))
-                .ok_or_else(not_available)
+    let found = match request {
+        ChannelRequest::Default => {
+            default_first(granted.into_iter().filter(speaks_for_us).collect())
+        }
+        ChannelRequest::Integration(kind, id) => {
+            granted.into_iter().find(|i| i.kind == *kind && &i.id == id)
         }
         ChannelRequest::Type(kind) => {
-            default_first(granted.into_iter().filter(|i| i.kind == *kind).collect())
-                .ok_or_else(not_available)
+            let (here, others): (Vec<_>, Vec<_>) = granted
+                .into_iter()
+                .filter(|i| i.kind == *kind)
+                .filter(speaks_for_us)
+                .partition(|i| bound_here(i));
+            default_first(here).or_else(|| default_first(others))
         }
-    }
+    };
+    found.ok_or_else(|| ChannelError::NotAvailable(request.to_string()))
 }
 
 #[cfg(test)]
@@ -280,6 +277,46 @@ mod tests {
         ];
         let got = select(&ChannelRequest::Default, &all, Some(&p)).unwrap();
         assert_eq!(got.id, "int_hook");
+    }
+
+    #[test]
+    fn the_default_must_be_granted_and_a_bare_type_prefers_its_default() {
+        let coding = profile("prof_coding", "u1");
+        let mut fin_slack = integration("int_fin_slack", Slack, Scope::Agents, &["prof_vzfin"]);
+        fin_slack.is_default = true;
+        let hook = integration("int_hook", Webhook, Scope::All, &[]);
+        let bot_elsewhere = bot("int_finbot", Some("prof_vzfin"), Scope::All, &[]);
+        let old_email = integration("int_email_old", Email, Scope::All, &[]);
+        let mut new_email = integration("int_email_new", Email, Scope::All, &[]);
+        new_email.is_default = true;
+        let mut all = vec![bot_elsewhere, fin_slack, hook, old_email];
+        // The user's default is not granted to coding; a bot bound to the finance
+        // profile is granted but speaks for it; so the first granted channel wins.
+        assert_eq!(
+            select(&ChannelRequest::Default, &all, Some(&coding))
+                .unwrap()
+                .id,
+            "int_hook"
+        );
+        assert_eq!(
+            select(&ChannelRequest::Type(Email), &all, Some(&coding))
+                .unwrap()
+                .id,
+            "int_email_old"
+        );
+        all.push(new_email);
+        assert_eq!(
+            select(&ChannelRequest::Type(Email), &all, Some(&coding))
+                .unwrap()
+                .id,
+            "int_email_new"
+        );
+        assert_eq!(
+            select(&ChannelRequest::Default, &all, Some(&coding))
+                .unwrap()
+                .id,
+            "int_email_new"
+        );
     }
 
     #[test]

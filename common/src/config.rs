@@ -184,7 +184,7 @@ impl DecryptedConfig {
     }
 
     /// The allowlisted view of this config: non-secret fields as stored,
-    /// secret fields as [`MASK`] (or `null` when unset), nothing else.
+    /// secret fields that are set as [`MASK`], nothing else.
     pub fn redacted(&self, kind: IntegrationType) -> Result<Value, ConfigError> {
         let scanned = scan(kind, &self.json, Mode::Redact)?;
         let mut out = Map::new();
@@ -196,9 +196,6 @@ impl DecryptedConfig {
                 }
                 (Some(_), true) => {
                     out.insert(f.name.into(), Value::String(MASK.into()));
-                }
-                (None, true) => {
-                    out.insert(f.name.into(), Value::Null);
                 }
                 _ => {}
             }
@@ -218,7 +215,7 @@ fn names(kind: IntegrationType, which: impl Fn(&Field) -> bool) -> String {
 
 fn id_text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.trim().to_string(),
         other => other.to_string(),
     }
 }
@@ -408,6 +405,12 @@ mod tests {
                 "@VonzioBot",
             ),
             (
+                Telegram,
+                r#"{"bot_token":"1:AA","bot_user_id":" 778 ","bot_username":"@VZFinance_bot"}"#,
+                Some("778"),
+                "@VZFinance_bot",
+            ),
+            (
                 Gmail,
                 r#"{"email":"a@gmail.com","refresh_token":"1//r","scopes":["gmail.readonly"]}"#,
                 None,
@@ -515,7 +518,7 @@ mod tests {
                 .to_vec(),
         ));
         let shown = legacy.redacted(Webhook).unwrap();
-        assert_eq!(shown, serde_json::json!({"url": MASK, "secret": null}));
+        assert_eq!(shown, serde_json::json!({"url": MASK}));
         assert_eq!(format!("{legacy:?}"), "DecryptedConfig(<redacted>)");
     }
 }

@@ -148,17 +148,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn another_users_profile_is_refused_even_when_the_id_exists() {
-        let theirs = [profile("prof_x", "u2")];
-        let mine: Vec<Profile> = vec![profile("prof_a", "u1")];
-        assert!(theirs.iter().all(|p| p.user_id != "u1"));
-        assert_eq!(
-            normalize(Scope::Agents, &strings(&["prof_x"]), &mine),
-            Err(ScopeError::ProfileNotFound("prof_x".into()))
-        );
-    }
-
-    #[test]
     fn grant_needs_enabled_scope_and_a_living_profile_of_the_same_user() {
         let a = profile("prof_a", "u1");
         let b = profile("prof_b", "u1");

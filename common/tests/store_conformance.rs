@@ -424,28 +424,37 @@ async fn profile_ids_and_slugs_are_unique() {
     cleanup(backends).await;
 }
 
+fn bot(n: u32) -> ValidConfig {
+    config(
+        IntegrationType::Telegram,
+        &format!(r#"{{"bot_token":"{n}:AA","bot_user_id":{n},"bot_username":"bot{n}"}}"#),
+    )
+}
+
 #[tokio::test]
 async fn default_enable_disable_and_delete() {
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
         let k = keyring();
-        let mut first = new("u1", IntegrationType::Teller);
-        first.is_default = true;
-        let a = s
-            .add_integration(&k, &first, &teller("enr_1", "PNC"))
-            .await
-            .unwrap();
+        let first = NewIntegration {
+            is_default: true,
+            ..new("u1", IntegrationType::Telegram)
+        };
+        let a = s.add_integration(&k, &first, &bot(1)).await.unwrap();
         let c = s
-            .add_integration(
-                &k,
-                &new("u1", IntegrationType::Teller),
-                &teller("enr_2", "Chase"),
-            )
+            .add_integration(&k, &new("u1", IntegrationType::Telegram), &bot(2))
             .await
             .unwrap();
         let other = s
-            .add_integration(&k, &first.clone_for("u2"), &teller("enr_3", "NFCU"))
+            .add_integration(
+                &k,
+                &NewIntegration {
+                    user_id: "u2".into(),
+                    ..first.clone()
+                },
+                &bot(3),
+            )
             .await
             .unwrap();
         s.set_default(&c.id).await.unwrap();
@@ -467,6 +476,32 @@ async fn default_enable_disable_and_delete() {
             "another user's default is theirs"
         );
 
+        let bank = s
+            .add_integration(
+                &k,
+                &new("u1", IntegrationType::Teller),
+                &teller("enr_1", "PNC"),
+            )
+            .await
+            .unwrap();
+        let err = s.set_default(&bank.id).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid(ref m) if m.contains("cannot be the default")),
+            "{err}"
+        );
+        let err = s
+            .add_integration(
+                &k,
+                &NewIntegration {
+                    is_default: true,
+                    ..new("u1", IntegrationType::Teller)
+                },
+                &teller("enr_2", "Chase"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+
         s.set_enabled(&a.id, false).await.unwrap();
         assert!(!s.integration(&a.id).await.unwrap().unwrap().enabled);
         s.set_enabled(&a.id, true).await.unwrap();
@@ -484,17 +519,84 @@ async fn default_enable_disable_and_delete() {
     cleanup(backends).await;
 }
 
-trait CloneFor {
-    fn clone_for(&self, user: &str) -> Self;
-}
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_of_one_user_leave_one_default_and_no_deleted_profile_in_scope() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let mut bots = Vec::new();
+        for n in 0..6 {
+            bots.push(
+                s.add_integration(&k, &new("u1", IntegrationType::Telegram), &bot(n))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        for round in 0..10 {
+            let racers: Vec<_> = bots
+                .iter()
+                .map(|id| {
+                    let (s, id) = (s.clone(), id.clone());
+                    tokio::spawn(async move { s.set_default(&id).await.unwrap() })
+                })
+                .collect();
+            for r in racers {
+                r.await.unwrap();
+            }
+            let defaults = s
+                .integrations("u1", None)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|i| i.is_default)
+                .count();
+            assert_eq!(defaults, 1, "{} round {round}", b.name);
+        }
 
-impl CloneFor for NewIntegration {
-    fn clone_for(&self, user: &str) -> Self {
-        NewIntegration {
-            user_id: user.into(),
-            ..self.clone()
+        let mut banks = Vec::new();
+        for n in 0..4 {
+            let config = teller(&format!("enr_race_{n}"), "PNC");
+            let row = s
+                .add_integration(&k, &new("u1", IntegrationType::Teller), &config)
+                .await
+                .unwrap();
+            banks.push(row.id);
+        }
+        for round in 0..8 {
+            let (gone, kept) = (format!("prof_a{round}"), format!("prof_b{round}"));
+            profile(s, "u1", &gone, &format!("a{round}")).await;
+            profile(s, "u1", &kept, &format!("b{round}")).await;
+            let mut racers: Vec<tokio::task::JoinHandle<()>> = banks
+                .iter()
+                .map(|id| {
+                    let (s, id, ids) = (s.clone(), id.clone(), vec![gone.clone(), kept.clone()]);
+                    tokio::spawn(async move {
+                        // Refused once the profile is gone: that is the point.
+                        let _ = s.set_scope(&id, Scope::Agents, &ids).await;
+                    })
+                })
+                .collect();
+            let (s2, gone2) = (s.clone(), gone.clone());
+            racers.push(tokio::spawn(async move {
+                s2.remove_profile("u1", &gone2).await.unwrap();
+            }));
+            for r in racers {
+                r.await.unwrap();
+            }
+            for id in &banks {
+                let row = s.integration(id).await.unwrap().unwrap();
+                assert!(
+                    !row.profile_ids.contains(&gone),
+                    "{} round {round}: {:?}",
+                    b.name,
+                    row.profile_ids
+                );
+            }
         }
     }
+    cleanup(backends).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ CREATE TABLE profiles (
     created_at  TEXT NOT NULL,
     UNIQUE (user_id, slug)
 );
+CREATE UNIQUE INDEX profiles_one_default ON profiles (user_id) WHERE is_default;
 
 CREATE TABLE user_integrations (
     id               TEXT PRIMARY KEY,
@@ -32,6 +33,7 @@ CREATE UNIQUE INDEX user_integrations_external ON user_integrations (type, exter
     WHERE external_id IS NOT NULL;
 CREATE UNIQUE INDEX user_integrations_one_per_user ON user_integrations (user_id, type)
     WHERE type IN ('slack', 'gmail', 'email', 'webhook');
+CREATE UNIQUE INDEX user_integrations_one_default ON user_integrations (user_id) WHERE is_default;
 
 CREATE TABLE notification_log (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

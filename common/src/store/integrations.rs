@@ -10,7 +10,7 @@ use super::rows::{
     IntegrationRow, ProfileRow, integrations, profile_ids_json, profiles, select_integrations,
     select_profiles,
 };
-use super::{Store, StoreError, conflict_on_unique, now, with_pool};
+use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 /// An integration to create; its config is validated and sealed separately.
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ impl Store {
                 "only a telegram bot can be bound to a profile".into(),
             ));
         }
+        if new.is_default {
+            check_can_be_default(new.kind)?;
+        }
         let label: String = new
             .label
             .as_deref()
@@ -81,18 +84,19 @@ impl Store {
                 }
             )
         };
-        let profile_ids = with_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
+        let profile_ids = with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, &new.user_id).await?;
             let rows: Vec<ProfileRow> = sqlx::query_as(select_profiles!("WHERE user_id = $1"))
                 .bind(&new.user_id)
                 .fetch_all(&mut *tx)
                 .await?;
             let user_profiles = profiles(rows);
             let profile_ids = scope::normalize(new.scope, &new.profile_ids, &user_profiles)?;
-            if let Some(bound) = &new.bound_profile_id
-                && !user_profiles.iter().any(|p| &p.id == bound)
-            {
-                return Err(scope::ScopeError::ProfileNotFound(bound.clone()).into());
+            if let Some(bound) = &new.bound_profile_id {
+                if !user_profiles.iter().any(|p| &p.id == bound) {
+                    return Err(scope::ScopeError::ProfileNotFound(bound.clone()).into());
+                }
+                check_binding(bound, new.scope, &profile_ids, &user_profiles)?;
             }
             if !kind.allows_many_per_user() {
                 let existing: Option<(String,)> = sqlx::query_as(
@@ -119,7 +123,12 @@ impl Store {
                 }
             }
             if new.is_default {
-                clear_defaults(&mut tx, &new.user_id, &at).await?;
+                sqlx::query(CLEAR_DEFAULTS)
+                    .bind(false)
+                    .bind(&at)
+                    .bind(&new.user_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             sqlx::query(
                 "INSERT INTO user_integrations (id, user_id, type, external_id, label, encrypted_config, \
@@ -141,7 +150,9 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx)
             .await
-            .map_err(conflict_on_unique(|| format!("{}; or {}", one_per_user(), duplicate_external())))?;
+            .map_err(conflict_on_unique(|| {
+                format!("a conflicting {kind} integration was connected at the same moment; list the user's integrations and retry")
+            }))?;
             tx.commit().await?;
             profile_ids
         });
@@ -212,21 +223,25 @@ impl Store {
         scope: Scope,
         profile_ids: &[String],
     ) -> Result<Integration, StoreError> {
+        let user_id = self.owner(id).await?;
         let at = now();
-        with_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, &user_id).await?;
             let row: Option<IntegrationRow> = sqlx::query_as(select_integrations!("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
             let mut integration = Integration::try_from(row.ok_or_else(|| not_found(id))?)?;
             let rows: Vec<ProfileRow> = sqlx::query_as(select_profiles!("WHERE user_id = $1"))
-                .bind(&integration.user_id)
+                .bind(&user_id)
                 .fetch_all(&mut *tx)
                 .await?;
-            let user_profiles: Vec<Profile> = profiles(rows);
+            let user_profiles = profiles(rows);
             integration.profile_ids = scope::normalize(scope, profile_ids, &user_profiles)?;
             integration.scope = scope;
+            if let Some(bound) = &integration.bound_profile_id {
+                check_binding(bound, scope, &integration.profile_ids, &user_profiles)?;
+            }
             integration.updated_at = at;
             sqlx::query(
                 "UPDATE user_integrations SET scope = $1, profile_ids = $2, updated_at = $3 WHERE id = $4",
@@ -242,18 +257,21 @@ impl Store {
         })
     }
 
-    /// Makes the integration its user's default, clearing the user's other defaults.
+    /// Makes the integration its user's default channel, clearing the user's
+    /// other defaults. Only notification channels can be the default.
     pub async fn set_default(&self, id: &str) -> Result<Integration, StoreError> {
+        let current = self.integration(id).await?.ok_or_else(|| not_found(id))?;
+        check_can_be_default(current.kind)?;
         let at = now();
-        with_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
-            let row: Option<IntegrationRow> = sqlx::query_as(select_integrations!("WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *tx)
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, &current.user_id).await?;
+            sqlx::query(CLEAR_DEFAULTS)
+                .bind(false)
+                .bind(&at)
+                .bind(&current.user_id)
+                .execute(&mut *tx)
                 .await?;
-            let mut integration = Integration::try_from(row.ok_or_else(|| not_found(id))?)?;
-            clear_defaults(&mut tx, &integration.user_id, &at).await?;
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE user_integrations SET is_default = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(true)
@@ -261,11 +279,27 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Err(not_found(id));
+            }
             tx.commit().await?;
-            integration.is_default = true;
-            integration.updated_at = at;
-            Ok(integration)
+        });
+        Ok(Integration {
+            is_default: true,
+            updated_at: at,
+            ..current
         })
+    }
+
+    /// The user an integration belongs to (it never changes).
+    async fn owner(&self, id: &str) -> Result<String, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT user_id FROM user_integrations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(user,)| user).ok_or_else(|| not_found(id))
     }
 
     /// Enables or disables the integration; a disabled one grants nothing.
@@ -301,24 +335,33 @@ impl Store {
     }
 }
 
-/// Clears every default of `user_id`, inside the caller's transaction.
-async fn clear_defaults<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    user_id: &str,
-    at: &str,
-) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sqlx::query("UPDATE user_integrations SET is_default = $1, updated_at = $2 WHERE user_id = $3 AND is_default")
-        .bind(false)
-        .bind(at)
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
+/// Clears every default of a user: binds `false`, the time, the user id.
+const CLEAR_DEFAULTS: &str = "UPDATE user_integrations SET is_default = $1, updated_at = $2 WHERE user_id = $3 AND is_default";
+
+fn check_can_be_default(kind: IntegrationType) -> Result<(), StoreError> {
+    if kind.is_channel() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "a {kind} integration cannot be the default: only notification channels (slack, telegram, email, webhook) can"
+        )))
+    }
+}
+
+/// A bot's bound profile must be one of the user's profiles (checked when it
+/// is set) and, while it exists, granted the bot: a bot speaks for the
+/// profile it is bound to.
+fn check_binding(
+    bound: &str,
+    scope: Scope,
+    profile_ids: &[String],
+    user_profiles: &[Profile],
+) -> Result<(), StoreError> {
+    let exists = user_profiles.iter().any(|p| p.id == bound);
+    if exists && scope == Scope::Agents && !profile_ids.iter().any(|p| p == bound) {
+        return Err(StoreError::Invalid(format!(
+            "the bot is bound to profile '{bound}', so its scope must include it"
+        )));
+    }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The store: SQLite or PostgreSQL through sqlx, one behaviour on both.
 //!
 //! Every query is written once; [`with_pool!`] expands it for each backend.
-//! Writes that read before they write run in one transaction, opened with
-//! `BEGIN IMMEDIATE` on SQLite so that concurrent writers queue on the busy
-//! timeout instead of failing with `database is locked`.
+//! Writes that read before they write run in one transaction per user
+//! ([`begin_for_user`]): `BEGIN IMMEDIATE` on SQLite, so that concurrent
+//! writers queue on the busy timeout instead of failing with `database is
+//! locked`; a per-user advisory lock on PostgreSQL, so that two writers of one
+//! user's rows never interleave.
 
 mod integrations;
 mod profiles;
@@ -77,25 +79,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Expands `$body` once per backend with `$pool` bound to its pool, and
-/// optionally `$begin` to the statement that opens a write transaction.
+/// Expands `$body` once per backend with `$pool` bound to its pool.
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &*$store.backend {
             $crate::store::Backend::Sqlite($pool) => $body,
             $crate::store::Backend::Postgres($pool) => $body,
-        }
-    };
-    ($store:expr, |$pool:ident, $begin:ident| $body:expr) => {
-        match &*$store.backend {
-            $crate::store::Backend::Sqlite($pool) => {
-                let $begin = "BEGIN IMMEDIATE";
-                $body
-            }
-            $crate::store::Backend::Postgres($pool) => {
-                let $begin = "BEGIN";
-                $body
-            }
         }
     };
 }
@@ -154,16 +143,21 @@ impl Store {
     /// Applies the migrations that are not applied yet.
     ///
     /// Several processes may open a new SQLite file at once; the loser of that
-    /// race finds the schema applied when it tries again.
+    /// race (its migration fails to execute) finds the schema applied when it
+    /// tries again.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut attempt = 0;
         loop {
             let result = match &*self.backend {
                 Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-                Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+                // PostgreSQL migrations hold an advisory lock: no race to lose.
+                Backend::Postgres(pool) => return Ok(POSTGRES_MIGRATIONS.run(pool).await?),
             };
             match result {
-                Err(_) if attempt < 3 => attempt += 1,
+                Err(MigrateError::Execute(_)) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 other => return Ok(other?),
             }
         }
@@ -176,6 +170,41 @@ impl Store {
             Backend::Postgres(_) => "postgres",
         }
     }
+}
+
+/// What differs between the backends when a write transaction begins.
+pub(crate) trait Dialect: sqlx::Database {
+    const BEGIN: &'static str;
+    /// Serializes the writers of one user's rows until the transaction ends.
+    const LOCK_USER: Option<&'static str>;
+}
+
+impl Dialect for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_USER: Option<&'static str> = None;
+}
+
+impl Dialect for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
+    const LOCK_USER: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtext($1))");
+}
+
+/// Opens a write transaction that holds `user_id`'s rows until it ends.
+pub(crate) async fn begin_for_user<DB>(
+    pool: &sqlx::Pool<DB>,
+    user_id: &str,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error>
+where
+    DB: Dialect,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut tx = pool.begin_with(DB::BEGIN).await?;
+    if let Some(lock) = DB::LOCK_USER {
+        sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+    }
+    Ok(tx)
 }
 
 /// The current time as stored: RFC 3339 UTC with microseconds, so that rows

@@ -4,7 +4,7 @@ use crate::ids::{validate_ident, validate_slug};
 use crate::model::{Profile, Scope};
 
 use super::rows::{ProfileRow, profile_ids_json, profiles, select_integrations, select_profiles};
-use super::{Store, StoreError, conflict_on_unique, now, with_pool};
+use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 /// A profile to mirror from the platform.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ impl Store {
                 profile.id, profile.slug, profile.user_id
             )
         };
-        with_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, &profile.user_id).await?;
             let clash: Option<(String,)> = sqlx::query_as(
                 "SELECT id FROM profiles WHERE id = $1 OR (user_id = $2 AND slug = $3)",
             )
@@ -107,8 +107,8 @@ impl Store {
     /// integration left with no ids grants nothing.
     pub async fn remove_profile(&self, user_id: &str, id: &str) -> Result<usize, StoreError> {
         let at = now();
-        with_pool!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, user_id).await?;
             let deleted = sqlx::query("DELETE FROM profiles WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
