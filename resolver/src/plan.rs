@@ -76,23 +76,28 @@ pub enum ResolveError {
     Store(#[from] StoreError),
 }
 
-/// Builds the plan for `request` from clear-text metadata: two indexed reads
-/// (the user's profiles, the user's integrations), no decryption.
+/// Builds the plan for `request` from clear-text metadata: one indexed read
+/// of the user's profiles and integrations, no decryption.
 pub async fn plan(
     store: &Store,
     env: &SidecarEnv,
     request: &PlanRequest<'_>,
 ) -> Result<Plan, ResolveError> {
-    let profiles = store.profiles(request.user_id).await?;
-    let profile = profiles
-        .iter()
-        .find(|p| p.id == request.profile_id)
-        .ok_or_else(|| ResolveError::ProfileNotFound {
-            user_id: request.user_id.into(),
-            profile_id: request.profile_id.into(),
-        })?;
-    let integrations = store.integrations(request.user_id, None).await?;
-    Ok(build(env, request, profile, &profiles, &integrations))
+    let snapshot = store.snapshot(request.user_id, None).await?;
+    let profile =
+        snapshot
+            .profile(request.profile_id)
+            .ok_or_else(|| ResolveError::ProfileNotFound {
+                user_id: request.user_id.into(),
+                profile_id: request.profile_id.into(),
+            })?;
+    Ok(build(
+        env,
+        request,
+        profile,
+        &snapshot.profiles,
+        &snapshot.integrations,
+    ))
 }
 
 fn build(

@@ -11,6 +11,7 @@ mod integrations;
 mod profiles;
 mod rotate;
 mod rows;
+mod snapshot;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 pub use integrations::NewIntegration;
 pub use profiles::NewProfile;
 pub use rotate::RotationReport;
+pub use snapshot::Snapshot;
 
 use crate::crypto::OpenError;
 use crate::scope::ScopeError;
@@ -111,8 +113,11 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30));
+            // A local file has nothing to check before each use: skipping
+            // the ping saves a round trip through the connection's worker.
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .idle_timeout(idle)
                 .connect_with(options)
                 .await

@@ -28,11 +28,12 @@ macro_rules! select_profiles {
 }
 pub(crate) use select_profiles;
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct IntegrationRow {
     id: String,
     user_id: String,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     kind: String,
     external_id: Option<String>,
     label: String,
@@ -40,6 +41,8 @@ pub(crate) struct IntegrationRow {
     enabled: bool,
     is_default: bool,
     scope: String,
+    /// A JSON array: text from a column, already parsed from a snapshot.
+    #[serde(deserialize_with = "json_text")]
     profile_ids: String,
     bound_profile_id: Option<String>,
     status: String,
@@ -81,7 +84,7 @@ pub(crate) fn integrations(rows: Vec<IntegrationRow>) -> Result<Vec<Integration>
     rows.into_iter().map(Integration::try_from).collect()
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct ProfileRow {
     id: String,
     user_id: String,
@@ -111,4 +114,10 @@ pub(crate) fn profiles(rows: Vec<ProfileRow>) -> Vec<Profile> {
 /// `profile_ids` as stored: a JSON array of strings.
 pub(crate) fn profile_ids_json(ids: &[String]) -> String {
     serde_json::to_string(ids).expect("a list of strings serializes")
+}
+
+/// Reads an embedded JSON value back as the text a column would hold.
+fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value: serde_json::Value = serde::Deserialize::deserialize(d)?;
+    Ok(value.to_string())
 }
