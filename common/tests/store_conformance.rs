@@ -688,3 +688,62 @@ async fn concurrent_writers_lose_nothing() {
     }
     cleanup(backends).await;
 }
+
+#[tokio::test]
+async fn a_snapshot_reads_the_same_rows_as_the_single_reads() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        profile(s, "u2", "prof_x", "x").await;
+        s.add_integration(
+            &k,
+            &scoped("u1", IntegrationType::Teller, &["prof_a", "prof_b"]),
+            &teller("enr_1", "PNC"),
+        )
+        .await
+        .unwrap();
+        s.add_integration(&k, &new("u1", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap();
+        let mut off = new("u1", IntegrationType::Telegram);
+        off.bound_profile_id = Some("prof_b".into());
+        let bot = s.add_integration(&k, &off, &bot(9)).await.unwrap();
+        s.set_enabled(&bot.id, false).await.unwrap();
+        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
+            .await
+            .unwrap();
+
+        let snap = s.snapshot("u1", None).await.unwrap();
+        assert_eq!(snap.profiles, s.profiles("u1").await.unwrap(), "{}", b.name);
+        assert_eq!(
+            snap.integrations,
+            s.integrations("u1", None).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert_eq!(snap.integrations.len(), 3);
+        assert!(
+            snap.profile("prof_x").is_none(),
+            "another user's profile is not in the snapshot"
+        );
+        let only = s
+            .snapshot("u1", Some(IntegrationType::Teller))
+            .await
+            .unwrap();
+        assert_eq!(
+            only.integrations,
+            s.integrations("u1", Some(IntegrationType::Teller))
+                .await
+                .unwrap()
+        );
+        assert_eq!(only.profiles.len(), 2);
+        // The sealed config survives the round trip and still opens.
+        k.open_config(&only.integrations[0]).unwrap();
+        let nobody = s.snapshot("u_nobody", None).await.unwrap();
+        assert_eq!((nobody.profiles.len(), nobody.integrations.len()), (0, 0));
+    }
+    cleanup(backends).await;
+}
