@@ -22,4 +22,5 @@ pub mod crypto;
 pub mod ids;
 pub mod model;
 pub mod scope;
+pub mod sidecar;
 pub mod store;

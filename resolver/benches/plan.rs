@@ -185,6 +185,8 @@ impl Seeder {
             ))
             .await?;
         }
+        // What autovacuum (PostgreSQL) or an operator's ANALYZE (SQLite) would do.
+        self.exec("ANALYZE").await?;
         eprintln!(
             "seeded users {from}..{to} in {:.1} s",
             started.elapsed().as_secs_f64()

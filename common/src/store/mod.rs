@@ -69,7 +69,7 @@ pub(crate) enum Backend {
 /// A handle on the store; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct Store {
-    backend: std::sync::Arc<Backend>,
+    pub(crate) backend: std::sync::Arc<Backend>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +105,20 @@ impl Store {
     /// brings its schema up to date. A SQLite file is created on first use
     /// (unless the URL says `mode=ro`) and runs in WAL mode.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let idle = Duration::from_secs(30);
+        let store = Self::open(url, 4, false)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the store the way a sidecar does, one of thousands: no
+    /// migration, no connection until the first query, one connection to
+    /// PostgreSQL (two to SQLite) that goes away when idle.
+    pub fn connect_sidecar(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, 1, true)
+    }
+
+    fn open(url: &str, pg_connections: u32, lazy: bool) -> Result<Self, StoreError> {
+        let idle = Duration::from_secs(if lazy { 10 } else { 30 });
         let backend = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::Connect)?
@@ -116,12 +129,11 @@ impl Store {
             // A local file has nothing to check before each use: skipping
             // the ping saves a round trip through the connection's worker.
             let pool = SqlitePoolOptions::new()
-                .max_connections(4)
+                .max_connections(pg_connections.max(2))
+                .min_connections(0)
                 .test_before_acquire(false)
                 .idle_timeout(idle)
-                .connect_with(options)
-                .await
-                .map_err(StoreError::Connect)?;
+                .connect_lazy_with(options);
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The URL may carry a password: the parse error is not repeated.
@@ -129,20 +141,17 @@ impl Store {
                 StoreError::Connect(sqlx::Error::Configuration("malformed postgres URL".into()))
             })?;
             let pool = PgPoolOptions::new()
-                .max_connections(4)
+                .max_connections(pg_connections)
+                .min_connections(0)
                 .idle_timeout(idle)
-                .connect_with(options)
-                .await
-                .map_err(StoreError::Connect)?;
+                .connect_lazy_with(options);
             Backend::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let store = Self {
+        Ok(Self {
             backend: std::sync::Arc::new(backend),
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     /// Applies the migrations that are not applied yet.
