@@ -58,8 +58,13 @@ pub enum IntegrationCommand {
     Enable { id: String },
     /// Disable an integration; it grants nothing until enabled again.
     Disable { id: String },
-    /// Delete an integration.
-    Rm { id: String },
+    /// Revoke an integration downstream where the provider allows, then delete it.
+    Rm {
+        id: String,
+        /// Delete the row without revoking downstream (e.g. when its config no longer opens).
+        #[arg(long)]
+        local_only: bool,
+    },
 }
 
 #[derive(Args)]

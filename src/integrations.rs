@@ -10,7 +10,7 @@ use common::store::{NewIntegration, Store, StoreError};
 use serde_json::Value;
 
 use crate::cli::{AddArgs, IntegrationCommand, ScopeArgs};
-use crate::{config_input, output};
+use crate::{config_input, output, revoke};
 
 pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -38,9 +38,22 @@ pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<E
             println!("disabled {id}");
             Ok(ExitCode::SUCCESS)
         }
-        IntegrationCommand::Rm { id } => {
+        IntegrationCommand::Rm { id, local_only } => {
+            let integration =
+                store
+                    .integration(&id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "integration",
+                        id: id.clone(),
+                    })?;
+            let revoked = if local_only {
+                "not revoked downstream (--local-only)".to_string()
+            } else {
+                revoke::downstream(&integration).await?
+            };
             store.delete_integration(&id).await?;
-            println!("deleted {id}");
+            println!("deleted {id}: {revoked}");
             Ok(ExitCode::SUCCESS)
         }
     }

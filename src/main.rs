@@ -10,6 +10,7 @@ mod integrations;
 mod keys;
 mod output;
 mod profiles;
+mod revoke;
 
 use std::process::ExitCode;
 

@@ -284,11 +284,12 @@ fn an_operator_session_round_trips_with_redacted_output() {
     assert_eq!(by(&w, &pnc)["enabled"], false);
     w.ok(&["enable", &pnc], None);
     assert_eq!(by(&w, &pnc)["enabled"], true);
-    w.ok(&["rm", &pnc], None);
+    let out = w.ok(&["rm", &email_id], None);
+    assert!(out.contains(&format!("deleted {email_id}")), "{out}");
     assert_eq!(w.list("u1").len(), 2);
     assert!(
-        w.fails(&["show", &pnc], None)
-            .contains(&format!("integration '{pnc}' does not exist"))
+        w.fails(&["show", &email_id], None)
+            .contains(&format!("integration '{email_id}' does not exist"))
     );
 }
 

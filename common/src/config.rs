@@ -185,12 +185,19 @@ impl DecryptedConfig {
 
     /// The value of one text field (secret or not) of this `kind` config, in
     /// a zeroizing buffer; `None` when it is not set.
-    pub fn get(&self, kind: IntegrationType, name: &str) -> Result<Option<Zeroizing<String>>, ConfigError> {
+    pub fn get(
+        &self,
+        kind: IntegrationType,
+        name: &str,
+    ) -> Result<Option<Zeroizing<String>>, ConfigError> {
         let scanned = scan(kind, &self.json, Mode::Validate)?;
-        Ok(scanned.into_iter().find(|(f, _)| f.name == name).and_then(|(_, v)| match v {
-            Scanned::Secret(text) => text,
-            Scanned::Clear(v) => Some(Zeroizing::new(id_text(&v))),
-        }))
+        Ok(scanned
+            .into_iter()
+            .find(|(f, _)| f.name == name)
+            .and_then(|(_, v)| match v {
+                Scanned::Secret(text) => text,
+                Scanned::Clear(v) => Some(Zeroizing::new(id_text(&v))),
+            }))
     }
 
     /// The allowlisted view of this config: non-secret fields as stored,

@@ -75,10 +75,19 @@ pub struct AuditEntry<'a> {
 impl Store {
     /// The integrations of `kind` granted to the running profile, re-read now
     /// (one indexed read). A deleted profile is granted nothing.
-    pub async fn granted(&self, who: &Identity, kind: IntegrationType) -> Result<Vec<Integration>, StoreError> {
+    pub async fn granted(
+        &self,
+        who: &Identity,
+        kind: IntegrationType,
+    ) -> Result<Vec<Integration>, StoreError> {
         let snapshot = self.snapshot(&who.user_id, Some(kind)).await?;
         let profile = snapshot.profile(&who.profile_id);
-        Ok(snapshot.integrations.iter().filter(|i| is_granted(i, profile)).cloned().collect())
+        Ok(snapshot
+            .integrations
+            .iter()
+            .filter(|i| is_granted(i, profile))
+            .cloned()
+            .collect())
     }
 
     /// The one grant check before a secret is read: the integration of `kind`
@@ -91,7 +100,12 @@ impl Store {
         kind: IntegrationType,
         matches: impl Fn(&Integration) -> bool,
     ) -> Result<Option<(Integration, DecryptedConfig)>, GrantError> {
-        let Some(integration) = self.granted(who, kind).await?.into_iter().find(|i| matches(i)) else {
+        let Some(integration) = self
+            .granted(who, kind)
+            .await?
+            .into_iter()
+            .find(|i| matches(i))
+        else {
             return Ok(None);
         };
         let config = keyring.open_config(&integration)?;
@@ -113,7 +127,9 @@ impl Store {
 
     /// Writes one `audit_log` row.
     pub async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        let detail = entry.detail.map(|d| d.chars().take(500).collect::<String>());
+        let detail = entry
+            .detail
+            .map(|d| d.chars().take(500).collect::<String>());
         let micros = i64::try_from(entry.duration.as_micros()).unwrap_or(i64::MAX);
         with_pool!(self, |pool| {
             sqlx::query(
@@ -145,7 +161,10 @@ pub fn guarded_stdio() -> (impl tokio::io::AsyncRead + Unpin, impl AsyncWrite + 
 }
 
 /// [`guarded_stdio`] over any pair of streams.
-pub fn guard<R, W>(input: R, output: W) -> (impl tokio::io::AsyncRead + Unpin, impl AsyncWrite + Unpin)
+pub fn guard<R, W>(
+    input: R,
+    output: W,
+) -> (impl tokio::io::AsyncRead + Unpin, impl AsyncWrite + Unpin)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,

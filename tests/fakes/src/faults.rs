@@ -24,7 +24,11 @@ pub struct Recorded {
 #[derive(Debug, Clone)]
 pub enum FaultKind {
     /// Answer with this status, JSON body and optional `Retry-After` seconds.
-    Status { status: u16, body: Value, retry_after: Option<u64> },
+    Status {
+        status: u16,
+        body: Value,
+        retry_after: Option<u64>,
+    },
     /// Wait this long before handling the request normally.
     Delay(Duration),
     /// Answer 200 with a body that is not JSON.
@@ -42,7 +46,15 @@ pub struct Fault {
 impl Fault {
     /// One response with `status` and `body` to the next request on `path`.
     pub fn status(path: &str, status: u16, body: Value) -> Self {
-        Self { path: path.into(), times: 1, kind: FaultKind::Status { status, body, retry_after: None } }
+        Self {
+            path: path.into(),
+            times: 1,
+            kind: FaultKind::Status {
+                status,
+                body,
+                retry_after: None,
+            },
+        }
     }
 
     /// Applies to the next `times` matching requests instead of one.
@@ -61,12 +73,20 @@ impl Fault {
 
     /// Delays the next request on `path`.
     pub fn delay(path: &str, delay: Duration) -> Self {
-        Self { path: path.into(), times: 1, kind: FaultKind::Delay(delay) }
+        Self {
+            path: path.into(),
+            times: 1,
+            kind: FaultKind::Delay(delay),
+        }
     }
 
     /// Answers the next request on `path` with a body that is not JSON.
     pub fn not_json(path: &str) -> Self {
-        Self { path: path.into(), times: 1, kind: FaultKind::NotJson }
+        Self {
+            path: path.into(),
+            times: 1,
+            kind: FaultKind::NotJson,
+        }
     }
 }
 
@@ -94,10 +114,14 @@ impl Faults {
 
     fn take(&self, request: Recorded) -> Option<FaultKind> {
         let mut inner = self.inner.lock().unwrap();
-        let fault = inner.1.iter_mut().find(|f| f.times > 0 && request.path.contains(&f.path)).map(|f| {
-            f.times -= 1;
-            f.kind.clone()
-        });
+        let fault = inner
+            .1
+            .iter_mut()
+            .find(|f| f.times > 0 && request.path.contains(&f.path))
+            .map(|f| {
+                f.times -= 1;
+                f.kind.clone()
+            });
         inner.1.retain(|f| f.times > 0);
         inner.0.push(request);
         fault
@@ -127,11 +151,17 @@ pub(crate) async fn layer(State(faults): State<Faults>, request: Request, next: 
             Body::from("<html><body>502 Bad Gateway</body></html>"),
         )
             .into_response(),
-        Some(FaultKind::Status { status, body, retry_after }) => {
+        Some(FaultKind::Status {
+            status,
+            body,
+            retry_after,
+        }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = (status, axum::Json(body)).into_response();
             if let Some(seconds) = retry_after {
-                response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(seconds));
             }
             response
         }

@@ -76,7 +76,13 @@ impl FakeTeller {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { base_url: format!("http://{addr}"), bank, faults, pki: None, server })
+        Ok(Self {
+            base_url: format!("http://{addr}"),
+            bank,
+            faults,
+            pki: None,
+            server,
+        })
     }
 
     /// Starts the fake over TLS that requires a client certificate signed by a
@@ -92,7 +98,13 @@ impl FakeTeller {
         let server = tokio::spawn(async move {
             let _ = server.serve(app.into_make_service()).await;
         });
-        Ok(Self { base_url: format!("https://{addr}"), bank, faults, pki: Some(pki), server })
+        Ok(Self {
+            base_url: format!("https://{addr}"),
+            bank,
+            faults,
+            pki: Some(pki),
+            server,
+        })
     }
 
     /// Where to point `TELLER_API_BASE`.
@@ -120,7 +132,12 @@ impl FakeTeller {
 
     /// Whether `DELETE /accounts` revoked `token`.
     pub fn is_revoked(&self, token: &str) -> bool {
-        self.bank.lock().unwrap().by_token.get(token).is_some_and(|e| e.revoked)
+        self.bank
+            .lock()
+            .unwrap()
+            .by_token
+            .get(token)
+            .is_some_and(|e| e.revoked)
     }
 }
 
@@ -136,16 +153,44 @@ fn app() -> (Shared, Faults, Router) {
         .route("/accounts/{id}/transactions/{txn}", get(transaction))
         .route("/identity", get(identity))
         .with_state(bank.clone())
-        .layer(axum::middleware::from_fn_with_state(faults.clone(), faults::layer));
+        .layer(axum::middleware::from_fn_with_state(
+            faults.clone(),
+            faults::layer,
+        ));
     (bank, faults, router)
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+/// A Teller error response: `{"error": {"code", "message"}}` with a status.
+struct Fail {
+    status: StatusCode,
+    code: String,
+    message: &'static str,
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &'static str) -> Fail {
+    Fail {
+        status,
+        code: code.into(),
+        message,
+    }
 }
 
 /// The enrollment the request's Basic credentials open, or Teller's error.
-fn with_enrollment<T>(bank: &Shared, headers: &HeaderMap, f: impl FnOnce(&mut Enrollment) -> Result<T, Response>) -> Result<T, Response> {
+fn with_enrollment<T>(
+    bank: &Shared,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Enrollment) -> Result<T, Fail>,
+) -> Result<T, Fail> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -154,24 +199,43 @@ fn with_enrollment<T>(bank: &Shared, headers: &HeaderMap, f: impl FnOnce(&mut En
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| pair.split_once(':').map(|(user, _)| user.to_string()))
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing_credentials", "Missing access token"))?;
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "missing_credentials",
+                "Missing access token",
+            )
+        })?;
     let mut bank = bank.lock().unwrap();
     let enrollment = bank
         .by_token
         .get_mut(&token)
         .filter(|e| !e.revoked)
-        .ok_or_else(|| error(StatusCode::FORBIDDEN, "invalid_access_token", "The access token is invalid or has been revoked"))?;
+        .ok_or_else(|| {
+            error(
+                StatusCode::FORBIDDEN,
+                "invalid_access_token",
+                "The access token is invalid or has been revoked",
+            )
+        })?;
     if let Some(code) = &enrollment.disconnected {
-        return Err(error(StatusCode::NOT_FOUND, code, "The enrollment is disconnected; the user must reconnect"));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            code,
+            "The enrollment is disconnected; the user must reconnect",
+        ));
     }
     f(enrollment)
 }
 
-fn account<'a>(e: &'a Enrollment, id: &str) -> Result<&'a Account, Response> {
-    e.accounts
-        .iter()
-        .find(|a| a.id == id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "The requested account was not found"))
+fn account<'a>(e: &'a Enrollment, id: &str) -> Result<&'a Account, Fail> {
+    e.accounts.iter().find(|a| a.id == id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The requested account was not found",
+        )
+    })
 }
 
 fn account_json(e: &Enrollment, a: &Account) -> Value {
@@ -185,19 +249,29 @@ fn account_json(e: &Enrollment, a: &Account) -> Value {
     })
 }
 
-fn reply(result: Result<Value, Response>) -> Response {
+fn reply(result: Result<Value, Fail>) -> Response {
     match result {
         Ok(v) => axum::Json(v).into_response(),
-        Err(r) => r,
+        Err(f) => f.into_response(),
     }
 }
 
 async fn list_accounts(State(bank): State<Shared>, headers: HeaderMap) -> Response {
-    reply(with_enrollment(&bank, &headers, |e| Ok(Value::Array(e.accounts.iter().map(|a| account_json(e, a)).collect()))))
+    reply(with_enrollment(&bank, &headers, |e| {
+        Ok(Value::Array(
+            e.accounts.iter().map(|a| account_json(e, a)).collect(),
+        ))
+    }))
 }
 
-async fn get_account(State(bank): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    reply(with_enrollment(&bank, &headers, |e| Ok(account_json(e, account(e, &id)?))))
+async fn get_account(
+    State(bank): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    reply(with_enrollment(&bank, &headers, |e| {
+        Ok(account_json(e, account(e, &id)?))
+    }))
 }
 
 async fn revoke_enrollment(State(bank): State<Shared>, headers: HeaderMap) -> Response {
@@ -206,35 +280,51 @@ async fn revoke_enrollment(State(bank): State<Shared>, headers: HeaderMap) -> Re
         Ok(())
     }) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => r,
+        Err(f) => f.into_response(),
     }
 }
 
-async fn revoke_account(State(bank): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn revoke_account(
+    State(bank): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     match with_enrollment(&bank, &headers, |e| {
         account(e, &id)?;
         e.accounts.retain(|a| a.id != id);
         Ok(())
     }) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => r,
+        Err(f) => f.into_response(),
     }
 }
 
-async fn balances(State(bank): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn balances(
+    State(bank): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     reply(with_enrollment(&bank, &headers, |e| {
         let a = account(e, &id)?;
-        Ok(json!({"account_id": a.id, "ledger": a.ledger, "available": a.available,
-                  "links": {"self": format!("https://api.teller.io/accounts/{}/balances", a.id)}}))
+        Ok(
+            json!({"account_id": a.id, "ledger": a.ledger, "available": a.available,
+                  "links": {"self": format!("https://api.teller.io/accounts/{}/balances", a.id)}}),
+        )
     }))
 }
 
-async fn details(State(bank): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn details(
+    State(bank): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     reply(with_enrollment(&bank, &headers, |e| {
         let a = account(e, &id)?;
-        Ok(json!({"account_id": a.id, "account_number": format!("14299928{}", a.last_four),
+        Ok(
+            json!({"account_id": a.id, "account_number": format!("14299928{}", a.last_four),
                   "routing_numbers": {"ach": "066474405", "wire": null},
-                  "links": {"self": format!("https://api.teller.io/accounts/{}/details", a.id)}}))
+                  "links": {"self": format!("https://api.teller.io/accounts/{}/details", a.id)}}),
+        )
     }))
 }
 
@@ -256,34 +346,59 @@ async fn transactions(
         let a = account(e, &id)?;
         let mut list: Box<dyn Iterator<Item = &Value>> = Box::new(a.transactions.iter());
         if let Some(from) = &q.from_id {
-            let at = a.transactions.iter().position(|t| t["id"] == from.as_str()).ok_or_else(|| {
-                error(StatusCode::BAD_REQUEST, "bad_request", "from_id is not a transaction of this account")
-            })?;
+            let at = a
+                .transactions
+                .iter()
+                .position(|t| t["id"] == from.as_str())
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "from_id is not a transaction of this account",
+                    )
+                })?;
             list = Box::new(a.transactions[at + 1..].iter());
         }
         let in_range = |t: &&Value| {
             let date = t["date"].as_str().unwrap_or_default();
-            q.start_date.as_deref().is_none_or(|s| date >= s) && q.end_date.as_deref().is_none_or(|s| date <= s)
+            q.start_date.as_deref().is_none_or(|s| date >= s)
+                && q.end_date.as_deref().is_none_or(|s| date <= s)
         };
-        let page: Vec<Value> = list.filter(in_range).take(q.count.unwrap_or(usize::MAX)).cloned().collect();
+        let page: Vec<Value> = list
+            .filter(in_range)
+            .take(q.count.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
         Ok(Value::Array(page))
     }))
 }
 
-async fn transaction(State(bank): State<Shared>, headers: HeaderMap, Path((id, txn)): Path<(String, String)>) -> Response {
+async fn transaction(
+    State(bank): State<Shared>,
+    headers: HeaderMap,
+    Path((id, txn)): Path<(String, String)>,
+) -> Response {
     reply(with_enrollment(&bank, &headers, |e| {
         let a = account(e, &id)?;
         a.transactions
             .iter()
             .find(|t| t["id"] == txn.as_str())
             .cloned()
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "The requested transaction was not found"))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "The requested transaction was not found",
+                )
+            })
     }))
 }
 
 async fn identity(State(bank): State<Shared>, headers: HeaderMap) -> Response {
     reply(with_enrollment(&bank, &headers, |e| {
-        Ok(json!([{"account": account_json(e, &e.accounts[0]), "owners": [{"type": "person", "names": [{"type": "name", "data": "Amouzou Test"}]}]}]))
+        Ok(
+            json!([{"account": account_json(e, &e.accounts[0]), "owners": [{"type": "person", "names": [{"type": "name", "data": "Amouzou Test"}]}]}]),
+        )
     }))
 }
 
@@ -302,9 +417,36 @@ fn seed() -> Bank {
         id: "enr_pnc",
         institution: ("pnc", "PNC"),
         accounts: vec![
-            account(BUSY_ACCOUNT, "Virtual Wallet Checking", "depository", "checking", "7346", "4698.93", Some("4301.07"), 320),
-            account("acc_pnc_savings", "Growth Savings", "depository", "savings", "1180", "12050.00", Some("12050.00"), 12),
-            account("acc_pnc_card", "Cash Rewards Visa", "credit", "credit_card", "5512", "-842.17", None, 40),
+            account(
+                BUSY_ACCOUNT,
+                "Virtual Wallet Checking",
+                "depository",
+                "checking",
+                "7346",
+                "4698.93",
+                Some("4301.07"),
+                320,
+            ),
+            account(
+                "acc_pnc_savings",
+                "Growth Savings",
+                "depository",
+                "savings",
+                "1180",
+                "12050.00",
+                Some("12050.00"),
+                12,
+            ),
+            account(
+                "acc_pnc_card",
+                "Cash Rewards Visa",
+                "credit",
+                "credit_card",
+                "5512",
+                "-842.17",
+                None,
+                40,
+            ),
         ],
         disconnected: None,
         revoked: false,
@@ -313,8 +455,26 @@ fn seed() -> Bank {
         id: "enr_chase",
         institution: ("chase", "Chase"),
         accounts: vec![
-            account("acc_chase_checking", "Total Checking", "depository", "checking", "9921", "1520.44", Some("1499.10"), 60),
-            account("acc_chase_card", "Sapphire Preferred", "credit", "credit_card", "4410", "-2210.09", Some("7789.91"), 25),
+            account(
+                "acc_chase_checking",
+                "Total Checking",
+                "depository",
+                "checking",
+                "9921",
+                "1520.44",
+                Some("1499.10"),
+                60,
+            ),
+            account(
+                "acc_chase_card",
+                "Sapphire Preferred",
+                "credit",
+                "credit_card",
+                "4410",
+                "-2210.09",
+                Some("7789.91"),
+                25,
+            ),
         ],
         disconnected: None,
         revoked: false,
@@ -329,13 +489,31 @@ fn seed() -> Bank {
 /// newest five pending, several categories and counterparties.
 fn history(account: &str, n: usize) -> Vec<Value> {
     const KINDS: [(&str, &str, &str, &str, i64); 7] = [
-        ("groceries", "WHOLE FOODS MARKET", "card_payment", "Whole Foods Market", -6_412),
-        ("dining", "BLUE BOTTLE COFFEE", "card_payment", "Blue Bottle Coffee", -725),
+        (
+            "groceries",
+            "WHOLE FOODS MARKET",
+            "card_payment",
+            "Whole Foods Market",
+            -6_412,
+        ),
+        (
+            "dining",
+            "BLUE BOTTLE COFFEE",
+            "card_payment",
+            "Blue Bottle Coffee",
+            -725,
+        ),
         ("transport", "UBER TRIP", "card_payment", "Uber", -2_390),
         ("utilities", "CON EDISON", "ach", "Con Edison", -11_804),
         ("income", "ACME CORP PAYROLL", "ach", "Acme Corp", 412_500),
         ("service", "ATM WITHDRAWAL", "atm", "CARDTRONICS", -4_247),
-        ("shopping", "AMAZON MKTPLACE", "card_payment", "Amazon", -3_999),
+        (
+            "shopping",
+            "AMAZON MKTPLACE",
+            "card_payment",
+            "Amazon",
+            -3_999,
+        ),
     ];
     let today = days_from_civil(2026, 11, 20);
     (0..n)
@@ -391,7 +569,13 @@ mod tests {
     #[test]
     fn dates_round_trip() {
         assert_eq!(civil_from_days(days_from_civil(2026, 11, 20)), "2026-11-20");
-        assert_eq!(civil_from_days(days_from_civil(2026, 3, 1) - 1), "2026-02-28");
-        assert_eq!(civil_from_days(days_from_civil(2024, 3, 1) - 1), "2024-02-29");
+        assert_eq!(
+            civil_from_days(days_from_civil(2026, 3, 1) - 1),
+            "2026-02-28"
+        );
+        assert_eq!(
+            civil_from_days(days_from_civil(2024, 3, 1) - 1),
+            "2024-02-29"
+        );
     }
 }

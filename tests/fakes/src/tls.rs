@@ -29,16 +29,21 @@ impl TestPki {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "fake teller test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "fake teller test CA");
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate()?;
-        let server_cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
-            .signed_by(&server_key, &issuer)?;
+        let server_cert =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
+                .signed_by(&server_key, &issuer)?;
         let client_key = KeyPair::generate()?;
         let mut client_params = CertificateParams::new(Vec::new())?;
-        client_params.distinguished_name.push(DnType::CommonName, "platform client");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "platform client");
         let client_cert = client_params.signed_by(&client_key, &issuer)?;
 
         let pki = Self {
@@ -60,7 +65,9 @@ impl TestPki {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes())?)?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()?;
         let chain = vec![CertificateDer::from_pem_slice(self.server_cert.as_bytes())?];
         let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes())?;
         let config = rustls::ServerConfig::builder_with_provider(provider)

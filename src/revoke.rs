@@ -1,0 +1,38 @@
+//! Revoking an integration at its provider before its row is deleted.
+
+use anyhow::{Context, bail};
+use common::crypto::Keyring;
+use common::model::{Integration, IntegrationType};
+use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
+
+/// Revokes `integration` downstream where the provider allows it, and says
+/// what happened. Fails (so the row is kept) when the provider did not
+/// confirm and the grant may still be alive.
+pub async fn downstream(integration: &Integration) -> anyhow::Result<String> {
+    match integration.kind {
+        IntegrationType::Teller => revoke_teller(integration).await,
+        _ => Ok(format!("{} has no downstream revocation", integration.kind)),
+    }
+}
+
+async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
+    let keyring = Keyring::from_env()?;
+    let config = keyring.open_config(integration).context(
+        "cannot read the access token to revoke it (use --local-only to delete the row anyway)",
+    )?;
+    let token = config
+        .get(IntegrationType::Teller, "access_token")?
+        .context("the config has no access token (use --local-only to delete the row anyway)")?;
+    let client = TellerClient::new(&TellerConfig::from_env())?;
+    match client.revoke_enrollment(&token).await {
+        Ok(()) => Ok("enrollment revoked at Teller".into()),
+        Err(
+            TellerError::Unauthorized { .. }
+            | TellerError::Disconnected { .. }
+            | TellerError::NotFound,
+        ) => Ok("Teller says the access token was already dead; nothing left to revoke".into()),
+        Err(e) => bail!(
+            "Teller did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
+        ),
+    }
+}
