@@ -107,6 +107,11 @@ impl Faults {
         self.inner.lock().unwrap().0.clone()
     }
 
+    /// Drops every pending fault.
+    pub fn clear_faults(&self) {
+        self.inner.lock().unwrap().1.clear();
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.inner.lock().unwrap().0.clear();
