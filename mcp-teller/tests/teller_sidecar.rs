@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,31 +19,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-teller");
 const USER: &str = "u_amouzou";
 
-/// The `integrations` binary beside this one, built if needed.
-fn integrations_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(SIDECAR).parent().unwrap();
-        let mut build =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "integrations",
-            "--bin",
-            "integrations",
-        ]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "cannot build the integrations CLI"
-        );
-        dir.join("integrations")
-    })
+/// The `integrations` binary beside this one: `cargo test --workspace`
+/// builds it (the root package's own tests need it).
+fn integrations_bin() -> PathBuf {
+    let bin = Path::new(SIDECAR).with_file_name("integrations");
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build` first)", bin.display());
+    bin
 }
 
 /// A store seeded with the product's example, a keyring, and the fake Teller.
@@ -878,4 +858,51 @@ async fn standalone_mode_lists_tools_and_runs_one_call() {
         String::from_utf8_lossy(&out.stderr)
             .contains("set INTEGRATIONS_USER_ID and INTEGRATIONS_PROFILE_ID")
     );
+}
+
+// Multi-threaded: the CLI runs blocking while the fake Teller answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_enrollment_revokes_it_at_teller_first() {
+    let w = World::new().await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{PNC_TOKEN}:"))
+    );
+    // Teller down: nothing is deleted, the operator is told to retry.
+    w.teller.faults().inject(Fault::status(
+        "/accounts",
+        502,
+        json!({"error": {"code": "bank_error", "message": "down"}}),
+    ));
+    let out = w.cli_output(&["rm", &w.pnc], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the integration is kept"));
+    assert!(w.cli(&["show", &w.pnc, "--json"], None).contains("enr_pnc"));
+
+    let said = w.cli(&["rm", &w.pnc], None);
+    assert!(said.contains("enrollment revoked at Teller"), "{said}");
+    assert!(w.teller.is_revoked(PNC_TOKEN));
+    let deletes: Vec<_> = w
+        .teller
+        .faults()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 2);
+    assert!(
+        deletes
+            .iter()
+            .all(|r| r.path == "/accounts" && r.authorization.as_deref() == Some(basic.as_str()))
+    );
+    assert!(
+        !w.cli_output(&["show", &w.pnc], None).status.success(),
+        "the row is gone"
+    );
+
+    // A token that is already dead still lets the row go, and the output says so.
+    w.teller.revoke(CHASE_TOKEN);
+    let said = w.cli(&["rm", &w.chase], None);
+    assert!(said.contains("already dead"), "{said}");
+    assert!(!w.cli_output(&["show", &w.chase], None).status.success());
 }

@@ -130,7 +130,14 @@ impl FakeTeller {
         }
     }
 
-    /// Whether `DELETE /accounts` revoked `token`.
+    /// Revokes `token` as if the user had disconnected at Teller: calls answer 403.
+    pub fn revoke(&self, token: &str) {
+        if let Some(e) = self.bank.lock().unwrap().by_token.get_mut(token) {
+            e.revoked = true;
+        }
+    }
+
+    /// Whether `token` was revoked (by `DELETE /accounts` or [`Self::revoke`]).
     pub fn is_revoked(&self, token: &str) -> bool {
         self.bank
             .lock()
