@@ -23,7 +23,11 @@ const USER: &str = "u_amouzou";
 /// builds it (the root package's own tests need it).
 fn integrations_bin() -> PathBuf {
     let bin = Path::new(SIDECAR).with_file_name("integrations");
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build` first)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build` first)",
+        bin.display()
+    );
     bin
 }
 

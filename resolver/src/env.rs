@@ -14,6 +14,8 @@ const PASSTHROUGH: &[(&str, &[&str])] = &[
             "TELLER_ENVIRONMENT",
             "TELLER_CERT_PATH",
             "TELLER_KEY_PATH",
+            "TELLER_CA_PATH",
+            "TELLER_TIMEOUT_MS",
         ],
     ),
     (

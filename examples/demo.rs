@@ -1,0 +1,369 @@
+//! The whole flow on an embedded store against a fake Teller:
+//! seed the product's example, print the resolver's plans, spawn `mcp-teller`
+//! for each profile through an MCP client, and change a scope while it runs.
+//!
+//! ```sh
+//! cargo run --release --example demo
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use common::config::DecryptedConfig;
+use common::crypto::Keyring;
+use common::model::{IntegrationType, Scope};
+use common::store::{NewIntegration, NewProfile, Store};
+use fakes::teller::{CHASE_TOKEN, FakeTeller, PNC_TOKEN};
+use resolver::{Plan, PlanRequest, SidecarEnv};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+const USER: &str = "u_amouzou";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bin_dir = sidecars()?;
+    let dir = tempfile::tempdir()?;
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("integrations.db").display()
+    );
+    let keys_file = dir.path().join("keys");
+    write_private(&keys_file, Keyring::generate_entry().as_bytes())?;
+    let keyring = Keyring::parse(&std::fs::read_to_string(&keys_file)?)?;
+    let teller = FakeTeller::start().await?;
+
+    heading("1. Seed the product's example (shared/seeds/integrations-and-scope.txt)");
+    let store = Store::connect(&db).await?;
+    let ids = seed(&store, &keyring).await?;
+    for i in store.integrations(USER, None).await? {
+        let scope = match i.scope {
+            Scope::All => "scope=all".to_string(),
+            Scope::Agents => format!("scope=agents profile_ids={:?}", i.profile_ids),
+        };
+        let bound = i
+            .bound_profile_id
+            .as_deref()
+            .map(|b| format!(" bound_profile_id={b}"))
+            .unwrap_or_default();
+        println!("  {:<9} {:<22} {scope}{bound}", i.kind.as_str(), i.label);
+    }
+
+    // The platform's environment: the sidecars learn where the fake Teller is
+    // and where the keyring file is, never the key itself.
+    let vars = [
+        (
+            "INTEGRATIONS_KEYS_FILE".to_string(),
+            keys_file.display().to_string(),
+        ),
+        ("TELLER_API_BASE".to_string(), teller.base_url().to_string()),
+    ];
+    let env = SidecarEnv::from_vars(&db, vars);
+
+    heading("2. The resolver's plans");
+    let mut plans = Vec::new();
+    for profile in ["prof_vzfin", "prof_coding"] {
+        let request = PlanRequest {
+            user_id: USER,
+            profile_id: profile,
+            session_id: Some("sess_demo"),
+            bin_dir: &bin_dir,
+        };
+        let plan = resolver::plan(&store, &env, &request).await?;
+        println!("  {profile}:");
+        println!(
+            "    servers:               {:?}",
+            plan.servers.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        println!("    allowed_tools:         {:?}", plan.allowed_tools);
+        println!(
+            "    notification_channels: {:?}",
+            plan.notification_channels
+        );
+        println!(
+            "    inbound:               {:?}",
+            plan.inbound
+                .iter()
+                .map(|s| format!("{} ({:?})", s.label, s.routing))
+                .collect::<Vec<_>>()
+        );
+        plans.push(plan);
+    }
+
+    heading("3. The finance agent's teller sidecar, spawned from its plan");
+    let finance =
+        spawn(server(&plans[0], "teller").context("prof_vzfin gets a teller server")?).await?;
+    let enrollments = call(&finance, "teller_list_enrollments", json!({})).await?;
+    show("teller_list_enrollments", &enrollments);
+    let accounts = call(
+        &finance,
+        "teller_list_accounts",
+        json!({"enrollment_id": "enr_chase"}),
+    )
+    .await?;
+    show("teller_list_accounts {enr_chase}", &accounts);
+    let txns = call(
+        &finance,
+        "teller_list_transactions",
+        json!({"enrollment_id": "enr_pnc", "account_id": "acc_pnc_checking", "count": 5}),
+    )
+    .await?;
+    show(
+        "teller_list_transactions {enr_pnc, acc_pnc_checking, count 5}",
+        &txns,
+    );
+
+    heading("4. The coding agent");
+    println!(
+        "  its plan has no teller server: {:?}",
+        plans[1].servers.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // Spawned by hand anyway, with the coding profile's identity:
+    let mut by_hand = plans[0]
+        .servers
+        .iter()
+        .find(|s| s.name == "teller")
+        .unwrap()
+        .clone();
+    by_hand
+        .env
+        .insert("INTEGRATIONS_PROFILE_ID".into(), "prof_coding".into());
+    let coding = spawn(&by_hand).await?;
+    show(
+        "teller_list_enrollments (spawned by hand)",
+        &call(&coding, "teller_list_enrollments", json!({})).await?,
+    );
+    show(
+        "teller_list_accounts {enr_pnc} (spawned by hand)",
+        &call(
+            &coding,
+            "teller_list_accounts",
+            json!({"enrollment_id": "enr_pnc"}),
+        )
+        .await?,
+    );
+
+    heading("5. Scope Chase away from prof_vzfin while the sidecar runs");
+    store
+        .set_scope(&ids.chase, Scope::Agents, &["prof_coding".to_string()])
+        .await?;
+    println!("  integrations scope {} --agents prof_coding", ids.chase);
+    show(
+        "teller_list_enrollments (next call)",
+        &call(&finance, "teller_list_enrollments", json!({})).await?,
+    );
+    show(
+        "teller_list_accounts {enr_chase} (next call)",
+        &call(
+            &finance,
+            "teller_list_accounts",
+            json!({"enrollment_id": "enr_chase"}),
+        )
+        .await?,
+    );
+    show(
+        "teller_list_enrollments as prof_coding (next call)",
+        &call(&coding, "teller_list_enrollments", json!({})).await?,
+    );
+
+    finance.cancel().await?;
+    coding.cancel().await?;
+    println!(
+        "\ndone in {:.2} s; the temporary store is removed",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+struct Seeded {
+    chase: String,
+}
+
+async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
+    for (id, slug, name, default) in [
+        ("prof_vzfin", "vzfin", "VZ Finance", true),
+        ("prof_coding", "coding", "Coding", false),
+    ] {
+        let profile = NewProfile {
+            id: id.into(),
+            user_id: USER.into(),
+            slug: slug.into(),
+            name: Some(name.into()),
+            is_default: default,
+        };
+        store.add_profile(&profile).await?;
+    }
+    use IntegrationType::*;
+    let fin = &["prof_vzfin"][..];
+    let rows: [(IntegrationType, Value, &[&str], Option<&str>); 8] = [
+        (
+            Slack,
+            json!({"bot_token": "xoxb-demo", "team_id": "T01", "team_name": "Vox Gateway", "authed_user_id": "U01"}),
+            &[],
+            None,
+        ),
+        (
+            Telegram,
+            json!({"bot_token": "111:demo", "bot_user_id": 111, "bot_username": "VonzioBot"}),
+            &[],
+            None,
+        ),
+        (
+            Telegram,
+            json!({"bot_token": "222:demo", "bot_user_id": 222, "bot_username": "VZFinance_bot"}),
+            fin,
+            Some("prof_vzfin"),
+        ),
+        (
+            Gmail,
+            json!({"email": "amouzou@gmail.com", "refresh_token": "1//demo"}),
+            &[],
+            None,
+        ),
+        (
+            Teller,
+            json!({"enrollment_id": "enr_pnc", "access_token": PNC_TOKEN, "institution_name": "PNC"}),
+            fin,
+            None,
+        ),
+        (
+            Teller,
+            json!({"enrollment_id": "enr_chase", "access_token": CHASE_TOKEN, "institution_name": "Chase"}),
+            fin,
+            None,
+        ),
+        (
+            Email,
+            json!({"api_key": "re_demo", "from_address": "alerts@app.vonz.io", "to_address": "amouzou@gmail.com"}),
+            &[],
+            None,
+        ),
+        (
+            Webhook,
+            json!({"url": "https://hooks.zapier.com/hooks/catch/1/demo"}),
+            &[],
+            None,
+        ),
+    ];
+    let mut chase = String::new();
+    for (kind, config, agents, bound) in rows {
+        let config =
+            DecryptedConfig::validate(kind, Zeroizing::new(config.to_string().into_bytes()))?;
+        let new = NewIntegration {
+            user_id: USER.into(),
+            kind,
+            label: None,
+            is_default: kind == Slack,
+            scope: if agents.is_empty() {
+                Scope::All
+            } else {
+                Scope::Agents
+            },
+            profile_ids: agents.iter().map(|s| s.to_string()).collect(),
+            bound_profile_id: bound.map(Into::into),
+        };
+        let row = store.add_integration(keyring, &new, &config).await?;
+        if row.label == "Chase" {
+            chase = row.id;
+        }
+    }
+    Ok(Seeded { chase })
+}
+
+/// The directory holding the sidecar binaries, built (release) if needed.
+fn sidecars() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the example runs from target/<profile>/examples")?;
+    let mut build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "mcp-teller",
+        "--bin",
+        "mcp-teller",
+    ]);
+    // `cargo run` describes this package in the environment; build scripts
+    // (ring's) track some of it, and would rebuild everything for nothing.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&name.as_str())
+        {
+            build.env_remove(name);
+        }
+    }
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    anyhow::ensure!(build.status()?.success(), "could not build mcp-teller");
+    Ok(dir.to_path_buf())
+}
+
+fn server<'a>(plan: &'a Plan, name: &str) -> Option<&'a resolver::ServerSpec> {
+    plan.servers.iter().find(|s| s.name == name)
+}
+
+async fn spawn(spec: &resolver::ServerSpec) -> anyhow::Result<RunningService<RoleClient, ()>> {
+    let command = tokio::process::Command::new(&spec.command).configure(|cmd| {
+        cmd.args(&spec.args).env_clear().envs(&spec.env);
+    });
+    Ok(().serve(TokioChildProcess::new(command)?).await?)
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> anyhow::Result<CallToolResult> {
+    let Value::Object(args) = args else {
+        anyhow::bail!("arguments must be an object")
+    };
+    Ok(client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await?)
+}
+
+/// Writes a file only its owner can read, as a keyring file should be.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+fn heading(title: &str) {
+    println!("\n\x1b[1m{title}\x1b[0m");
+}
+
+fn show(what: &str, result: &CallToolResult) {
+    let marker = if result.is_error == Some(true) {
+        "error"
+    } else {
+        "ok"
+    };
+    println!("  → {what}: {marker}");
+    for content in &result.content {
+        if let Some(text) = content.as_text() {
+            for line in text.text.lines() {
+                println!("      {line}");
+            }
+        }
+    }
+}
