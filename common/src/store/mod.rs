@@ -125,7 +125,11 @@ impl Store {
                 .create_if_missing(!url.contains("mode=ro"))
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                // A sidecar reads a few rows per call: a small page cache keeps
+                // thousands of them light.
+                .pragma("cache_size", if lazy { "-256" } else { "-2000" })
+                .statement_cache_capacity(if lazy { 16 } else { 100 });
             // A local file has nothing to check before each use: skipping
             // the ping saves a round trip through the connection's worker.
             let pool = SqlitePoolOptions::new()
