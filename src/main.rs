@@ -16,18 +16,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use common::store::Store;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
+    common::logging::init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

@@ -20,6 +20,7 @@ pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod ids;
+pub mod logging;
 pub mod model;
 pub mod scope;
 pub mod sidecar;

@@ -8,7 +8,6 @@ use common::store::Store;
 use mcp_teller::TellerServer;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
-use tracing_subscriber::EnvFilter;
 
 /// Teller bank data for one running agent, over MCP on stdio.
 #[derive(Parser)]
@@ -43,12 +42,7 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
+    common::logging::init();
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {

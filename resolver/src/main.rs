@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use common::store::Store;
 use resolver::{PlanRequest, SidecarEnv};
-use tracing_subscriber::EnvFilter;
 
 /// Decide which MCP servers, channels and inbound surfaces a running agent gets.
 #[derive(Parser)]
@@ -56,12 +55,7 @@ enum Format {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
+    common::logging::init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

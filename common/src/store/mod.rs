@@ -120,16 +120,19 @@ impl Store {
     fn open(url: &str, pg_connections: u32, lazy: bool) -> Result<Self, StoreError> {
         let idle = Duration::from_secs(if lazy { 10 } else { 30 });
         let backend = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
+            let mut options = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::Connect)?
                 .create_if_missing(!url.contains("mode=ro"))
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(Duration::from_secs(30));
+            if lazy {
                 // A sidecar reads a few rows per call: a small page cache keeps
                 // thousands of them light.
-                .pragma("cache_size", if lazy { "-256" } else { "-2000" })
-                .statement_cache_capacity(if lazy { 16 } else { 100 });
+                options = options
+                    .pragma("cache_size", "-256")
+                    .statement_cache_capacity(16);
+            }
             // A local file has nothing to check before each use: skipping
             // the ping saves a round trip through the connection's worker.
             let pool = SqlitePoolOptions::new()
