@@ -54,6 +54,15 @@ pub enum OpenError {
     Rejected { id: String },
 }
 
+impl OpenError {
+    /// The integration whose config did not open.
+    pub fn integration_id(&self) -> &str {
+        match self {
+            Self::UnknownKey { id, .. } | Self::Malformed { id } | Self::Rejected { id } => id,
+        }
+    }
+}
+
 struct KeyEntry {
     kid: String,
     cipher: Aes256Gcm,

@@ -302,7 +302,7 @@ impl TellerServer {
                 )));
             }
             Err(GrantError::Open(e)) => {
-                note(|n| n.integration_id = Some(e_id(&e)));
+                note(|n| n.integration_id = Some(e.integration_id().to_string()));
                 return Err(ToolError::error(
                     "The stored credentials of this enrollment cannot be read; ask the operator to check the keyring.",
                 )
@@ -402,13 +402,6 @@ impl TellerServer {
             Ok(value) => Ok((integration, value)),
             Err(e) => Err(self.teller_failure(&integration, e).await),
         }
-    }
-}
-
-fn e_id(e: &common::crypto::OpenError) -> String {
-    use common::crypto::OpenError::*;
-    match e {
-        UnknownKey { id, .. } | Malformed { id } | Rejected { id } => id.clone(),
     }
 }
 

@@ -910,3 +910,47 @@ async fn removing_an_enrollment_revokes_it_at_teller_first() {
     assert!(said.contains("already dead"), "{said}");
     assert!(!w.cli_output(&["show", &w.chase], None).status.success());
 }
+
+#[tokio::test]
+async fn a_tampered_ciphertext_is_an_error_for_that_row_only() {
+    use sqlx::Connection;
+    let w = World::new().await;
+    let mut conn = sqlx::SqliteConnection::connect(&w.db_url()).await.unwrap();
+    // Chase's ciphertext copied into PNC's row: it does not open there.
+    sqlx::query(
+        "UPDATE user_integrations SET encrypted_config = (SELECT encrypted_config FROM user_integrations WHERE id = $1) WHERE id = $2",
+    )
+    .bind(&w.chase)
+    .bind(&w.pnc)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let agent = w.sidecar("prof_vzfin", &[]).await;
+    let m = err(call(
+        &agent,
+        "teller_list_accounts",
+        json!({"enrollment_id": "enr_pnc"}),
+    )
+    .await);
+    assert!(m.contains("cannot be read"), "{m}");
+    assert!(!m.contains(CHASE_TOKEN) && !m.contains(PNC_TOKEN), "{m}");
+    ok(call(
+        &agent,
+        "teller_list_accounts",
+        json!({"enrollment_id": "enr_chase"}),
+    )
+    .await);
+    assert!(
+        w.teller.faults().requests().iter().all(|r| !r
+            .authorization
+            .as_deref()
+            .unwrap_or("")
+            .is_empty())
+    );
+    agent.cancel().await.unwrap();
+    let rows = w.audit().await;
+    assert_eq!(
+        (rows[0].1.as_deref(), rows[0].2.as_str()),
+        (Some(w.pnc.as_str()), "error")
+    );
+}
