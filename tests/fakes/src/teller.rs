@@ -263,6 +263,14 @@ fn reply(result: Result<Value, Fail>) -> Response {
     }
 }
 
+/// 204 on success, Teller's error otherwise.
+fn no_content(result: Result<(), Fail>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
 async fn list_accounts(State(bank): State<Shared>, headers: HeaderMap) -> Response {
     reply(with_enrollment(&bank, &headers, |e| {
         Ok(Value::Array(
@@ -282,13 +290,10 @@ async fn get_account(
 }
 
 async fn revoke_enrollment(State(bank): State<Shared>, headers: HeaderMap) -> Response {
-    match with_enrollment(&bank, &headers, |e| {
+    no_content(with_enrollment(&bank, &headers, |e| {
         e.revoked = true;
         Ok(())
-    }) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(f) => f.into_response(),
-    }
+    }))
 }
 
 async fn revoke_account(
@@ -296,14 +301,11 @@ async fn revoke_account(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match with_enrollment(&bank, &headers, |e| {
+    no_content(with_enrollment(&bank, &headers, |e| {
         account(e, &id)?;
         e.accounts.retain(|a| a.id != id);
         Ok(())
-    }) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(f) => f.into_response(),
-    }
+    }))
 }
 
 async fn balances(
