@@ -4,14 +4,16 @@
 
 use common::config::{DecryptedConfig, ValidConfig};
 use common::crypto::{Keyring, OpenError};
-use common::model::{Integration, IntegrationType, Scope};
+use common::model::{Integration, IntegrationType, Scope, Status};
 use common::scope::{ScopeError, is_granted};
+use common::sidecar::{AuditEntry, Decision, Identity, SidecarStore};
 use common::store::{NewIntegration, NewProfile, Store, StoreError};
 use zeroize::Zeroizing;
 
 /// A store on one backend, and what to clean up after it.
 struct Backend {
     name: &'static str,
+    url: String,
     store: Store,
     _dir: Option<tempfile::TempDir>,
     pg_cleanup: Option<(String, String)>,
@@ -26,6 +28,7 @@ async fn backends() -> Vec<Backend> {
     let mut out = vec![Backend {
         name: "sqlite",
         store: Store::connect(&url).await.unwrap(),
+        url,
         _dir: Some(dir),
         pg_cleanup: None,
     }];
@@ -38,9 +41,11 @@ async fn backends() -> Vec<Backend> {
                     .replace('-', "_")
             );
             admin_exec(&admin, &format!("CREATE DATABASE \"{db}\"")).await;
+            let url = with_database(&admin, &db);
             out.push(Backend {
                 name: "postgres",
-                store: Store::connect(&with_database(&admin, &db)).await.unwrap(),
+                store: Store::connect(&url).await.unwrap(),
+                url,
                 _dir: None,
                 pg_cleanup: Some((admin, db)),
             });
@@ -746,4 +751,157 @@ async fn a_snapshot_reads_the_same_rows_as_the_single_reads() {
         assert_eq!((nobody.profiles.len(), nobody.integrations.len()), (0, 0));
     }
     cleanup(backends).await;
+}
+
+/// The rows `sql` counts, read with a connection of the test's own.
+async fn count(url: &str, sql: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+    }
+}
+
+fn who(profile: &str) -> Identity {
+    Identity {
+        user_id: "u1".into(),
+        profile_id: profile.into(),
+        session_id: Some("sess_1".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_sidecar_reads_grants_and_writes_its_rows_the_same_on_both_backends() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        profile(s, "u1", "prof_coding", "coding").await;
+        let pnc = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_vzfin"]),
+                &teller("enr_pnc", "PNC"),
+            )
+            .await
+            .unwrap();
+        s.add_integration(
+            &k,
+            &scoped("u1", IntegrationType::Teller, &["prof_coding"]),
+            &teller("enr_chase", "Chase"),
+        )
+        .await
+        .unwrap();
+        let sidecar = SidecarStore::open(&b.url).unwrap();
+
+        let granted = sidecar
+            .granted(&who("prof_vzfin"), IntegrationType::Teller)
+            .await
+            .unwrap();
+        assert_eq!(granted, vec![pnc.clone()], "{}", b.name);
+        let (found, config) = sidecar
+            .open_granted(&k, &who("prof_vzfin"), IntegrationType::Teller, |i| {
+                i.id == pnc.id
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, pnc.id);
+        assert_eq!(
+            config
+                .get(IntegrationType::Teller, "access_token")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "test_token_enr_pnc"
+        );
+        let elsewhere = sidecar
+            .open_granted(&k, &who("prof_coding"), IntegrationType::Teller, |i| {
+                i.id == pnc.id
+            })
+            .await
+            .unwrap();
+        assert!(elsewhere.is_none(), "{}", b.name);
+
+        sidecar
+            .set_status(&pnc.id, Status::NeedsReauth)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.integration(&pnc.id).await.unwrap().unwrap().status,
+            Status::NeedsReauth
+        );
+
+        let identity = who("prof_vzfin");
+        let entry = AuditEntry {
+            identity: &identity,
+            server: "teller",
+            tool: "teller_list_accounts",
+            integration_id: Some(&pnc.id),
+            decision: Decision::Allow,
+            detail: None,
+            duration: std::time::Duration::from_micros(1234),
+        };
+        sidecar.audit(&entry).await.unwrap();
+        sidecar.audit(&entry).await.unwrap();
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM audit_log WHERE session_id = 'sess_1' AND duration_us = 1234 AND decision = 'allow'").await,
+            2,
+            "{}",
+            b.name
+        );
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_sidecar_waits_for_another_writer_without_stalling_its_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    drop(Store::connect(&url).await.unwrap());
+    let sidecar = SidecarStore::open(&url).unwrap();
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let identity = who("prof_a");
+    let entry = AuditEntry {
+        identity: &identity,
+        server: "notify",
+        tool: "notify_user",
+        integration_id: None,
+        decision: Decision::Deny,
+        detail: Some("no channel"),
+        duration: std::time::Duration::from_micros(10),
+    };
+    // The audit insert finds the database locked; this same thread must stay
+    // free to end the other writer's transaction, or the insert never lands.
+    let (written, ()) = tokio::join!(sidecar.audit(&entry), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        writer.execute_batch("COMMIT").unwrap();
+    });
+    written.unwrap();
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM audit_log WHERE tool = 'notify_user'"
+        )
+        .await,
+        1
+    );
+}
+
+#[test]
+fn a_sidecar_never_creates_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("absent.db").display()
+    );
+    assert!(SidecarStore::open(&url).is_err());
+    assert!(!dir.path().join("absent.db").exists());
+    assert!(SidecarStore::open("sqlite::memory:").is_err());
 }

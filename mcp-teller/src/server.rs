@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::{AuditEntry, Decision, GrantError, Identity};
-use common::store::Store;
+use common::sidecar::{AuditEntry, Decision, GrantError, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -35,7 +34,7 @@ pub struct TellerServer {
 struct Inner {
     identity: Identity,
     db_url: String,
-    store: OnceCell<Store>,
+    store: OnceCell<SidecarStore>,
     keyring: OnceCell<Keyring>,
     client: OnceCell<TellerClient>,
 }
@@ -248,10 +247,10 @@ impl TellerServer {
         Self::tool_router().list_all()
     }
 
-    async fn store(&self) -> Result<&Store, ToolError> {
+    async fn store(&self) -> Result<&SidecarStore, ToolError> {
         self.inner
             .store
-            .get_or_try_init(|| async { Store::connect_sidecar(&self.inner.db_url) })
+            .get_or_try_init(|| async { SidecarStore::open(&self.inner.db_url) })
             .await
             .map_err(|e| ToolError::error("The integrations store is not available; ask the operator to check INTEGRATIONS_DB.").with_detail(e))
     }

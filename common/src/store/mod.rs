@@ -10,7 +10,7 @@
 mod integrations;
 mod profiles;
 mod rotate;
-mod rows;
+pub(crate) mod rows;
 mod snapshot;
 
 use std::str::FromStr;
@@ -47,6 +47,9 @@ pub enum StoreError {
     Migrate(#[from] MigrateError),
     #[error("store error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a sidecar's own SQLite connection.
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("{what} '{id}' does not exist")]
     NotFound { what: &'static str, id: String },
     /// A uniqueness rule refused the write.
@@ -110,29 +113,26 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the store the way a sidecar does, one of thousands: no
-    /// migration, no connection until the first query, one connection to
-    /// PostgreSQL (two to SQLite) that goes away when idle.
-    pub fn connect_sidecar(url: &str) -> Result<Self, StoreError> {
+    /// Opens a PostgreSQL store the way a sidecar does, one of thousands: no
+    /// migration, one connection opened at the first query that goes away
+    /// when idle. (A sidecar on SQLite uses its own connection:
+    /// [`crate::sidecar::SidecarStore`].)
+    pub(crate) fn connect_sidecar(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl);
+        }
         Self::open(url, 1, true)
     }
 
     fn open(url: &str, pg_connections: u32, lazy: bool) -> Result<Self, StoreError> {
         let idle = Duration::from_secs(if lazy { 10 } else { 30 });
         let backend = if url.starts_with("sqlite:") {
-            let mut options = SqliteConnectOptions::from_str(url)
+            let options = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::Connect)?
                 .create_if_missing(!url.contains("mode=ro"))
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30));
-            if lazy {
-                // A sidecar reads a few rows per call: a small page cache keeps
-                // thousands of them light.
-                options = options
-                    .pragma("cache_size", "-256")
-                    .statement_cache_capacity(16);
-            }
             // A local file has nothing to check before each use: skipping
             // the ping saves a round trip through the connection's worker.
             let pool = SqlitePoolOptions::new()

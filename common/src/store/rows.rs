@@ -1,4 +1,4 @@
-//! Rows as sqlx reads them, and their conversion into the model.
+//! Rows as the store reads them, and their conversion into the model.
 
 use crate::model::{Integration, Profile, SealedConfig};
 
@@ -80,6 +80,29 @@ impl TryFrom<IntegrationRow> for Integration {
     }
 }
 
+impl IntegrationRow {
+    /// A row of [`select_integrations!`] as a sidecar's own SQLite
+    /// connection reads it.
+    pub(crate) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            kind: row.get(2)?,
+            external_id: row.get(3)?,
+            label: row.get(4)?,
+            encrypted_config: row.get(5)?,
+            enabled: row.get(6)?,
+            is_default: row.get(7)?,
+            scope: row.get(8)?,
+            profile_ids: row.get(9)?,
+            bound_profile_id: row.get(10)?,
+            status: row.get(11)?,
+            created_at: row.get(12)?,
+            updated_at: row.get(13)?,
+        })
+    }
+}
+
 pub(crate) fn integrations(rows: Vec<IntegrationRow>) -> Result<Vec<Integration>, StoreError> {
     rows.into_iter().map(Integration::try_from).collect()
 }
@@ -104,6 +127,21 @@ impl From<ProfileRow> for Profile {
             is_default: row.is_default,
             created_at: row.created_at,
         }
+    }
+}
+
+impl ProfileRow {
+    /// A row of [`select_profiles!`] as a sidecar's own SQLite connection
+    /// reads it.
+    pub(crate) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            slug: row.get(2)?,
+            name: row.get(3)?,
+            is_default: row.get(4)?,
+            created_at: row.get(5)?,
+        })
     }
 }
 

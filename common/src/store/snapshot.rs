@@ -22,27 +22,28 @@ impl Snapshot {
 }
 
 // Each backend aggregates both lists into JSON in one statement, so the whole
-// snapshot crosses the connection as one row.
+// snapshot crosses the connection as one row. The rows are put in order after
+// decoding: a sort inside SQLite's aggregate costs more than the whole read.
 const SQLITE: &str = "SELECT \
     (SELECT json_group_array(json_object('id', id, 'user_id', user_id, 'slug', slug, 'name', name, \
         'is_default', json(CASE WHEN is_default THEN 'true' ELSE 'false' END), 'created_at', created_at) \
-        ORDER BY created_at, id) FROM profiles WHERE user_id = $1), \
+       ) FROM profiles WHERE user_id = $1), \
     (SELECT json_group_array(json_object('id', id, 'user_id', user_id, 'type', type, 'external_id', external_id, \
         'label', label, 'encrypted_config', encrypted_config, \
         'enabled', json(CASE WHEN enabled THEN 'true' ELSE 'false' END), \
         'is_default', json(CASE WHEN is_default THEN 'true' ELSE 'false' END), \
         'scope', scope, 'profile_ids', json(profile_ids), 'bound_profile_id', bound_profile_id, \
-        'status', status, 'created_at', created_at, 'updated_at', updated_at) ORDER BY created_at, id) \
+        'status', status, 'created_at', created_at, 'updated_at', updated_at)) \
         FROM user_integrations WHERE user_id = $1 AND ($2 IS NULL OR type = $2))";
 
 const POSTGRES: &str = "SELECT \
     (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'slug', slug, 'name', name, \
-        'is_default', is_default, 'created_at', created_at) ORDER BY created_at, id), '[]')::text \
+        'is_default', is_default, 'created_at', created_at)), '[]')::text \
         FROM profiles WHERE user_id = $1), \
     (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'type', type, 'external_id', external_id, \
         'label', label, 'encrypted_config', encrypted_config, 'enabled', enabled, 'is_default', is_default, \
         'scope', scope, 'profile_ids', profile_ids::json, 'bound_profile_id', bound_profile_id, \
-        'status', status, 'created_at', created_at, 'updated_at', updated_at) ORDER BY created_at, id), '[]')::text \
+        'status', status, 'created_at', created_at, 'updated_at', updated_at)), '[]')::text \
         FROM user_integrations WHERE user_id = $1 AND ($2::text IS NULL OR type = $2))";
 
 impl Store {
@@ -70,16 +71,41 @@ impl Store {
                     .await?
             }
         };
+        Snapshot::from_json(user_id, &profiles_json, &integrations_json)
+    }
+}
+
+impl Snapshot {
+    /// Decodes the two JSON arrays the snapshot statement returns.
+    fn from_json(
+        user_id: &str,
+        profiles_json: &str,
+        integrations_json: &str,
+    ) -> Result<Self, StoreError> {
         let unreadable = |e: serde_json::Error| {
             StoreError::Invalid(format!("unreadable snapshot of user {user_id}: {e}"))
         };
-        let profile_rows: Vec<ProfileRow> =
-            serde_json::from_str(&profiles_json).map_err(unreadable)?;
-        let integration_rows: Vec<IntegrationRow> =
-            serde_json::from_str(&integrations_json).map_err(unreadable)?;
-        Ok(Snapshot {
+        Self::from_rows(
+            serde_json::from_str(profiles_json).map_err(unreadable)?,
+            serde_json::from_str(integrations_json).map_err(unreadable)?,
+        )
+    }
+
+    /// The snapshot of these rows, each list oldest first.
+    pub(crate) fn from_rows(
+        profile_rows: Vec<ProfileRow>,
+        integration_rows: Vec<IntegrationRow>,
+    ) -> Result<Self, StoreError> {
+        let mut snapshot = Self {
             profiles: profiles(profile_rows),
             integrations: integrations(integration_rows)?,
-        })
+        };
+        snapshot
+            .profiles
+            .sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        snapshot
+            .integrations
+            .sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(snapshot)
     }
 }

@@ -11,7 +11,12 @@
 //! ```
 
 mod faults;
+mod http;
+pub mod resend;
+pub mod slack;
+pub mod telegram;
 pub mod teller;
 pub mod tls;
+pub mod webhook;
 
 pub use faults::{Fault, FaultKind, Faults, Recorded};

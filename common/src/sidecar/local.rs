@@ -1,0 +1,170 @@
+//! A sidecar's SQLite connection, used on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a worker thread, and every statement
+//! crosses to it and back: two thread wake-ups that cost more than the
+//! indexed read or the audit insert itself. A sidecar runs two statements
+//! per tool call, so it keeps one connection of its own and runs them in
+//! place. Only a statement that finds the database locked by another
+//! process (a CLI write, a key rotation) moves to a blocking thread to wait
+//! there, so that a wait never stalls the sidecar's other calls.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::model::{IntegrationType, Status};
+use crate::store::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
+use crate::store::{Snapshot, StoreError};
+
+use super::store::{AuditRow, INSERT_AUDIT, SET_STATUS};
+
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct LocalSqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl LocalSqlite {
+    /// Opens the existing database of a `sqlite:` store URL, read-write
+    /// (read-only when the URL says `mode=ro`).
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let rest = url
+            .strip_prefix("sqlite:")
+            .ok_or(StoreError::UnsupportedUrl)?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path == ":memory:" {
+            return Err(StoreError::Invalid(
+                "a sidecar needs a SQLite file, not an in-memory database".into(),
+            ));
+        }
+        let read_only = query.split('&').any(|p| p == "mode=ro");
+        // As a URI, so that the path is percent-decoded as sqlx decodes it.
+        let uri = format!(
+            "file:{}?mode={}",
+            path.replace('#', "%23"),
+            if read_only { "ro" } else { "rw" }
+        );
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(uri, flags)?;
+        conn.busy_timeout(Duration::ZERO)?;
+        // Commits in WAL mode need no fsync; a few rows per call need a
+        // small page cache.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;")?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The user's profiles and integrations of `kind`, read in one
+    /// transaction so that the grant check sees one consistent state.
+    pub async fn snapshot(
+        &self,
+        user_id: &str,
+        kind: IntegrationType,
+    ) -> Result<Snapshot, StoreError> {
+        let user = user_id.to_string();
+        let (profiles, integrations) = self
+            .run(move |conn| {
+                in_one_read(conn, |conn| {
+                    let profiles = conn
+                        .prepare_cached(select_profiles!("WHERE user_id = $1"))?
+                        .query_map([&user], ProfileRow::from_sqlite)?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let integrations = conn
+                        .prepare_cached(select_integrations!("WHERE user_id = $1 AND type = $2"))?
+                        .query_map((&user, kind.as_str()), IntegrationRow::from_sqlite)?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((profiles, integrations))
+                })
+            })
+            .await?;
+        Snapshot::from_rows(profiles, integrations)
+    }
+
+    pub async fn set_status(&self, id: &str, status: Status) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| {
+            conn.prepare_cached(SET_STATUS)?
+                .execute((status.as_str(), crate::store::now(), &id))
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn audit(&self, row: AuditRow) -> Result<(), StoreError> {
+        let row = Arc::new(row);
+        self.run(move |conn| {
+            conn.prepare_cached(INSERT_AUDIT)?.execute((
+                &row.at,
+                &row.user_id,
+                &row.profile_id,
+                &row.session_id,
+                &row.server,
+                &row.tool,
+                &row.integration_id,
+                row.decision,
+                &row.detail,
+                row.duration_us,
+            ))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `work` here when the connection is free and the database is not
+    /// locked (the connection's busy timeout is zero); otherwise on a
+    /// blocking thread that waits up to [`BUSY_TIMEOUT`].
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        if let Ok(conn) = self.conn.try_lock() {
+            match work(&conn) {
+                Err(e) if is_locked(&e) => {}
+                done => return Ok(done?),
+            }
+        }
+        let conn = Arc::clone(&self.conn);
+        let waited = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let done = work(&conn);
+            conn.busy_timeout(Duration::ZERO)?;
+            done
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("the store call did not finish: {e}")))?;
+        Ok(waited?)
+    }
+}
+
+/// Runs `read` in one read transaction (its statements prepared once, unlike
+/// rusqlite's `Transaction`), ending it whatever happens.
+fn in_one_read<T>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = read(conn);
+    let ended = conn.prepare_cached("COMMIT")?.execute([]);
+    if !conn.is_autocommit() {
+        // Only when COMMIT itself failed; ROLLBACK of a read cannot.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let value = result?;
+    ended?;
+    Ok(value)
+}
+
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}

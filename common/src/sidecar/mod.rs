@@ -1,0 +1,76 @@
+//! What every sidecar shares: its identity from the spawn environment, the
+//! one grant check that precedes every read of a secret ([`SidecarStore`]),
+//! the audit row of every tool call, and a stdio transport that answers
+//! malformed lines.
+
+mod local;
+mod stdio;
+mod store;
+
+use std::time::Duration;
+
+use crate::crypto::OpenError;
+use crate::store::StoreError;
+
+pub use stdio::{guard, guarded_stdio};
+pub use store::SidecarStore;
+
+/// The running agent, fixed at spawn. Never taken from tool arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub profile_id: String,
+    pub session_id: Option<String>,
+}
+
+impl Identity {
+    /// From `INTEGRATIONS_USER_ID`, `INTEGRATIONS_PROFILE_ID` and
+    /// `INTEGRATIONS_SESSION_ID`; `user`/`profile` (command-line flags) win.
+    pub fn from_env(user: Option<String>, profile: Option<String>) -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (user.or_else(|| var("INTEGRATIONS_USER_ID")), profile.or_else(|| var("INTEGRATIONS_PROFILE_ID"))) {
+            (Some(user_id), Some(profile_id)) => Ok(Self { user_id, profile_id, session_id: var("INTEGRATIONS_SESSION_ID") }),
+            _ => Err("no identity: set INTEGRATIONS_USER_ID and INTEGRATIONS_PROFILE_ID (or pass --user and --profile)".into()),
+        }
+    }
+}
+
+/// Why a granted integration could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// How a tool call ended, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    Error,
+}
+
+impl Decision {
+    /// The value stored in `audit_log.decision`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One `audit_log` row. `detail` is the sentence the agent saw, never a secret.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub identity: &'a Identity,
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub integration_id: Option<&'a str>,
+    pub decision: Decision,
+    pub detail: Option<&'a str>,
+    pub duration: Duration,
+}

@@ -1,0 +1,181 @@
+//! The store as a sidecar uses it: the grant check, provider verdicts and
+//! the audit log, on SQLite in-process ([`LocalSqlite`]) or on PostgreSQL
+//! through the shared [`Store`].
+
+use crate::config::DecryptedConfig;
+use crate::crypto::Keyring;
+use crate::model::{Integration, IntegrationType, Status};
+use crate::scope::is_granted;
+use crate::store::{Snapshot, Store, StoreError, with_pool};
+
+use super::local::LocalSqlite;
+use super::{AuditEntry, GrantError, Identity};
+
+/// Writes one `audit_log` row; `$1`..`$10` appear in order (SQLite numbers
+/// named parameters by first appearance).
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Sets an integration's status, touching the row only when it changes.
+pub(super) const SET_STATUS: &str =
+    "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1";
+
+/// The longest `audit_log.detail` kept, in characters.
+const DETAIL_CHARS: usize = 500;
+
+/// The store of one sidecar: opened once, re-read on every call, never cached.
+pub struct SidecarStore {
+    backend: Backend,
+}
+
+enum Backend {
+    /// SQLite on the calling thread: no worker thread to wake per statement.
+    Local(LocalSqlite),
+    Postgres(Store),
+}
+
+impl std::fmt::Debug for SidecarStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Local(_) => "SidecarStore(sqlite)",
+            Backend::Postgres(_) => "SidecarStore(postgres)",
+        })
+    }
+}
+
+impl SidecarStore {
+    /// Opens the store at `url` the way a sidecar does, one of thousands: no
+    /// migration; an existing SQLite file (never created here), or one
+    /// PostgreSQL connection opened at the first query and closed when idle.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Local(LocalSqlite::open(url)?)
+        } else {
+            Backend::Postgres(Store::connect_sidecar(url)?)
+        };
+        Ok(Self { backend })
+    }
+
+    /// The integrations of `kind` granted to the running profile, re-read now
+    /// (one indexed read). A deleted profile is granted nothing.
+    pub async fn granted(
+        &self,
+        who: &Identity,
+        kind: IntegrationType,
+    ) -> Result<Vec<Integration>, StoreError> {
+        let snapshot = match &self.backend {
+            Backend::Local(local) => local.snapshot(&who.user_id, kind).await?,
+            Backend::Postgres(store) => store.snapshot(&who.user_id, Some(kind)).await?,
+        };
+        Ok(granted_in(snapshot, &who.profile_id))
+    }
+
+    /// The one grant check before a secret is read: the integration of `kind`
+    /// granted to `who` that `matches`, with its config opened. `None` when
+    /// there is none: an out-of-scope row and a missing one look the same.
+    pub async fn open_granted(
+        &self,
+        keyring: &Keyring,
+        who: &Identity,
+        kind: IntegrationType,
+        matches: impl Fn(&Integration) -> bool,
+    ) -> Result<Option<(Integration, DecryptedConfig)>, GrantError> {
+        let Some(integration) = self
+            .granted(who, kind)
+            .await?
+            .into_iter()
+            .find(|i| matches(i))
+        else {
+            return Ok(None);
+        };
+        let config = keyring.open_config(&integration)?;
+        Ok(Some((integration, config)))
+    }
+
+    /// Records a provider's verdict on an integration's grant.
+    pub async fn set_status(&self, id: &str, status: Status) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.set_status(id, status).await,
+            Backend::Postgres(store) => {
+                with_pool!(store, |pool| {
+                    sqlx::query(SET_STATUS)
+                        .bind(status.as_str())
+                        .bind(crate::store::now())
+                        .bind(id)
+                        .execute(pool)
+                        .await?;
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one `audit_log` row.
+    pub async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        let row = AuditRow::from(entry);
+        match &self.backend {
+            Backend::Local(local) => local.audit(row).await,
+            Backend::Postgres(store) => {
+                with_pool!(store, |pool| {
+                    sqlx::query(INSERT_AUDIT)
+                        .bind(row.at)
+                        .bind(row.user_id)
+                        .bind(row.profile_id)
+                        .bind(row.session_id)
+                        .bind(row.server)
+                        .bind(row.tool)
+                        .bind(row.integration_id)
+                        .bind(row.decision)
+                        .bind(row.detail)
+                        .bind(row.duration_us)
+                        .execute(pool)
+                        .await?;
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An [`AuditEntry`] as its columns, owned and in [`INSERT_AUDIT`] order.
+pub(super) struct AuditRow {
+    pub at: String,
+    pub user_id: String,
+    pub profile_id: String,
+    pub session_id: Option<String>,
+    pub server: String,
+    pub tool: String,
+    pub integration_id: Option<String>,
+    pub decision: &'static str,
+    pub detail: Option<String>,
+    pub duration_us: i64,
+}
+
+impl From<&AuditEntry<'_>> for AuditRow {
+    fn from(entry: &AuditEntry<'_>) -> Self {
+        Self {
+            at: crate::store::now(),
+            user_id: entry.identity.user_id.clone(),
+            profile_id: entry.identity.profile_id.clone(),
+            session_id: entry.identity.session_id.clone(),
+            server: entry.server.to_string(),
+            tool: entry.tool.to_string(),
+            integration_id: entry.integration_id.map(str::to_string),
+            decision: entry.decision.as_str(),
+            detail: entry.detail.map(|d| d.chars().take(DETAIL_CHARS).collect()),
+            duration_us: i64::try_from(entry.duration.as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn granted_in(snapshot: Snapshot, profile_id: &str) -> Vec<Integration> {
+    let Snapshot {
+        profiles,
+        integrations,
+    } = snapshot;
+    let profile = profiles.iter().find(|p| p.id == profile_id);
+    integrations
+        .into_iter()
+        .filter(|i| is_granted(i, profile))
+        .collect()
+}
