@@ -22,7 +22,7 @@ use super::store::{AuditRow, INSERT_AUDIT, SET_STATUS};
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(super) struct LocalSqlite {
+pub(crate) struct LocalSqlite {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -65,7 +65,7 @@ impl LocalSqlite {
     pub async fn snapshot(
         &self,
         user_id: &str,
-        kind: IntegrationType,
+        kind: Option<IntegrationType>,
     ) -> Result<Snapshot, StoreError> {
         let user = user_id.to_string();
         let (profiles, integrations) = self
@@ -76,8 +76,13 @@ impl LocalSqlite {
                         .query_map([&user], ProfileRow::from_sqlite)?
                         .collect::<Result<Vec<_>, _>>()?;
                     let integrations = conn
-                        .prepare_cached(select_integrations!("WHERE user_id = $1 AND type = $2"))?
-                        .query_map((&user, kind.as_str()), IntegrationRow::from_sqlite)?
+                        .prepare_cached(select_integrations!(
+                            "WHERE user_id = $1 AND ($2 IS NULL OR type = $2)"
+                        ))?
+                        .query_map(
+                            (&user, kind.map(IntegrationType::as_str)),
+                            IntegrationRow::from_sqlite,
+                        )?
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok((profiles, integrations))
                 })
@@ -119,7 +124,7 @@ impl LocalSqlite {
     /// Runs `work` here when the connection is free and the database is not
     /// locked (the connection's busy timeout is zero); otherwise on a
     /// blocking thread that waits up to [`BUSY_TIMEOUT`].
-    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(super) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,

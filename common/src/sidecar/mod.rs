@@ -4,6 +4,8 @@
 //! malformed lines.
 
 mod local;
+mod notifications;
+pub mod standalone;
 mod stdio;
 mod store;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use crate::crypto::OpenError;
 use crate::store::StoreError;
 
+pub use notifications::{IDEMPOTENCY_WINDOW, LoggedNotification, ThreadRow};
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;
 

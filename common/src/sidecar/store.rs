@@ -25,10 +25,10 @@ const DETAIL_CHARS: usize = 500;
 
 /// The store of one sidecar: opened once, re-read on every call, never cached.
 pub struct SidecarStore {
-    backend: Backend,
+    pub(super) backend: Backend,
 }
 
-enum Backend {
+pub(super) enum Backend {
     /// SQLite on the calling thread: no worker thread to wake per statement.
     Local(LocalSqlite),
     Postgres(Store),
@@ -63,11 +63,21 @@ impl SidecarStore {
         who: &Identity,
         kind: IntegrationType,
     ) -> Result<Vec<Integration>, StoreError> {
-        let snapshot = match &self.backend {
-            Backend::Local(local) => local.snapshot(&who.user_id, kind).await?,
-            Backend::Postgres(store) => store.snapshot(&who.user_id, Some(kind)).await?,
-        };
+        let snapshot = self.snapshot(&who.user_id, Some(kind)).await?;
         Ok(granted_in(snapshot, &who.profile_id))
+    }
+
+    /// The user's profiles and integrations (only of `kind`, when given),
+    /// re-read now in one consistent read.
+    pub async fn snapshot(
+        &self,
+        user_id: &str,
+        kind: Option<IntegrationType>,
+    ) -> Result<Snapshot, StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.snapshot(user_id, kind).await,
+            Backend::Postgres(store) => store.snapshot(user_id, kind).await,
+        }
     }
 
     /// The one grant check before a secret is read: the integration of `kind`

@@ -1,0 +1,251 @@
+//! Delivery to the four outbound channels, each through its provider's real
+//! API (pointed at fakes in tests by the `*_BASE` variables), with bounded
+//! retries that never duplicate a message.
+
+mod email;
+mod retry;
+mod slack;
+mod telegram;
+mod webhook;
+
+use std::time::Duration;
+
+use common::config::DecryptedConfig;
+use common::model::{Integration, IntegrationType};
+use serde::{Deserialize, Serialize};
+
+pub use webhook::{check_target, sign};
+
+/// How urgent a notification is.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+        }
+    }
+}
+
+/// Who asked for a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Agent,
+    Platform,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Platform => "platform",
+        }
+    }
+}
+
+/// One notification on its way to one integration.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `ntf_...`: stable across retries (webhook id, Resend idempotency key).
+    pub id: String,
+    pub message: String,
+    pub title: Option<String>,
+    pub urgency: Urgency,
+    pub source: Source,
+    /// The channel string, e.g. `slack` or `telegram:int_...`.
+    pub channel: String,
+    pub profile_id: Option<String>,
+    pub session_id: Option<String>,
+    /// Thread-claim buttons (Telegram only), with the thread's label.
+    pub claim_thread: Option<Option<String>>,
+}
+
+/// What the provider confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub provider_message_id: Option<String>,
+    pub attempts: u32,
+    /// For Telegram: the chat and the message the claim buttons are on.
+    pub thread: Option<(String, i64)>,
+}
+
+/// Why a delivery failed: one sentence without a secret, and whether the
+/// integration's grant is dead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub message: String,
+    pub attempts: u32,
+    /// The provider refused the credentials: mark the row `needs_reauth`.
+    pub reauth: bool,
+}
+
+impl Failure {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            attempts: 1,
+            reauth: false,
+        }
+    }
+
+    pub(crate) fn reauth(message: impl Into<String>) -> Self {
+        Self {
+            reauth: true,
+            ..Self::new(message)
+        }
+    }
+}
+
+/// Where the providers are and how long to wait for them, from the
+/// environment.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    pub slack_base: String,
+    pub telegram_base: String,
+    pub resend_base: String,
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach loopback
+    /// and private addresses, over plain http.
+    pub allow_private: bool,
+    /// One request's timeout (`NOTIFY_TIMEOUT_MS`, default 10 s).
+    pub timeout: Duration,
+    /// All attempts of one delivery (`NOTIFY_DEADLINE_MS`, default and at most 15 s).
+    pub deadline: Duration,
+    http: reqwest::Client,
+}
+
+const USER_AGENT: &str = concat!("vz-integrations/", env!("CARGO_PKG_VERSION"));
+
+impl Providers {
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+                .trim_end_matches('/')
+                .to_string()
+        };
+        let millis = |name: &str, default: u64| {
+            Duration::from_millis(
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default),
+            )
+        };
+        let timeout = millis("NOTIFY_TIMEOUT_MS", 10_000);
+        Self {
+            slack_base: var("SLACK_API_BASE", "https://slack.com/api"),
+            telegram_base: var("TELEGRAM_API_BASE", "https://api.telegram.org"),
+            resend_base: var("RESEND_API_BASE", "https://api.resend.com"),
+            allow_private: std::env::var("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE").as_deref()
+                == Ok("1"),
+            timeout,
+            deadline: millis("NOTIFY_DEADLINE_MS", 15_000).min(Duration::from_secs(15)),
+            http: reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a TLS backend is compiled in"),
+        }
+    }
+
+    /// Sends `out` through `integration`, whose config is `config`.
+    pub async fn deliver(
+        &self,
+        integration: &Integration,
+        config: &DecryptedConfig,
+        out: &Outgoing,
+    ) -> Result<Delivered, Failure> {
+        let kind = integration.kind;
+        let field = |name: &str| config.get(kind, name).ok().flatten();
+        let missing = || {
+            Failure::reauth(format!(
+                "the {kind} integration is missing part of its configuration; the user must reconnect it"
+            ))
+        };
+        match kind {
+            IntegrationType::Slack => {
+                let token = field("bot_token").ok_or_else(missing)?;
+                let user = field("authed_user_id").ok_or_else(missing)?;
+                slack::send(self, &token, &user, out).await
+            }
+            IntegrationType::Telegram => {
+                let token = field("bot_token").ok_or_else(missing)?;
+                let Some(chat) = field("owner_chat_id") else {
+                    return Err(Failure::new(format!(
+                        "the Telegram bot @{} is not linked to a chat yet: the user must open the bot and send /link <code> first",
+                        integration.label
+                    )));
+                };
+                telegram::send(self, &token, &chat, out).await
+            }
+            IntegrationType::Email => {
+                let key = field("api_key").ok_or_else(missing)?;
+                let from = field("from_address").ok_or_else(missing)?;
+                let to = field("to_address").ok_or_else(missing)?;
+                email::send(self, &key, &from, &to, out).await
+            }
+            IntegrationType::Webhook => {
+                let url = field("url").ok_or_else(missing)?;
+                webhook::send(
+                    self,
+                    &url,
+                    field("secret").as_deref().map(|s| s.as_str()),
+                    out,
+                )
+                .await
+            }
+            other => Err(Failure::new(format!(
+                "{other} is not a notification channel"
+            ))),
+        }
+    }
+
+    /// Revokes `integration`'s grant at its provider where one exists
+    /// (Slack `auth.revoke`, Telegram `deleteWebhook`). `Ok(false)` when the
+    /// provider says the token was already dead.
+    pub async fn revoke(
+        &self,
+        integration: &Integration,
+        config: &DecryptedConfig,
+    ) -> Result<bool, Failure> {
+        let token = config
+            .get(integration.kind, "bot_token")
+            .ok()
+            .flatten()
+            .ok_or_else(|| Failure::new("the config has no bot token"))?;
+        match integration.kind {
+            IntegrationType::Slack => slack::revoke(self, &token).await,
+            IntegrationType::Telegram => telegram::delete_webhook(self, &token).await,
+            other => Err(Failure::new(format!(
+                "{other} has no downstream revocation"
+            ))),
+        }
+    }
+}
+
+/// A reqwest error in words, without the URL (a Telegram URL holds the
+/// token, a webhook URL may hold a capability).
+pub(crate) fn transport_error(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "did not answer in time".into()
+    } else if e.is_connect() {
+        "could not be reached".into()
+    } else {
+        format!("request failed ({})", e.without_url())
+    }
+}

@@ -1,0 +1,87 @@
+//! Bounded retries: exponential backoff, `Retry-After` honoured when it fits,
+//! every attempt inside one deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Failure, Providers};
+
+/// How one attempt ended.
+pub(crate) enum Attempt<T> {
+    Done(T),
+    /// Not delivered, safe to try again (after `after`, if the provider said).
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    Fail(Failure),
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Runs `attempt` until it is done, fails, or the deadline would pass.
+/// `what` names the provider in the failure ("Slack").
+pub(crate) async fn retrying<T, F, Fut>(
+    providers: &Providers,
+    what: &str,
+    mut attempt: F,
+) -> Result<(T, u32), Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    let deadline = Instant::now() + providers.deadline;
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let gave_up = |why: &str| Failure {
+            message: format!(
+                "{what} {why}, after {attempts} attempt{}",
+                if attempts == 1 { "" } else { "s" }
+            ),
+            attempts,
+            reauth: false,
+        };
+        match tokio::time::timeout(remaining, attempt()).await {
+            Err(_) => return Err(gave_up("did not answer in time")),
+            Ok(Attempt::Done(value)) => return Ok((value, attempts)),
+            Ok(Attempt::Fail(mut failure)) => {
+                failure.attempts = attempts;
+                return Err(failure);
+            }
+            Ok(Attempt::Retry { after, why }) => {
+                let wait = after.unwrap_or(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if Instant::now() + wait >= deadline {
+                    let why = match after {
+                        Some(after) => format!(
+                            "{why} and asked to wait {}s, longer than this call may take",
+                            after.as_secs()
+                        ),
+                        None => why,
+                    };
+                    return Err(gave_up(&why));
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// `Retry-After` in seconds, if the response has one.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,231 @@
+//! Signed webhooks (Standard Webhooks), sent only to public addresses: the
+//! target's addresses are checked, and the connection goes to the address
+//! that was checked (no second DNS lookup). Redirects are never followed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::retry::{Attempt, retry_after, retrying};
+use super::{Delivered, Failure, Outgoing, Providers, transport_error};
+
+pub(super) async fn send(
+    p: &Providers,
+    url: &str,
+    secret: Option<&str>,
+    out: &Outgoing,
+) -> Result<Delivered, Failure> {
+    let (host, addr) = check_target(url, p.allow_private).await?;
+    let client = reqwest::Client::builder()
+        .user_agent(super::USER_AGENT)
+        .timeout(p.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, addr)
+        .build()
+        .map_err(|_| Failure::new("cannot build the webhook client"))?;
+    let body = serde_json::to_vec(&json!({
+        "id": out.id,
+        "type": "notification",
+        "channel": out.channel,
+        "urgency": out.urgency.as_str(),
+        "title": out.title,
+        "message": out.message,
+        "source": out.source.as_str(),
+        "profile_id": out.profile_id,
+        "session_id": out.session_id,
+        "sent_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    }))
+    .expect("JSON values serialize");
+    let ((), attempts) = retrying(p, "The webhook", || async {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &out.id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(secret) = secret {
+            match sign(secret, &out.id, timestamp, &body) {
+                Ok(signature) => request = request.header("webhook-signature", signature),
+                Err(f) => return Attempt::Fail(f),
+            }
+        }
+        let response = match request.body(body.clone()).send().await {
+            Ok(r) => r,
+            // The webhook id is stable: the receiver can drop a repeat.
+            Err(e) => return Attempt::Retry { after: None, why: transport_error(e) },
+        };
+        let status = response.status();
+        match status.as_u16() {
+            200..=299 => Attempt::Done(()),
+            300..=399 => Attempt::Fail(Failure::new(format!(
+                "the webhook answered with a redirect ({status}), which is not followed: the user should update its URL"
+            ))),
+            410 => Attempt::Fail(Failure::new(
+                "the webhook endpoint is gone (410): the user should update or remove the Webhook integration",
+            )),
+            429 => Attempt::Retry { after: retry_after(&response), why: "is rate limiting (429)".into() },
+            500..=599 => Attempt::Retry { after: retry_after(&response), why: format!("is failing ({status})") },
+            _ => Attempt::Fail(Failure::new(format!("the webhook refused the notification ({status})"))),
+        }
+    })
+    .await?;
+    Ok(Delivered {
+        provider_message_id: None,
+        attempts,
+        thread: None,
+    })
+}
+
+/// The Standard Webhooks signature `v1,<base64 HMAC-SHA256>` of
+/// `{id}.{timestamp}.{body}`; a `whsec_` secret is base64 of the key.
+pub fn sign(secret: &str, id: &str, timestamp: u64, body: &[u8]) -> Result<String, Failure> {
+    let key = match secret.strip_prefix("whsec_") {
+        Some(encoded) => STANDARD.decode(encoded).map_err(|_| {
+            Failure::new("the webhook secret is not valid whsec_ base64: the user must update it")
+        })?,
+        None => secret.as_bytes().to_vec(),
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// Checks that `url` may be called: https (unless `allow_private`), and every
+/// address its host resolves to public (unless `allow_private`). Returns the
+/// host and the address to connect to.
+pub async fn check_target(url: &str, allow_private: bool) -> Result<(String, SocketAddr), Failure> {
+    let refused = |why: &str| Failure::new(format!("the webhook URL is refused: {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|_| refused("it is not a valid URL"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        _ => return Err(refused("it must use https")),
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| refused("it has no host"))?
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| refused("its host does not resolve"))?
+            .collect(),
+    };
+    let first = *addrs
+        .first()
+        .ok_or_else(|| refused("its host does not resolve"))?;
+    if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+        return Err(refused(
+            "it points to a loopback, private, link-local or metadata address",
+        ));
+    }
+    Ok((host, first))
+}
+
+/// Whether `ip` is a public unicast address.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public_v4(Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1))
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // 169.254/16, the metadata address included
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // CGNAT
+        || a >= 240)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_webhooks_test_vector_signs() {
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        assert_eq!(
+            sign(
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                body
+            )
+            .unwrap(),
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+        );
+    }
+
+    #[tokio::test]
+    async fn private_targets_are_refused_and_public_ones_pass() {
+        for url in [
+            "https://127.0.0.1/x",
+            "https://10.1.2.3/x",
+            "https://172.16.0.1/x",
+            "https://192.168.1.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/x",
+            "https://0.0.0.0/x",
+            "https://224.0.0.1/x",
+            "https://[::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://[::ffff:169.254.169.254]/x",
+            "https://[fd00:ec2::254]/x",
+            "https://[fe80::1]/x",
+            "https://[64:ff9b::a00:1]/x",
+            "https://localhost/x",
+            "http://93.184.215.14/x",
+            "ftp://93.184.215.14/x",
+        ] {
+            let refused = check_target(url, false).await.unwrap_err();
+            assert!(
+                refused.message.starts_with("the webhook URL is refused"),
+                "{url}: {refused}"
+            );
+        }
+        for url in ["https://93.184.215.14/x", "https://[2606:4700::1111]/x"] {
+            assert!(check_target(url, false).await.is_ok(), "{url}");
+        }
+        assert!(check_target("http://127.0.0.1:9/x", true).await.is_ok());
+    }
+}

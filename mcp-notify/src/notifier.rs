@@ -1,0 +1,334 @@
+//! One notification from request to log row: validation, idempotency, the
+//! per-minute limit, the channel among the integrations granted now, the
+//! delivery, and the `notification_log` row. Shared by `notify_user`,
+//! `integrations notify` and `integrations test`.
+
+use std::time::{Duration, SystemTime};
+
+use common::channel::{self, ChannelError};
+use common::crypto::Keyring;
+use common::model::{Integration, IntegrationType, Status};
+use common::sidecar::{Identity, LoggedNotification, SidecarStore, ThreadRow};
+
+use crate::deliver::{Delivered, Failure, Outgoing, Providers, Source, Urgency};
+
+/// The longest message accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 20_000;
+/// The rate limit's window.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// What to send.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub message: String,
+    pub channel: Option<String>,
+    pub urgency: Urgency,
+    pub title: Option<String>,
+    pub claim_thread: bool,
+    pub claim_thread_label: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What was sent (or, for a repeated idempotency key, what was sent first).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Sent {
+    pub channel: String,
+    pub integration_id: String,
+    pub notification_id: String,
+    pub provider_message_id: Option<String>,
+    /// True when an earlier call with the same idempotency key already sent it.
+    pub replayed: bool,
+}
+
+/// Why nothing was sent. Each reads as a sentence the agent can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}", capitalize(&.0.to_string()))]
+    Channel(#[from] ChannelError),
+    #[error("Too many notifications: at most {limit} a minute for this agent. Try again in {} seconds.", .retry_in.as_secs().max(1))]
+    RateLimited { limit: usize, retry_in: Duration },
+    #[error("The notification was not delivered via {channel}: {failure}.")]
+    Delivery {
+        channel: String,
+        integration_id: String,
+        failure: Failure,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl NotifyError {
+    /// The integration involved, for the audit row.
+    pub fn integration_id(&self) -> Option<&str> {
+        match self {
+            Self::Delivery { integration_id, .. } => Some(integration_id),
+            _ => None,
+        }
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect::<String>() + ".")
+        .unwrap_or_default()
+}
+
+/// Sends notifications for one store, keyring and set of providers.
+pub struct Notifier {
+    store: SidecarStore,
+    keyring: Keyring,
+    providers: Providers,
+    /// `NOTIFY_MAX_PER_MINUTE` (default 20), per user and profile.
+    max_per_minute: usize,
+}
+
+impl Notifier {
+    pub fn new(store: SidecarStore, keyring: Keyring, providers: Providers) -> Self {
+        let max_per_minute = std::env::var("NOTIFY_MAX_PER_MINUTE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        Self {
+            store,
+            keyring,
+            providers,
+            max_per_minute,
+        }
+    }
+
+    /// Sends `request` for `who` through a channel granted to `who`'s profile.
+    pub async fn notify(
+        &self,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+    ) -> Result<Sent, NotifyError> {
+        validate(request)?;
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "store unavailable");
+            NotifyError::Unavailable(
+                "The integrations store is not answering; try again shortly.".into(),
+            )
+        };
+        if let Some(key) = &request.idempotency_key
+            && let Some(first) = self
+                .store
+                .sent_with_key(&who.user_id, key)
+                .await
+                .map_err(|e| unavailable(&e))?
+        {
+            return Ok(Sent {
+                channel: first.channel,
+                integration_id: first.integration_id.unwrap_or_default(),
+                notification_id: first.notification_id,
+                provider_message_id: first.provider_message_id,
+                replayed: true,
+            });
+        }
+        if source == Source::Agent {
+            let recent = self
+                .store
+                .recent_notifications(&who.user_id, &who.profile_id, WINDOW)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if recent.len() >= self.max_per_minute {
+                let oldest = recent[recent.len() - self.max_per_minute];
+                let retry_in = (oldest + WINDOW)
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::from_secs(1));
+                return Err(NotifyError::RateLimited {
+                    limit: self.max_per_minute,
+                    retry_in,
+                });
+            }
+        }
+        let wanted = channel::parse(request.channel.as_deref())?;
+        let snapshot = self
+            .store
+            .snapshot(&who.user_id, None)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let integration = channel::select(
+            &wanted,
+            &snapshot.integrations,
+            snapshot.profile(&who.profile_id),
+        )?
+        .clone();
+        if request.claim_thread {
+            if integration.kind != IntegrationType::Telegram {
+                return Err(NotifyError::Invalid(format!(
+                    "claim_thread works only on a Telegram channel, and this notification would go via {}; drop claim_thread or pick a telegram channel.",
+                    channel::channel_string(&integration)
+                )));
+            }
+            if who.session_id.is_none() {
+                return Err(NotifyError::Invalid(
+                    "claim_thread needs a session, and this agent runs without one (INTEGRATIONS_SESSION_ID is not set); drop claim_thread.".into(),
+                ));
+            }
+        }
+        self.send(&integration, who, request, source).await
+    }
+
+    /// Sends `request` through `integration` (already chosen and granted, or
+    /// named by an operator), logs it, and records its thread.
+    pub async fn send(
+        &self,
+        integration: &Integration,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+    ) -> Result<Sent, NotifyError> {
+        let channel = channel::channel_string(integration);
+        let out = Outgoing {
+            id: format!("ntf_{}", common::ids::random_token(20)),
+            message: request.message.clone(),
+            title: request.title.clone(),
+            urgency: request.urgency,
+            source,
+            channel: channel.clone(),
+            profile_id: Some(who.profile_id.clone()).filter(|p| !p.is_empty()),
+            session_id: who.session_id.clone(),
+            claim_thread: request
+                .claim_thread
+                .then(|| request.claim_thread_label.clone()),
+        };
+        let delivered = match self.keyring.open_config(integration) {
+            Ok(config) => self.providers.deliver(integration, &config, &out).await,
+            Err(e) => {
+                tracing::warn!(integration = %integration.id, error = %e, "cannot open the config");
+                Err(Failure::new(
+                    "its stored credentials cannot be read; ask the operator to check the keyring",
+                ))
+            }
+        };
+        if let Err(failure) = &delivered
+            && failure.reauth
+            && let Err(e) = self
+                .store
+                .set_status(&integration.id, Status::NeedsReauth)
+                .await
+        {
+            tracing::warn!(integration = %integration.id, error = %e, "could not mark needs_reauth");
+        }
+        self.log(integration, who, request, &out, &delivered).await;
+        match delivered {
+            Ok(delivered) => Ok(Sent {
+                channel,
+                integration_id: integration.id.clone(),
+                notification_id: out.id,
+                provider_message_id: delivered.provider_message_id,
+                replayed: false,
+            }),
+            Err(failure) => Err(NotifyError::Delivery {
+                channel,
+                integration_id: integration.id.clone(),
+                failure,
+            }),
+        }
+    }
+
+    async fn log(
+        &self,
+        integration: &Integration,
+        who: &Identity,
+        request: &Request,
+        out: &Outgoing,
+        delivered: &Result<Delivered, Failure>,
+    ) {
+        let row = LoggedNotification {
+            notification_id: out.id.clone(),
+            user_id: who.user_id.clone(),
+            profile_id: out.profile_id.clone(),
+            session_id: who.session_id.clone(),
+            integration_id: Some(integration.id.clone()),
+            channel: out.channel.clone(),
+            urgency: out.urgency.as_str().into(),
+            source: out.source.as_str().into(),
+            status: if delivered.is_ok() { "sent" } else { "failed" }.into(),
+            error: delivered.as_ref().err().map(|f| f.message.clone()),
+            attempts: i64::from(match delivered {
+                Ok(d) => d.attempts,
+                Err(f) => f.attempts,
+            }),
+            idempotency_key: request.idempotency_key.clone(),
+            message: request.message.clone(),
+            provider_message_id: delivered
+                .as_ref()
+                .ok()
+                .and_then(|d| d.provider_message_id.clone()),
+        };
+        if let Err(e) = self.store.log_notification(&row).await {
+            tracing::warn!(error = %e, "could not write the notification log row");
+        }
+        if let (
+            Ok(Delivered {
+                thread: Some((chat, message_id)),
+                ..
+            }),
+            Some(session),
+        ) = (delivered, &who.session_id)
+        {
+            let thread = ThreadRow {
+                integration_id: integration.id.clone(),
+                chat_id: chat.clone(),
+                message_id: *message_id,
+                session_id: session.clone(),
+                label: request.claim_thread_label.clone(),
+            };
+            if let Err(e) = self.store.add_thread(&thread).await {
+                tracing::warn!(error = %e, "could not record the thread");
+            }
+        }
+    }
+
+    /// The store, for callers that look integrations up themselves.
+    pub fn store(&self) -> &SidecarStore {
+        &self.store
+    }
+
+    /// The providers, for revocation.
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+}
+
+fn validate(request: &Request) -> Result<(), NotifyError> {
+    let invalid = |s: &str| Err(NotifyError::Invalid(s.into()));
+    if request.message.trim().is_empty() {
+        return invalid("The message is empty; write what the user should know.");
+    }
+    let chars = request.message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(NotifyError::Invalid(format!(
+            "The message has {chars} characters; at most {MAX_MESSAGE_CHARS} are sent. Shorten it or link to the details."
+        )));
+    }
+    if request
+        .title
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 200)
+    {
+        return invalid("The title is longer than 200 characters; shorten it.");
+    }
+    if request
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 200)
+    {
+        return invalid("The idempotency_key must be 1 to 200 characters.");
+    }
+    if request.claim_thread_label.is_some() && !request.claim_thread {
+        return invalid("claim_thread_label goes with claim_thread: true.");
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The `notify` MCP server: `notify_user`, audited on every call.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::crypto::Keyring;
+use common::sidecar::{AuditEntry, Decision, Identity, SidecarStore};
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::deliver::{Providers, Source, Urgency};
+use crate::notifier::{Notifier, NotifyError, Request, Sent};
+
+const SERVER: &str = "notify";
+
+/// The notify MCP server for one running agent.
+#[derive(Clone)]
+pub struct NotifyServer {
+    inner: Arc<Inner>,
+    tool_router: ToolRouter<Self>,
+}
+
+struct Inner {
+    identity: Identity,
+    db_url: String,
+    notifier: OnceCell<Notifier>,
+}
+
+tokio::task_local! {
+    /// How the running call ended, for its audit row.
+    static OUTCOME: RefCell<(Option<String>, Decision)>;
+}
+
+/// The arguments of `notify_user`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyArgs {
+    /// What the user should know, in markdown (bold, italics, links, code).
+    /// At most 20,000 characters.
+    pub message: String,
+    /// Where to send it: slack, telegram, email or webhook, or
+    /// telegram:<integration_id> for one bot. Omit it for the user's default.
+    pub channel: Option<String>,
+    /// low (silent where possible), normal (default) or high.
+    pub urgency: Option<Urgency>,
+    /// A short title.
+    pub title: Option<String>,
+    /// Telegram only: add "Reply here" / "Keep my chat" buttons so the user can
+    /// continue this session from the chat.
+    pub claim_thread: Option<bool>,
+    /// Telegram only: what the thread is about, shown when it is claimed.
+    pub claim_thread_label: Option<String>,
+    /// Repeating a call with the same key within 24 hours sends nothing and
+    /// returns the first result.
+    pub idempotency_key: Option<String>,
+}
+
+impl NotifyServer {
+    /// A server for `identity` over the store at `db_url`; nothing is opened
+    /// until the first tool call.
+    pub fn new(identity: Identity, db_url: String) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                identity,
+                db_url,
+                notifier: OnceCell::new(),
+            }),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The tool definitions, as `tools/list` returns them.
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
+    async fn notifier(&self) -> Result<&Notifier, String> {
+        self.inner
+            .notifier
+            .get_or_try_init(|| async {
+                let store = SidecarStore::open(&self.inner.db_url).map_err(|e| {
+                    tracing::warn!(error = %e, "cannot open the store");
+                    "The integrations store is not available; ask the operator to check INTEGRATIONS_DB.".to_string()
+                })?;
+                let keyring = Keyring::from_env().map_err(|e| {
+                    tracing::warn!(error = %e, "no keyring");
+                    "mcp-notify has no keyring; ask the operator to set INTEGRATIONS_KEYS_FILE.".to_string()
+                })?;
+                Ok(Notifier::new(store, keyring, Providers::from_env()))
+            })
+            .await
+    }
+}
+
+fn outcome(integration: Option<&str>, decision: Decision) {
+    let _ = OUTCOME.try_with(|o| *o.borrow_mut() = (integration.map(str::to_string), decision));
+}
+
+#[tool_router(router = tool_router)]
+impl NotifyServer {
+    /// Send the user a notification through one of their connected channels
+    /// (Slack, Telegram, Email, Webhook) that this agent may use. Use it when
+    /// the user must know or act: a long task finished or failed, a decision
+    /// is needed. Do not use it for progress chatter.
+    #[tool(
+        annotations(title = "Notify the user", read_only_hint = false, destructive_hint = false, open_world_hint = true),
+        output_schema = schema_for_output::<Sent>()
+    )]
+    async fn notify_user(&self, Parameters(args): Parameters<NotifyArgs>) -> CallToolResult {
+        let notifier = match self.notifier().await {
+            Ok(n) => n,
+            Err(message) => {
+                outcome(None, Decision::Error);
+                return CallToolResult::error(vec![ContentBlock::text(message)]);
+            }
+        };
+        let request = Request {
+            message: args.message,
+            channel: args.channel,
+            urgency: args.urgency.unwrap_or_default(),
+            title: args.title,
+            claim_thread: args.claim_thread.unwrap_or(false),
+            claim_thread_label: args.claim_thread_label,
+            idempotency_key: args.idempotency_key,
+        };
+        match notifier
+            .notify(&self.inner.identity, &request, Source::Agent)
+            .await
+        {
+            Ok(sent) => {
+                outcome(Some(&sent.integration_id), Decision::Allow);
+                let text = if sent.replayed {
+                    format!(
+                        "Notification already sent via {} (same idempotency_key); not sent again",
+                        sent.channel
+                    )
+                } else {
+                    format!("Notification sent via {}", sent.channel)
+                };
+                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+                result.structured_content = serde_json::to_value(&sent).ok();
+                result
+            }
+            Err(e) => {
+                let decision = match &e {
+                    NotifyError::Delivery { .. } | NotifyError::Unavailable(_) => Decision::Error,
+                    _ => Decision::Deny,
+                };
+                outcome(e.integration_id(), decision);
+                CallToolResult::error(vec![ContentBlock::text(e.to_string())])
+            }
+        }
+    }
+}
+
+#[tool_handler(
+    router = self.tool_router,
+    name = "notify",
+    instructions = "Notify the user through their connected channels with notify_user."
+)]
+impl ServerHandler for NotifyServer {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let tool = request.name.to_string();
+        let call = ToolCallContext::new(self, request, context);
+        let (response, (integration_id, noted)) = OUTCOME
+            .scope(RefCell::new((None, Decision::Deny)), async {
+                let response = self.tool_router.call(call).await;
+                (response, OUTCOME.with(|o| o.borrow().clone()))
+            })
+            .await;
+        let (decision, detail) = match &response {
+            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => {
+                (Decision::Allow, None)
+            }
+            Ok(CallToolResponse::Complete(result)) => (
+                noted,
+                result
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map(|t| t.text.clone()),
+            ),
+            Ok(_) => (Decision::Allow, None),
+            Err(e) => (Decision::Deny, Some(e.message.to_string())),
+        };
+        if let Ok(notifier) = self.notifier().await {
+            let entry = AuditEntry {
+                identity: &self.inner.identity,
+                server: SERVER,
+                tool: &tool,
+                integration_id: integration_id.as_deref(),
+                decision,
+                detail: detail.as_deref(),
+                duration: started.elapsed(),
+            };
+            if let Err(e) = notifier.store().audit(&entry).await {
+                tracing::warn!(error = %e, tool, "could not write the audit row");
+            }
+        }
+        response
+    }
+}
