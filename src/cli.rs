@@ -28,6 +28,10 @@ pub enum Command {
     Keys(KeysCommand),
     #[command(flatten)]
     Integration(IntegrationCommand),
+    /// Fire a test notification through one Slack, Telegram, Email or Webhook integration.
+    Test { id: String },
+    /// Send a platform notification to a profile through its granted channels, in parallel.
+    Notify(NotifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -101,4 +105,23 @@ pub struct ScopeArgs {
     /// Only these profiles (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "P1,P2")]
     pub agents: Option<Vec<String>>,
+}
+
+#[derive(Args)]
+pub struct NotifyArgs {
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub profile: String,
+    /// Channels (comma-separated: slack, telegram:<id>, email, webhook); default: the profile's default channel.
+    #[arg(long, value_delimiter = ',', value_name = "C1,C2")]
+    pub channels: Option<Vec<String>>,
+    /// The message, in markdown.
+    #[arg(long)]
+    pub message: String,
+    #[arg(long)]
+    pub title: Option<String>,
+    /// low, normal or high.
+    #[arg(long, default_value = "normal")]
+    pub urgency: String,
 }

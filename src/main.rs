@@ -8,6 +8,7 @@ mod cli;
 mod config_input;
 mod integrations;
 mod keys;
+mod notify;
 mod output;
 mod profiles;
 mod revoke;
@@ -46,5 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profiles(command) => profiles::run(&store, command).await,
         Command::Keys(command) => keys::run(&store, command).await,
         Command::Integration(command) => integrations::run(&store, command).await,
+        Command::Test { id } => notify::test(&store, &url, &id).await,
+        Command::Notify(args) => notify::notify(&url, args).await,
     }
 }

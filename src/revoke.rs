@@ -11,6 +11,7 @@ use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 pub async fn downstream(integration: &Integration) -> anyhow::Result<String> {
     match integration.kind {
         IntegrationType::Teller => revoke_teller(integration).await,
+        IntegrationType::Slack | IntegrationType::Telegram => revoke_bot(integration).await,
         _ => Ok(format!("{} has no downstream revocation", integration.kind)),
     }
 }
@@ -33,6 +34,36 @@ async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
         ) => Ok("Teller says the access token was already dead; nothing left to revoke".into()),
         Err(e) => bail!(
             "Teller did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
+        ),
+    }
+}
+
+/// Slack: `auth.revoke`; Telegram: `deleteWebhook` (a bot token cannot be
+/// revoked through the API; the row, and with it the token, is forgotten).
+async fn revoke_bot(integration: &Integration) -> anyhow::Result<String> {
+    let keyring = Keyring::from_env()?;
+    let config = keyring.open_config(integration).context(
+        "cannot read the token to revoke it (use --local-only to delete the row anyway)",
+    )?;
+    let provider = match integration.kind {
+        IntegrationType::Slack => "Slack",
+        _ => "Telegram",
+    };
+    match mcp_notify::deliver::Providers::from_env()
+        .revoke(integration, &config)
+        .await
+    {
+        Ok(true) if integration.kind == IntegrationType::Slack => {
+            Ok("token revoked at Slack".into())
+        }
+        Ok(true) => {
+            Ok("webhook deleted at Telegram; the bot token is forgotten with the row".into())
+        }
+        Ok(false) => Ok(format!(
+            "{provider} says the token was already dead; nothing left to revoke"
+        )),
+        Err(e) => bail!(
+            "{provider} did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
         ),
     }
 }

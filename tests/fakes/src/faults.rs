@@ -18,6 +18,9 @@ pub struct Recorded {
     pub query: Option<String>,
     /// The `Authorization` header, as sent.
     pub authorization: Option<String>,
+    /// The `Idempotency-Key` (Resend) or `webhook-id` header, as sent: what
+    /// must stay the same across the retries of one message.
+    pub message_key: Option<String>,
 }
 
 /// What an injected fault does.
@@ -142,6 +145,11 @@ pub(crate) async fn layer(State(faults): State<Faults>, request: Request, next: 
         authorization: request
             .headers()
             .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        message_key: ["idempotency-key", "webhook-id"]
+            .iter()
+            .find_map(|h| request.headers().get(*h))
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     };

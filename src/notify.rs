@@ -1,0 +1,110 @@
+//! `integrations test` and `integrations notify`: platform notifications
+//! through the same delivery library as `notify_user`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use common::crypto::Keyring;
+use common::sidecar::{Identity, SidecarStore};
+use common::store::{Store, StoreError};
+use mcp_notify::deliver::{Providers, Source, Urgency};
+use mcp_notify::{Notifier, Request};
+
+use crate::cli::NotifyArgs;
+
+fn notifier(url: &str) -> anyhow::Result<Notifier> {
+    Ok(Notifier::new(
+        SidecarStore::open(url)?,
+        Keyring::from_env()?,
+        Providers::from_env(),
+    ))
+}
+
+/// Sends a short test message through integration `id`.
+pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode> {
+    let integration = store
+        .integration(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "integration",
+            id: id.to_string(),
+        })?;
+    if !integration.kind.is_channel() {
+        return Err(anyhow!(
+            "{} is a {} integration; only slack, telegram, email and webhook integrations can send a test notification",
+            integration.id,
+            integration.kind
+        ));
+    }
+    let who = Identity {
+        user_id: integration.user_id.clone(),
+        profile_id: String::new(),
+        session_id: None,
+    };
+    let request = Request {
+        message: "This is a test notification: this integration can reach you.".into(),
+        title: Some("Test notification".into()),
+        ..Request::default()
+    };
+    let sent = notifier(url)?
+        .send(&integration, &who, &request, Source::Platform)
+        .await?;
+    println!(
+        "sent via {} ({})",
+        sent.channel,
+        sent.provider_message_id
+            .as_deref()
+            .unwrap_or(&sent.notification_id)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one platform notification to each channel, in parallel; fails
+/// when every channel failed.
+pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
+    let urgency: Urgency = serde_json::from_value(serde_json::Value::String(args.urgency.clone()))
+        .context("--urgency must be low, normal or high")?;
+    let notifier = Arc::new(notifier(url)?);
+    let who = Arc::new(Identity {
+        user_id: args.user,
+        profile_id: args.profile,
+        session_id: None,
+    });
+    let channels: Vec<Option<String>> = match args.channels {
+        Some(list) => list.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut sends = tokio::task::JoinSet::new();
+    for (n, channel) in channels.into_iter().enumerate() {
+        let request = Request {
+            message: args.message.clone(),
+            channel: channel.clone(),
+            urgency,
+            title: args.title.clone(),
+            ..Request::default()
+        };
+        let (notifier, who) = (Arc::clone(&notifier), Arc::clone(&who));
+        sends.spawn(async move {
+            let result = notifier.notify(&who, &request, Source::Platform).await;
+            (n, channel.unwrap_or_else(|| "default".into()), result)
+        });
+    }
+    let mut results = sends.join_all().await;
+    results.sort_by_key(|(n, ..)| *n);
+    let mut sent = 0;
+    for (_, channel, result) in &results {
+        match result {
+            Ok(s) => {
+                sent += 1;
+                println!("{channel}: sent via {} ({})", s.channel, s.notification_id);
+            }
+            Err(e) => println!("{channel}: failed: {e}"),
+        }
+    }
+    Ok(if sent == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
