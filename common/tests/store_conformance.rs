@@ -6,7 +6,9 @@ use common::config::{DecryptedConfig, ValidConfig};
 use common::crypto::{Keyring, OpenError};
 use common::model::{Integration, IntegrationType, Scope, Status};
 use common::scope::{ScopeError, is_granted};
-use common::sidecar::{AuditEntry, Decision, Identity, SidecarStore};
+use common::sidecar::{
+    AuditEntry, Decision, Identity, LoggedNotification, SidecarStore, ThreadRow,
+};
 use common::store::{NewIntegration, NewProfile, Store, StoreError};
 use zeroize::Zeroizing;
 
@@ -904,4 +906,88 @@ fn a_sidecar_never_creates_a_store() {
     assert!(SidecarStore::open(&url).is_err());
     assert!(!dir.path().join("absent.db").exists());
     assert!(SidecarStore::open("sqlite::memory:").is_err());
+}
+
+#[tokio::test]
+async fn notification_rows_read_back_the_same_on_both_backends() {
+    let backends = backends().await;
+    for b in &backends {
+        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let row = |n: usize, key: Option<&str>, status: &str, profile: &str| LoggedNotification {
+            notification_id: format!("ntf_{n}"),
+            user_id: "u1".into(),
+            profile_id: Some(profile.into()),
+            session_id: Some("sess_1".into()),
+            integration_id: Some("int_x".into()),
+            channel: "slack".into(),
+            urgency: "normal".into(),
+            source: "agent".into(),
+            status: status.into(),
+            error: None,
+            attempts: 2,
+            idempotency_key: key.map(str::to_string),
+            message: "hello".into(),
+            provider_message_id: Some(format!("ts_{n}")),
+        };
+        sidecar
+            .log_notification(&row(1, Some("k"), "failed", "prof_a"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sidecar.sent_with_key("u1", "k").await.unwrap(),
+            None,
+            "{}: a failure is no result",
+            b.name
+        );
+        sidecar
+            .log_notification(&row(2, Some("k"), "sent", "prof_a"))
+            .await
+            .unwrap();
+        sidecar
+            .log_notification(&row(3, None, "sent", "prof_b"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sidecar.sent_with_key("u1", "k").await.unwrap(),
+            Some(row(2, Some("k"), "sent", "prof_a")),
+            "{}",
+            b.name
+        );
+        assert_eq!(sidecar.sent_with_key("u2", "k").await.unwrap(), None);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(
+            sidecar
+                .recent_notifications("u1", "prof_a", minute)
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            sidecar
+                .recent_notifications("u1", "prof_b", minute)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let thread = ThreadRow {
+            integration_id: "int_bot".into(),
+            chat_id: "424242".into(),
+            message_id: 101,
+            session_id: "sess_1".into(),
+            label: Some("taxes".into()),
+        };
+        sidecar.add_thread(&thread).await.unwrap();
+        assert!(
+            sidecar.add_thread(&thread).await.is_err(),
+            "{}: one row per message",
+            b.name
+        );
+        assert_eq!(count(&b.url, "SELECT count(*) FROM telegram_threads WHERE message_id = 101 AND claimed_at IS NULL").await, 1);
+    }
+    cleanup(backends).await;
 }

@@ -328,7 +328,26 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
     let decisions: Vec<&str> = audit.iter().map(|r| r[0].as_deref().unwrap()).collect();
     assert_eq!(
         decisions,
-        ["allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "deny"]
+        [
+            "allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "deny"
+        ]
+    );
+
+    // Bad arguments get a sentence and lose nothing.
+    assert!(refused(&notify(&coding, json!({"message": "  "})).await).contains("empty"));
+    let huge = "x".repeat(20_001);
+    assert!(refused(&notify(&coding, json!({"message": huge})).await).contains("20001 characters"));
+    assert!(
+        refused(&notify(&coding, json!({"message": "x", "urgency": "urgent"})).await)
+            .contains("urgency")
+    );
+    assert!(
+        refused(&notify(&coding, json!({"message": "x", "channel": "pigeon"})).await)
+            .contains("Invalid channel 'pigeon'")
+    );
+    assert_eq!(
+        ok(&notify(&coding, json!({"message": "still serving"})).await)["channel"],
+        "slack"
     );
     coding.cancel().await.unwrap();
 }
@@ -713,12 +732,23 @@ async fn retries_are_bounded_and_never_duplicate_a_message() {
     ok(&notify(&vzfin, json!({"message": "i", "channel": "telegram"})).await);
     assert_eq!(w.telegram.faults().requests().len(), 2);
     assert_eq!(w.telegram.sent().len(), 1);
+    // ... and a 5xx is not: the message may be in the chat already.
+    w.telegram.faults().inject(Fault::status(
+        "/sendMessage",
+        502,
+        json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}),
+    ));
+    assert!(
+        refused(&notify(&vzfin, json!({"message": "j", "channel": "telegram"})).await)
+            .contains("not sent again")
+    );
+    assert_eq!(w.telegram.faults().requests().len(), 3);
 
     // Every attempt ended in one log row, failures with their reason and no secret.
     let log = w
         .rows("SELECT status, attempts, error FROM notification_log ORDER BY id")
         .await;
-    assert_eq!(log.len(), 9);
+    assert_eq!(log.len(), 10);
     assert_eq!(log[0][..2], [Some("sent".into()), Some("3".into())]);
     assert_eq!(log[3][0].as_deref(), Some("failed"));
     for row in &log {

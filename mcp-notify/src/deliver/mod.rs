@@ -17,9 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use webhook::{check_target, sign};
 
 /// How urgent a notification is.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Urgency {
     Low,
@@ -34,6 +32,22 @@ impl Urgency {
             Self::Low => "low",
             Self::Normal => "normal",
             Self::High => "high",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Urgency {
+    /// Like the derived form, with an error that names the argument.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        match value.as_str() {
+            "low" => Ok(Self::Low),
+            "normal" => Ok(Self::Normal),
+            "high" => Ok(Self::High),
+            _ => Err(serde::de::Error::custom(format!(
+                "urgency must be low, normal or high, not '{}'",
+                value.chars().take(20).collect::<String>().escape_debug()
+            ))),
         }
     }
 }
