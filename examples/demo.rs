@@ -1,6 +1,7 @@
-//! The whole flow on an embedded store against a fake Teller:
-//! seed the product's example, print the resolver's plans, spawn `mcp-teller`
-//! for each profile through an MCP client, and change a scope while it runs.
+//! The whole flow on an embedded store against fake providers: seed the
+//! product's example, print the resolver's plans, spawn `mcp-teller` and
+//! `mcp-notify` for each profile through an MCP client, and change a scope
+//! while they run.
 //!
 //! ```sh
 //! cargo run --release --example demo
@@ -14,7 +15,11 @@ use common::config::DecryptedConfig;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Scope};
 use common::store::{NewIntegration, NewProfile, Store};
+use fakes::resend::FakeResend;
+use fakes::slack::FakeSlack;
+use fakes::telegram::FakeTelegram;
 use fakes::teller::{CHASE_TOKEN, FakeTeller, PNC_TOKEN};
+use fakes::webhook::FakeWebhook;
 use resolver::{Plan, PlanRequest, SidecarEnv};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
@@ -38,10 +43,16 @@ async fn main() -> anyhow::Result<()> {
     write_private(&keys_file, Keyring::generate_entry().as_bytes())?;
     let keyring = Keyring::parse(&std::fs::read_to_string(&keys_file)?)?;
     let teller = FakeTeller::start().await?;
+    let fakes = Fakes {
+        slack: FakeSlack::start().await?,
+        telegram: FakeTelegram::start().await?,
+        resend: FakeResend::start().await?,
+        webhook: FakeWebhook::start().await?,
+    };
 
     heading("1. Seed the product's example (shared/seeds/integrations-and-scope.txt)");
     let store = Store::connect(&db).await?;
-    let ids = seed(&store, &keyring).await?;
+    let ids = seed(&store, &keyring, &fakes).await?;
     for i in store.integrations(USER, None).await? {
         let scope = match i.scope {
             Scope::All => "scope=all".to_string(),
@@ -55,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  {:<9} {:<22} {scope}{bound}", i.kind.as_str(), i.label);
     }
 
-    // The platform's environment: the sidecars learn where the fake Teller is
+    // The platform's environment: the sidecars learn where the fakes are
     // and where the keyring file is, never the key itself.
     let vars = [
         (
@@ -63,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
             keys_file.display().to_string(),
         ),
         ("TELLER_API_BASE".to_string(), teller.base_url().to_string()),
+        ("SLACK_API_BASE".to_string(), fakes.slack.base_url()),
+        ("TELEGRAM_API_BASE".to_string(), fakes.telegram.base_url()),
+        ("RESEND_API_BASE".to_string(), fakes.resend.base_url()),
+        // The fake webhook receiver listens on loopback.
+        ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE".to_string(), "1".into()),
     ];
     let env = SidecarEnv::from_vars(&db, vars);
 
@@ -172,8 +188,55 @@ async fn main() -> anyhow::Result<()> {
         &call(&coding, "teller_list_enrollments", json!({})).await?,
     );
 
+    heading("6. notify_user for each profile, spawned from its plan");
+    let notify_finance =
+        spawn(server(&plans[0], "notify").context("every plan has notify")?).await?;
+    let notify_coding =
+        spawn(server(&plans[1], "notify").context("every plan has notify")?).await?;
+    for (profile, plan, client, asks) in [
+        (
+            "prof_vzfin",
+            &plans[0],
+            &notify_finance,
+            vec![
+                json!({}),
+                json!({"channel": "telegram"}),
+                json!({"channel": "email", "urgency": "high"}),
+            ],
+        ),
+        (
+            "prof_coding",
+            &plans[1],
+            &notify_coding,
+            vec![
+                json!({}),
+                json!({"channel": "telegram"}),
+                json!({"channel": format!("telegram:{}", ids.finance_bot)}),
+            ],
+        ),
+    ] {
+        println!("  {profile} may use {:?}", plan.notification_channels);
+        for mut ask in asks {
+            let channel = ask["channel"].as_str().unwrap_or("(default)").to_string();
+            ask["message"] = json!(format!("**Demo**: hello from {profile}"));
+            show(
+                &format!("notify_user {{channel: {channel}}}"),
+                &call(client, "notify_user", ask).await?,
+            );
+        }
+    }
+    println!(
+        "  the fakes received: {} Slack DM(s), {} Telegram message(s), {} email(s), {} webhook(s)",
+        fakes.slack.posted().len(),
+        fakes.telegram.sent().len(),
+        fakes.resend.sent().len(),
+        fakes.webhook.received().len()
+    );
+
     finance.cancel().await?;
     coding.cancel().await?;
+    notify_finance.cancel().await?;
+    notify_coding.cancel().await?;
     println!(
         "\ndone in {:.2} s; the temporary store is removed",
         started.elapsed().as_secs_f64()
@@ -183,9 +246,18 @@ async fn main() -> anyhow::Result<()> {
 
 struct Seeded {
     chase: String,
+    finance_bot: String,
 }
 
-async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
+/// The fake providers `mcp-notify` delivers to.
+struct Fakes {
+    slack: FakeSlack,
+    telegram: FakeTelegram,
+    resend: FakeResend,
+    webhook: FakeWebhook,
+}
+
+async fn seed(store: &Store, keyring: &Keyring, fakes: &Fakes) -> anyhow::Result<Seeded> {
     for (id, slug, name, default) in [
         ("prof_vzfin", "vzfin", "VZ Finance", true),
         ("prof_coding", "coding", "Coding", false),
@@ -204,7 +276,7 @@ async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
     let rows: [(IntegrationType, Value, &[&str], Option<&str>); 8] = [
         (
             Slack,
-            json!({"bot_token": "xoxb-demo", "team_id": "T01", "team_name": "Vox Gateway", "authed_user_id": "U01"}),
+            json!({"bot_token": fakes::slack::SLACK_TOKEN, "team_id": fakes::slack::TEAM_ID, "team_name": "Vox Gateway", "authed_user_id": fakes::slack::USER_ID}),
             &[],
             None,
         ),
@@ -216,7 +288,7 @@ async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
         ),
         (
             Telegram,
-            json!({"bot_token": "222:demo", "bot_user_id": 222, "bot_username": "VZFinance_bot"}),
+            json!({"bot_token": fakes::telegram::BOT_TOKEN, "bot_user_id": fakes::telegram::BOT_ID, "bot_username": "VZFinance_bot", "owner_chat_id": fakes::telegram::OWNER_CHAT}),
             fin,
             Some("prof_vzfin"),
         ),
@@ -240,18 +312,18 @@ async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
         ),
         (
             Email,
-            json!({"api_key": "re_demo", "from_address": "alerts@app.vonz.io", "to_address": "amouzou@gmail.com"}),
+            json!({"api_key": fakes::resend::API_KEY, "from_address": "alerts@app.vonz.io", "to_address": "amouzou@gmail.com"}),
             &[],
             None,
         ),
         (
             Webhook,
-            json!({"url": "https://hooks.zapier.com/hooks/catch/1/demo"}),
+            json!({"url": fakes.webhook.url("/hooks/catch/1/demo")}),
             &[],
             None,
         ),
     ];
-    let mut chase = String::new();
+    let (mut chase, mut finance_bot) = (String::new(), String::new());
     for (kind, config, agents, bound) in rows {
         let config =
             DecryptedConfig::validate(kind, Zeroizing::new(config.to_string().into_bytes()))?;
@@ -269,11 +341,13 @@ async fn seed(store: &Store, keyring: &Keyring) -> anyhow::Result<Seeded> {
             bound_profile_id: bound.map(Into::into),
         };
         let row = store.add_integration(keyring, &new, &config).await?;
-        if row.label == "Chase" {
-            chase = row.id;
+        match row.label.as_str() {
+            "Chase" => chase = row.id,
+            "@VZFinance_bot" => finance_bot = row.id,
+            _ => {}
         }
     }
-    Ok(Seeded { chase })
+    Ok(Seeded { chase, finance_bot })
 }
 
 /// The directory holding the sidecar binaries, built (release) if needed.
@@ -290,8 +364,12 @@ fn sidecars() -> anyhow::Result<PathBuf> {
         "--quiet",
         "-p",
         "mcp-teller",
+        "-p",
+        "mcp-notify",
         "--bin",
         "mcp-teller",
+        "--bin",
+        "mcp-notify",
     ]);
     // `cargo run` describes this package in the environment; build scripts
     // (ring's) track some of it, and would rebuild everything for nothing.
@@ -308,7 +386,7 @@ fn sidecars() -> anyhow::Result<PathBuf> {
     if dir.ends_with("release") {
         build.arg("--release");
     }
-    anyhow::ensure!(build.status()?.success(), "could not build mcp-teller");
+    anyhow::ensure!(build.status()?.success(), "could not build the sidecars");
     Ok(dir.to_path_buf())
 }
 

@@ -34,6 +34,9 @@ const PASSTHROUGH: &[(&str, &[&str])] = &[
             "TELEGRAM_API_BASE",
             "RESEND_API_BASE",
             "INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE",
+            "NOTIFY_MAX_PER_MINUTE",
+            "NOTIFY_TIMEOUT_MS",
+            "NOTIFY_DEADLINE_MS",
         ],
     ),
 ];

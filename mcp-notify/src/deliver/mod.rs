@@ -124,7 +124,7 @@ impl Failure {
 
 /// Where the providers are and how long to wait for them, from the
 /// environment.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Providers {
     pub slack_base: String,
     pub telegram_base: String,
@@ -137,6 +137,9 @@ pub struct Providers {
     /// All attempts of one delivery (`NOTIFY_DEADLINE_MS`, default and at most 15 s).
     pub deadline: Duration,
     http: reqwest::Client,
+    /// Webhook clients by host and checked address, so that a receiver's
+    /// connection is kept alive while its address stays the same.
+    webhook_clients: webhook::Clients,
 }
 
 const USER_AGENT: &str = concat!("vz-integrations/", env!("CARGO_PKG_VERSION"));
@@ -174,6 +177,7 @@ impl Providers {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("a TLS backend is compiled in"),
+            webhook_clients: webhook::Clients::default(),
         }
     }
 
@@ -201,7 +205,7 @@ impl Providers {
                 let token = field("bot_token").ok_or_else(missing)?;
                 let Some(chat) = field("owner_chat_id") else {
                     return Err(Failure::new(format!(
-                        "the Telegram bot @{} is not linked to a chat yet: the user must open the bot and send /link <code> first",
+                        "the Telegram bot {} is not linked to a chat yet: the user must open the bot and send /link <code> first",
                         integration.label
                     )));
                 };

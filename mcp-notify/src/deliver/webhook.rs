@@ -2,7 +2,9 @@
 //! target's addresses are checked, and the connection goes to the address
 //! that was checked (no second DNS lookup). Redirects are never followed.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -20,13 +22,7 @@ pub(super) async fn send(
     out: &Outgoing,
 ) -> Result<Delivered, Failure> {
     let (host, addr) = check_target(url, p.allow_private).await?;
-    let client = reqwest::Client::builder()
-        .user_agent(super::USER_AGENT)
-        .timeout(p.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve(&host, addr)
-        .build()
-        .map_err(|_| Failure::new("cannot build the webhook client"))?;
+    let client = p.webhook_clients.get(&host, addr, p.timeout)?;
     let body = serde_json::to_vec(&json!({
         "id": out.id,
         "type": "notification",
@@ -80,6 +76,43 @@ pub(super) async fn send(
         attempts,
         thread: None,
     })
+}
+
+/// Webhook clients, each pinned to the address that was checked.
+#[derive(Debug, Default)]
+pub(super) struct Clients(Mutex<HashMap<(String, SocketAddr), reqwest::Client>>);
+
+/// Past this many receivers, the cache starts over.
+const MAX_CLIENTS: usize = 64;
+
+impl Clients {
+    /// The client that connects `host` to `addr` and nowhere else.
+    fn get(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Client, Failure> {
+        let mut clients = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&(host.to_string(), addr)) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(super::USER_AGENT)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(host, addr)
+            .build()
+            .map_err(|_| Failure::new("cannot build the webhook client"))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert((host.to_string(), addr), client.clone());
+        Ok(client)
+    }
 }
 
 /// The Standard Webhooks signature `v1,<base64 HMAC-SHA256>` of

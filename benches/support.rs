@@ -1,0 +1,130 @@
+//! What the sidecar benchmarks share: cold start, percentiles, memory.
+//! Included by each bench with `#[path]`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Spawns `binary` with only `env`, behind an MCP client; returns its pid too.
+pub async fn spawn(
+    binary: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(RunningService<RoleClient, ()>, u32)> {
+    let command = tokio::process::Command::new(binary).configure(|cmd| {
+        cmd.env_clear().envs(env.iter().copied());
+    });
+    let transport = TokioChildProcess::new(command)?;
+    let pid = transport.id().expect("the sidecar is running");
+    Ok((().serve(transport).await?, pid))
+}
+
+/// Times `n` calls of `tool` with `arguments`, each of which must succeed.
+pub async fn time_calls(
+    client: &RunningService<RoleClient, ()>,
+    tool: &'static str,
+    arguments: serde_json::Map<String, serde_json::Value>,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let call = CallToolRequestParams::new(tool).with_arguments(arguments.clone());
+        let t = Instant::now();
+        let result = client.call_tool(call).await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(
+            result.is_error != Some(true),
+            "{tool} failed: {:?}",
+            result.content
+        );
+    }
+    Ok(samples)
+}
+
+/// Spawn → initialize → initialized → tools/list → its answer.
+pub async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            concat!(
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#, "\n",
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, "\n",
+                r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, "\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.contains(r#""id":2"#) {
+            let took = started.elapsed();
+            drop(stdin);
+            child.wait().await?;
+            return Ok(took);
+        }
+    }
+    anyhow::bail!("the sidecar closed before answering tools/list")
+}
+
+/// Prints the median, min and max of `starts`.
+pub fn print_starts(mut starts: Vec<Duration>) {
+    starts.sort();
+    let n = starts.len();
+    println!(
+        "cold start, spawn to tools/list answer: median {:.2} ms (min {:.2}, max {:.2}, n={n})",
+        ms(starts[n / 2]),
+        ms(starts[0]),
+        ms(starts[n - 1])
+    );
+}
+
+/// Prints p50 and p99 of `samples` for `what`.
+pub fn print_round_trips(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let n = samples.len();
+    println!(
+        "{what}: p50 {:.0} µs, p99 {:.0} µs (n={n})",
+        us(samples[n / 2]),
+        us(samples[n * 99 / 100])
+    );
+}
+
+/// Prints the peak RSS of process `pid` after `calls` calls, and what its
+/// resident memory is made of now.
+pub fn print_memory(pid: u32, calls: usize) -> anyhow::Result<()> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    println!(
+        "peak RSS of the sidecar after {calls} calls: {:.1} MiB (now {:.1} MiB of shared code and files, {:.1} MiB its own)",
+        mib("VmHWM:"),
+        mib("RssFile:"),
+        mib("RssAnon:")
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

@@ -1,0 +1,93 @@
+//! mcp-notify speed: cold start (spawn → `tools/list` answer, median of 20),
+//! and the `notify_user` round trip over stdio to a webhook receiver on
+//! loopback, including the grant re-check, the delivery, the
+//! `notification_log` row and the audit write (p50/p99 of 2,000).
+//!
+//! ```sh
+//! cargo bench -p mcp-notify --bench notify
+//! ```
+
+#[path = "../../benches/support.rs"]
+mod support;
+
+use common::config::DecryptedConfig;
+use common::crypto::Keyring;
+use common::model::{IntegrationType, Scope};
+use common::store::{NewIntegration, NewProfile, Store};
+use fakes::webhook::FakeWebhook;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-notify");
+const STARTS: usize = 20;
+const CALLS: usize = 2_000;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let keys = Keyring::generate_entry();
+    let receiver = FakeWebhook::start().await?;
+    seed(&db, &Keyring::parse(&keys)?, &receiver.url("/hook")).await?;
+    let env = [
+        ("INTEGRATIONS_DB", db.as_str()),
+        ("INTEGRATIONS_KEYS", keys.as_str()),
+        ("INTEGRATIONS_USER_ID", "u1"),
+        ("INTEGRATIONS_PROFILE_ID", "prof_a"),
+        ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ("NOTIFY_MAX_PER_MINUTE", "1000000"),
+    ];
+
+    let mut starts = Vec::with_capacity(STARTS);
+    for _ in 0..STARTS {
+        starts.push(support::cold_start(SIDECAR, &env).await?);
+    }
+    support::print_starts(starts);
+
+    let (client, pid) = support::spawn(SIDECAR, &env).await?;
+    let serde_json::Value::Object(arguments) = json!({"message": "**bench**: done"}) else {
+        unreachable!()
+    };
+    let samples = support::time_calls(&client, "notify_user", arguments, CALLS).await?;
+    anyhow::ensure!(
+        receiver.received().len() == CALLS,
+        "every notification arrived once"
+    );
+    support::print_round_trips(
+        "notify_user round trip to a loopback webhook (re-check + delivery + log + audit)",
+        samples,
+    );
+    support::print_memory(pid, CALLS)?;
+    client.cancel().await?;
+    Ok(())
+}
+
+async fn seed(db: &str, keyring: &Keyring, url: &str) -> anyhow::Result<()> {
+    let store = Store::connect(db).await?;
+    store
+        .add_profile(&NewProfile {
+            id: "prof_a".into(),
+            user_id: "u1".into(),
+            slug: "a".into(),
+            name: None,
+            is_default: true,
+        })
+        .await?;
+    let json = json!({"url": url, "secret": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"}).to_string();
+    let config =
+        DecryptedConfig::validate(IntegrationType::Webhook, Zeroizing::new(json.into_bytes()))?;
+    let new = NewIntegration {
+        user_id: "u1".into(),
+        kind: IntegrationType::Webhook,
+        label: None,
+        is_default: true,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+    };
+    store.add_integration(keyring, &new, &config).await?;
+    Ok(())
+}
