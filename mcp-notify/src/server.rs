@@ -1,11 +1,11 @@
 //! The `notify` MCP server: `notify_user`, audited on every call.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::crypto::Keyring;
-use common::sidecar::{AuditEntry, Decision, Identity, SidecarStore};
+use common::sidecar::call::{self, note};
+use common::sidecar::{Decision, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -33,11 +33,6 @@ struct Inner {
     identity: Identity,
     db_url: String,
     notifier: OnceCell<Notifier>,
-}
-
-tokio::task_local! {
-    /// How the running call ended, for its audit row.
-    static OUTCOME: RefCell<(Option<String>, Decision)>;
 }
 
 /// The arguments of `notify_user`.
@@ -102,7 +97,10 @@ impl NotifyServer {
 }
 
 fn outcome(integration: Option<&str>, decision: Decision) {
-    let _ = OUTCOME.try_with(|o| *o.borrow_mut() = (integration.map(str::to_string), decision));
+    note(|n| {
+        n.integration_id = integration.map(str::to_string);
+        n.decision = Some(decision);
+    });
 }
 
 #[tool_router(router = tool_router)]
@@ -175,41 +173,23 @@ impl ServerHandler for NotifyServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let tool = request.name.to_string();
-        let call = ToolCallContext::new(self, request, context);
-        let (response, (integration_id, noted)) = OUTCOME
-            .scope(RefCell::new((None, Decision::Deny)), async {
-                let response = self.tool_router.call(call).await;
-                (response, OUTCOME.with(|o| o.borrow().clone()))
-            })
-            .await;
-        let (decision, detail) = match &response {
-            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => {
-                (Decision::Allow, None)
-            }
-            Ok(CallToolResponse::Complete(result)) => (
-                noted,
-                result
-                    .content
-                    .first()
-                    .and_then(|c| c.as_text())
-                    .map(|t| t.text.clone()),
-            ),
-            Ok(_) => (Decision::Allow, None),
-            Err(e) => (Decision::Deny, Some(e.message.to_string())),
-        };
+        let (response, note) = call::noted(
+            self.tool_router
+                .call(ToolCallContext::new(self, request, context)),
+        )
+        .await;
         if let Ok(notifier) = self.notifier().await {
-            let entry = AuditEntry {
-                identity: &self.inner.identity,
-                server: SERVER,
-                tool: &tool,
-                integration_id: integration_id.as_deref(),
-                decision,
-                detail: detail.as_deref(),
-                duration: started.elapsed(),
-            };
-            if let Err(e) = notifier.store().audit(&entry).await {
-                tracing::warn!(error = %e, tool, "could not write the audit row");
-            }
+            let identity = &self.inner.identity;
+            call::audit(
+                notifier.store(),
+                identity,
+                SERVER,
+                &tool,
+                started,
+                &response,
+                note,
+            )
+            .await;
         }
         response
     }

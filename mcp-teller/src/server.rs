@@ -1,13 +1,13 @@
 //! The `teller` MCP server: one handler, its tools in one router.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::{AuditEntry, Decision, GrantError, Identity, SidecarStore};
+use common::sidecar::call::{self, note};
+use common::sidecar::{Decision, GrantError, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -37,22 +37,6 @@ struct Inner {
     store: OnceCell<SidecarStore>,
     keyring: OnceCell<Keyring>,
     client: OnceCell<TellerClient>,
-}
-
-tokio::task_local! {
-    /// What the running tool call learned, for its audit row.
-    static NOTE: RefCell<Note>;
-}
-
-#[derive(Default)]
-struct Note {
-    integration_id: Option<String>,
-    decision: Option<Decision>,
-    detail: Option<String>,
-}
-
-fn note(f: impl FnOnce(&mut Note)) {
-    let _ = NOTE.try_with(|n| f(&mut n.borrow_mut()));
 }
 
 /// A failed call: what the agent reads, and how the audit log files it.
@@ -678,46 +662,22 @@ impl ServerHandler for TellerServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let tool = request.name.to_string();
-        let call = ToolCallContext::new(self, request, context);
-        let (response, note) = NOTE
-            .scope(RefCell::new(Note::default()), async {
-                let response = self.tool_router.call(call).await;
-                (
-                    response,
-                    NOTE.with(|n| std::mem::take(&mut *n.borrow_mut())),
-                )
-            })
-            .await;
-        let (decision, detail) = match &response {
-            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => {
-                (Decision::Allow, None)
-            }
-            Ok(CallToolResponse::Complete(result)) => (
-                note.decision.unwrap_or(Decision::Deny),
-                note.detail.or_else(|| {
-                    result
-                        .content
-                        .first()
-                        .and_then(|c| c.as_text())
-                        .map(|t| t.text.clone())
-                }),
-            ),
-            Ok(_) => (Decision::Allow, None),
-            Err(e) => (Decision::Deny, Some(e.message.to_string())),
-        };
+        let (response, note) = call::noted(
+            self.tool_router
+                .call(ToolCallContext::new(self, request, context)),
+        )
+        .await;
         if let Ok(store) = self.store().await {
-            let entry = AuditEntry {
-                identity: &self.inner.identity,
-                server: SERVER,
-                tool: &tool,
-                integration_id: note.integration_id.as_deref(),
-                decision,
-                detail: detail.as_deref(),
-                duration: started.elapsed(),
-            };
-            if let Err(e) = store.audit(&entry).await {
-                tracing::warn!(error = %e, tool, "could not write the audit row");
-            }
+            call::audit(
+                store,
+                &self.inner.identity,
+                SERVER,
+                &tool,
+                started,
+                &response,
+                note,
+            )
+            .await;
         }
         response
     }

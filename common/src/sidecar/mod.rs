@@ -3,6 +3,7 @@
 //! the audit row of every tool call, and a stdio transport that answers
 //! malformed lines.
 
+pub mod call;
 mod local;
 mod notifications;
 pub mod standalone;
