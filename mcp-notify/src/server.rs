@@ -138,7 +138,7 @@ impl NotifyServer {
                 outcome(Some(&sent.integration_id), Decision::Allow);
                 let text = if sent.replayed {
                     format!(
-                        "Notification already sent via {} (same idempotency_key); not sent again",
+                        "Notification sent via {} (earlier, with this idempotency_key; not sent again)",
                         sent.channel
                     )
                 } else {
