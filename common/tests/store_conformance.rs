@@ -934,7 +934,7 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             .await
             .unwrap();
         assert_eq!(
-            sidecar.sent_with_key("u1", "k").await.unwrap(),
+            sidecar.sent_with_key("u1", "prof_a", "k").await.unwrap(),
             None,
             "{}: a failure is no result",
             b.name
@@ -948,12 +948,15 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             .await
             .unwrap();
         assert_eq!(
-            sidecar.sent_with_key("u1", "k").await.unwrap(),
+            sidecar.sent_with_key("u1", "prof_a", "k").await.unwrap(),
             Some(row(2, Some("k"), "sent", "prof_a")),
             "{}",
             b.name
         );
-        assert_eq!(sidecar.sent_with_key("u2", "k").await.unwrap(), None);
+        assert_eq!(
+            sidecar.sent_with_key("u2", "prof_a", "k").await.unwrap(),
+            None
+        );
         let minute = std::time::Duration::from_secs(60);
         assert_eq!(
             sidecar
@@ -974,7 +977,13 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             1
         );
 
+        assert_eq!(
+            sidecar.sent_with_key("u1", "prof_b", "k").await.unwrap(),
+            None,
+            "keys are per profile"
+        );
         let thread = ThreadRow {
+            notification_id: "ntf_2".into(),
             integration_id: "int_bot".into(),
             chat_id: "424242".into(),
             message_id: 101,
@@ -987,7 +996,7 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             "{}: one row per message",
             b.name
         );
-        assert_eq!(count(&b.url, "SELECT count(*) FROM telegram_threads WHERE message_id = 101 AND claimed_at IS NULL").await, 1);
+        assert_eq!(count(&b.url, "SELECT count(*) FROM telegram_threads WHERE message_id = 101 AND notification_id = 'ntf_2' AND claimed_at IS NULL").await, 1);
     }
     cleanup(backends).await;
 }

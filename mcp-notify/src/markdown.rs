@@ -249,42 +249,72 @@ fn render(
 
 /// Splits `markdown` on line boundaries into pieces whose rendering by
 /// `render` fits in `limit` characters; a code block cut in two is closed
-/// and reopened, and a single line too long is cut at the limit.
+/// and reopened, and a line too long on its own is cut where it must be.
 pub fn split(markdown: &str, limit: usize, render: impl Fn(&str) -> String) -> Vec<String> {
-    let fits = |piece: &str| render(piece).chars().count() <= limit;
+    const FENCE: &str = "```";
+    let piece = |lines: &[String], in_fence: bool| {
+        let mut text = lines.join("\n");
+        if in_fence {
+            text.push_str("\n```");
+        }
+        text
+    };
+    let fits =
+        |lines: &[String], in_fence: bool| render(&piece(lines, in_fence)).chars().count() <= limit;
     let mut pieces = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut in_fence = false;
     for line in markdown.lines() {
+        let fence_after = in_fence ^ line.trim_start().starts_with(FENCE);
         let mut candidate = current.clone();
         candidate.push(line.to_string());
-        let closed = |lines: &[String], fence: bool| {
-            let mut text = lines.join("\n");
-            if fence {
-                text.push_str("\n```");
-            }
-            text
-        };
-        let opens = line.trim_start().starts_with("```");
-        let fence_after = in_fence ^ opens;
-        if current.is_empty() || fits(&closed(&candidate, fence_after)) {
-            current = candidate;
-        } else {
-            pieces.push(closed(&current, in_fence));
-            current = if in_fence {
-                vec!["```".to_string(), line.to_string()]
+        if fits(&candidate, fence_after) {
+            (current, in_fence) = (candidate, fence_after);
+            continue;
+        }
+        let reopened = |in_fence: bool| {
+            if in_fence {
+                vec![FENCE.to_string()]
             } else {
-                vec![line.to_string()]
+                Vec::new()
+            }
+        };
+        if !current.is_empty() && current != reopened(in_fence) {
+            pieces.push(piece(&current, in_fence));
+        }
+        current = reopened(in_fence);
+        if in_fence && !fence_after && current.len() == 1 {
+            // The block's closing fence, right after a cut: nothing to reopen.
+            current.clear();
+            in_fence = false;
+            continue;
+        }
+        // The line alone does not fit: cut it at the longest prefix that does.
+        let mut rest: Vec<char> = line.chars().collect();
+        loop {
+            let with = |n: usize| {
+                let mut lines = current.clone();
+                lines.push(rest[..n].iter().collect());
+                lines
             };
+            if fits(&with(rest.len()), fence_after) {
+                current = with(rest.len());
+                break;
+            }
+            let (mut lo, mut hi) = (1, rest.len());
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if fits(&with(mid), in_fence) {
+                    lo = mid
+                } else {
+                    hi = mid - 1
+                }
+            }
+            pieces.push(piece(&with(lo), in_fence));
+            rest.drain(..lo);
+            current = reopened(in_fence);
         }
         in_fence = fence_after;
-        // A single line longer than the limit is cut where it must be.
-        while !fits(&closed(&current, in_fence)) && current.len() == 1 {
-            let cut: String = current[0].chars().take(limit / 2).collect();
-            let rest: String = current[0].chars().skip(limit / 2).collect();
-            pieces.push(cut);
-            current = vec![rest];
-        }
     }
     if !current.is_empty() {
         pieces.push(current.join("\n"));
@@ -370,6 +400,29 @@ mod tests {
             assert_eq!(
                 html.matches("<pre>").count(),
                 html.matches("</pre>").count()
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_line_of_escaped_characters_or_code_is_cut_to_fit() {
+        let amps = "&".repeat(9_000);
+        let pieces = split(&amps, 4096, to_telegram_html);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| to_telegram_html(p).chars().count() <= 4096)
+        );
+        assert_eq!(pieces.concat(), amps);
+        let code = format!("```\n{}\n```", "<".repeat(9_000));
+        let pieces = split(&code, 4096, to_telegram_html);
+        assert!(pieces.len() >= 3);
+        for p in &pieces {
+            let html = to_telegram_html(p);
+            assert!(html.chars().count() <= 4096, "{}", html.len());
+            assert!(
+                html.starts_with("<pre>") && html.ends_with("</pre>"),
+                "{html:.40}"
             );
         }
     }

@@ -84,6 +84,10 @@ pub struct Notifier {
     providers: Providers,
     /// `NOTIFY_MAX_PER_MINUTE` (default 20), per user and profile.
     max_per_minute: usize,
+    /// Held by an agent's notification from its checks to its log row, so
+    /// that parallel calls of one sidecar cannot both pass the idempotency
+    /// key or the rate limit before either is logged.
+    agent_turn: tokio::sync::Mutex<()>,
 }
 
 impl Notifier {
@@ -97,6 +101,7 @@ impl Notifier {
             keyring,
             providers,
             max_per_minute,
+            agent_turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -108,6 +113,10 @@ impl Notifier {
         source: Source,
     ) -> Result<Sent, NotifyError> {
         validate(request)?;
+        let _turn = match source {
+            Source::Agent => Some(self.agent_turn.lock().await),
+            Source::Platform => None,
+        };
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "store unavailable");
             NotifyError::Unavailable(
@@ -117,7 +126,7 @@ impl Notifier {
         if let Some(key) = &request.idempotency_key
             && let Some(first) = self
                 .store
-                .sent_with_key(&who.user_id, key)
+                .sent_with_key(&who.user_id, &who.profile_id, key)
                 .await
                 .map_err(|e| unavailable(&e))?
         {
@@ -136,10 +145,11 @@ impl Notifier {
                 .await
                 .map_err(|e| unavailable(&e))?;
             if recent.len() >= self.max_per_minute {
-                let oldest = recent[recent.len() - self.max_per_minute];
-                let retry_in = (oldest + WINDOW)
-                    .duration_since(SystemTime::now())
-                    .unwrap_or(Duration::from_secs(1));
+                // When the oldest notification that counts leaves the window.
+                let retry_in = recent
+                    .get(recent.len() - self.max_per_minute)
+                    .and_then(|oldest| (*oldest + WINDOW).duration_since(SystemTime::now()).ok())
+                    .unwrap_or(WINDOW);
                 return Err(NotifyError::RateLimited {
                     limit: self.max_per_minute,
                     retry_in,
@@ -274,6 +284,7 @@ impl Notifier {
         ) = (delivered, &who.session_id)
         {
             let thread = ThreadRow {
+                notification_id: out.id.clone(),
                 integration_id: integration.id.clone(),
                 chat_id: chat.clone(),
                 message_id: *message_id,

@@ -458,8 +458,15 @@ async fn claim_thread_buttons_record_a_thread_and_need_telegram_and_a_session() 
         assert!(b["callback_data"].as_str().unwrap().len() <= 64);
     }
     assert_eq!(sent["provider_message_id"], last.message_id.to_string());
+    // The buttons' data names the notification, and through it the thread.
+    let claim = buttons[0]["callback_data"].as_str().unwrap();
+    let notification = claim.strip_prefix("claim:").unwrap();
+    assert_eq!(notification, sent["notification_id"].as_str().unwrap());
+    assert_eq!(buttons[1]["callback_data"], format!("keep:{notification}"));
     let threads = w
-        .rows("SELECT integration_id, chat_id, message_id, session_id, label FROM telegram_threads")
+        .rows(&format!(
+            "SELECT integration_id, chat_id, message_id, session_id, label FROM telegram_threads WHERE notification_id = '{notification}'"
+        ))
         .await;
     assert_eq!(
         threads,
@@ -610,14 +617,22 @@ async fn webhooks_are_signed_and_private_targets_refused() {
         "the URL is a secret: {redirected}"
     );
 
-    // Without the opt-in, loopback is refused before any connection.
+    // Without the opt-in, plain http is refused, and so is an https URL
+    // whose address is loopback, before any connection.
     let strict = w
         .sidecar("prof_coding", &[("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "")])
         .await;
     let before = w.webhook.faults().requests().len();
-    let refused_text =
-        refused(&notify(&strict, json!({"message": "x", "channel": "webhook"})).await);
-    assert!(refused_text.contains("refused"), "{refused_text}");
+    let http = refused(&notify(&strict, json!({"message": "x", "channel": "webhook"})).await);
+    assert!(http.contains("must use https"), "{http}");
+    w.cli(&["rm", &w.webhook_id], None);
+    let https = w
+        .webhook
+        .url("/hooks/agent")
+        .replace("http://127.0.0.1", "https://localhost");
+    w.add(&["webhook"], &json!({ "url": https }));
+    let loopback = refused(&notify(&strict, json!({"message": "x", "channel": "webhook"})).await);
+    assert!(loopback.contains("loopback, private"), "{loopback}");
     assert_eq!(w.webhook.faults().requests().len(), before);
     agent.cancel().await.unwrap();
     strict.cancel().await.unwrap();
@@ -800,6 +815,14 @@ async fn an_idempotency_key_sends_once_and_the_rate_limit_holds_across_sidecars(
     // Another profile has its own count.
     let coding = w.sidecar("prof_coding", &limit).await;
     ok(&notify(&coding, json!({"message": "5"})).await);
+    // ... and its own idempotency keys: another profile's key reveals nothing.
+    let own = ok(&notify(
+        &coding,
+        json!({"message": "6", "idempotency_key": "job-42"}),
+    )
+    .await);
+    assert_eq!(own["replayed"], false);
+    assert_ne!(own["notification_id"], first["notification_id"]);
     for c in [one, two, coding] {
         c.cancel().await.unwrap();
     }

@@ -34,6 +34,8 @@ pub struct LoggedNotification {
 /// A notification sent with thread-claim buttons: `telegram_threads`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadRow {
+    /// The notification whose buttons (`claim:<id>`, `keep:<id>`) point here.
+    pub notification_id: String,
     pub integration_id: String,
     pub chat_id: String,
     pub message_id: i64,
@@ -45,14 +47,14 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notification_log (notification_id
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const SENT_WITH_KEY: &str = "SELECT notification_id, user_id, profile_id, session_id, integration_id, channel, urgency, source, status, error, attempts, idempotency_key, message, provider_message_id \
-     FROM notification_log WHERE user_id = $1 AND idempotency_key = $2 AND status = 'sent' AND created_at >= $3 \
+     FROM notification_log WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 AND status = 'sent' AND created_at >= $4 \
      ORDER BY created_at DESC LIMIT 1";
 
 const RECENT: &str = "SELECT created_at FROM notification_log \
      WHERE user_id = $1 AND profile_id = $2 AND source = 'agent' AND created_at >= $3 ORDER BY created_at";
 
-const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -116,11 +118,13 @@ impl SidecarStore {
         Ok(())
     }
 
-    /// The newest notification the user sent with `key` within
-    /// [`IDEMPOTENCY_WINDOW`].
+    /// The newest notification sent for this user and profile with `key`
+    /// within [`IDEMPOTENCY_WINDOW`]. Keys are per profile: another
+    /// profile's key reveals nothing.
     pub async fn sent_with_key(
         &self,
         user_id: &str,
+        profile_id: &str,
         key: &str,
     ) -> Result<Option<LoggedNotification>, StoreError> {
         let since = stamp_ago(IDEMPOTENCY_WINDOW);
@@ -142,11 +146,12 @@ impl SidecarStore {
         );
         let row: Option<Row> = match &self.backend {
             Backend::Local(local) => {
-                let (user, key) = (user_id.to_string(), key.to_string());
+                let (user, profile, key) =
+                    (user_id.to_string(), profile_id.to_string(), key.to_string());
                 local
                     .run(move |conn| {
                         let mut stmt = conn.prepare_cached(SENT_WITH_KEY)?;
-                        let mut rows = stmt.query((&user, &key, &since))?;
+                        let mut rows = stmt.query((&user, &profile, &key, &since))?;
                         rows.next()?
                             .map(|r| {
                                 Ok((
@@ -173,6 +178,7 @@ impl SidecarStore {
             Backend::Postgres(store) => with_pool!(store, |pool| {
                 sqlx::query_as(SENT_WITH_KEY)
                     .bind(user_id)
+                    .bind(profile_id)
                     .bind(key)
                     .bind(&since)
                     .fetch_optional(pool)
@@ -247,6 +253,7 @@ impl SidecarStore {
                             &row.session_id,
                             &row.label,
                             &at,
+                            &row.notification_id,
                         ))
                     })
                     .await?;
@@ -259,6 +266,7 @@ impl SidecarStore {
                     .bind(&row.session_id)
                     .bind(&row.label)
                     .bind(&at)
+                    .bind(&row.notification_id)
                     .execute(pool)
                     .await?;
             }),

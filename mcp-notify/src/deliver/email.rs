@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::retry::{Attempt, retry_after, retrying};
+use tokio::time::Instant;
+
+use super::retry::{Attempt, retrying};
 use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
 use crate::markdown;
 
@@ -13,6 +15,7 @@ const SUBJECT_CHARS: usize = 120;
 
 pub(super) async fn send(
     p: &Providers,
+    deadline: Instant,
     key: &str,
     from: &str,
     to: &str,
@@ -26,7 +29,7 @@ pub(super) async fn send(
         "text": markdown::to_plain(&out.message),
         "tags": [{"name": "urgency", "value": out.urgency.as_str()}],
     });
-    let (answer, attempts) = retrying(p, "Resend", || call(p, key, &out.id, &body)).await?;
+    let (answer, attempts) = retrying(deadline, "Resend", || call(p, key, &out.id, &body)).await?;
     Ok(Delivered {
         provider_message_id: answer["id"].as_str().map(str::to_string),
         attempts,
@@ -76,16 +79,10 @@ async fn call(p: &Providers, key: &str, idempotency_key: &str, body: &Value) -> 
     };
     let status = response.status();
     if status.as_u16() == 429 {
-        return Attempt::Retry {
-            after: retry_after(&response),
-            why: "is rate limiting (429)".into(),
-        };
+        return Attempt::rate_limited(&response);
     }
     if status.is_server_error() {
-        return Attempt::Retry {
-            after: None,
-            why: format!("is failing ({status})"),
-        };
+        return Attempt::failing(&response);
     }
     let Ok(answer) = response.json::<Value>().await else {
         return Attempt::Fail(Failure::new(format!(
@@ -98,6 +95,11 @@ async fn call(p: &Providers, key: &str, idempotency_key: &str, body: &Value) -> 
     let name = answer["name"].as_str().unwrap_or("error");
     let message = answer["message"].as_str().unwrap_or("");
     match status.as_u16() {
+        // The first request with this key is still running at Resend.
+        409 if name == "concurrent_idempotent_requests" => Attempt::Retry {
+            after: None,
+            why: "is still handling the first attempt".into(),
+        },
         401 | 403 if name.contains("api_key") => Attempt::Fail(Failure::reauth(format!(
             "Resend refused the API key ({name}): the user must update the Email integration in Settings → Integrations"
         ))),

@@ -10,6 +10,8 @@ mod webhook;
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use common::config::DecryptedConfig;
 use common::model::{Integration, IntegrationType};
 use serde::{Deserialize, Serialize};
@@ -188,6 +190,8 @@ impl Providers {
         config: &DecryptedConfig,
         out: &Outgoing,
     ) -> Result<Delivered, Failure> {
+        // One deadline for every request and retry of this delivery.
+        let deadline = Instant::now() + self.deadline;
         let kind = integration.kind;
         let field = |name: &str| config.get(kind, name).ok().flatten();
         let missing = || {
@@ -199,7 +203,7 @@ impl Providers {
             IntegrationType::Slack => {
                 let token = field("bot_token").ok_or_else(missing)?;
                 let user = field("authed_user_id").ok_or_else(missing)?;
-                slack::send(self, &token, &user, out).await
+                slack::send(self, deadline, &token, &user, out).await
             }
             IntegrationType::Telegram => {
                 let token = field("bot_token").ok_or_else(missing)?;
@@ -209,18 +213,19 @@ impl Providers {
                         integration.label
                     )));
                 };
-                telegram::send(self, &token, &chat, out).await
+                telegram::send(self, deadline, &token, &chat, out).await
             }
             IntegrationType::Email => {
                 let key = field("api_key").ok_or_else(missing)?;
                 let from = field("from_address").ok_or_else(missing)?;
                 let to = field("to_address").ok_or_else(missing)?;
-                email::send(self, &key, &from, &to, out).await
+                email::send(self, deadline, &key, &from, &to, out).await
             }
             IntegrationType::Webhook => {
                 let url = field("url").ok_or_else(missing)?;
                 webhook::send(
                     self,
+                    deadline,
                     &url,
                     field("secret").as_deref().map(|s| s.as_str()),
                     out,
@@ -241,14 +246,15 @@ impl Providers {
         integration: &Integration,
         config: &DecryptedConfig,
     ) -> Result<bool, Failure> {
+        let deadline = Instant::now() + self.deadline;
         let token = config
             .get(integration.kind, "bot_token")
             .ok()
             .flatten()
             .ok_or_else(|| Failure::new("the config has no bot token"))?;
         match integration.kind {
-            IntegrationType::Slack => slack::revoke(self, &token).await,
-            IntegrationType::Telegram => telegram::delete_webhook(self, &token).await,
+            IntegrationType::Slack => slack::revoke(self, deadline, &token).await,
+            IntegrationType::Telegram => telegram::delete_webhook(self, deadline, &token).await,
             other => Err(Failure::new(format!(
                 "{other} has no downstream revocation"
             ))),

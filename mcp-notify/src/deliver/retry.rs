@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Failure, Providers};
+use super::Failure;
 
 /// How one attempt ended.
 pub(crate) enum Attempt<T> {
@@ -19,13 +19,31 @@ pub(crate) enum Attempt<T> {
     Fail(Failure),
 }
 
+impl<T> Attempt<T> {
+    /// A 429: the provider did not take it; again when it says.
+    pub(crate) fn rate_limited(response: &reqwest::Response) -> Self {
+        Self::Retry {
+            after: retry_after(response),
+            why: "is rate limiting (429)".into(),
+        }
+    }
+
+    /// A 5xx after which a retry cannot duplicate the message.
+    pub(crate) fn failing(response: &reqwest::Response) -> Self {
+        Self::Retry {
+            after: retry_after(response),
+            why: format!("is failing ({})", response.status()),
+        }
+    }
+}
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
-/// Runs `attempt` until it is done, fails, or the deadline would pass.
+/// Runs `attempt` until it is done, fails, or `deadline` would pass.
 /// `what` names the provider in the failure ("Slack").
 pub(crate) async fn retrying<T, F, Fut>(
-    providers: &Providers,
+    deadline: Instant,
     what: &str,
     mut attempt: F,
 ) -> Result<(T, u32), Failure>
@@ -33,7 +51,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
-    let deadline = Instant::now() + providers.deadline;
     let mut backoff = FIRST_BACKOFF;
     let mut attempts = 0;
     loop {
@@ -74,7 +91,7 @@ where
 }
 
 /// `Retry-After` in seconds, if the response has one.
-pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?

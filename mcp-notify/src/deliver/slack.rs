@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::retry::{Attempt, retry_after, retrying};
+use tokio::time::Instant;
+
+use super::retry::{Attempt, retrying};
 use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
 use crate::markdown;
 
@@ -16,11 +18,12 @@ const DEAD_TOKEN: &[&str] = &[
 
 pub(super) async fn send(
     p: &Providers,
+    deadline: Instant,
     token: &str,
     user: &str,
     out: &Outgoing,
 ) -> Result<Delivered, Failure> {
-    let (opened, opening) = retrying(p, "Slack", || {
+    let (opened, _) = retrying(deadline, "Slack", || {
         call(
             p,
             token,
@@ -63,24 +66,21 @@ pub(super) async fn send(
         "attachments": [{"color": color, "text": text, "mrkdwn_in": ["text"], "fallback": fallback}],
         "unfurl_links": false,
     });
-    let (posted, posting) = retrying(p, "Slack", || {
+    // `attempts` counts the posts; opening the DM is a preliminary.
+    let (posted, posting) = retrying(deadline, "Slack", || {
         call(p, token, "chat.postMessage", body.clone(), false)
     })
-    .await
-    .map_err(|mut f| {
-        f.attempts += opening;
-        f
-    })?;
+    .await?;
     Ok(Delivered {
         provider_message_id: posted["ts"].as_str().map(str::to_string),
-        attempts: opening + posting - 1,
+        attempts: posting,
         thread: None,
     })
 }
 
 /// `auth.revoke`; `Ok(false)` when the token was already dead.
-pub(super) async fn revoke(p: &Providers, token: &str) -> Result<bool, Failure> {
-    match retrying(p, "Slack", || {
+pub(super) async fn revoke(p: &Providers, deadline: Instant, token: &str) -> Result<bool, Failure> {
+    match retrying(deadline, "Slack", || {
         call(p, token, "auth.revoke", json!({}), true)
     })
     .await
@@ -124,17 +124,11 @@ async fn call(
     };
     let status = response.status();
     if status.as_u16() == 429 {
-        return Attempt::Retry {
-            after: retry_after(&response),
-            why: "is rate limiting (429)".into(),
-        };
+        return Attempt::rate_limited(&response);
     }
     if status.is_server_error() {
         return if idempotent {
-            Attempt::Retry {
-                after: None,
-                why: format!("is failing ({status})"),
-            }
+            Attempt::failing(&response)
         } else {
             Attempt::Fail(Failure::new(format!(
                 "Slack answered {status}; the message may have been delivered, so it was not sent again"

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use tokio::time::Instant;
+
 use super::retry::{Attempt, retrying};
 use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
 use crate::markdown;
@@ -13,6 +15,7 @@ const MAX_CHARS: usize = 4096;
 
 pub(super) async fn send(
     p: &Providers,
+    deadline: Instant,
     token: &str,
     chat: &str,
     out: &Outgoing,
@@ -50,11 +53,18 @@ pub(super) async fn send(
         {
             body["reply_markup"] = buttons.clone();
         }
-        let sent = match retrying(p, "Telegram", || call(p, token, "sendMessage", &body)).await {
+        let sent = match retrying(deadline, "Telegram", || {
+            call(p, token, "sendMessage", &body)
+        })
+        .await
+        {
             Err(f) if f.message.contains("can't parse entities") => {
                 body["text"] = json!(markdown::to_plain(piece));
                 body.as_object_mut().map(|b| b.remove("parse_mode"));
-                retrying(p, "Telegram", || call(p, token, "sendMessage", &body)).await
+                retrying(deadline, "Telegram", || {
+                    call(p, token, "sendMessage", &body)
+                })
+                .await
             }
             other => other,
         };
@@ -85,9 +95,17 @@ pub(super) async fn send(
 
 /// `deleteWebhook`: the bot stops sending us updates; `Ok(false)` when the
 /// token is already dead (there is no API to revoke a bot token).
-pub(super) async fn delete_webhook(p: &Providers, token: &str) -> Result<bool, Failure> {
+pub(super) async fn delete_webhook(
+    p: &Providers,
+    deadline: Instant,
+    token: &str,
+) -> Result<bool, Failure> {
     let body = json!({});
-    match retrying(p, "Telegram", || call(p, token, "deleteWebhook", &body)).await {
+    match retrying(deadline, "Telegram", || {
+        call(p, token, "deleteWebhook", &body)
+    })
+    .await
+    {
         Ok(_) => Ok(true),
         Err(f) if f.reauth => Ok(false),
         Err(f) => Err(f),

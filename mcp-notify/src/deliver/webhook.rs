@@ -3,7 +3,7 @@
 //! that was checked (no second DNS lookup). Redirects are never followed.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 use base64::Engine;
@@ -12,11 +12,14 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::retry::{Attempt, retry_after, retrying};
+use tokio::time::Instant;
+
+use super::retry::{Attempt, retrying};
 use super::{Delivered, Failure, Outgoing, Providers, transport_error};
 
 pub(super) async fn send(
     p: &Providers,
+    deadline: Instant,
     url: &str,
     secret: Option<&str>,
     out: &Outgoing,
@@ -36,7 +39,7 @@ pub(super) async fn send(
         "sent_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     }))
     .expect("JSON values serialize");
-    let ((), attempts) = retrying(p, "The webhook", || async {
+    let ((), attempts) = retrying(deadline, "The webhook", || async {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -65,8 +68,8 @@ pub(super) async fn send(
             410 => Attempt::Fail(Failure::new(
                 "the webhook endpoint is gone (410): the user should update or remove the Webhook integration",
             )),
-            429 => Attempt::Retry { after: retry_after(&response), why: "is rate limiting (429)".into() },
-            500..=599 => Attempt::Retry { after: retry_after(&response), why: format!("is failing ({status})") },
+            429 => Attempt::rate_limited(&response),
+            500..=599 => Attempt::failing(&response),
             _ => Attempt::Fail(Failure::new(format!("the webhook refused the notification ({status})"))),
         }
     })
@@ -104,6 +107,8 @@ impl Clients {
             .user_agent(super::USER_AGENT)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host again, past the check.
+            .no_proxy()
             .resolve(host, addr)
             .build()
             .map_err(|_| Failure::new("cannot build the webhook client"))?;
@@ -173,31 +178,41 @@ fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
             let s = v6.segments();
-            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // Forms that carry an IPv4 address: mapped (::ffff:0:0/96),
+            // compatible (::/96), translated (::ffff:0:0:0/96), NAT64
+            // (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16).
+            if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+                return is_public_v4(embedded(s[6], s[7]));
+            }
+            if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+                return is_public_v4(embedded(s[6], s[7]));
+            }
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                return is_public_v4(Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                ));
+                return is_public_v4(embedded(s[6], s[7]));
+            }
+            if s[..2] == [0x64, 0xff9b] || s[..3] == [0x64, 0xff9b, 1] {
+                return false;
+            }
+            if s[0] == 0x2002 {
+                return is_public_v4(embedded(s[1], s[2]));
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1))
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         }
     }
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local() // 169.254/16, the metadata address included
@@ -207,6 +222,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // CGNAT
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
         || a >= 240)
 }
 
@@ -246,6 +263,13 @@ mod tests {
             "https://[fd00:ec2::254]/x",
             "https://[fe80::1]/x",
             "https://[64:ff9b::a00:1]/x",
+            "https://[64:ff9b:1::a00:1]/x",
+            "https://[::7f00:1]/x",
+            "https://[::ffff:0:7f00:1]/x",
+            "https://[2002:a9fe:a9fe::1]/x",
+            "https://[fec0::1]/x",
+            "https://198.18.0.1/x",
+            "https://192.0.0.8/x",
             "https://localhost/x",
             "http://93.184.215.14/x",
             "ftp://93.184.215.14/x",
