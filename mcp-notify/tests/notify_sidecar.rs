@@ -356,7 +356,7 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
 async fn slack_gets_a_dm_in_mrkdwn_and_a_dead_token_asks_for_a_reconnect() {
     let w = World::new().await;
     let agent = w.sidecar("prof_vzfin", &[]).await;
-    let sent = ok(&notify(&agent, json!({"message": "The **deploy** failed: see [the log](https://ci.example/1) & `retry`", "urgency": "high", "title": "Deploy"})).await);
+    let sent = ok(&notify(&agent, json!({"message": "The **deploy** failed _twice_: see [the log](https://ci.example/1) & `retry`", "urgency": "high", "title": "Deploy"})).await);
     let posted = w.slack.posted();
     assert_eq!(posted.len(), 1);
     assert_eq!(
@@ -371,7 +371,9 @@ async fn slack_gets_a_dm_in_mrkdwn_and_a_dead_token_asks_for_a_reconnect() {
         "{body}"
     );
     assert!(
-        body.contains("The *deploy* failed: see <https://ci.example/1|the log> &amp; `retry`"),
+        body.contains(
+            "The *deploy* failed _twice_: see <https://ci.example/1|the log> &amp; `retry`"
+        ),
         "{body}"
     );
     assert_eq!(
@@ -758,12 +760,42 @@ async fn retries_are_bounded_and_never_duplicate_a_message() {
             .contains("not sent again")
     );
     assert_eq!(w.telegram.faults().requests().len(), 3);
+    // A timeout after sending is not retried either, on Telegram or Slack.
+    w.telegram
+        .faults()
+        .inject(Fault::delay("/sendMessage", Duration::from_secs(2)));
+    let slow = refused(&notify(&vzfin, json!({"message": "k", "channel": "telegram"})).await);
+    assert!(
+        slow.contains("did not answer in time") && slow.contains("not sent again"),
+        "{slow}"
+    );
+    assert_eq!(w.telegram.faults().requests().len(), 4);
+    w.slack
+        .faults()
+        .inject(Fault::delay("/chat.postMessage", Duration::from_secs(2)));
+    let slow = refused(&notify(&vzfin, json!({"message": "l", "channel": "slack"})).await);
+    assert!(slow.contains("not sent again"), "{slow}");
+    assert_eq!(posts(&w), 4);
+    // Resend's 429 waits for its Retry-After, with the same key.
+    w.resend.faults().clear_requests();
+    w.resend.faults().inject(
+        Fault::status(
+            "/emails",
+            429,
+            fakes::resend::error(429, "rate_limit_exceeded", "slow down"),
+        )
+        .retry_after(1),
+    );
+    ok(&notify(&agent, json!({"message": "m", "channel": "email"})).await);
+    let attempts = w.resend.faults().requests();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].message_key, attempts[1].message_key);
 
     // Every attempt ended in one log row, failures with their reason and no secret.
     let log = w
         .rows("SELECT status, attempts, error FROM notification_log ORDER BY id")
         .await;
-    assert_eq!(log.len(), 10);
+    assert_eq!(log.len(), 13);
     assert_eq!(log[0][..2], [Some("sent".into()), Some("3".into())]);
     assert_eq!(log[3][0].as_deref(), Some("failed"));
     for row in &log {
@@ -900,4 +932,18 @@ async fn the_cli_sends_platform_notifications_tests_and_revokes() {
     let removed = w.cli(&["rm", &slack], None);
     assert!(removed.contains("already dead"), "{removed}");
     assert!(!w.cli_output(&["show", &slack], None).status.success());
+    let bot = json!({"bot_token": fakes::telegram::BOT_TOKEN, "bot_user_id": fakes::telegram::BOT_ID, "bot_username": "again_bot"});
+    let bot = w.add(&["telegram"], &bot);
+    w.telegram.revoke_token(fakes::telegram::BOT_TOKEN);
+    let removed = w.cli(&["rm", &bot], None);
+    assert!(removed.contains("already dead"), "{removed}");
+    // A provider that does not answer keeps the row.
+    let alive_slack = w.add(&["slack"], &again);
+    w.slack
+        .faults()
+        .inject(Fault::status("/auth.revoke", 503, json!({})).times(100));
+    let kept = w.cli_output(&["rm", &alive_slack], None);
+    assert!(!kept.status.success());
+    assert!(String::from_utf8_lossy(&kept.stderr).contains("kept"));
+    assert!(w.cli_output(&["show", &alive_slack], None).status.success());
 }
