@@ -4,11 +4,27 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::store::{NewProfile, Store};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The store at `db`, migrated, with user `u1`'s default profile `prof_a`
+/// (the identity the benchmarks spawn their sidecars with).
+pub async fn store_with_profile(db: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(db).await?;
+    let profile = NewProfile {
+        id: "prof_a".into(),
+        user_id: "u1".into(),
+        slug: "a".into(),
+        name: None,
+        is_default: true,
+    };
+    store.add_profile(&profile).await?;
+    Ok(store)
+}
 
 /// Spawns `binary` with only `env`, behind an MCP client; returns its pid too.
 pub async fn spawn(

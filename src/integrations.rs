@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use common::config::DecryptedConfig;
 use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
+use common::model::{Integration, IntegrationType, Scope};
 use common::store::{NewIntegration, Store, StoreError};
 use serde_json::Value;
 
@@ -39,14 +39,7 @@ pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         IntegrationCommand::Rm { id, local_only } => {
-            let integration =
-                store
-                    .integration(&id)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: "integration",
-                        id: id.clone(),
-                    })?;
+            let integration = existing(store, &id).await?;
             let revoked = if local_only {
                 "not revoked downstream (--local-only)".to_string()
             } else {
@@ -57,6 +50,17 @@ pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The integration `id`, or an error saying it does not exist.
+pub async fn existing(store: &Store, id: &str) -> Result<Integration, StoreError> {
+    store
+        .integration(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "integration",
+            id: id.to_string(),
+        })
 }
 
 fn agents_list(agents: Vec<String>) -> anyhow::Result<Vec<String>> {
@@ -131,13 +135,7 @@ async fn list(
 
 async fn show(store: &Store, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let keyring = Keyring::from_env()?;
-    let integration = store
-        .integration(id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "integration",
-            id: id.to_string(),
-        })?;
+    let integration = existing(store, id).await?;
     let config = output::redacted_config(&keyring, &integration);
     let failed = config.as_ref().err().cloned();
     if json {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use common::crypto::Keyring;
 use common::sidecar::{Identity, SidecarStore};
-use common::store::{Store, StoreError};
+use common::store::Store;
 use mcp_notify::deliver::{Providers, Source, Urgency};
 use mcp_notify::{Notifier, Request};
 
@@ -23,13 +23,7 @@ fn notifier(url: &str) -> anyhow::Result<Notifier> {
 
 /// Sends a short test message through integration `id`.
 pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode> {
-    let integration = store
-        .integration(id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "integration",
-            id: id.to_string(),
-        })?;
+    let integration = crate::integrations::existing(store, id).await?;
     if !integration.kind.is_channel() {
         return Err(anyhow!(
             "{} is a {} integration; only slack, telegram, email and webhook integrations can send a test notification",

@@ -13,7 +13,7 @@ mod support;
 use common::config::DecryptedConfig;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
+use common::store::NewIntegration;
 use fakes::webhook::FakeWebhook;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -66,16 +66,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn seed(db: &str, keyring: &Keyring, url: &str) -> anyhow::Result<()> {
-    let store = Store::connect(db).await?;
-    store
-        .add_profile(&NewProfile {
-            id: "prof_a".into(),
-            user_id: "u1".into(),
-            slug: "a".into(),
-            name: None,
-            is_default: true,
-        })
-        .await?;
+    let store = support::store_with_profile(db).await?;
     let json = json!({"url": url, "secret": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"}).to_string();
     let config =
         DecryptedConfig::validate(IntegrationType::Webhook, Zeroizing::new(json.into_bytes()))?;

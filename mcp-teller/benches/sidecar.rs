@@ -12,7 +12,7 @@ mod support;
 use common::config::DecryptedConfig;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
+use common::store::NewIntegration;
 use zeroize::Zeroizing;
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-teller");
@@ -59,16 +59,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn seed(db: &str, keyring: &Keyring) -> anyhow::Result<()> {
-    let store = Store::connect(db).await?;
-    store
-        .add_profile(&NewProfile {
-            id: "prof_a".into(),
-            user_id: "u1".into(),
-            slug: "a".into(),
-            name: None,
-            is_default: true,
-        })
-        .await?;
+    let store = support::store_with_profile(db).await?;
     for (n, bank) in ["PNC", "Chase"].iter().enumerate() {
         let json = format!(
             r#"{{"enrollment_id":"enr_{n}","access_token":"test_token_{n}","institution_name":"{bank}"}}"#
