@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType};
+use mcp_gmail::oauth;
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 
 /// Revokes `integration` downstream where the provider allows it, and says
@@ -12,6 +13,7 @@ pub async fn downstream(integration: &Integration) -> anyhow::Result<String> {
     match integration.kind {
         IntegrationType::Teller => revoke_teller(integration).await,
         IntegrationType::Slack | IntegrationType::Telegram => revoke_bot(integration).await,
+        IntegrationType::Gmail => revoke_gmail(integration).await,
         _ => Ok(format!("{} has no downstream revocation", integration.kind)),
     }
 }
@@ -34,6 +36,25 @@ async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
         ) => Ok("Teller says the access token was already dead; nothing left to revoke".into()),
         Err(e) => bail!(
             "Teller did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
+        ),
+    }
+}
+
+/// Google: the refresh token posted to `GOOGLE_REVOKE_URL` ends the grant.
+async fn revoke_gmail(integration: &Integration) -> anyhow::Result<String> {
+    let keyring = Keyring::from_env()?;
+    let config = keyring.open_config(integration).context(
+        "cannot read the refresh token to revoke it (use --local-only to delete the row anyway)",
+    )?;
+    let token = config
+        .get(IntegrationType::Gmail, "refresh_token")?
+        .context("the config has no refresh token (use --local-only to delete the row anyway)")?;
+    let http = oauth::http_client(std::time::Duration::from_secs(20))?;
+    match oauth::revoke(&http, &oauth::OAuthConfig::from_env(), &token).await {
+        Ok(true) => Ok("grant revoked at Google".into()),
+        Ok(false) => Ok("Google says the grant was already dead; nothing left to revoke".into()),
+        Err(e) => bail!(
+            "Google did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
         ),
     }
 }

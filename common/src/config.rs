@@ -58,10 +58,14 @@ const TELEGRAM: &[Field] = &[
     field("bot_username", true, false, Text),
     field("owner_chat_id", false, false, Id),
 ];
+/// `access_token` and `expires_at` (unix seconds) are the cached grant a
+/// sidecar refreshes and writes back.
 const GMAIL: &[Field] = &[
     field("email", true, false, Text),
     field("refresh_token", true, true, Text),
     field("scopes", false, false, TextList),
+    field("access_token", false, true, Text),
+    field("expires_at", false, false, Id),
 ];
 const TELLER: &[Field] = &[
     field("enrollment_id", true, false, Text),
@@ -200,6 +204,33 @@ impl DecryptedConfig {
             }))
     }
 
+    /// This `kind` config with `updates` set (added or replaced), validated
+    /// again. Secret values are copied only into zeroizing buffers.
+    pub fn with_fields(
+        &self,
+        kind: IntegrationType,
+        updates: &[(&str, Value)],
+    ) -> Result<ValidConfig, ConfigError> {
+        let scanned = scan(kind, &self.json, Mode::Validate)?;
+        let mut json = Zeroizing::new(Vec::with_capacity(self.json.len() + 512));
+        json.push(b'{');
+        for (f, v) in &scanned {
+            if updates.iter().any(|(name, _)| *name == f.name) {
+                continue;
+            }
+            match v {
+                Scanned::Clear(v) => write_field(&mut json, f.name, v),
+                Scanned::Secret(Some(text)) => write_field(&mut json, f.name, text.as_str()),
+                Scanned::Secret(None) => {}
+            }
+        }
+        for (name, value) in updates {
+            write_field(&mut json, name, value);
+        }
+        json.push(b'}');
+        Self::validate(kind, json)
+    }
+
     /// The allowlisted view of this config: non-secret fields as stored,
     /// secret fields that are set as [`MASK`], nothing else.
     pub fn redacted(&self, kind: IntegrationType) -> Result<Value, ConfigError> {
@@ -219,6 +250,17 @@ impl DecryptedConfig {
         }
         Ok(Value::Object(out))
     }
+}
+
+/// Appends `"name":value` to a JSON object being written into `json`.
+fn write_field(json: &mut Vec<u8>, name: &str, value: &(impl serde::Serialize + ?Sized)) {
+    if json.len() > 1 {
+        json.push(b',');
+    }
+    // Writing strings and JSON values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *json, name);
+    json.push(b':');
+    let _ = serde_json::to_writer(&mut *json, value);
 }
 
 fn names(kind: IntegrationType, which: impl Fn(&Field) -> bool) -> String {
@@ -537,5 +579,40 @@ mod tests {
         let shown = legacy.redacted(Webhook).unwrap();
         assert_eq!(shown, serde_json::json!({"url": MASK}));
         assert_eq!(format!("{legacy:?}"), "DecryptedConfig(<redacted>)");
+    }
+
+    #[test]
+    fn with_fields_replaces_and_adds_and_keeps_the_rest() {
+        let v = valid(
+            Gmail,
+            r#"{"email":"a@gmail.com","refresh_token":"1//R","access_token":"ya29.OLD","scopes":["gmail.readonly"]}"#,
+        )
+        .unwrap();
+        let updated = v
+            .config
+            .with_fields(
+                Gmail,
+                &[
+                    ("access_token", "ya29.NEW".into()),
+                    ("expires_at", 1_900_000_000.into()),
+                ],
+            )
+            .unwrap();
+        let get = |name| {
+            updated
+                .config
+                .get(Gmail, name)
+                .unwrap()
+                .map(|t| t.to_string())
+        };
+        assert_eq!(get("refresh_token").as_deref(), Some("1//R"));
+        assert_eq!(get("access_token").as_deref(), Some("ya29.NEW"));
+        assert_eq!(get("expires_at").as_deref(), Some("1900000000"));
+        assert_eq!(
+            updated.config.redacted(Gmail).unwrap(),
+            serde_json::json!({"email": "a@gmail.com", "refresh_token": MASK, "scopes": ["gmail.readonly"], "access_token": MASK, "expires_at": 1_900_000_000})
+        );
+        let refused = v.config.with_fields(Gmail, &[("password", "x".into())]);
+        assert!(refused.is_err());
     }
 }

@@ -1,18 +1,17 @@
 //! The `teller` MCP server: one handler, its tools in one router.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::call::{self, note};
-use common::sidecar::{Decision, GrantError, Identity, SidecarStore};
+use common::sidecar::call::{self, ToolError, note, quoted, reply};
+use common::sidecar::{GrantError, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -37,54 +36,6 @@ struct Inner {
     store: OnceCell<SidecarStore>,
     keyring: OnceCell<Keyring>,
     client: OnceCell<TellerClient>,
-}
-
-/// A failed call: what the agent reads, and how the audit log files it.
-struct ToolError {
-    decision: Decision,
-    message: String,
-    /// Extra detail for the audit row only (never a secret).
-    detail: Option<String>,
-}
-
-impl ToolError {
-    fn deny(message: impl Into<String>) -> Self {
-        Self {
-            decision: Decision::Deny,
-            message: message.into(),
-            detail: None,
-        }
-    }
-
-    fn error(message: impl Into<String>) -> Self {
-        Self {
-            decision: Decision::Error,
-            message: message.into(),
-            detail: None,
-        }
-    }
-
-    fn with_detail(mut self, detail: impl ToString) -> Self {
-        self.detail = Some(detail.to_string());
-        self
-    }
-}
-
-/// A successful call: readable text and the same data as structured content.
-fn reply<T: Serialize>(text: String, data: &T) -> Result<CallToolResult, ToolError> {
-    let value = serde_json::to_value(data)
-        .map_err(|e| ToolError::error("the result could not be encoded").with_detail(e))?;
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(value);
-    Ok(result)
-}
-
-/// Quotes an id the agent sent, bounded, for an error sentence.
-fn quoted(id: &str) -> String {
-    format!(
-        "'{}'",
-        id.chars().take(64).collect::<String>().escape_debug()
-    )
 }
 
 // ---- arguments -------------------------------------------------------------
@@ -352,27 +303,6 @@ impl TellerServer {
         ToolError::error(message).with_detail(e)
     }
 
-    /// Runs a tool body: notes a failure for the audit row and turns it into
-    /// an `isError` result.
-    async fn run(
-        &self,
-        body: impl Future<Output = Result<CallToolResult, ToolError>>,
-    ) -> CallToolResult {
-        match body.await {
-            Ok(result) => result,
-            Err(e) => {
-                note(|n| {
-                    n.decision = Some(e.decision);
-                    n.detail = Some(match &e.detail {
-                        Some(d) => format!("{} [{d}]", e.message),
-                        None => e.message.clone(),
-                    });
-                });
-                CallToolResult::error(vec![ContentBlock::text(e.message)])
-            }
-        }
-    }
-
     /// Calls Teller for a granted enrollment, mapping its failures.
     async fn with_enrollment<T>(
         &self,
@@ -415,7 +345,7 @@ impl TellerServer {
         output_schema = schema_for_output::<EnrollmentsOut>()
     )]
     async fn teller_list_enrollments(&self) -> CallToolResult {
-        self.run(async {
+        call::outcome(async {
             let store = self.store().await?;
             let granted = store
                 .granted(&self.inner.identity, IntegrationType::Teller)
@@ -454,7 +384,7 @@ impl TellerServer {
         &self,
         Parameters(args): Parameters<EnrollmentArgs>,
     ) -> CallToolResult {
-        self.run(async {
+        call::outcome(async {
             let (_, accounts) = self
                 .with_enrollment(&args.enrollment_id, async |c, token| {
                     c.accounts(token).await
@@ -506,7 +436,7 @@ impl TellerServer {
         &self,
         Parameters(args): Parameters<AccountArgs>,
     ) -> CallToolResult {
-        self.run(async {
+        call::outcome(async {
             let (_, (account, balance)) = self
                 .with_enrollment(&args.enrollment_id, async |c, token| {
                     let account = c.account(token, &args.account_id).await?;
@@ -548,7 +478,7 @@ impl TellerServer {
         &self,
         Parameters(args): Parameters<TransactionsArgs>,
     ) -> CallToolResult {
-        self.run(async {
+        call::outcome(async {
             valid_date(&args.start_date, "start_date")?;
             valid_date(&args.end_date, "end_date")?;
             let count = args.count.unwrap_or(50).clamp(1, 250) as u32;
@@ -622,7 +552,7 @@ impl TellerServer {
         &self,
         Parameters(args): Parameters<AccountArgs>,
     ) -> CallToolResult {
-        self.run(async {
+        call::outcome(async {
             let (_, details) = self
                 .with_enrollment(&args.enrollment_id, async |c, token| {
                     c.details(token, &args.account_id).await

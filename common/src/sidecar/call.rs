@@ -1,13 +1,16 @@
 //! How every tool call is audited: the tool fills in a per-call [`Note`],
 //! and [`audit`] writes the call's one `audit_log` row from the note and
-//! the result, whatever the tool was and however it ended.
+//! the result, whatever the tool was and however it ended. A tool body
+//! returns a [`ToolError`] for a failure; [`outcome`] turns it into the
+//! agent's sentence and the note.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::time::Instant;
 
 use rmcp::ErrorData;
-use rmcp::model::CallToolResponse;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
+use serde::Serialize;
 
 use super::{AuditEntry, Decision, Identity, SidecarStore};
 
@@ -76,4 +79,76 @@ pub async fn audit(
     if let Err(e) = store.audit(&entry).await {
         tracing::warn!(error = %e, tool, "could not write the audit row");
     }
+}
+
+/// A failed call: the sentence the agent reads, and how the audit log files it.
+#[derive(Debug)]
+pub struct ToolError {
+    pub decision: Decision,
+    pub message: String,
+    /// More for the audit row only (never a secret).
+    pub detail: Option<String>,
+}
+
+impl ToolError {
+    /// The call was refused: out of scope, a bad argument, a missing grant.
+    pub fn deny(message: impl Into<String>) -> Self {
+        Self {
+            decision: Decision::Deny,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// The call was allowed but failed: the store, the keyring, the provider.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            decision: Decision::Error,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// Adds audit-only detail.
+    pub fn with_detail(mut self, detail: impl ToString) -> Self {
+        self.detail = Some(detail.to_string());
+        self
+    }
+}
+
+/// A successful call: readable `text` and the same `data` as structured content.
+pub fn reply<T: Serialize>(text: String, data: &T) -> Result<CallToolResult, ToolError> {
+    let value = serde_json::to_value(data)
+        .map_err(|e| ToolError::error("the result could not be encoded").with_detail(e))?;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(value);
+    Ok(result)
+}
+
+/// Runs a tool body: a failure is noted for the audit row and becomes an
+/// `isError` result with the agent's sentence.
+pub async fn outcome(
+    body: impl Future<Output = Result<CallToolResult, ToolError>>,
+) -> CallToolResult {
+    match body.await {
+        Ok(result) => result,
+        Err(e) => {
+            note(|n| {
+                n.decision = Some(e.decision);
+                n.detail = Some(match &e.detail {
+                    Some(d) => format!("{} [{d}]", e.message),
+                    None => e.message.clone(),
+                });
+            });
+            CallToolResult::error(vec![ContentBlock::text(e.message)])
+        }
+    }
+}
+
+/// An id the agent sent, quoted and bounded for an error sentence.
+pub fn quoted(id: &str) -> String {
+    format!(
+        "'{}'",
+        id.chars().take(64).collect::<String>().escape_debug()
+    )
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::model::{IntegrationType, Status};
+use crate::model::{IntegrationType, SealedConfig, Status};
+use crate::store::rotate::SWAP_SEALED;
 use crate::store::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
 use crate::store::{Snapshot, StoreError};
 
@@ -99,6 +100,19 @@ impl LocalSqlite {
         })
         .await?;
         Ok(())
+    }
+
+    pub async fn swap_config(
+        &self,
+        id: &str,
+        old: &SealedConfig,
+        new: &SealedConfig,
+    ) -> Result<bool, StoreError> {
+        let (id, old, new) = (id.to_string(), old.0.clone(), new.0.clone());
+        let changed = self
+            .run(move |conn| conn.prepare_cached(SWAP_SEALED)?.execute((&new, &id, &old)))
+            .await?;
+        Ok(changed == 1)
     }
 
     pub async fn audit(&self, row: AuditRow) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 
 use crate::config::DecryptedConfig;
 use crate::crypto::Keyring;
-use crate::model::{Integration, IntegrationType, Status};
+use crate::model::{Integration, IntegrationType, SealedConfig, Status};
 use crate::scope::is_granted;
 use crate::store::{Snapshot, Store, StoreError, with_pool};
 
@@ -117,6 +117,20 @@ impl SidecarStore {
                 });
                 Ok(())
             }
+        }
+    }
+
+    /// Replaces the sealed config of integration `id` if it is still `old`;
+    /// `false` when another writer changed or deleted the row first.
+    pub async fn swap_config(
+        &self,
+        id: &str,
+        old: &SealedConfig,
+        new: &SealedConfig,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.swap_config(id, old, new).await,
+            Backend::Postgres(store) => store.swap_sealed(id, old, new).await,
         }
     }
 

@@ -9,7 +9,7 @@
 
 mod integrations;
 mod profiles;
-mod rotate;
+pub(crate) mod rotate;
 pub(crate) mod rows;
 mod snapshot;
 

@@ -3,6 +3,11 @@
 use crate::crypto::{Keyring, OpenError};
 use crate::model::{Integration, SealedConfig};
 
+/// Replaces a row's sealed config only if it is still the one read
+/// (compare-and-swap): `$1` new, `$2` id, `$3` old.
+pub(crate) const SWAP_SEALED: &str =
+    "UPDATE user_integrations SET encrypted_config = $1 WHERE id = $2 AND encrypted_config = $3";
+
 use super::rows::{IntegrationRow, integrations, select_integrations};
 use super::{Store, StoreError, with_pool};
 
@@ -99,14 +104,14 @@ impl Store {
         }
     }
 
-    async fn swap_sealed(
+    pub(crate) async fn swap_sealed(
         &self,
         id: &str,
         old: &SealedConfig,
         new: &SealedConfig,
     ) -> Result<bool, StoreError> {
         let done = with_pool!(self, |pool| {
-            sqlx::query("UPDATE user_integrations SET encrypted_config = $1 WHERE id = $2 AND encrypted_config = $3")
+            sqlx::query(SWAP_SEALED)
                 .bind(&new.0)
                 .bind(id)
                 .bind(&old.0)

@@ -11,6 +11,7 @@
 //! ```
 
 mod faults;
+pub mod gmail;
 mod http;
 pub mod resend;
 pub mod slack;

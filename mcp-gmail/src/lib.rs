@@ -1,0 +1,26 @@
+//! mcp-gmail: the user's Gmail for agents, over MCP on stdio.
+//!
+//! Every tool call re-reads the store, re-checks that the user's Gmail
+//! integration is enabled and granted to the running profile (identity from
+//! the spawn environment only), decrypts that one row, refreshes its access
+//! token when it is about to expire (writing it back encrypted), and calls
+//! Gmail through `google-gmail1`.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use mcp_gmail::GmailServer;
+//! use rmcp::ServiceExt;
+//! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
+//! let server = GmailServer::new(identity, common::store::Store::url_from_env());
+//! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+mod grant;
+pub mod mail;
+pub mod oauth;
+mod schema;
+mod server;
+
+pub use server::GmailServer;
