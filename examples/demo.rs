@@ -1,7 +1,7 @@
 //! The whole flow on an embedded store against fake providers: seed the
-//! product's example, print the resolver's plans, spawn `mcp-teller` and
-//! `mcp-notify` for each profile through an MCP client, and change a scope
-//! while they run.
+//! product's example, print the resolver's plans, spawn `mcp-teller`,
+//! `mcp-gmail` and `mcp-notify` for each profile through an MCP client, and
+//! change a scope while they run.
 //!
 //! ```sh
 //! cargo run --release --example demo
@@ -15,6 +15,7 @@ use common::config::DecryptedConfig;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Scope};
 use common::store::{NewIntegration, NewProfile, Store};
+use fakes::gmail::FakeGmail;
 use fakes::resend::FakeResend;
 use fakes::slack::FakeSlack;
 use fakes::telegram::FakeTelegram;
@@ -43,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     write_private(&keys_file, Keyring::generate_entry().as_bytes())?;
     let keyring = Keyring::parse(&std::fs::read_to_string(&keys_file)?)?;
     let teller = FakeTeller::start().await?;
+    let gmail = FakeGmail::start().await?;
     let fakes = Fakes {
         slack: FakeSlack::start().await?,
         telegram: FakeTelegram::start().await?,
@@ -74,6 +76,12 @@ async fn main() -> anyhow::Result<()> {
             keys_file.display().to_string(),
         ),
         ("TELLER_API_BASE".to_string(), teller.base_url().to_string()),
+        ("GMAIL_API_BASE".to_string(), gmail.api_base()),
+        ("GOOGLE_TOKEN_URL".to_string(), gmail.token_url()),
+        (
+            "GMAIL_CLIENT_ID".to_string(),
+            fakes::gmail::CLIENT_ID.into(),
+        ),
         ("SLACK_API_BASE".to_string(), fakes.slack.base_url()),
         ("TELEGRAM_API_BASE".to_string(), fakes.telegram.base_url()),
         ("RESEND_API_BASE".to_string(), fakes.resend.base_url()),
@@ -233,6 +241,36 @@ async fn main() -> anyhow::Result<()> {
         fakes.webhook.received().len()
     );
 
+    heading("7. The finance agent's gmail sidecar, spawned from its plan");
+    let mail = spawn(server(&plans[0], "gmail").context("prof_vzfin gets a gmail server")?).await?;
+    let found = call(
+        &mail,
+        "gmail_search",
+        json!({"query": "lunch", "max_results": 3}),
+    )
+    .await?;
+    show("gmail_search {query: lunch}", &found);
+    let first = found
+        .structured_content
+        .as_ref()
+        .and_then(|v| v["messages"][0]["message_id"].as_str())
+        .context("the fake mailbox has a lunch mail")?
+        .to_string();
+    show(
+        &format!("gmail_read_message {{{first}}}"),
+        &call(
+            &mail,
+            "gmail_read_message",
+            json!({"message_id": first, "max_chars": 400}),
+        )
+        .await?,
+    );
+    println!(
+        "  Google's token endpoint was asked {} time(s); the token is kept, encrypted, for the next call",
+        gmail.refreshes()
+    );
+    mail.cancel().await?;
+
     finance.cancel().await?;
     coding.cancel().await?;
     notify_finance.cancel().await?;
@@ -294,7 +332,7 @@ async fn seed(store: &Store, keyring: &Keyring, fakes: &Fakes) -> anyhow::Result
         ),
         (
             Gmail,
-            json!({"email": "amouzou@gmail.com", "refresh_token": "1//demo"}),
+            json!({"email": "amouzou@gmail.com", "refresh_token": fakes::gmail::REFRESH_TOKEN, "scopes": fakes::gmail::SCOPES.split(' ').collect::<Vec<_>>()}),
             &[],
             None,
         ),
@@ -366,8 +404,12 @@ fn sidecars() -> anyhow::Result<PathBuf> {
         "mcp-teller",
         "-p",
         "mcp-notify",
+        "-p",
+        "mcp-gmail",
         "--bin",
         "mcp-teller",
+        "--bin",
+        "mcp-gmail",
         "--bin",
         "mcp-notify",
     ]);
@@ -394,9 +436,20 @@ fn server<'a>(plan: &'a Plan, name: &str) -> Option<&'a resolver::ServerSpec> {
     plan.servers.iter().find(|s| s.name == name)
 }
 
+/// Secrets the agent runtime holds and expands where a plan says `${NAME}`.
+const RUNTIME_SECRETS: &[(&str, &str)] = &[("GMAIL_CLIENT_SECRET", fakes::gmail::CLIENT_SECRET)];
+
+/// Spawns a sidecar as the agent runtime does, expanding secret references.
 async fn spawn(spec: &resolver::ServerSpec) -> anyhow::Result<RunningService<RoleClient, ()>> {
+    let env = spec.env.iter().map(|(name, value)| {
+        let expanded = RUNTIME_SECRETS
+            .iter()
+            .find(|(secret, _)| *value == format!("${{{secret}}}"))
+            .map_or(value.as_str(), |(_, v)| v);
+        (name, expanded)
+    });
     let command = tokio::process::Command::new(&spec.command).configure(|cmd| {
-        cmd.args(&spec.args).env_clear().envs(&spec.env);
+        cmd.args(&spec.args).env_clear().envs(env);
     });
     Ok(().serve(TokioChildProcess::new(command)?).await?)
 }

@@ -859,6 +859,71 @@ async fn a_sidecar_reads_grants_and_writes_its_rows_the_same_on_both_backends() 
     cleanup(backends).await;
 }
 
+#[tokio::test]
+async fn a_sidecar_writes_back_a_config_only_over_the_one_it_read() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        let row = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Gmail, &["prof_vzfin"]),
+                &gmail(),
+            )
+            .await
+            .unwrap();
+        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let with_token = |token: &str| {
+            let opened = k.open_config(&row).unwrap();
+            let updated = opened
+                .with_fields(IntegrationType::Gmail, &[("access_token", token.into())])
+                .unwrap();
+            k.seal_config(
+                &row.id,
+                &row.user_id,
+                IntegrationType::Gmail,
+                &updated.config,
+            )
+        };
+        let first = with_token("ya29.first");
+        assert!(
+            sidecar
+                .swap_config(&row.id, &row.sealed, &first)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        // A second writer that read the old row loses, and changes nothing.
+        let second = with_token("ya29.second");
+        assert!(
+            !sidecar
+                .swap_config(&row.id, &row.sealed, &second)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        let stored = s.integration(&row.id).await.unwrap().unwrap();
+        let token = k
+            .open_config(&stored)
+            .unwrap()
+            .get(IntegrationType::Gmail, "access_token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(token.as_str(), "ya29.first", "{}", b.name);
+        assert!(
+            !sidecar
+                .swap_config("int_missing", &row.sealed, &second)
+                .await
+                .unwrap()
+        );
+    }
+    cleanup(backends).await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_sidecar_waits_for_another_writer_without_stalling_its_runtime() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,1 +1,86 @@
-fn main() {}
+//! mcp-gmail speed: cold start (spawn → `tools/list` answer, which reads the
+//! grant's scopes; median of 20), and the `gmail_search` round trip over
+//! stdio against the fake Gmail on loopback: grant re-check, token from the
+//! encrypted config, one list and one metadata fetch per match, audit write
+//! (p50/p99 of 2,000).
+//!
+//! ```sh
+//! cargo bench -p mcp-gmail --bench gmail
+//! ```
+
+#[path = "../../benches/support.rs"]
+mod support;
+
+use common::config::DecryptedConfig;
+use common::crypto::Keyring;
+use common::model::{IntegrationType, Scope};
+use common::store::NewIntegration;
+use fakes::gmail::{self, FakeGmail};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-gmail");
+const STARTS: usize = 20;
+const CALLS: usize = 2_000;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let keys = Keyring::generate_entry();
+    seed(&db, &Keyring::parse(&keys)?).await?;
+    let fake = FakeGmail::start().await?;
+    let (api, token_url) = (fake.api_base(), fake.token_url());
+    let env = [
+        ("INTEGRATIONS_DB", db.as_str()),
+        ("INTEGRATIONS_KEYS", keys.as_str()),
+        ("INTEGRATIONS_USER_ID", "u1"),
+        ("INTEGRATIONS_PROFILE_ID", "prof_a"),
+        ("GMAIL_API_BASE", api.as_str()),
+        ("GOOGLE_TOKEN_URL", token_url.as_str()),
+        ("GMAIL_CLIENT_ID", gmail::CLIENT_ID),
+        ("GMAIL_CLIENT_SECRET", gmail::CLIENT_SECRET),
+    ];
+
+    let mut starts = Vec::with_capacity(STARTS);
+    for _ in 0..STARTS {
+        starts.push(support::cold_start(SIDECAR, &env).await?);
+    }
+    support::print_starts(starts);
+
+    let (client, pid) = support::spawn(SIDECAR, &env).await?;
+    let arguments = json!({"query": "lunch", "max_results": 10});
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let samples = support::time_calls(&client, "gmail_search", arguments, CALLS).await?;
+    support::print_round_trips(
+        "gmail_search round trip (re-check + token + 1 list + 2 metadata fetches + audit write)",
+        samples,
+    );
+    println!("  token refreshes at Google: {}", fake.refreshes());
+    support::print_memory(pid, CALLS)?;
+    client.cancel().await?;
+    Ok(())
+}
+
+async fn seed(db: &str, keyring: &Keyring) -> anyhow::Result<()> {
+    let store = support::store_with_profile(db).await?;
+    let json = json!({"email": gmail::EMAIL, "refresh_token": gmail::REFRESH_TOKEN, "scopes": gmail::SCOPES.split(' ').collect::<Vec<_>>()});
+    let config = DecryptedConfig::validate(
+        IntegrationType::Gmail,
+        Zeroizing::new(json.to_string().into_bytes()),
+    )?;
+    let new = NewIntegration {
+        user_id: "u1".into(),
+        kind: IntegrationType::Gmail,
+        label: None,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+    };
+    store.add_integration(keyring, &new, &config).await?;
+    Ok(())
+}

@@ -25,6 +25,7 @@ const PASSTHROUGH: &[(&str, &[&str])] = &[
             "GOOGLE_TOKEN_URL",
             "GOOGLE_REVOKE_URL",
             "GMAIL_CLIENT_ID",
+            "GMAIL_TIMEOUT_MS",
         ],
     ),
     (
