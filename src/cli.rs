@@ -4,6 +4,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::keys::KeysCommand;
 use crate::profiles::ProfilesCommand;
+use crate::secrets::SecretsCommand;
+use crate::tokens::TokensCommand;
 
 /// Manage the encrypted, per-profile-scoped integrations store.
 #[derive(Parser)]
@@ -28,10 +30,22 @@ pub enum Command {
     Keys(KeysCommand),
     #[command(flatten)]
     Integration(IntegrationCommand),
-    /// Fire a test notification through one Slack, Telegram, Email or Webhook integration.
+    /// Test one integration: a test notification through Slack, Telegram, Email or Webhook; an authenticated read for Gmail and Teller.
     Test { id: String },
     /// Send a platform notification to a profile through its granted channels, in parallel.
     Notify(NotifyArgs),
+    /// Serve the REST API (/v1/integrations, /v1/profiles, /v1/secrets) until SIGTERM.
+    Serve {
+        /// The address to listen on; port 0 picks a free one (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// The REST API's bearer tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Per-agent secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 #[derive(Subcommand)]

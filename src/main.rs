@@ -4,14 +4,18 @@
 //! calls `common`. Secrets never travel in argv; configs come from stdin or a
 //! file.
 
+mod api;
 mod cli;
 mod config_input;
 mod integrations;
 mod keys;
 mod notify;
 mod output;
+mod probe;
 mod profiles;
 mod revoke;
+mod secrets;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -20,11 +24,23 @@ use common::store::Store;
 
 use crate::cli::{Cli, Command};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     common::logging::init();
     let cli = Cli::parse();
-    match run(cli).await {
+    // The API serves on every core; a one-shot command needs one thread.
+    let mut runtime = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -49,5 +65,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Integration(command) => integrations::run(&store, command).await,
         Command::Test { id } => notify::test(&store, &url, &id).await,
         Command::Notify(args) => notify::notify(&url, args).await,
+        Command::Serve { listen } => {
+            let state = api::AppState {
+                store,
+                keyring: std::sync::Arc::new(common::crypto::Keyring::from_env()?),
+                notifier: std::sync::Arc::new(probe::notifier(&url)?),
+            };
+            api::serve(state, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(command) => tokens::run(&store, command).await,
+        Command::Secrets(command) => secrets::run(&store, command).await,
     }
 }

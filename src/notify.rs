@@ -4,53 +4,22 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use common::crypto::Keyring;
-use common::sidecar::{Identity, SidecarStore};
+use common::sidecar::Identity;
 use common::store::Store;
-use mcp_notify::deliver::{Providers, Source, Urgency};
-use mcp_notify::{Notifier, Request};
+use mcp_notify::Request;
+use mcp_notify::deliver::{Source, Urgency};
 
 use crate::cli::NotifyArgs;
 
-fn notifier(url: &str) -> anyhow::Result<Notifier> {
-    Ok(Notifier::new(
-        SidecarStore::open(url)?,
-        Keyring::from_env()?,
-        Providers::from_env(),
-    ))
-}
-
-/// Sends a short test message through integration `id`.
+/// Tests integration `id`: a test notification through a channel, an
+/// authenticated read for Gmail and Teller.
 pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode> {
     let integration = crate::integrations::existing(store, id).await?;
-    if !integration.kind.is_channel() {
-        return Err(anyhow!(
-            "{} is a {} integration; only slack, telegram, email and webhook integrations can send a test notification",
-            integration.id,
-            integration.kind
-        ));
-    }
-    let who = Identity {
-        user_id: integration.user_id.clone(),
-        profile_id: String::new(),
-        session_id: None,
-    };
-    let request = Request {
-        message: "This is a test notification: this integration can reach you.".into(),
-        title: Some("Test notification".into()),
-        ..Request::default()
-    };
-    let sent = notifier(url)?
-        .send(&integration, &who, &request, Source::Platform)
-        .await?;
-    println!(
-        "sent via {} ({})",
-        sent.channel,
-        sent.provider_message_id
-            .as_deref()
-            .unwrap_or(&sent.notification_id)
-    );
+    let notifier = crate::probe::notifier(url)?;
+    let done = crate::probe::run(&notifier, &Keyring::from_env()?, &integration).await?;
+    println!("{done}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -59,7 +28,7 @@ pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode
 pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
     let urgency: Urgency = serde_json::from_value(serde_json::Value::String(args.urgency.clone()))
         .context("--urgency must be low, normal or high")?;
-    let notifier = Arc::new(notifier(url)?);
+    let notifier = Arc::new(crate::probe::notifier(url)?);
     let who = Arc::new(Identity {
         user_id: args.user,
         profile_id: args.profile,

@@ -1,32 +1,69 @@
 //! How rows are printed: redacted JSON objects and plain tables.
 
 use common::crypto::Keyring;
-use common::model::{Integration, Profile, Scope};
-use serde_json::{Value, json};
+use common::model::{Integration, IntegrationType, Profile, Scope, Status};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
 
-/// An integration as `--json` prints it; `config` holds the allowlisted
-/// view, or `null` and an `error` when the row does not open.
-pub fn integration_json(integration: &Integration, config: Result<Value, String>) -> Value {
-    let mut row = json!({
-        "id": integration.id,
-        "user_id": integration.user_id,
-        "type": integration.kind,
-        "label": integration.label,
-        "config": Value::Null,
-        "enabled": integration.enabled,
-        "is_default": integration.is_default,
-        "scope": integration.scope,
-        "profile_ids": integration.profile_ids,
-        "bound_profile_id": integration.bound_profile_id,
-        "status": integration.status,
-        "created_at": integration.created_at,
-        "updated_at": integration.updated_at,
-    });
-    match config {
-        Ok(config) => row["config"] = config,
-        Err(error) => row["error"] = Value::String(error),
+/// An integration as `--json` prints it and the API returns it: `config` is
+/// the allowlisted view, or `null` with an `error` when the row does not open.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct IntegrationView {
+    pub id: String,
+    pub user_id: String,
+    /// slack, telegram, gmail, teller, email or webhook.
+    #[serde(rename = "type")]
+    #[schemars(with = "String")]
+    pub kind: IntegrationType,
+    pub label: String,
+    /// Secret fields show as "********"; unknown fields are left out.
+    pub config: Value,
+    pub enabled: bool,
+    pub is_default: bool,
+    /// `all` or `agents`.
+    #[schemars(with = "String")]
+    pub scope: Scope,
+    pub profile_ids: Vec<String>,
+    pub bound_profile_id: Option<String>,
+    /// `active` or `needs_reauth`.
+    #[schemars(with = "String")]
+    pub status: Status,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl IntegrationView {
+    /// The view of `integration` with its redacted config (or why it does not open).
+    pub fn new(integration: &Integration, config: Result<Value, String>) -> Self {
+        let (config, error) = match config {
+            Ok(config) => (config, None),
+            Err(error) => (Value::Null, Some(error)),
+        };
+        Self {
+            id: integration.id.clone(),
+            user_id: integration.user_id.clone(),
+            kind: integration.kind,
+            label: integration.label.clone(),
+            config,
+            enabled: integration.enabled,
+            is_default: integration.is_default,
+            scope: integration.scope,
+            profile_ids: integration.profile_ids.clone(),
+            bound_profile_id: integration.bound_profile_id.clone(),
+            status: integration.status,
+            created_at: integration.created_at.clone(),
+            updated_at: integration.updated_at.clone(),
+            error,
+        }
     }
-    row
+}
+
+/// An integration as `--json` prints it.
+pub fn integration_json(integration: &Integration, config: Result<Value, String>) -> Value {
+    serde_json::to_value(IntegrationView::new(integration, config)).unwrap_or(Value::Null)
 }
 
 /// The redacted config of `integration`, or the error naming it.

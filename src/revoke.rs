@@ -6,19 +6,46 @@ use common::model::{Integration, IntegrationType};
 use mcp_gmail::oauth;
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 
+/// What a downstream revocation did.
+pub struct Revoked {
+    /// The provider confirmed it revoked the grant just now.
+    pub now: bool,
+    /// What happened, for the operator.
+    pub message: String,
+}
+
+impl Revoked {
+    fn now(message: &str) -> Self {
+        Self {
+            now: true,
+            message: message.into(),
+        }
+    }
+
+    fn not(message: impl Into<String>) -> Self {
+        Self {
+            now: false,
+            message: message.into(),
+        }
+    }
+}
+
 /// Revokes `integration` downstream where the provider allows it, and says
 /// what happened. Fails (so the row is kept) when the provider did not
 /// confirm and the grant may still be alive.
-pub async fn downstream(integration: &Integration) -> anyhow::Result<String> {
+pub async fn downstream(integration: &Integration) -> anyhow::Result<Revoked> {
     match integration.kind {
         IntegrationType::Teller => revoke_teller(integration).await,
         IntegrationType::Slack | IntegrationType::Telegram => revoke_bot(integration).await,
         IntegrationType::Gmail => revoke_gmail(integration).await,
-        _ => Ok(format!("{} has no downstream revocation", integration.kind)),
+        _ => Ok(Revoked::not(format!(
+            "{} has no downstream revocation",
+            integration.kind
+        ))),
     }
 }
 
-async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
+async fn revoke_teller(integration: &Integration) -> anyhow::Result<Revoked> {
     let keyring = Keyring::from_env()?;
     let config = keyring.open_config(integration).context(
         "cannot read the access token to revoke it (use --local-only to delete the row anyway)",
@@ -28,12 +55,14 @@ async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
         .context("the config has no access token (use --local-only to delete the row anyway)")?;
     let client = TellerClient::new(&TellerConfig::from_env())?;
     match client.revoke_enrollment(&token).await {
-        Ok(()) => Ok("enrollment revoked at Teller".into()),
+        Ok(()) => Ok(Revoked::now("enrollment revoked at Teller")),
         Err(
             TellerError::Unauthorized { .. }
             | TellerError::Disconnected { .. }
             | TellerError::NotFound,
-        ) => Ok("Teller says the access token was already dead; nothing left to revoke".into()),
+        ) => Ok(Revoked::not(
+            "Teller says the access token was already dead; nothing left to revoke",
+        )),
         Err(e) => bail!(
             "Teller did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
         ),
@@ -41,7 +70,7 @@ async fn revoke_teller(integration: &Integration) -> anyhow::Result<String> {
 }
 
 /// Google: the refresh token posted to `GOOGLE_REVOKE_URL` ends the grant.
-async fn revoke_gmail(integration: &Integration) -> anyhow::Result<String> {
+async fn revoke_gmail(integration: &Integration) -> anyhow::Result<Revoked> {
     let keyring = Keyring::from_env()?;
     let config = keyring.open_config(integration).context(
         "cannot read the refresh token to revoke it (use --local-only to delete the row anyway)",
@@ -51,8 +80,10 @@ async fn revoke_gmail(integration: &Integration) -> anyhow::Result<String> {
         .context("the config has no refresh token (use --local-only to delete the row anyway)")?;
     let http = oauth::http_client(std::time::Duration::from_secs(20))?;
     match oauth::revoke(&http, &oauth::OAuthConfig::from_env(), &token).await {
-        Ok(true) => Ok("grant revoked at Google".into()),
-        Ok(false) => Ok("Google says the grant was already dead; nothing left to revoke".into()),
+        Ok(true) => Ok(Revoked::now("grant revoked at Google")),
+        Ok(false) => Ok(Revoked::not(
+            "Google says the grant was already dead; nothing left to revoke",
+        )),
         Err(e) => bail!(
             "Google did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
         ),
@@ -61,7 +92,7 @@ async fn revoke_gmail(integration: &Integration) -> anyhow::Result<String> {
 
 /// Slack: `auth.revoke`; Telegram: `deleteWebhook` (a bot token cannot be
 /// revoked through the API; the row, and with it the token, is forgotten).
-async fn revoke_bot(integration: &Integration) -> anyhow::Result<String> {
+async fn revoke_bot(integration: &Integration) -> anyhow::Result<Revoked> {
     let keyring = Keyring::from_env()?;
     let config = keyring.open_config(integration).context(
         "cannot read the token to revoke it (use --local-only to delete the row anyway)",
@@ -75,14 +106,14 @@ async fn revoke_bot(integration: &Integration) -> anyhow::Result<String> {
         .await
     {
         Ok(true) if integration.kind == IntegrationType::Slack => {
-            Ok("token revoked at Slack".into())
+            Ok(Revoked::now("token revoked at Slack"))
         }
-        Ok(true) => {
-            Ok("webhook deleted at Telegram; the bot token is forgotten with the row".into())
-        }
-        Ok(false) => Ok(format!(
-            "{provider} says the token was already dead; nothing left to revoke"
+        Ok(true) => Ok(Revoked::now(
+            "webhook deleted at Telegram; the bot token is forgotten with the row",
         )),
+        Ok(false) => Ok(Revoked::not(format!(
+            "{provider} says the token was already dead; nothing left to revoke"
+        ))),
         Err(e) => bail!(
             "{provider} did not confirm the revocation ({e}); the integration is kept: try again, or use --local-only"
         ),

@@ -156,11 +156,7 @@ impl DecryptedConfig {
                 _ => None,
             })
         };
-        let external_id = match kind {
-            IntegrationType::Telegram => clear("bot_user_id"),
-            IntegrationType::Teller => clear("enrollment_id"),
-            _ => None,
-        };
+        let external_id = external_id_field(kind).and_then(clear);
         let default_label = match kind {
             IntegrationType::Slack => clear("team_name").or_else(|| clear("team_id")),
             IntegrationType::Telegram => {
@@ -205,17 +201,58 @@ impl DecryptedConfig {
     }
 
     /// This `kind` config with `updates` set (added or replaced), validated
-    /// again. Secret values are copied only into zeroizing buffers.
+    /// again.
     pub fn with_fields(
         &self,
         kind: IntegrationType,
         updates: &[(&str, Value)],
     ) -> Result<ValidConfig, ConfigError> {
+        self.rewritten(
+            kind,
+            |name| updates.iter().any(|(n, _)| *n == name),
+            updates.iter().map(|(name, value)| (*name, value)),
+        )
+    }
+
+    /// This `kind` config with `changes` merged in: a field set to JSON null
+    /// is removed, any other value added or replaced; validated again, so
+    /// that an error names a field, never a value. Secret values are copied
+    /// only into zeroizing buffers.
+    pub fn merged(
+        &self,
+        kind: IntegrationType,
+        changes: &Map<String, Value>,
+    ) -> Result<ValidConfig, ConfigError> {
+        self.rewritten(
+            kind,
+            |name| changes.contains_key(name),
+            changes
+                .iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(name, value)| (name.as_str(), value)),
+        )
+    }
+
+    /// Writes the stored fields that `replaced` does not name, then `added`,
+    /// into a new zeroizing buffer, and validates the result.
+    fn rewritten<'a>(
+        &self,
+        kind: IntegrationType,
+        replaced: impl Fn(&str) -> bool,
+        added: impl Iterator<Item = (&'a str, &'a Value)>,
+    ) -> Result<ValidConfig, ConfigError> {
         let scanned = scan(kind, &self.json, Mode::Validate)?;
-        let mut json = Zeroizing::new(Vec::with_capacity(self.json.len() + 512));
+        let added: Vec<(&str, &Value)> = added.collect();
+        let extra: usize = added
+            .iter()
+            .map(|(name, value)| name.len() + value.as_str().map_or(32, str::len) + 8)
+            .sum();
+        // Escaping can grow a string up to six times (`\u00XX`): sized so
+        // that the buffer holding secrets is never reallocated.
+        let mut json = Zeroizing::new(Vec::with_capacity(6 * (self.json.len() + extra) + 2));
         json.push(b'{');
         for (f, v) in &scanned {
-            if updates.iter().any(|(name, _)| *name == f.name) {
+            if replaced(f.name) {
                 continue;
             }
             match v {
@@ -224,7 +261,7 @@ impl DecryptedConfig {
                 Scanned::Secret(None) => {}
             }
         }
-        for (name, value) in updates {
+        for (name, value) in added {
             write_field(&mut json, name, value);
         }
         json.push(b'}');
@@ -249,6 +286,16 @@ impl DecryptedConfig {
             }
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// The config field that holds a `kind` row's external id (Telegram bot user
+/// id, Teller enrollment id), for the types that have one.
+pub fn external_id_field(kind: IntegrationType) -> Option<&'static str> {
+    match kind {
+        IntegrationType::Telegram => Some("bot_user_id"),
+        IntegrationType::Teller => Some("enrollment_id"),
+        _ => None,
     }
 }
 
@@ -614,5 +661,56 @@ mod tests {
         );
         let refused = v.config.with_fields(Gmail, &[("password", "x".into())]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn merged_replaces_adds_removes_and_names_fields_only() {
+        let v = valid(
+            Gmail,
+            r#"{"email":"a@gmail.com","refresh_token":"1//R","access_token":"ya29.OLD","scopes":["gmail.readonly"]}"#,
+        )
+        .unwrap();
+        let changes = |json: serde_json::Value| json.as_object().unwrap().clone();
+        let updated = v
+            .config
+            .merged(
+                Gmail,
+                &changes(serde_json::json!({"refresh_token": "1//NEW", "access_token": null, "expires_at": 5})),
+            )
+            .unwrap();
+        let get = |name| {
+            updated
+                .config
+                .get(Gmail, name)
+                .unwrap()
+                .map(|t| t.to_string())
+        };
+        assert_eq!(get("refresh_token").as_deref(), Some("1//NEW"));
+        assert_eq!(get("access_token"), None);
+        assert_eq!(get("expires_at").as_deref(), Some("5"));
+        assert_eq!(get("email").as_deref(), Some("a@gmail.com"));
+        for (bad, needle) in [
+            (
+                serde_json::json!({"refresh_token": null}),
+                "'refresh_token'",
+            ),
+            (
+                serde_json::json!({"refresh_token": 12345678}),
+                "'refresh_token'",
+            ),
+            (serde_json::json!({"SECRETVALUE": "x"}), "not one of"),
+            (serde_json::json!({"scopes": "SECRETVALUE"}), "'scopes'"),
+        ] {
+            let err = v
+                .config
+                .merged(Gmail, &changes(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(
+                !err.contains("SECRETVALUE") && !err.contains("12345678"),
+                "{err}"
+            );
+        }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A sealed value is `v1.<kid>.<base64url nonce>.<base64url ciphertext+tag>`,
 //! AES-256-GCM with a fresh random 96-bit nonce per write. The associated
-//! data binds a config to its row (`user_integrations|<id>|<user_id>|<type>`),
-//! so a ciphertext copied into another row does not open.
+//! data binds a value to its row (`user_integrations|<id>|<user_id>|<type>`
+//! for a config, `user_secrets|<id>|<user_id>` for a user secret), so a
+//! ciphertext copied into another row does not open.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::config::DecryptedConfig;
 use crate::ids::{random_bytes, random_token};
 use crate::model::{Integration, IntegrationType, SealedConfig};
+use crate::store::Secret;
 
 const VERSION: &str = "v1";
 const NONCE_LEN: usize = 12;
@@ -39,27 +41,40 @@ pub enum KeyringError {
     DuplicateKid(String),
 }
 
-/// Why a sealed config did not open. Names the integration, never the data.
+/// Why a sealed config or secret did not open. Names the row, never the data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     #[error(
-        "integration {id}: its config is encrypted under key '{kid}', which is not in the keyring"
+        "{} {id}: its {} is encrypted under key '{kid}', which is not in the keyring",
+        row_words(id).0,
+        row_words(id).1
     )]
     UnknownKey { id: String, kid: String },
-    #[error("integration {id}: its stored config is not a v1 envelope")]
+    #[error("{} {id}: its stored {} is not a v1 envelope", row_words(id).0, row_words(id).1)]
     Malformed { id: String },
     #[error(
-        "integration {id}: its config fails authentication (wrong key, tampered ciphertext, or a ciphertext copied from another row)"
+        "{} {id}: its {} fails authentication (wrong key, tampered ciphertext, or a ciphertext copied from another row)",
+        row_words(id).0,
+        row_words(id).1
     )]
     Rejected { id: String },
 }
 
 impl OpenError {
-    /// The integration whose config did not open.
+    /// The integration (or user secret) whose sealed value did not open.
     pub fn integration_id(&self) -> &str {
         match self {
             Self::UnknownKey { id, .. } | Self::Malformed { id } | Self::Rejected { id } => id,
         }
+    }
+}
+
+/// What a row is and what it seals, named from its id's prefix.
+fn row_words(id: &str) -> (&'static str, &'static str) {
+    if id.starts_with("sec_") {
+        ("secret", "value")
+    } else {
+        ("integration", "config")
     }
 }
 
@@ -87,6 +102,11 @@ impl fmt::Debug for Keyring {
 /// The associated data of an integration's config.
 fn config_aad(id: &str, user_id: &str, kind: IntegrationType) -> String {
     format!("user_integrations|{id}|{user_id}|{kind}")
+}
+
+/// The associated data of a user secret's value.
+fn secret_aad(id: &str, user_id: &str) -> String {
+    format!("user_secrets|{id}|{user_id}")
 }
 
 fn valid_kid(kid: &str) -> bool {
@@ -255,6 +275,28 @@ impl Keyring {
             .map(DecryptedConfig::from_trusted)
     }
 
+    /// Seals a user secret's `value` for the row `(id, user_id)` under the
+    /// first key.
+    pub fn seal_secret(&self, id: &str, user_id: &str, value: &str) -> SealedConfig {
+        SealedConfig(self.seal(&secret_aad(id, user_id), value.as_bytes()))
+    }
+
+    /// Opens the value of `secret`, checking that it belongs to that row.
+    pub fn open_secret(&self, secret: &Secret) -> Result<Zeroizing<String>, OpenError> {
+        let aad = secret_aad(&secret.id, &secret.user_id);
+        let mut bytes = self.open(&secret.id, &aad, &secret.sealed.0)?;
+        // Moves the buffer into the string (no copy); bytes that are not
+        // UTF-8 are zeroized on their way out.
+        String::from_utf8(std::mem::take(&mut *bytes))
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                drop(Zeroizing::new(e.into_bytes()));
+                OpenError::Malformed {
+                    id: secret.id.clone(),
+                }
+            })
+    }
+
     /// Re-seals the config of `integration` under the first key, or `None`
     /// when it is sealed under that key already.
     pub fn reseal_config(
@@ -342,6 +384,42 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err, OpenError::Rejected { id: id.into() });
         }
+    }
+
+    fn secret(id: &str, user: &str, sealed: SealedConfig) -> Secret {
+        Secret {
+            id: id.into(),
+            user_id: user.into(),
+            name: "API_KEY".into(),
+            scope: Scope::All,
+            profile_ids: vec![],
+            created_at: String::new(),
+            updated_at: String::new(),
+            sealed,
+        }
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_in_its_own_row_and_never_as_a_config() {
+        let k = keyring();
+        let sealed = k.seal_secret("sec_a", "u1", "s3cr3t");
+        let opened = k
+            .open_secret(&secret("sec_a", "u1", sealed.clone()))
+            .unwrap();
+        assert_eq!(opened.as_str(), "s3cr3t");
+        for (id, user) in [("sec_b", "u1"), ("sec_a", "u2")] {
+            let err = k
+                .open_secret(&secret(id, user, sealed.clone()))
+                .unwrap_err();
+            assert_eq!(err, OpenError::Rejected { id: id.into() });
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("secret {id}: its value"))
+            );
+        }
+        // The associated data differs from a config's: no cross-table reuse.
+        let as_config = row("sec_a", "u1", IntegrationType::Webhook, sealed);
+        assert!(k.open_config(&as_config).is_err());
     }
 
     #[test]

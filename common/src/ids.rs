@@ -1,5 +1,7 @@
-//! Identifiers: generated integration ids and the rules for ids and slugs
+//! Identifiers: generated ids and tokens, and the rules for ids and slugs
 //! that come from the platform.
+
+use zeroize::Zeroizing;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
@@ -15,16 +17,39 @@ pub fn random_bytes(buf: &mut [u8]) {
 pub fn random_token(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     random_bytes(&mut bytes);
-    // 256 is a multiple of 64, so masking keeps the distribution uniform.
-    bytes
-        .iter()
-        .map(|b| ALPHABET[(b & 63) as usize] as char)
-        .collect()
+    bytes.iter().copied().map(url_safe).collect()
+}
+
+/// `prefix` and `len` random URL-safe characters, built in a zeroizing
+/// buffer: for credentials, which must not linger in freed memory.
+pub fn random_secret(prefix: &str, len: usize) -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    random_bytes(&mut bytes);
+    let mut out = Zeroizing::new(String::with_capacity(prefix.len() + len));
+    out.push_str(prefix);
+    out.extend(bytes.iter().copied().map(url_safe));
+    out
+}
+
+/// One URL-safe character from a random byte. 256 is a multiple of 64, so
+/// masking keeps the distribution uniform.
+fn url_safe(b: u8) -> char {
+    ALPHABET[(b & 63) as usize] as char
 }
 
 /// A new integration id: `int_` followed by 21 random URL-safe characters.
 pub fn new_integration_id() -> String {
     format!("int_{}", random_token(21))
+}
+
+/// A new API token id: `tok_` followed by 21 random URL-safe characters.
+pub fn new_token_id() -> String {
+    format!("tok_{}", random_token(21))
+}
+
+/// A new user secret id: `sec_` followed by 21 random URL-safe characters.
+pub fn new_secret_id() -> String {
+    format!("sec_{}", random_token(21))
 }
 
 /// Checks a user or profile id coming from the platform: 1 to 128 characters
@@ -76,6 +101,17 @@ mod tests {
         assert!(a.starts_with("int_"));
         assert!(a[4..].bytes().all(|c| ALPHABET.contains(&c)));
         assert_ne!(a, b);
+        for id in [new_token_id(), new_secret_id()] {
+            assert_eq!(id.len(), 25);
+            assert!(id[4..].bytes().all(|c| ALPHABET.contains(&c)));
+        }
+        assert!(new_token_id().starts_with("tok_"));
+        assert!(new_secret_id().starts_with("sec_"));
+        let token = random_secret("itk_", 32);
+        assert_eq!(token.len(), 36);
+        assert!(token.starts_with("itk_"));
+        assert!(token[4..].bytes().all(|c| ALPHABET.contains(&c)));
+        assert_ne!(*token, *random_secret("itk_", 32));
     }
 
     #[test]

@@ -154,8 +154,10 @@ pub struct Profile {
     pub created_at: String,
 }
 
-/// The encrypted config exactly as stored (`v1.<kid>.<nonce>.<ciphertext>`).
-/// Opaque: only [`crate::crypto::Keyring::open_config`] reads it.
+/// An encrypted config (or user secret) exactly as stored
+/// (`v1.<kid>.<nonce>.<ciphertext>`). Opaque: only
+/// [`crate::crypto::Keyring::open_config`] and
+/// [`crate::crypto::Keyring::open_secret`] read it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SealedConfig(pub(crate) String);
 

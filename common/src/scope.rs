@@ -60,6 +60,31 @@ pub fn normalize(
     Ok(ids)
 }
 
+/// The scope a partial change asks for, to [`normalize`] next; `None` when
+/// it changes neither. A missing half is the row's current value, except
+/// that a list given alone means `agents` (on an `all` row too).
+pub fn merge<'a>(
+    current: (Scope, &'a [String]),
+    scope: Option<Scope>,
+    profile_ids: Option<&'a [String]>,
+) -> Option<(Scope, &'a [String])> {
+    match (scope, profile_ids) {
+        (None, None) => None,
+        (Some(scope), ids) => Some((scope, ids.unwrap_or(current.1))),
+        (None, Some(ids)) => Some((Scope::Agents, ids)),
+    }
+}
+
+/// Whether a row of `scope` and `profile_ids` reaches `profile_id`. Only half
+/// of a grant: the callers also check that the profile is alive and of the
+/// row's user.
+pub fn reaches(scope: Scope, profile_ids: &[String], profile_id: &str) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Agents => profile_ids.iter().any(|p| p == profile_id),
+    }
+}
+
 /// Whether `integration` may be used by the running `profile`: the profile
 /// exists (`None` is a deleted or unknown profile, which grants nothing),
 /// belongs to the integration's user, the integration is enabled, and the
@@ -70,10 +95,7 @@ pub fn is_granted(integration: &Integration, profile: Option<&Profile>) -> bool 
     };
     profile.user_id == integration.user_id
         && integration.enabled
-        && match integration.scope {
-            Scope::All => true,
-            Scope::Agents => integration.profile_ids.contains(&profile.id),
-        }
+        && reaches(integration.scope, &integration.profile_ids, &profile.id)
 }
 
 #[cfg(test)]
@@ -145,6 +167,61 @@ pub(crate) mod tests {
             let expected = expected.clone().map(strings);
             assert_eq!(got, expected, "{scope:?} {requested:?}");
         }
+    }
+
+    #[test]
+    fn a_partial_scope_change_merges_with_the_current_value() {
+        let current_ids = strings(&["prof_a"]);
+        let asked = strings(&["prof_b"]);
+        type Case<'a> = (
+            (Scope, &'a [String]),
+            Option<Scope>,
+            Option<&'a [String]>,
+            Option<(Scope, &'a [String])>,
+        );
+        let cases: &[Case] = &[
+            ((Scope::Agents, &current_ids), None, None, None),
+            (
+                (Scope::Agents, &current_ids),
+                Some(Scope::All),
+                None,
+                Some((Scope::All, &current_ids)),
+            ),
+            (
+                (Scope::All, &[]),
+                Some(Scope::Agents),
+                None,
+                Some((Scope::Agents, &[])),
+            ),
+            (
+                (Scope::All, &[]),
+                None,
+                Some(&asked),
+                Some((Scope::Agents, &asked)),
+            ),
+            (
+                (Scope::Agents, &current_ids),
+                None,
+                Some(&asked),
+                Some((Scope::Agents, &asked)),
+            ),
+            (
+                (Scope::Agents, &current_ids),
+                Some(Scope::All),
+                Some(&asked),
+                Some((Scope::All, &asked)),
+            ),
+        ];
+        for (current, scope, ids, expected) in cases {
+            assert_eq!(
+                merge(*current, *scope, *ids),
+                *expected,
+                "{current:?} {scope:?} {ids:?}"
+            );
+        }
+        // `all` clears whatever ids came with it.
+        let all = merge((Scope::Agents, &current_ids), Some(Scope::All), None).unwrap();
+        assert_eq!(normalize(all.0, all.1, &[]), Ok(vec![]));
     }
 
     #[test]

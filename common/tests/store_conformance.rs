@@ -9,7 +9,9 @@ use common::scope::{ScopeError, is_granted};
 use common::sidecar::{
     AuditEntry, Decision, Identity, LoggedNotification, SidecarStore, ThreadRow,
 };
-use common::store::{NewIntegration, NewProfile, Store, StoreError};
+use common::store::{
+    IntegrationUpdate, NewIntegration, NewProfile, NewSecret, SecretUpdate, Store, StoreError,
+};
 use zeroize::Zeroizing;
 
 /// A store on one backend, and what to clean up after it.
@@ -1062,6 +1064,860 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             b.name
         );
         assert_eq!(count(&b.url, "SELECT count(*) FROM telegram_threads WHERE message_id = 101 AND notification_id = 'ntf_2' AND claimed_at IS NULL").await, 1);
+    }
+    cleanup(backends).await;
+}
+
+/// Runs `sql` with a connection of the test's own.
+async fn exec(url: &str, sql: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+}
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn api_tokens_are_shown_once_stored_hashed_and_revoked_only_by_their_user() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let (row, token) = s.create_api_token("u1", " ci deploy ").await.unwrap();
+        assert!(token.starts_with("itk_") && token.len() == 36, "{}", b.name);
+        assert!(row.id.starts_with("tok_"));
+        assert_eq!(
+            (row.name.as_str(), row.last_used_at.as_deref()),
+            ("ci deploy", None)
+        );
+        assert_eq!(
+            s.user_for_token(&token).await.unwrap().as_deref(),
+            Some("u1"),
+            "{}",
+            b.name
+        );
+
+        // Only the hash is stored; nothing listed carries the token or it.
+        let listed = s.api_tokens("u1").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let used = listed[0]
+            .last_used_at
+            .clone()
+            .expect("touched by the lookup");
+        let shown = format!("{listed:?} {}", serde_json::to_string(&listed).unwrap());
+        assert!(!shown.contains(&token[4..]), "{shown}");
+        let hashed = format!(
+            "SELECT count(*) FROM api_tokens WHERE length(token_sha256) = 64 AND token_sha256 <> '{}'",
+            *token
+        );
+        assert_eq!(count(&b.url, &hashed).await, 1);
+        assert!(!shown.contains("token_sha256"));
+
+        // Touched at most once a minute.
+        s.user_for_token(&token).await.unwrap();
+        let again = s.api_tokens("u1").await.unwrap();
+        assert_eq!(again[0].last_used_at.as_deref(), Some(used.as_str()));
+
+        let mut wrong = token.to_string();
+        wrong.replace_range(35.., if token.ends_with('A') { "B" } else { "A" });
+        for bad in [wrong.as_str(), "", "itk_", &token[..35], "Bearer x"] {
+            assert_eq!(s.user_for_token(bad).await.unwrap(), None, "{bad:?}");
+        }
+        assert!(matches!(
+            s.create_api_token("u1", "  ").await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        let err = s.revoke_api_token("u2", &row.id).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { .. }),
+            "{}: {err}",
+            b.name
+        );
+        assert!(s.user_for_token(&token).await.unwrap().is_some());
+        assert_eq!(s.api_tokens("u2").await.unwrap(), vec![]);
+        s.revoke_api_token("u1", &row.id).await.unwrap();
+        assert_eq!(s.user_for_token(&token).await.unwrap(), None, "{}", b.name);
+        assert!(matches!(
+            s.revoke_api_token("u1", &row.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(s.api_tokens("u1").await.unwrap(), vec![]);
+    }
+    cleanup(backends).await;
+}
+
+fn new_secret(user: &str, name: &str, value: &str, scope: Scope, ids: &[&str]) -> NewSecret {
+    NewSecret {
+        user_id: user.into(),
+        name: name.into(),
+        value: Zeroizing::new(value.into()),
+        scope,
+        profile_ids: strings(ids),
+    }
+}
+
+/// The names and values granted to `profile`, as plain strings.
+async fn granted(s: &Store, k: &Keyring, user: &str, profile: &str) -> Vec<(String, String)> {
+    s.granted_secrets(k, user, profile)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, value)| (name, value.to_string()))
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_unique_by_name_and_granted_by_scope() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        profile(s, "u2", "prof_x", "x").await;
+        let openai = s
+            .add_secret(
+                &k,
+                &new_secret("u1", "OPENAI_API_KEY", "sk-CANARY", Scope::All, &["prof_a"]),
+            )
+            .await
+            .unwrap();
+        assert!(openai.id.starts_with("sec_"));
+        assert_eq!((openai.scope, openai.profile_ids.len()), (Scope::All, 0));
+        let listed = s.secrets("u1").await.unwrap();
+        assert_eq!(listed, vec![openai.clone()], "{}", b.name);
+        let shown = format!("{listed:?} {}", serde_json::to_string(&listed).unwrap());
+        assert!(
+            !shown.contains("CANARY") && !shown.contains("v1."),
+            "{shown}"
+        );
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM user_secrets WHERE encrypted_value LIKE 'v1.%' AND encrypted_value NOT LIKE '%CANARY%'").await,
+            1
+        );
+
+        let err = s
+            .add_secret(
+                &k,
+                &new_secret("u1", "OPENAI_API_KEY", "x", Scope::All, &[]),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        s.add_secret(
+            &k,
+            &new_secret("u2", "OPENAI_API_KEY", "theirs", Scope::All, &[]),
+        )
+        .await
+        .unwrap();
+        let too_big = "x".repeat(64 * 1024 + 1);
+        for (name, value) in [
+            ("lower", "v"),
+            ("1ABC", "v"),
+            ("", "v"),
+            ("A-B", "v"),
+            ("OK_NAME", too_big.as_str()),
+            ("OK_NAME", "a\0b"),
+        ] {
+            let err = s
+                .add_secret(&k, &new_secret("u1", name, value, Scope::All, &[]))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Invalid(_)), "{name}: {err}");
+        }
+        for (ids, expected) in [
+            (
+                &["prof_a", "prof_x"][..],
+                ScopeError::ProfileNotFound("prof_x".into()),
+            ),
+            (&[][..], ScopeError::NoProfiles),
+        ] {
+            let err = s
+                .add_secret(&k, &new_secret("u1", "SCOPED", "v", Scope::Agents, ids))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Scope(ref e) if *e == expected),
+                "{}: {err}",
+                b.name
+            );
+        }
+        assert_eq!(s.secrets("u1").await.unwrap().len(), 1, "nothing written");
+
+        let github = s
+            .add_secret(
+                &k,
+                &new_secret(
+                    "u1",
+                    "GITHUB_TOKEN",
+                    "ghp_1",
+                    Scope::Agents,
+                    &["prof_a", "prof_a"],
+                ),
+            )
+            .await
+            .unwrap();
+        assert_eq!(github.profile_ids, strings(&["prof_a"]));
+        assert_eq!(
+            granted(s, &k, "u1", "prof_a").await,
+            pairs(&[("GITHUB_TOKEN", "ghp_1"), ("OPENAI_API_KEY", "sk-CANARY")]),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            granted(s, &k, "u1", "prof_b").await,
+            pairs(&[("OPENAI_API_KEY", "sk-CANARY")])
+        );
+        // Another user's profile, or none at all, is granted nothing.
+        assert_eq!(granted(s, &k, "u1", "prof_x").await, vec![]);
+        assert_eq!(granted(s, &k, "u1", "prof_nope").await, vec![]);
+        assert_eq!(
+            granted(s, &k, "u2", "prof_x").await,
+            pairs(&[("OPENAI_API_KEY", "theirs")])
+        );
+
+        assert_eq!(
+            s.secret("u1", &github.id).await.unwrap(),
+            Some(github.clone())
+        );
+        assert_eq!(s.secret("u2", &github.id).await.unwrap(), None);
+        assert_eq!(s.secret("u1", "sec_missing").await.unwrap(), None);
+        let err = s.delete_secret("u2", &github.id).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        s.delete_secret("u1", &github.id).await.unwrap();
+        assert_eq!(s.secret("u1", &github.id).await.unwrap(), None);
+        assert!(matches!(
+            s.delete_secret("u1", &github.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn a_partial_secret_update_merges_and_a_refused_one_writes_nothing() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        profile(s, "u2", "prof_x", "x").await;
+        let sec = s
+            .add_secret(&k, &new_secret("u1", "TOKEN", "one", Scope::All, &[]))
+            .await
+            .unwrap();
+        let other = s
+            .add_secret(&k, &new_secret("u1", "OTHER", "two", Scope::All, &[]))
+            .await
+            .unwrap();
+        let update = |f: fn(&mut SecretUpdate)| {
+            let mut u = SecretUpdate::default();
+            f(&mut u);
+            u
+        };
+
+        // Ids alone switch an `all` row to `agents`.
+        let changed = s
+            .update_secret(
+                &k,
+                "u1",
+                &sec.id,
+                &update(|u| u.profile_ids = Some(strings(&["prof_b", "prof_b"]))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (changed.scope, changed.profile_ids.clone()),
+            (Scope::Agents, strings(&["prof_b"])),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.secret("u1", &sec.id).await.unwrap(),
+            Some(changed.clone())
+        );
+        // Scope alone keeps the ids; `all` clears them.
+        let same = s
+            .update_secret(
+                &k,
+                "u1",
+                &sec.id,
+                &update(|u| u.scope = Some(Scope::Agents)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(same.profile_ids, strings(&["prof_b"]));
+        let all = s
+            .update_secret(&k, "u1", &sec.id, &update(|u| u.scope = Some(Scope::All)))
+            .await
+            .unwrap();
+        assert_eq!((all.scope, all.profile_ids.len()), (Scope::All, 0));
+        let err = s
+            .update_secret(
+                &k,
+                "u1",
+                &sec.id,
+                &update(|u| u.scope = Some(Scope::Agents)),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Scope(ScopeError::NoProfiles)),
+            "{}: {err}",
+            b.name
+        );
+
+        // Refused: a profile of another user, a taken name, a bad name; the
+        // value given beside them is not written either.
+        let refused: [(SecretUpdate, &str); 3] = [
+            (
+                SecretUpdate {
+                    value: Some(Zeroizing::new("LEAKED".into())),
+                    profile_ids: Some(strings(&["prof_a", "prof_x"])),
+                    ..SecretUpdate::default()
+                },
+                "prof_x",
+            ),
+            (
+                SecretUpdate {
+                    value: Some(Zeroizing::new("LEAKED".into())),
+                    name: Some("OTHER".into()),
+                    ..SecretUpdate::default()
+                },
+                "OTHER",
+            ),
+            (
+                SecretUpdate {
+                    value: Some(Zeroizing::new("LEAKED".into())),
+                    name: Some("bad name".into()),
+                    ..SecretUpdate::default()
+                },
+                "invalid secret name",
+            ),
+        ];
+        for (u, needle) in &refused {
+            let err = s.update_secret(&k, "u1", &sec.id, u).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(needle) && !text.contains("LEAKED"),
+                "{}: {text}",
+                b.name
+            );
+            assert_eq!(s.secret("u1", &sec.id).await.unwrap(), Some(all.clone()));
+        }
+        assert!(matches!(
+            s.update_secret(&k, "u1", &sec.id, &refused[0].0).await,
+            Err(StoreError::Scope(ScopeError::ProfileNotFound(ref id))) if id == "prof_x"
+        ));
+        assert!(matches!(
+            s.update_secret(&k, "u1", &sec.id, &refused[1].0).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            granted(s, &k, "u1", "prof_a").await,
+            pairs(&[("OTHER", "two"), ("TOKEN", "one")])
+        );
+
+        let renamed = s
+            .update_secret(
+                &k,
+                "u1",
+                &sec.id,
+                &SecretUpdate {
+                    name: Some("RENAMED".into()),
+                    value: Some(Zeroizing::new("three".into())),
+                    ..SecretUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (renamed.name.as_str(), renamed.scope),
+            ("RENAMED", Scope::All)
+        );
+        assert_eq!(
+            granted(s, &k, "u1", "prof_a").await,
+            pairs(&[("OTHER", "two"), ("RENAMED", "three")]),
+            "{}",
+            b.name
+        );
+        for (user, id) in [("u2", sec.id.as_str()), ("u1", "sec_missing")] {
+            let err = s
+                .update_secret(&k, user, id, &update(|u| u.scope = Some(Scope::All)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        }
+        assert_eq!(s.secret("u1", &other.id).await.unwrap(), Some(other));
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn removing_a_profile_strips_it_from_secrets_and_a_moved_value_does_not_open() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        let only_a = s
+            .add_secret(
+                &k,
+                &new_secret("u1", "ONLY_A", "1", Scope::Agents, &["prof_a"]),
+            )
+            .await
+            .unwrap();
+        let both = s
+            .add_secret(
+                &k,
+                &new_secret("u1", "BOTH", "2", Scope::Agents, &["prof_a", "prof_b"]),
+            )
+            .await
+            .unwrap();
+        let bank = s
+            .add_integration(
+                &k,
+                &scoped("u1", IntegrationType::Teller, &["prof_a"]),
+                &teller("enr_a", "PNC"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.remove_profile("u1", "prof_a").await.unwrap(),
+            1,
+            "{}",
+            b.name
+        );
+        let ids = |id: &str| {
+            let id = id.to_string();
+            async move { s.secret("u1", &id).await.unwrap().unwrap().profile_ids }
+        };
+        assert_eq!(ids(&only_a.id).await, Vec::<String>::new(), "{}", b.name);
+        assert_eq!(ids(&both.id).await, strings(&["prof_b"]));
+        assert_eq!(
+            s.integration(&bank.id).await.unwrap().unwrap().profile_ids,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            granted(s, &k, "u1", "prof_b").await,
+            pairs(&[("BOTH", "2")])
+        );
+        assert_eq!(granted(s, &k, "u1", "prof_a").await, vec![]);
+
+        // A ciphertext copied into another row is refused, naming that row.
+        exec(
+            &b.url,
+            &format!(
+                "UPDATE user_secrets SET encrypted_value = (SELECT encrypted_value FROM user_secrets WHERE id = '{}') WHERE id = '{}'",
+                only_a.id, both.id
+            ),
+        )
+        .await;
+        let err = s.granted_secrets(&k, "u1", "prof_b").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Open(OpenError::Rejected { ref id }) if *id == both.id),
+            "{}: {err}",
+            b.name
+        );
+        assert!(
+            err.to_string().starts_with(&format!("secret {}", both.id)),
+            "{err}"
+        );
+    }
+    cleanup(backends).await;
+}
+
+fn change(f: impl FnOnce(&mut IntegrationUpdate)) -> IntegrationUpdate {
+    let mut u = IntegrationUpdate::default();
+    f(&mut u);
+    u
+}
+
+fn config_changes(json: serde_json::Value) -> Option<serde_json::Map<String, serde_json::Value>> {
+    Some(json.as_object().unwrap().clone())
+}
+
+#[tokio::test]
+async fn update_integration_applies_each_field_and_merges_the_scope() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        profile(s, "u1", "prof_b", "b").await;
+        profile(s, "u2", "prof_x", "x").await;
+        let first = s
+            .add_integration(
+                &k,
+                &NewIntegration {
+                    is_default: true,
+                    ..new("u1", IntegrationType::Telegram)
+                },
+                &bot(1),
+            )
+            .await
+            .unwrap();
+        let bot2 = s
+            .add_integration(&k, &new("u1", IntegrationType::Telegram), &bot(2))
+            .await
+            .unwrap();
+        let bank = s
+            .add_integration(
+                &k,
+                &new("u1", IntegrationType::Teller),
+                &teller("enr_1", "PNC"),
+            )
+            .await
+            .unwrap();
+        let up = |id: &str, u: IntegrationUpdate| {
+            let (k, id) = (&k, id.to_string());
+            async move { s.update_integration(k, "u1", &id, &u).await }
+        };
+        let stored = |id: &str| {
+            let id = id.to_string();
+            async move { s.integration(&id).await.unwrap().unwrap() }
+        };
+
+        let off = up(&bot2.id, change(|u| u.enabled = Some(false)))
+            .await
+            .unwrap();
+        assert!(!off.enabled, "{}", b.name);
+        assert_eq!(stored(&bot2.id).await, off);
+        let labelled = up(&bot2.id, change(|u| u.label = Some("  Ops bot ".into())))
+            .await
+            .unwrap();
+        assert_eq!(labelled.label, "Ops bot");
+        assert!(matches!(
+            up(&bot2.id, change(|u| u.label = Some(" ".into()))).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        // Ids alone switch `all` to `agents`; scope alone keeps the ids.
+        let scoped = up(
+            &bot2.id,
+            change(|u| u.profile_ids = Some(strings(&["prof_a"]))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (scoped.scope, scoped.profile_ids.clone()),
+            (Scope::Agents, strings(&["prof_a"])),
+            "{}",
+            b.name
+        );
+        let kept = up(&bot2.id, change(|u| u.scope = Some(Scope::Agents)))
+            .await
+            .unwrap();
+        assert_eq!(kept.profile_ids, strings(&["prof_a"]));
+        let all = up(&bot2.id, change(|u| u.scope = Some(Scope::All)))
+            .await
+            .unwrap();
+        assert_eq!((all.scope, all.profile_ids.len()), (Scope::All, 0));
+        assert!(matches!(
+            up(&bot2.id, change(|u| u.scope = Some(Scope::Agents))).await,
+            Err(StoreError::Scope(ScopeError::NoProfiles))
+        ));
+        let err = up(
+            &bot2.id,
+            change(|u| u.profile_ids = Some(strings(&["prof_a", "prof_x"]))),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Scope(ScopeError::ProfileNotFound(ref id)) if id == "prof_x"),
+            "{}: {err}",
+            b.name
+        );
+
+        // Binding: telegram only, to a profile of the user, kept in scope.
+        let bound = up(
+            &bot2.id,
+            change(|u| u.bound_profile_id = Some(Some("prof_b".into()))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(bound.bound_profile_id.as_deref(), Some("prof_b"));
+        let err = up(
+            &bot2.id,
+            change(|u| u.profile_ids = Some(strings(&["prof_a"]))),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid(ref m) if m.contains("bound to profile 'prof_b'")),
+            "{err}"
+        );
+        let err = up(
+            &bot2.id,
+            change(|u| u.bound_profile_id = Some(Some("prof_x".into()))),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Scope(ScopeError::ProfileNotFound(ref id)) if id == "prof_x"),
+            "{err}"
+        );
+        let err = up(
+            &bank.id,
+            change(|u| u.bound_profile_id = Some(Some("prof_a".into()))),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        let unbound = up(&bot2.id, change(|u| u.bound_profile_id = Some(None)))
+            .await
+            .unwrap();
+        assert_eq!(unbound.bound_profile_id, None);
+        assert_eq!(stored(&bot2.id).await, unbound);
+
+        // Default: moves from the other bot; channels only; false clears it.
+        let default = up(&bot2.id, change(|u| u.is_default = Some(true)))
+            .await
+            .unwrap();
+        assert!(default.is_default);
+        assert!(!stored(&first.id).await.is_default, "{}", b.name);
+        let err = up(&bank.id, change(|u| u.is_default = Some(true)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid(ref m) if m.contains("cannot be the default")),
+            "{err}"
+        );
+        let cleared = up(&bot2.id, change(|u| u.is_default = Some(false)))
+            .await
+            .unwrap();
+        assert!(!cleared.is_default);
+        assert!(!stored(&first.id).await.is_default);
+
+        // Another user's row is as missing as a missing one.
+        for (user, id) in [("u2", bot2.id.as_str()), ("u1", "int_missing")] {
+            let err = s
+                .update_integration(&k, user, id, &change(|u| u.enabled = Some(true)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        }
+        assert_eq!(stored(&bot2.id).await, cleared);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn update_integration_reseals_a_merged_config_and_guards_the_external_id() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_a", "a").await;
+        let tg = s
+            .add_integration(
+                &k,
+                &NewIntegration {
+                    is_default: true,
+                    ..new("u1", IntegrationType::Telegram)
+                },
+                &bot(7),
+            )
+            .await
+            .unwrap();
+        let bank = s
+            .add_integration(
+                &k,
+                &new("u1", IntegrationType::Teller),
+                &teller("enr_1", "PNC"),
+            )
+            .await
+            .unwrap();
+        let field = |i: &Integration, name: &str| {
+            k.open_config(i)
+                .unwrap()
+                .get(i.kind, name)
+                .unwrap()
+                .map(|v| v.to_string())
+        };
+
+        let merged = s
+            .update_integration(
+                &k,
+                "u1",
+                &tg.id,
+                &change(|u| {
+                    u.config = config_changes(
+                        serde_json::json!({"bot_token": "7:CANARY", "owner_chat_id": 42, "bot_user_id": "7"}),
+                    )
+                }),
+            )
+            .await
+            .unwrap();
+        assert_ne!(merged.sealed, tg.sealed, "{}", b.name);
+        assert!(!format!("{merged:?}").contains("CANARY"));
+        let stored = s.integration(&tg.id).await.unwrap().unwrap();
+        assert_eq!(stored, merged);
+        assert_eq!(field(&stored, "bot_token").as_deref(), Some("7:CANARY"));
+        assert_eq!(field(&stored, "owner_chat_id").as_deref(), Some("42"));
+        assert_eq!(field(&stored, "bot_username").as_deref(), Some("bot7"));
+        assert_eq!(stored.external_id.as_deref(), Some("7"));
+        let removed = s
+            .update_integration(
+                &k,
+                "u1",
+                &tg.id,
+                &change(|u| u.config = config_changes(serde_json::json!({"owner_chat_id": null}))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(field(&removed, "owner_chat_id"), None, "{}", b.name);
+        assert_eq!(field(&removed, "bot_token").as_deref(), Some("7:CANARY"));
+
+        // Refused: another bot or enrollment, a removed required field, an
+        // unknown field; with other fields beside them, nothing is written.
+        let refusals: [(&Integration, serde_json::Value, &str); 4] = [
+            (&tg, serde_json::json!({"bot_user_id": 8}), "'bot_user_id'"),
+            (
+                &bank,
+                serde_json::json!({"enrollment_id": "enr_2"}),
+                "'enrollment_id'",
+            ),
+            (&tg, serde_json::json!({"bot_token": null}), "'bot_token'"),
+            (
+                &tg,
+                serde_json::json!({"SECRET_NAME": "SECRETVALUE"}),
+                "not one of",
+            ),
+        ];
+        for (row, json, needle) in refusals {
+            let before = s.integration(&row.id).await.unwrap().unwrap();
+            let err = s
+                .update_integration(
+                    &k,
+                    "u1",
+                    &row.id,
+                    &IntegrationUpdate {
+                        config: config_changes(json),
+                        enabled: Some(false),
+                        label: Some("changed".into()),
+                        is_default: Some(false),
+                        profile_ids: Some(strings(&["prof_a"])),
+                        ..IntegrationUpdate::default()
+                    },
+                )
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Invalid(_)), "{}: {text}", b.name);
+            assert!(text.contains(needle), "{text}");
+            assert!(
+                !text.contains("SECRET") && !text.contains("CANARY"),
+                "{text}"
+            );
+            assert_eq!(s.integration(&row.id).await.unwrap().unwrap(), before);
+        }
+        // A refusal after the default was cleared in the same change keeps it.
+        let err = s
+            .update_integration(
+                &k,
+                "u1",
+                &bank.id,
+                &IntegrationUpdate {
+                    is_default: Some(true),
+                    ..IntegrationUpdate::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert!(s.integration(&tg.id).await.unwrap().unwrap().is_default);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn put_profile_creates_then_updates_and_refuses_what_is_not_the_users() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let put = |id: &str, user: &str, slug: &str, is_default: bool| NewProfile {
+            id: id.into(),
+            user_id: user.into(),
+            slug: slug.into(),
+            name: None,
+            is_default,
+        };
+        let (created, is_new) = s
+            .put_profile(&put("prof_a", "u1", "a", true))
+            .await
+            .unwrap();
+        assert!(is_new, "{}", b.name);
+        assert_eq!((created.name.as_str(), created.is_default), ("a", true));
+        let (updated, is_new) = s
+            .put_profile(&NewProfile {
+                name: Some("Finance".into()),
+                ..put("prof_a", "u1", "fin", false)
+            })
+            .await
+            .unwrap();
+        assert!(!is_new);
+        assert_eq!(
+            (
+                updated.slug.as_str(),
+                updated.name.as_str(),
+                updated.is_default
+            ),
+            ("fin", "Finance", false)
+        );
+        assert_eq!(updated.created_at, created.created_at);
+        assert_eq!(
+            s.profiles("u1").await.unwrap(),
+            vec![updated.clone()],
+            "{}",
+            b.name
+        );
+
+        let (c, _) = s
+            .put_profile(&put("prof_c", "u1", "c", true))
+            .await
+            .unwrap();
+        s.put_profile(&put("prof_a", "u1", "fin", true))
+            .await
+            .unwrap();
+        let defaults: Vec<String> = s
+            .profiles("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.is_default)
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(defaults, vec!["prof_a"], "{}", b.name);
+
+        for refused in [
+            put("prof_a", "u2", "z", false),
+            put("prof_c", "u1", "fin", false),
+        ] {
+            let err = s.put_profile(&refused).await.unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        }
+        assert_eq!(s.profile("prof_c").await.unwrap().unwrap().slug, c.slug);
+        assert_eq!(s.profiles("u2").await.unwrap(), vec![]);
+        assert!(matches!(
+            s.put_profile(&put("prof d", "u1", "d", false)).await,
+            Err(StoreError::Invalid(_))
+        ));
     }
     cleanup(backends).await;
 }

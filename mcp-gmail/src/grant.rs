@@ -119,19 +119,23 @@ impl Mailbox {
 
     /// This config with `grant` as its access token.
     pub fn with_grant(&self, grant: &Grant) -> Option<DecryptedConfig> {
-        self.config
-            .with_fields(
-                IntegrationType::Gmail,
-                &[
-                    (
-                        "access_token",
-                        Value::String(grant.access_token.to_string()),
-                    ),
-                    ("expires_at", grant.expires_at.into()),
-                ],
-            )
-            .ok()
-            .map(|valid| valid.config)
+        let updated = self.config.with_fields(
+            IntegrationType::Gmail,
+            &[
+                (
+                    "access_token",
+                    Value::String(grant.access_token.to_string()),
+                ),
+                ("expires_at", grant.expires_at.into()),
+            ],
+        );
+        match updated {
+            Ok(valid) => Some(valid.config),
+            Err(e) => {
+                tracing::warn!(integration = %self.integration.id, error = %e, "the refreshed token does not fit the stored config; it is not kept");
+                None
+            }
+        }
     }
 }
 

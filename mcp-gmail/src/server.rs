@@ -84,6 +84,27 @@ fn access_of(tool: &str) -> Access {
     }
 }
 
+/// Refuses an id that is not shaped like Gmail's: ids go into the request
+/// path, where `../` or `?` would reach another endpoint.
+fn valid_id(name: &str, id: &str) -> Result<(), ToolError> {
+    let ok = !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ToolError::deny(format!(
+            "{name} {} is not a Gmail id; use the ids gmail_search and gmail_read_message return.",
+            quoted(id)
+        )))
+    }
+}
+
+/// At most this many Message-IDs are carried in a reply's `References`.
+const MAX_REFERENCES: usize = 20;
+
 fn max_chars(requested: Option<i64>) -> usize {
     requested.unwrap_or(4_000).clamp(1, 20_000) as usize
 }
@@ -288,26 +309,32 @@ impl GmailServer {
         let mut mailbox = self.mailbox(access).await?;
         let gmail = self.gmail().await;
         let token = self.token(&mut mailbox, false).await?;
-        let first = call(gmail.clone(), token, mailbox.email.clone()).await;
-        let result = match first {
+        // One deadline for all of the tool's requests (a search's fetches).
+        let email = mailbox.email.clone();
+        let bounded = async |token| {
+            tokio::time::timeout(gmail.timeout(), call(gmail.clone(), token, email.clone()))
+                .await
+                .unwrap_or(Err(Failure::Gmail(GmailError::Timeout)))
+        };
+        let result = match bounded(token).await {
             Err(Failure::Gmail(GmailError::Unauthorized)) => {
                 let token = self.token(&mut mailbox, true).await?;
-                call(gmail.clone(), token, mailbox.email.clone()).await
+                bounded(token).await
             }
             other => other,
         };
         match result {
             Ok(value) => Ok((mailbox, value)),
             Err(Failure::Tool(e)) => Err(e),
-            Err(Failure::Gmail(e)) => Err(self.gmail_failure(&mailbox, &item, e).await),
+            Err(Failure::Gmail(e)) => Err(Self::gmail_failure(&item, e)),
         }
     }
 
     /// Turns a Gmail failure into a sentence the agent can act on.
-    async fn gmail_failure(&self, mailbox: &Mailbox, item: &str, e: GmailError) -> ToolError {
+    fn gmail_failure(item: &str, e: GmailError) -> ToolError {
         let message = match &e {
             GmailError::Unauthorized => {
-                return self.dead_grant(mailbox, "401 after a refresh").await;
+                "Gmail refused a freshly issued access token; try again later.".into()
             }
             GmailError::RateLimited { retry_after } => format!(
                 "Gmail is rate limiting requests; try again in {} seconds.",
@@ -413,6 +440,9 @@ async fn reply_context(
     args: &ComposeArgs,
 ) -> Result<ReplyContext, Failure> {
     const HEADERS: &[&str] = &["Message-ID", "References"];
+    if let Some(thread) = &args.thread_id {
+        valid_id("thread_id", thread)?;
+    }
     let answered = match (args.in_reply_to.as_deref(), args.thread_id.as_deref()) {
         (None, None) => return Ok(ReplyContext::default()),
         (Some(id), thread) if id.trim_start().starts_with('<') => {
@@ -422,7 +452,10 @@ async fn reply_context(
                 references: Some(id.trim().to_string()),
             });
         }
-        (Some(id), _) => gmail.message(token, id, "metadata", HEADERS).await?,
+        (Some(id), _) => {
+            valid_id("in_reply_to", id)?;
+            gmail.message(token, id, "metadata", HEADERS).await?
+        }
         (None, Some(thread)) => gmail
             .thread(token, thread, "metadata", HEADERS)
             .await?
@@ -441,13 +474,20 @@ async fn reply_context(
         ))
         .into());
     }
+    // Headers of received mail: malformed ids are dropped, not refused.
     let payload = answered.payload.unwrap_or_default();
-    let message_id = read::header(&payload, "Message-ID");
-    let references = match (read::header(&payload, "References"), &message_id) {
-        (Some(refs), Some(id)) => Some(format!("{refs} {id}")),
-        (None, Some(id)) => Some(id.clone()),
-        (refs, None) => refs,
-    };
+    let message_id = read::header(&payload, "Message-ID")
+        .map(|id| id.trim().to_string())
+        .filter(|id| compose::is_message_id(id));
+    let mut chain: Vec<String> = read::header(&payload, "References")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|id| compose::is_message_id(id))
+        .map(str::to_string)
+        .collect();
+    chain.extend(message_id.clone());
+    let skip = chain.len().saturating_sub(MAX_REFERENCES);
+    let references = (!chain.is_empty()).then(|| chain[skip..].join(" "));
     Ok(ReplyContext {
         thread_id: Some(thread_id),
         in_reply_to: message_id,
@@ -530,6 +570,9 @@ impl GmailServer {
         call::outcome(async move {
             let args = &args;
             let max = args.max_results.unwrap_or(10).clamp(1, 50) as u32;
+            if let Some(page) = &args.page_token {
+                valid_id("page_token", page)?;
+            }
             let (_, (list, metas)) = self
                 .with_gmail(
                     Access::Read,
@@ -629,6 +672,7 @@ impl GmailServer {
     ) -> CallToolResult {
         call::outcome(async move {
             let args = &args;
+            valid_id("message_id", &args.message_id)?;
             let item = format!("message {}", quoted(&args.message_id));
             let (_, message) = self
                 .with_gmail(Access::Read, item, |gmail, token, _| {
@@ -659,6 +703,7 @@ impl GmailServer {
     ) -> CallToolResult {
         call::outcome(async move {
             let args = &args;
+            valid_id("thread_id", &args.thread_id)?;
             let item = format!("thread {}", quoted(&args.thread_id));
             let (_, thread) = self
                 .with_gmail(Access::Read, item, |gmail, token, _| {
@@ -748,6 +793,8 @@ impl GmailServer {
     ) -> CallToolResult {
         call::outcome(async move {
             let args = &args;
+            valid_id("message_id", &args.message_id)?;
+            valid_id("attachment_id", &args.attachment_id)?;
             let item = format!(
                 "attachment {} in message {}",
                 quoted(&args.attachment_id),
@@ -757,40 +804,41 @@ impl GmailServer {
                 .with_gmail(Access::Read, item, |gmail, token, _| Box::pin(async move {
                     let (gmail, token) = (&gmail, &token);
                     let message = gmail.message(token, &args.message_id, "full", ALL_HEADERS).await?;
-                    let payload = message.payload.unwrap_or_default();
-                    let meta = read::attachments(&payload)
-                        .into_iter()
-                        .find(|a| a.attachment_id == args.attachment_id);
-                    if let Some(a) = &meta
+                    let listed = read::attachments(&message.payload.unwrap_or_default());
+                    if let Some(a) = listed.iter().find(|a| a.attachment_id == args.attachment_id)
                         && a.size > MAX_ATTACHMENT
                     {
-                        return Ok((meta, None));
+                        return Ok((Some(a.clone()), Err(a.size)));
                     }
                     let body = gmail
                         .attachment(token, &args.message_id, &args.attachment_id)
                         .await?;
-                    Ok((meta, Some(body.data.unwrap_or_default())))
+                    let data = body.data.unwrap_or_default();
+                    // Gmail re-issues attachment ids on each read: an id the
+                    // message no longer lists is matched by its size.
+                    let size = data.len() as u64;
+                    let meta = listed
+                        .iter()
+                        .find(|a| a.attachment_id == args.attachment_id)
+                        .or_else(|| {
+                            let same: Vec<_> = listed.iter().filter(|a| a.size == size).collect();
+                            (same.len() == 1).then(|| same[0])
+                        })
+                        .cloned();
+                    Ok((meta, if size > MAX_ATTACHMENT { Err(size) } else { Ok(data) }))
                 }))
                 .await?;
-            // Gmail may re-issue attachment ids; an id it still serves but
-            // the message no longer lists is fetched as opaque bytes.
-            let (filename, mime_type) = meta.map_or_else(
-                || ("attachment".to_string(), "application/octet-stream".to_string()),
-                |a| (a.filename, a.mime_type),
+            let (filename, mime_type, content_type) = meta.map_or_else(
+                || ("attachment".to_string(), "application/octet-stream".to_string(), None),
+                |a| (a.filename, a.mime_type, a.content_type),
             );
-            let too_large = |size: u64| {
+            let data = data.map_err(|size| {
                 ToolError::deny(format!(
                     "{filename} is {:.1} MiB; attachments above 5 MiB are not returned. Ask the user to open it in Gmail.",
                     size as f64 / (1024.0 * 1024.0)
                 ))
-            };
-            let Some(data) = data else {
-                return Err(too_large(MAX_ATTACHMENT + 1));
-            };
+            })?;
             let size = data.len() as u64;
-            if size > MAX_ATTACHMENT {
-                return Err(too_large(size));
-            }
             let mut out = AttachmentContentOut {
                 message_id: args.message_id.clone(),
                 attachment_id: args.attachment_id.clone(),
@@ -801,7 +849,8 @@ impl GmailServer {
                 truncated: false,
             };
             if is_text(&mime_type, &filename) {
-                let body = read::truncate(&read::decode_text(&data, Some(&mime_type)), MAX_ATTACHMENT_CHARS);
+                let text = read::decode_text(&data, content_type.as_deref().or(Some(&mime_type)));
+                let body = read::truncate(&text, MAX_ATTACHMENT_CHARS);
                 out.truncated = body.truncated;
                 out.text = Some(body.text.clone());
                 return reply(format!("{filename} ({mime_type}, {size} bytes):\n\n{}", body.text), &out);

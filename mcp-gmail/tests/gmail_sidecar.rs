@@ -392,7 +392,15 @@ async fn search_read_threads_labels_and_attachments() {
         json!({"message_id": gmail::MSG_BIG_ATTACHMENT, "attachment_id": gmail::ATTACHMENT_BIG}),
     )
     .await);
-    assert!(big.contains("5 MiB"), "{big}");
+    assert!(big.contains("6.0 MiB") && big.contains("5 MiB"), "{big}");
+    assert!(
+        !w.gmail
+            .faults()
+            .requests()
+            .iter()
+            .any(|r| r.path.contains(gmail::ATTACHMENT_BIG)),
+        "a refused attachment was downloaded"
+    );
 
     let missing = err(call(
         &agent,
@@ -401,6 +409,30 @@ async fn search_read_threads_labels_and_attachments() {
     )
     .await);
     assert!(missing.contains("gmail_search"), "{missing}");
+    let missing = err(call(
+        &agent,
+        "gmail_read_thread",
+        json!({"thread_id": "18c1ffffffffffff"}),
+    )
+    .await);
+    assert!(missing.contains("no thread"), "{missing}");
+
+    // Ids go into the request path: anything not shaped like one is refused
+    // before Gmail is asked.
+    let before = w.gmail.faults().requests().len();
+    for (tool, args) in [
+        ("gmail_read_message", json!({"message_id": "../labels"})),
+        ("gmail_read_message", json!({"message_id": "x?format=raw"})),
+        ("gmail_read_thread", json!({"thread_id": "../../profile"})),
+        (
+            "gmail_get_attachment",
+            json!({"message_id": gmail::MSG_NESTED, "attachment_id": "../../../labels"}),
+        ),
+    ] {
+        let refused = err(call(&agent, tool, args).await);
+        assert!(refused.contains("not a Gmail id"), "{refused}");
+    }
+    assert_eq!(w.gmail.faults().requests().len(), before);
     ok(call(&agent, "gmail_list_labels", json!({})).await);
     agent.cancel().await.unwrap();
 }
@@ -495,6 +527,18 @@ async fn sent_mail_and_drafts_are_valid_rfc_2822_with_threading() {
         .collect();
     assert_eq!(refs, ["lunch-1@example.com", "lunch-2@example.com"]);
 
+    // An RFC Message-ID is used as is.
+    ok(call(
+        &agent,
+        "gmail_send_message",
+        json!({"to": "ana@example.com", "subject": "Re: Lunch on Friday?", "body": "Noon?", "in_reply_to": "<lunch-2@example.com>", "thread_id": gmail::THREAD_LUNCH}),
+    )
+    .await);
+    let last = w.gmail.sent().pop().unwrap();
+    assert_eq!(last.thread_id, gmail::THREAD_LUNCH);
+    let mail = MessageParser::default().parse(&last.raw).unwrap();
+    assert_eq!(mail.in_reply_to().as_text(), Some("lunch-2@example.com"));
+
     let mismatch = err(call(
         &agent,
         "gmail_send_message",
@@ -509,7 +553,7 @@ async fn sent_mail_and_drafts_are_valid_rfc_2822_with_threading() {
     ] {
         err(call(&agent, "gmail_send_message", bad).await);
     }
-    assert_eq!(w.gmail.sent().len(), 2, "a refused message was sent");
+    assert_eq!(w.gmail.sent().len(), 3, "a refused message was sent");
     assert!(
         received.iter().all(|s| s.upload),
         "sent through the upload form"
@@ -527,6 +571,20 @@ async fn tokens_are_refreshed_before_expiry_written_back_and_reused() {
     let config = &shown["config"];
     assert_eq!(config["access_token"], "********", "{shown}");
     assert!(config["expires_at"].as_i64().unwrap() > 0);
+
+    // At rest, the token is sealed with the rest of the config.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&w.db_url()).await.unwrap();
+    let (sealed,): (String,) =
+        sqlx::query_as("SELECT encrypted_config FROM user_integrations WHERE id = $1")
+            .bind(&w.id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        sealed.starts_with("v1.") && !sealed.contains("ya29"),
+        "{sealed}"
+    );
 
     // Reused, by this sidecar and by a new one.
     ok(call(&agent, "gmail_list_labels", json!({})).await);
@@ -691,18 +749,51 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
     ok(call(&agent, "gmail_list_labels", labels.clone()).await);
     let rate = |status| json!({"error": {"code": status, "message": "Rate Limit Exceeded", "errors": [{"message": "Rate Limit Exceeded", "domain": "usageLimits", "reason": "rateLimitExceeded"}], "status": "RESOURCE_EXHAUSTED"}});
 
+    let label_requests = || {
+        w.gmail
+            .faults()
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/labels"))
+            .count()
+    };
+
     // A 429 honoured with its Retry-After, then success.
     w.gmail
         .faults()
         .inject(Fault::status("/labels", 429, rate(429)).retry_after(1));
+    let (started, before) = (std::time::Instant::now(), label_requests());
     ok(call(&agent, "gmail_list_labels", labels.clone()).await);
-    // A 403 rateLimitExceeded that does not stop: retried within bounds, then reported.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(label_requests() - before, 2);
+    // A 403 rateLimitExceeded that does not stop: retried a bounded number of times, then reported.
     w.gmail
         .faults()
         .inject(Fault::status("/labels", 403, rate(403)).times(10));
+    let before = label_requests();
     let message = err(call(&agent, "gmail_list_labels", labels.clone()).await);
     assert!(message.contains("rate limiting"), "{message}");
+    assert_eq!(label_requests() - before, 4, "one try and three retries");
     w.gmail.faults().clear_faults();
+
+    // A 401 that persists: one refresh, one retry, then reported.
+    let unauthorized = json!({"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}], "status": "UNAUTHENTICATED"}});
+    w.gmail
+        .faults()
+        .inject(Fault::status("/labels", 401, unauthorized).times(2));
+    let (before, refreshes) = (label_requests(), w.gmail.refreshes());
+    let message = err(call(&agent, "gmail_list_labels", labels.clone()).await);
+    assert!(message.contains("refused a freshly issued"), "{message}");
+    assert_eq!(label_requests() - before, 2);
+    assert_eq!(w.gmail.refreshes() - refreshes, 1);
+    assert_eq!(
+        w.shown()["status"],
+        "active",
+        "a 401 alone does not mark the grant dead"
+    );
 
     let server_error = json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}});
     w.gmail
@@ -735,7 +826,7 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
         .into_iter()
         .filter(|(_, _, d, _)| d == "error")
         .count();
-    assert_eq!(errors, 5);
+    assert_eq!(errors, 6);
     agent.cancel().await.unwrap();
 }
 

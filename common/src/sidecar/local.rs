@@ -52,10 +52,14 @@ impl LocalSqlite {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(uri, flags)?;
-        conn.busy_timeout(Duration::ZERO)?;
+        // Setting `synchronous` reads the schema, which waits while another
+        // process recovers the WAL or holds the database exclusively (two
+        // sidecars starting at once): this one wait happens here.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Commits in WAL mode need no fsync; a few rows per call need a
         // small page cache.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;")?;
+        conn.busy_timeout(Duration::ZERO)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -1,11 +1,15 @@
-//! The integrations: create, read, scope, default, enable, delete.
+//! The integrations: create, read, update (scope, default, enable, config,
+//! label, binding), delete.
 
-use crate::config::ValidConfig;
+use serde_json::{Map, Value};
+
+use crate::config::{ValidConfig, external_id_field};
 use crate::crypto::Keyring;
 use crate::ids::{new_integration_id, validate_ident};
-use crate::model::{Integration, IntegrationType, Profile, Scope, Status};
+use crate::model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
 use crate::scope;
 
+use super::rotate::SWAP_SEALED;
 use super::rows::{
     IntegrationRow, ProfileRow, integrations, profile_ids_json, profiles, select_integrations,
     select_profiles,
@@ -25,6 +29,34 @@ pub struct NewIntegration {
     pub profile_ids: Vec<String>,
     /// Telegram only: the profile the bot speaks for.
     pub bound_profile_id: Option<String>,
+}
+
+/// Changes to one integration; `None` keeps the current value. (No `Debug`:
+/// the config may hold secrets.)
+#[derive(Default)]
+pub struct IntegrationUpdate {
+    /// Fields merged into the decrypted config (a JSON null removes an
+    /// optional field), validated again and re-sealed.
+    pub config: Option<Map<String, Value>>,
+    pub enabled: Option<bool>,
+    /// With `profile_ids`: one given alone is merged with the row's current
+    /// value (`all` clears the ids; ids alone switch the row to `agents`).
+    pub scope: Option<Scope>,
+    pub profile_ids: Option<Vec<String>>,
+    /// `true` clears the user's other defaults; `false` clears this row's.
+    pub is_default: Option<bool>,
+    pub label: Option<String>,
+    /// Telegram only; `Some(None)` unbinds the bot.
+    pub bound_profile_id: Option<Option<String>>,
+}
+
+impl IntegrationUpdate {
+    /// Whether applying it needs the user's profiles.
+    fn reads_profiles(&self) -> bool {
+        self.scope.is_some()
+            || self.profile_ids.is_some()
+            || matches!(self.bound_profile_id, Some(Some(_)))
+    }
 }
 
 const MAX_LABEL: usize = 200;
@@ -47,23 +79,17 @@ impl Store {
         config: &ValidConfig,
     ) -> Result<Integration, StoreError> {
         validate_ident("user id", &new.user_id).map_err(StoreError::Invalid)?;
-        if new.bound_profile_id.is_some() && new.kind != IntegrationType::Telegram {
-            return Err(StoreError::Invalid(
-                "only a telegram bot can be bound to a profile".into(),
-            ));
+        if new.bound_profile_id.is_some() {
+            check_bindable(new.kind)?;
         }
         if new.is_default {
             check_can_be_default(new.kind)?;
         }
-        let label: String = new
+        let label = new
             .label
             .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .unwrap_or(&config.default_label)
-            .chars()
-            .take(MAX_LABEL)
-            .collect();
+            .and_then(clean_label)
+            .unwrap_or_else(|| config.default_label.chars().take(MAX_LABEL).collect());
         let id = new_integration_id();
         let at = now();
         let sealed = keyring.seal_config(&id, &new.user_id, new.kind, &config.config);
@@ -93,9 +119,7 @@ impl Store {
             let user_profiles = profiles(rows);
             let profile_ids = scope::normalize(new.scope, &new.profile_ids, &user_profiles)?;
             if let Some(bound) = &new.bound_profile_id {
-                if !user_profiles.iter().any(|p| &p.id == bound) {
-                    return Err(scope::ScopeError::ProfileNotFound(bound.clone()).into());
-                }
+                check_profile_exists(bound, &user_profiles)?;
                 check_binding(bound, new.scope, &profile_ids, &user_profiles)?;
             }
             if !kind.allows_many_per_user() {
@@ -215,6 +239,31 @@ impl Store {
         })
     }
 
+    /// Applies every given field of `update` to the integration `id` of
+    /// `user_id`, in one transaction of that user; NotFound when the row is
+    /// missing or another user's, and nothing is written when any field is
+    /// refused. Scope and profile ids follow [`scope::merge`] and
+    /// [`scope::normalize`]; `is_default = true` clears the user's other
+    /// defaults (notification channels only); a bound profile must be one of
+    /// the user's and, in an `agents` scope, granted the bot; a config change
+    /// may not change the row's external id. Returns the updated row.
+    pub async fn update_integration(
+        &self,
+        keyring: &Keyring,
+        user_id: &str,
+        id: &str,
+        update: &IntegrationUpdate,
+    ) -> Result<Integration, StoreError> {
+        self.apply_update(user_id, id, update, |current| {
+            update
+                .config
+                .as_ref()
+                .map(|changes| resealed(keyring, current, changes))
+                .transpose()
+        })
+        .await
+    }
+
     /// Sets the scope: `all` clears the ids; `agents` needs a non-empty list
     /// of the user's own profiles (de-duplicated).
     pub async fn set_scope(
@@ -223,72 +272,24 @@ impl Store {
         scope: Scope,
         profile_ids: &[String],
     ) -> Result<Integration, StoreError> {
-        let user_id = self.owner(id).await?;
-        let at = now();
-        with_pool!(self, |pool| {
-            let mut tx = begin_for_user(pool, &user_id).await?;
-            let row: Option<IntegrationRow> = sqlx::query_as(select_integrations!("WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let mut integration = Integration::try_from(row.ok_or_else(|| not_found(id))?)?;
-            let rows: Vec<ProfileRow> = sqlx::query_as(select_profiles!("WHERE user_id = $1"))
-                .bind(&user_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let user_profiles = profiles(rows);
-            integration.profile_ids = scope::normalize(scope, profile_ids, &user_profiles)?;
-            integration.scope = scope;
-            if let Some(bound) = &integration.bound_profile_id {
-                check_binding(bound, scope, &integration.profile_ids, &user_profiles)?;
-            }
-            integration.updated_at = at;
-            sqlx::query(
-                "UPDATE user_integrations SET scope = $1, profile_ids = $2, updated_at = $3 WHERE id = $4",
-            )
-            .bind(scope.as_str())
-            .bind(profile_ids_json(&integration.profile_ids))
-            .bind(&integration.updated_at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(integration)
-        })
+        let update = IntegrationUpdate {
+            scope: Some(scope),
+            profile_ids: Some(profile_ids.to_vec()),
+            ..IntegrationUpdate::default()
+        };
+        self.apply_update(&self.owner(id).await?, id, &update, |_| Ok(None))
+            .await
     }
 
     /// Makes the integration its user's default channel, clearing the user's
     /// other defaults. Only notification channels can be the default.
     pub async fn set_default(&self, id: &str) -> Result<Integration, StoreError> {
-        let current = self.integration(id).await?.ok_or_else(|| not_found(id))?;
-        check_can_be_default(current.kind)?;
-        let at = now();
-        with_pool!(self, |pool| {
-            let mut tx = begin_for_user(pool, &current.user_id).await?;
-            sqlx::query(CLEAR_DEFAULTS)
-                .bind(false)
-                .bind(&at)
-                .bind(&current.user_id)
-                .execute(&mut *tx)
-                .await?;
-            let done = sqlx::query(
-                "UPDATE user_integrations SET is_default = $1, updated_at = $2 WHERE id = $3",
-            )
-            .bind(true)
-            .bind(&at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(not_found(id));
-            }
-            tx.commit().await?;
-        });
-        Ok(Integration {
-            is_default: true,
-            updated_at: at,
-            ..current
-        })
+        let update = IntegrationUpdate {
+            is_default: Some(true),
+            ..IntegrationUpdate::default()
+        };
+        self.apply_update(&self.owner(id).await?, id, &update, |_| Ok(None))
+            .await
     }
 
     /// The user an integration belongs to (it never changes).
@@ -304,19 +305,99 @@ impl Store {
 
     /// Enables or disables the integration; a disabled one grants nothing.
     pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
-        let done = with_pool!(self, |pool| {
-            sqlx::query("UPDATE user_integrations SET enabled = $1, updated_at = $2 WHERE id = $3")
-                .bind(enabled)
-                .bind(now())
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 {
-            return Err(not_found(id));
-        }
+        let update = IntegrationUpdate {
+            enabled: Some(enabled),
+            ..IntegrationUpdate::default()
+        };
+        self.apply_update(&self.owner(id).await?, id, &update, |_| Ok(None))
+            .await?;
         Ok(())
+    }
+
+    /// Reads the row and (when needed) the user's profiles, applies and
+    /// checks `update`, then writes the metadata in one statement and a
+    /// config that `reseal` returns with compare-and-swap (a sidecar writes
+    /// refreshed grants back without the user's lock), all in one
+    /// transaction of `user_id`.
+    async fn apply_update(
+        &self,
+        user_id: &str,
+        id: &str,
+        update: &IntegrationUpdate,
+        reseal: impl FnOnce(&Integration) -> Result<Option<SealedConfig>, StoreError>,
+    ) -> Result<Integration, StoreError> {
+        let label = update
+            .label
+            .as_deref()
+            .map(|l| {
+                clean_label(l).ok_or_else(|| StoreError::Invalid("a label cannot be blank".into()))
+            })
+            .transpose()?;
+        let at = now();
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, user_id).await?;
+            let row: Option<IntegrationRow> =
+                sqlx::query_as(select_integrations!("WHERE id = $1 AND user_id = $2"))
+                    .bind(id)
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let current = Integration::try_from(row.ok_or_else(|| not_found(id))?)?;
+            let user_profiles = if update.reads_profiles() {
+                let rows: Vec<ProfileRow> = sqlx::query_as(select_profiles!("WHERE user_id = $1"))
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                profiles(rows)
+            } else {
+                Vec::new()
+            };
+            let mut updated = updated_integration(current.clone(), update, label, &user_profiles)?;
+            let sealed = reseal(&updated)?;
+            if updated.is_default && !current.is_default {
+                sqlx::query(CLEAR_DEFAULTS)
+                    .bind(false)
+                    .bind(&at)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            updated.updated_at = at;
+            let done = sqlx::query(
+                "UPDATE user_integrations SET label = $1, enabled = $2, is_default = $3, scope = $4, \
+                 profile_ids = $5, bound_profile_id = $6, updated_at = $7 WHERE id = $8",
+            )
+            .bind(&updated.label)
+            .bind(updated.enabled)
+            .bind(updated.is_default)
+            .bind(updated.scope.as_str())
+            .bind(profile_ids_json(&updated.profile_ids))
+            .bind(&updated.bound_profile_id)
+            .bind(&updated.updated_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            // Only PostgreSQL lets a delete (which takes no lock) in here.
+            if done.rows_affected() == 0 {
+                return Err(not_found(id));
+            }
+            if let Some(sealed) = sealed {
+                let swapped = sqlx::query(SWAP_SEALED)
+                    .bind(&sealed.0)
+                    .bind(id)
+                    .bind(&current.sealed.0)
+                    .execute(&mut *tx)
+                    .await?;
+                if swapped.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "integration '{id}' had its config written back at the same moment; retry the change"
+                    )));
+                }
+                updated.sealed = sealed;
+            }
+            tx.commit().await?;
+            Ok(updated)
+        })
     }
 
     /// Deletes the integration row.
@@ -338,6 +419,77 @@ impl Store {
 /// Clears every default of a user: binds `false`, the time, the user id.
 const CLEAR_DEFAULTS: &str = "UPDATE user_integrations SET is_default = $1, updated_at = $2 WHERE user_id = $3 AND is_default";
 
+/// `integration` with `update` applied and checked against the rules of the
+/// default, the binding and the scope (`user_profiles` are the user's, read
+/// when [`IntegrationUpdate::reads_profiles`]); `label` is checked already.
+/// The config is the caller's.
+fn updated_integration(
+    mut integration: Integration,
+    update: &IntegrationUpdate,
+    label: Option<String>,
+    user_profiles: &[Profile],
+) -> Result<Integration, StoreError> {
+    if update.is_default == Some(true) {
+        check_can_be_default(integration.kind)?;
+    }
+    if let Some(bound) = &update.bound_profile_id {
+        if let Some(bound) = bound {
+            check_bindable(integration.kind)?;
+            check_profile_exists(bound, user_profiles)?;
+        }
+        integration.bound_profile_id = bound.clone();
+    }
+    let current = (integration.scope, integration.profile_ids.as_slice());
+    if let Some((scope, ids)) = scope::merge(current, update.scope, update.profile_ids.as_deref()) {
+        integration.profile_ids = scope::normalize(scope, ids, user_profiles)?;
+        integration.scope = scope;
+    }
+    if let Some(bound) = &integration.bound_profile_id
+        && update.reads_profiles()
+    {
+        check_binding(
+            bound,
+            integration.scope,
+            &integration.profile_ids,
+            user_profiles,
+        )?;
+    }
+    integration.enabled = update.enabled.unwrap_or(integration.enabled);
+    integration.is_default = update.is_default.unwrap_or(integration.is_default);
+    if let Some(label) = label {
+        integration.label = label;
+    }
+    Ok(integration)
+}
+
+/// The config of `integration` with `changes` merged in, validated and
+/// sealed again. The row's external id (the bot or enrollment it is) may not
+/// change. Errors name fields, never values.
+fn resealed(
+    keyring: &Keyring,
+    integration: &Integration,
+    changes: &Map<String, Value>,
+) -> Result<SealedConfig, StoreError> {
+    let kind = integration.kind;
+    let merged = keyring
+        .open_config(integration)?
+        .merged(kind, changes)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if merged.external_id != integration.external_id {
+        let field = external_id_field(kind).unwrap_or("external id");
+        return Err(StoreError::Invalid(format!(
+            "a config change cannot change '{field}' of a {kind} integration: connect the other one as a new integration"
+        )));
+    }
+    Ok(keyring.seal_config(&integration.id, &integration.user_id, kind, &merged.config))
+}
+
+/// A label as stored: trimmed, at most 200 characters; `None` when blank.
+fn clean_label(label: &str) -> Option<String> {
+    let label = label.trim();
+    (!label.is_empty()).then(|| label.chars().take(MAX_LABEL).collect())
+}
+
 fn check_can_be_default(kind: IntegrationType) -> Result<(), StoreError> {
     if kind.is_channel() {
         Ok(())
@@ -345,6 +497,25 @@ fn check_can_be_default(kind: IntegrationType) -> Result<(), StoreError> {
         Err(StoreError::Invalid(format!(
             "a {kind} integration cannot be the default: only notification channels (slack, telegram, email, webhook) can"
         )))
+    }
+}
+
+fn check_bindable(kind: IntegrationType) -> Result<(), StoreError> {
+    if kind == IntegrationType::Telegram {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(
+            "only a telegram bot can be bound to a profile".into(),
+        ))
+    }
+}
+
+/// A profile named in a change (a bot's binding) must be one of the user's.
+fn check_profile_exists(id: &str, user_profiles: &[Profile]) -> Result<(), StoreError> {
+    if user_profiles.iter().any(|p| p.id == id) {
+        Ok(())
+    } else {
+        Err(scope::ScopeError::ProfileNotFound(id.to_string()).into())
     }
 }
 

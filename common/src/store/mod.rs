@@ -11,7 +11,9 @@ mod integrations;
 mod profiles;
 pub(crate) mod rotate;
 pub(crate) mod rows;
+mod secrets;
 mod snapshot;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -22,10 +24,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use integrations::NewIntegration;
+pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
 pub use rotate::RotationReport;
+pub use secrets::{NewSecret, Secret, SecretUpdate};
 pub use snapshot::Snapshot;
+pub use tokens::ApiToken;
 
 use crate::crypto::OpenError;
 use crate::scope::ScopeError;

@@ -3,7 +3,7 @@
 use crate::ids::{validate_ident, validate_slug};
 use crate::model::{Profile, Scope};
 
-use super::rows::{ProfileRow, profile_ids_json, profiles, select_integrations, select_profiles};
+use super::rows::{ProfileRow, profile_ids_json, profiles, select_profiles};
 use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 /// A profile to mirror from the platform.
@@ -18,20 +18,48 @@ pub struct NewProfile {
     pub is_default: bool,
 }
 
+impl NewProfile {
+    /// The profile this describes, created at `created_at`, once its id, user
+    /// id and slug are checked.
+    fn to_profile(&self, created_at: String) -> Result<Profile, StoreError> {
+        validate_ident("profile id", &self.id).map_err(StoreError::Invalid)?;
+        validate_ident("user id", &self.user_id).map_err(StoreError::Invalid)?;
+        validate_slug(&self.slug).map_err(StoreError::Invalid)?;
+        Ok(Profile {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            slug: self.slug.clone(),
+            name: self.name.clone().unwrap_or_else(|| self.slug.clone()),
+            is_default: self.is_default,
+            created_at,
+        })
+    }
+}
+
+/// Clears a user's default profile: binds `false`, the user id.
+const CLEAR_DEFAULT: &str = "UPDATE profiles SET is_default = $1 WHERE user_id = $2 AND is_default";
+
+const INSERT: &str = "INSERT INTO profiles (id, user_id, slug, name, is_default, created_at) \
+                      VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// The rows that list profiles in `profile_ids`, per table: the `agents`
+/// rows of a user (binds the user id and `agents`), and the update of one
+/// row's list (binds the ids, the time, the row id). Integrations first.
+const SCOPED_ROWS: [(&str, &str); 2] = [
+    (
+        "SELECT id, profile_ids FROM user_integrations WHERE user_id = $1 AND scope = $2",
+        "UPDATE user_integrations SET profile_ids = $1, updated_at = $2 WHERE id = $3",
+    ),
+    (
+        "SELECT id, profile_ids FROM user_secrets WHERE user_id = $1 AND scope = $2",
+        "UPDATE user_secrets SET profile_ids = $1, updated_at = $2 WHERE id = $3",
+    ),
+];
+
 impl Store {
     /// Adds a profile; its id must be new and its slug unused by the user.
     pub async fn add_profile(&self, new: &NewProfile) -> Result<Profile, StoreError> {
-        validate_ident("profile id", &new.id).map_err(StoreError::Invalid)?;
-        validate_ident("user id", &new.user_id).map_err(StoreError::Invalid)?;
-        validate_slug(&new.slug).map_err(StoreError::Invalid)?;
-        let profile = Profile {
-            id: new.id.clone(),
-            user_id: new.user_id.clone(),
-            slug: new.slug.clone(),
-            name: new.name.clone().unwrap_or_else(|| new.slug.clone()),
-            is_default: new.is_default,
-            created_at: now(),
-        };
+        let profile = new.to_profile(now())?;
         let taken = || {
             format!(
                 "profile '{}' or slug '{}' of user '{}' exists already",
@@ -52,30 +80,95 @@ impl Store {
                 return Err(StoreError::Conflict(taken()));
             }
             if profile.is_default {
-                sqlx::query(
-                    "UPDATE profiles SET is_default = $1 WHERE user_id = $2 AND is_default",
-                )
-                .bind(false)
-                .bind(&profile.user_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(CLEAR_DEFAULT)
+                    .bind(false)
+                    .bind(&profile.user_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            sqlx::query(
-                "INSERT INTO profiles (id, user_id, slug, name, is_default, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&profile.id)
-            .bind(&profile.user_id)
-            .bind(&profile.slug)
-            .bind(&profile.name)
-            .bind(profile.is_default)
-            .bind(&profile.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_on_unique(taken))?;
+            sqlx::query(INSERT)
+                .bind(&profile.id)
+                .bind(&profile.user_id)
+                .bind(&profile.slug)
+                .bind(&profile.name)
+                .bind(profile.is_default)
+                .bind(&profile.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique(taken))?;
             tx.commit().await?;
         });
         Ok(profile)
+    }
+
+    /// Creates or updates the user's profile `id` (slug, name, is_default),
+    /// as the platform mirrors it; returns it and whether it was created.
+    /// Conflict when the id belongs to another user or the slug is taken by
+    /// another profile of the user.
+    pub async fn put_profile(&self, new: &NewProfile) -> Result<(Profile, bool), StoreError> {
+        let mut profile = new.to_profile(now())?;
+        let elsewhere = || format!("profile '{}' belongs to another user", profile.id);
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, &profile.user_id).await?;
+            let existing: Option<ProfileRow> = sqlx::query_as(select_profiles!("WHERE id = $1"))
+                .bind(&profile.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let existing = existing.map(Profile::from);
+            if existing
+                .as_ref()
+                .is_some_and(|p| p.user_id != profile.user_id)
+            {
+                return Err(StoreError::Conflict(elsewhere()));
+            }
+            let clash: Option<(String,)> = sqlx::query_as(
+                "SELECT id FROM profiles WHERE user_id = $1 AND slug = $2 AND id <> $3",
+            )
+            .bind(&profile.user_id)
+            .bind(&profile.slug)
+            .bind(&profile.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((other,)) = clash {
+                return Err(StoreError::Conflict(format!(
+                    "slug '{}' is taken by profile '{other}' of user '{}'",
+                    profile.slug, profile.user_id
+                )));
+            }
+            if profile.is_default {
+                sqlx::query(CLEAR_DEFAULT)
+                    .bind(false)
+                    .bind(&profile.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let created = existing.is_none();
+            if let Some(existing) = existing {
+                profile.created_at = existing.created_at;
+                sqlx::query(
+                    "UPDATE profiles SET slug = $1, name = $2, is_default = $3 WHERE id = $4",
+                )
+                .bind(&profile.slug)
+                .bind(&profile.name)
+                .bind(profile.is_default)
+                .bind(&profile.id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(INSERT)
+                    .bind(&profile.id)
+                    .bind(&profile.user_id)
+                    .bind(&profile.slug)
+                    .bind(&profile.name)
+                    .bind(profile.is_default)
+                    .bind(&profile.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_on_unique(elsewhere))?;
+            }
+            tx.commit().await?;
+            Ok((profile, created))
+        })
     }
 
     /// The user's profiles, oldest first.
@@ -103,8 +196,9 @@ impl Store {
     }
 
     /// Removes a profile of `user_id` and its id from every `profile_ids` of
-    /// that user; returns how many integrations lost it. An `agents`
-    /// integration left with no ids grants nothing.
+    /// that user (integrations and secrets), in one transaction; returns how
+    /// many integrations lost it. An `agents` row left with no ids grants
+    /// nothing.
     pub async fn remove_profile(&self, user_id: &str, id: &str) -> Result<usize, StoreError> {
         let at = now();
         with_pool!(self, |pool| {
@@ -120,31 +214,39 @@ impl Store {
                     id: id.to_string(),
                 });
             }
-            let rows: Vec<super::rows::IntegrationRow> =
-                sqlx::query_as(select_integrations!("WHERE user_id = $1 AND scope = $2"))
+            let mut touched = [0; SCOPED_ROWS.len()];
+            for ((select, update), count) in SCOPED_ROWS.iter().zip(&mut touched) {
+                let rows: Vec<(String, String)> = sqlx::query_as(select)
                     .bind(user_id)
                     .bind(Scope::Agents.as_str())
                     .fetch_all(&mut *tx)
                     .await?;
-            let mut touched = 0;
-            for mut integration in super::rows::integrations(rows)? {
-                let before = integration.profile_ids.len();
-                integration.profile_ids.retain(|p| p != id);
-                if integration.profile_ids.len() == before {
-                    continue;
+                for (row_id, ids) in rows {
+                    let Some(kept) = without(&row_id, &ids, id)? else {
+                        continue;
+                    };
+                    sqlx::query(update)
+                        .bind(profile_ids_json(&kept))
+                        .bind(&at)
+                        .bind(&row_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    *count += 1;
                 }
-                sqlx::query(
-                    "UPDATE user_integrations SET profile_ids = $1, updated_at = $2 WHERE id = $3",
-                )
-                .bind(profile_ids_json(&integration.profile_ids))
-                .bind(&at)
-                .bind(&integration.id)
-                .execute(&mut *tx)
-                .await?;
-                touched += 1;
             }
             tx.commit().await?;
-            Ok(touched)
+            Ok(touched[0])
         })
     }
+}
+
+/// The stored `profile_ids` of row `row_id` without `profile_id`, or `None`
+/// when it does not list it.
+fn without(row_id: &str, ids: &str, profile_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let mut ids: Vec<String> = serde_json::from_str(ids).map_err(|_| {
+        StoreError::Invalid(format!("{row_id} has an unreadable profile_ids column"))
+    })?;
+    let before = ids.len();
+    ids.retain(|p| p != profile_id);
+    Ok((ids.len() != before).then_some(ids))
 }

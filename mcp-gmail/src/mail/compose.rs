@@ -172,7 +172,7 @@ fn message_ids<'a>(
 }
 
 /// `<left@right>`, printable ASCII without further angle brackets.
-fn is_message_id(id: &str) -> bool {
+pub fn is_message_id(id: &str) -> bool {
     let Some(inner) = id.strip_prefix('<').and_then(|id| id.strip_suffix('>')) else {
         return false;
     };

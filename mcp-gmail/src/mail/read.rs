@@ -33,6 +33,8 @@ pub struct Attachment {
     pub mime_type: String,
     /// Bytes, as Gmail reports them.
     pub size: u64,
+    /// The part's `Content-Type` header (its `charset` decodes a text attachment).
+    pub content_type: Option<String>,
 }
 
 /// The value of header `name` (case-insensitive) on this part, unfolded and with
@@ -172,6 +174,7 @@ fn attachment(part: &MessagePart) -> Option<Attachment> {
             .and_then(|body| body.size)
             .and_then(|size| u64::try_from(size).ok())
             .unwrap_or(0),
+        content_type: raw_header(part, "Content-Type").map(str::to_owned),
     })
 }
 

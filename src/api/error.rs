@@ -1,0 +1,108 @@
+//! The API's one error shape, `{"error": {"code", "message"}}`, with stable
+//! codes, and how store and body errors map onto it.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::scope::ScopeError;
+use common::store::StoreError;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// A failed request: its status, stable code and a sentence saying what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Serialize, JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ErrorDetail {
+    /// One of UNAUTHORIZED, NOT_FOUND, VALIDATION_FAILED, PROFILE_NOT_FOUND,
+    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE, INTERNAL.
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "send a valid API token as 'Authorization: Bearer <token>'",
+        )
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} '{}' does not exist", bounded(id)),
+        )
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the server could not complete the request; try again",
+        )
+    }
+}
+
+/// An id from the request, bounded and printable, for an error sentence.
+pub fn bounded(id: &str) -> String {
+    id.chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, id } => Self::not_found(what, &id),
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "CONFLICT", message),
+            StoreError::Invalid(message) => Self::invalid(message),
+            StoreError::Scope(ScopeError::ProfileNotFound(id)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "PROFILE_NOT_FOUND",
+                format!("profile '{}' is not one of your profiles", bounded(&id)),
+            ),
+            StoreError::Scope(e) => Self::invalid(e.to_string()),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}

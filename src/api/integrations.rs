@@ -1,0 +1,229 @@
+//! `/v1/integrations`: list, create (email and webhook), patch, delete with
+//! downstream revocation, and test.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use common::config::DecryptedConfig;
+use common::model::{Integration, IntegrationType, Scope};
+use common::store::{IntegrationUpdate, NewIntegration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::Caller;
+use super::body::Payload;
+use super::error::{ApiError, bounded};
+use crate::output::{IntegrationView, redacted_config};
+
+/// `GET /v1/integrations` filter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only integrations of this type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The caller's integrations.
+#[derive(Serialize, JsonSchema)]
+pub struct IntegrationList {
+    pub integrations: Vec<IntegrationView>,
+}
+
+/// `POST /v1/integrations`: an email or webhook integration.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIntegration {
+    /// `email` or `webhook`; the others connect through their own flows.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The type's config fields (secret ones are never returned).
+    pub config: Map<String, Value>,
+    pub label: Option<String>,
+    pub is_default: Option<bool>,
+    /// `all` (default) or `agents`.
+    #[schemars(with = "Option<String>")]
+    pub scope: Option<Scope>,
+    /// With scope `agents`: the profiles granted.
+    pub profile_ids: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/integrations/{id}`: any of these fields.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchIntegration {
+    /// Fields merged into the config (null removes an optional one).
+    pub config: Option<Map<String, Value>>,
+    pub enabled: Option<bool>,
+    #[schemars(with = "Option<String>")]
+    pub scope: Option<Scope>,
+    /// Sent alone, merged with the current scope.
+    pub profile_ids: Option<Vec<String>>,
+    pub is_default: Option<bool>,
+    pub label: Option<String>,
+    /// Telegram only; null unbinds.
+    #[serde(default, deserialize_with = "present")]
+    pub bound_profile_id: Option<Option<String>>,
+}
+
+/// `DELETE /v1/integrations/{id}`.
+#[derive(Serialize, JsonSchema)]
+pub struct Deleted {
+    /// `deleted`.
+    pub status: &'static str,
+    pub id: String,
+    /// The provider confirmed it revoked the grant.
+    pub revoked: bool,
+    /// What the revocation did, or why it could not.
+    pub detail: String,
+}
+
+/// `POST /v1/integrations/{id}/test`.
+#[derive(Serialize, JsonSchema)]
+pub struct Tested {
+    /// `ok`.
+    pub status: &'static str,
+    pub id: String,
+    pub detail: String,
+}
+
+/// A field that was sent, even as null: `Some(None)`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn view(state: &AppState, integration: &Integration) -> IntegrationView {
+    IntegrationView::new(integration, redacted_config(&state.keyring, integration))
+}
+
+/// The caller's integration `id`; another user's answers like a missing one.
+async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Integration, ApiError> {
+    state
+        .store
+        .integration(id)
+        .await?
+        .filter(|i| i.user_id == caller.0)
+        .ok_or_else(|| ApiError::not_found("integration", id))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<IntegrationList>, ApiError> {
+    let kind = query
+        .kind
+        .as_deref()
+        .map(str::parse::<IntegrationType>)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let rows = state.store.integrations(&caller.0, kind).await?;
+    let integrations = rows.iter().map(|i| view(&state, i)).collect();
+    Ok(Json(IntegrationList { integrations }))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Payload(body): Payload<CreateIntegration>,
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
+    let kind: IntegrationType = body.kind.parse().map_err(ApiError::invalid)?;
+    if !matches!(kind, IntegrationType::Email | IntegrationType::Webhook) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED_TYPE",
+            format!(
+                "a {kind} integration connects through its own flow, not this endpoint; only email and webhook are created here"
+            ),
+        ));
+    }
+    let json = Zeroizing::new(serde_json::to_vec(&body.config).map_err(ApiError::internal)?);
+    let config =
+        DecryptedConfig::validate(kind, json).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let profile_ids = body.profile_ids.unwrap_or_default();
+    let scope = body.scope.unwrap_or(if profile_ids.is_empty() {
+        Scope::All
+    } else {
+        Scope::Agents
+    });
+    let new = NewIntegration {
+        user_id: caller.0.clone(),
+        kind,
+        label: body.label,
+        is_default: body.is_default.unwrap_or(false),
+        scope,
+        profile_ids,
+        bound_profile_id: None,
+    };
+    let row = state
+        .store
+        .add_integration(&state.keyring, &new, &config)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &row))))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Payload(body): Payload<PatchIntegration>,
+) -> Result<Json<IntegrationView>, ApiError> {
+    let update = IntegrationUpdate {
+        config: body.config,
+        enabled: body.enabled,
+        scope: body.scope,
+        profile_ids: body.profile_ids,
+        is_default: body.is_default,
+        label: body.label,
+        bound_profile_id: body.bound_profile_id,
+    };
+    let row = state
+        .store
+        .update_integration(&state.keyring, &caller.0, &id, &update)
+        .await?;
+    Ok(Json(view(&state, &row)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let integration = owned(&state, &caller, &id).await?;
+    // The user asked to disconnect: a provider that does not confirm does
+    // not keep the row, and the answer says so.
+    let (revoked, detail) = match crate::revoke::downstream(&integration).await {
+        Ok(r) => (r.now, r.message),
+        Err(e) => (false, format!("{e:#}")),
+    };
+    state.store.delete_integration(&integration.id).await?;
+    Ok(Json(Deleted {
+        status: "deleted",
+        id: integration.id,
+        revoked,
+        detail,
+    }))
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Tested>, ApiError> {
+    let integration = owned(&state, &caller, &id).await?;
+    match crate::probe::run(&state.notifier, &state.keyring, &integration).await {
+        Ok(detail) => Ok(Json(Tested {
+            status: "ok",
+            id: integration.id,
+            detail,
+        })),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "DELIVERY_FAILED",
+            format!("the test of {} failed: {e:#}", bounded(&integration.id)),
+        )),
+    }
+}

@@ -1,0 +1,147 @@
+//! `integrations serve`: the REST API over the store, for the dashboard and
+//! the platform. Every route but `/healthz` and `/v1/openapi.json` acts for
+//! the user of the bearer token, and sees only that user's rows.
+
+mod auth;
+mod body;
+mod error;
+mod integrations;
+mod openapi;
+mod profiles;
+mod secrets;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use common::crypto::Keyring;
+use common::store::Store;
+use mcp_notify::Notifier;
+
+pub use body::MAX_BODY;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    /// Test notifications go through the platform's notifier.
+    pub notifier: Arc<Notifier>,
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/v1/integrations/{id}",
+            axum::routing::patch(integrations::patch).delete(integrations::delete),
+        )
+        .route("/v1/integrations/{id}/test", post(integrations::test))
+        .route("/v1/profiles", get(profiles::list))
+        .route(
+            "/v1/profiles/{id}",
+            axum::routing::put(profiles::put).delete(profiles::delete),
+        )
+        .route("/v1/secrets", get(secrets::list).post(secrets::create))
+        .route(
+            "/v1/secrets/{id}",
+            axum::routing::patch(secrets::patch).delete(secrets::delete),
+        )
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(request_log))
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until SIGTERM or Ctrl-C; requests in flight
+/// finish first.
+pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "integrations API listening");
+    // The bound address on stdout, for whoever started us with port 0.
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    tracing::info!("integrations API stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such route; see /v1/openapi.json",
+    )
+}
+
+/// Gives each request an id (`x-request-id`, kept when the caller sent a
+/// sane one) and logs one line per request: never a body, a query or a header.
+async fn request_log(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map_or_else(
+            || format!("req_{}", common::ids::random_token(16)),
+            str::to_string,
+        );
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert("x-request-id", value);
+    }
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "integrations::api",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status,
+        duration_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

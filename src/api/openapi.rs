@@ -1,0 +1,245 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 document of the API, its schemas
+//! generated from the very types the handlers take and return.
+
+use axum::Json;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde_json::{Map, Value, json};
+
+use super::error::ErrorBody;
+use super::integrations::{CreateIntegration, Deleted, IntegrationList, PatchIntegration, Tested};
+use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
+use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
+use crate::output::IntegrationView;
+
+/// One operation of the document.
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: Option<Schema>,
+    /// Status, description, schema of the success response.
+    ok: (u16, &'static str, Schema),
+    /// The error statuses it may answer besides 401.
+    errors: &'static [u16],
+}
+
+pub async fn document() -> Json<Value> {
+    Json(build())
+}
+
+fn build() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
+    let mut g = settings.into_generator();
+    let ops = operations(&mut g);
+    let error = g.subschema_for::<ErrorBody>();
+    let mut paths = Map::new();
+    for op in ops {
+        let mut responses = Map::new();
+        responses.insert(
+            op.ok.0.to_string(),
+            json!({"description": op.ok.1, "content": {"application/json": {"schema": op.ok.2}}}),
+        );
+        for status in [401].iter().chain(op.errors) {
+            responses.insert(status.to_string(), json!({"description": describe(*status), "content": {"application/json": {"schema": error}}}));
+        }
+        let mut operation = json!({"summary": op.summary, "responses": responses});
+        if let Some(body) = op.body {
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        let mut parameters = Vec::new();
+        if op.path.contains("{id}") {
+            parameters.push(
+                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+        if op.path == "/v1/integrations" && op.method == "get" {
+            parameters.push(json!({"name": "type", "in": "query", "required": false, "schema": {"type": "string"}, "description": "only integrations of this type"}));
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        let entry = paths
+            .entry(op.path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token)."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"}},
+        },
+    })
+}
+
+fn describe(status: u16) -> &'static str {
+    match status {
+        400 => "VALIDATION_FAILED, PROFILE_NOT_FOUND or UNSUPPORTED_TYPE",
+        401 => "UNAUTHORIZED: no or a bad token",
+        404 => "NOT_FOUND (another user's row answers the same)",
+        409 => "CONFLICT",
+        413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
+        502 => "DELIVERY_FAILED",
+        _ => "error",
+    }
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
+    vec![
+        Operation {
+            method: "get",
+            path: "/v1/integrations",
+            summary: "List your integrations, secrets redacted",
+            body: None,
+            ok: (200, "the integrations", schema::<IntegrationList>(g)),
+            errors: &[400],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations",
+            summary: "Create an email or webhook integration",
+            body: Some(schema::<CreateIntegration>(g)),
+            ok: (
+                201,
+                "the new integration, redacted",
+                schema::<IntegrationView>(g),
+            ),
+            errors: &[400, 409, 413],
+        },
+        Operation {
+            method: "patch",
+            path: "/v1/integrations/{id}",
+            summary: "Update config, enabled, scope, profile_ids, is_default, label or bound_profile_id",
+            body: Some(schema::<PatchIntegration>(g)),
+            ok: (
+                200,
+                "the integration, redacted",
+                schema::<IntegrationView>(g),
+            ),
+            errors: &[400, 404, 409, 413],
+        },
+        Operation {
+            method: "delete",
+            path: "/v1/integrations/{id}",
+            summary: "Revoke downstream where the provider allows, then delete",
+            body: None,
+            ok: (200, "deleted", schema::<Deleted>(g)),
+            errors: &[404],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/{id}/test",
+            summary: "A test notification, or for Gmail and Teller an authenticated read",
+            body: None,
+            ok: (200, "the test passed", schema::<Tested>(g)),
+            errors: &[404, 502],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/profiles",
+            summary: "List your mirrored profiles",
+            body: None,
+            ok: (200, "the profiles", schema::<ProfileList>(g)),
+            errors: &[],
+        },
+        Operation {
+            method: "put",
+            path: "/v1/profiles/{id}",
+            summary: "Create or update a profile (201 when created)",
+            body: Some(schema::<PutProfile>(g)),
+            ok: (200, "the profile", schema::<ProfileView>(g)),
+            errors: &[400, 409, 413],
+        },
+        Operation {
+            method: "delete",
+            path: "/v1/profiles/{id}",
+            summary: "Delete a profile; it leaves every profile_ids",
+            body: None,
+            ok: (200, "deleted", schema::<ProfileDeleted>(g)),
+            errors: &[404],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/secrets",
+            summary: "List your secrets (never their values)",
+            body: None,
+            ok: (200, "the secrets", schema::<SecretList>(g)),
+            errors: &[],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/secrets",
+            summary: "Create a secret",
+            body: Some(schema::<CreateSecret>(g)),
+            ok: (
+                201,
+                "the secret, without its value",
+                schema::<SecretView>(g),
+            ),
+            errors: &[400, 409, 413],
+        },
+        Operation {
+            method: "patch",
+            path: "/v1/secrets/{id}",
+            summary: "Update name, value, scope or profile_ids",
+            body: Some(schema::<PatchSecret>(g)),
+            ok: (
+                200,
+                "the secret, without its value",
+                schema::<SecretView>(g),
+            ),
+            errors: &[400, 404, 409, 413],
+        },
+        Operation {
+            method: "delete",
+            path: "/v1/secrets/{id}",
+            summary: "Delete a secret",
+            body: None,
+            ok: (200, "deleted", schema::<SecretDeleted>(g)),
+            errors: &[404],
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_resolves_and_every_route_is_documented() {
+        let doc = build();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
+        }
+        for (path, methods) in [
+            ("/v1/integrations", &["get", "post"][..]),
+            ("/v1/integrations/{id}", &["patch", "delete"]),
+            ("/v1/integrations/{id}/test", &["post"]),
+            ("/v1/profiles", &["get"]),
+            ("/v1/profiles/{id}", &["put", "delete"]),
+            ("/v1/secrets", &["get", "post"]),
+            ("/v1/secrets/{id}", &["patch", "delete"]),
+        ] {
+            for m in methods {
+                assert!(doc["paths"][path][m].is_object(), "{m} {path}");
+            }
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(schemas["PatchIntegration"]["properties"]["scope"].is_object());
+    }
+}

@@ -1,0 +1,93 @@
+//! Testing one integration: a test notification through a channel, or for
+//! Gmail and Teller a cheap authenticated read that proves the credentials.
+
+use anyhow::{Context, anyhow};
+use common::crypto::Keyring;
+use common::model::{Integration, IntegrationType};
+use common::sidecar::{Identity, SidecarStore};
+use mcp_gmail::client::GmailClient;
+use mcp_gmail::oauth::{self, OAuthConfig};
+use mcp_notify::deliver::{Providers, Source};
+use mcp_notify::{Notifier, Request};
+use mcp_teller::client::{TellerClient, TellerConfig};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Tests `integration`, sending through `notifier` for a channel; says what
+/// was done, or why it failed (never a secret).
+pub async fn run(
+    notifier: &Notifier,
+    keyring: &Keyring,
+    integration: &Integration,
+) -> anyhow::Result<String> {
+    match integration.kind {
+        IntegrationType::Gmail => gmail(keyring, integration).await,
+        IntegrationType::Teller => teller(keyring, integration).await,
+        _ => notify(notifier, integration).await,
+    }
+}
+
+/// The notifier the platform's own notifications go through.
+pub fn notifier(url: &str) -> anyhow::Result<Notifier> {
+    Ok(Notifier::new(
+        SidecarStore::open(url)?,
+        Keyring::from_env()?,
+        Providers::from_env(),
+    ))
+}
+
+async fn notify(notifier: &Notifier, integration: &Integration) -> anyhow::Result<String> {
+    let who = Identity {
+        user_id: integration.user_id.clone(),
+        profile_id: String::new(),
+        session_id: None,
+    };
+    let request = Request {
+        message: "This is a test notification: this integration can reach you.".into(),
+        title: Some("Test notification".into()),
+        ..Request::default()
+    };
+    let sent = notifier
+        .send(integration, &who, &request, Source::Platform)
+        .await?;
+    Ok(format!(
+        "sent via {} ({})",
+        sent.channel,
+        sent.provider_message_id
+            .as_deref()
+            .unwrap_or(&sent.notification_id)
+    ))
+}
+
+/// A fresh access token from the refresh token, then the mailbox's profile.
+async fn gmail(keyring: &Keyring, integration: &Integration) -> anyhow::Result<String> {
+    let config = keyring.open_config(integration)?;
+    let refresh_token = config
+        .get(IntegrationType::Gmail, "refresh_token")?
+        .context("the config has no refresh token")?;
+    let client = GmailClient::from_env();
+    let http = oauth::http_client(client.timeout())?;
+    let grant = oauth::refresh(&http, &OAuthConfig::from_env(), &refresh_token).await?;
+    let token = Arc::new(grant.access_token);
+    let profile = client.profile(&token).await?;
+    Ok(format!(
+        "Gmail answered for {}",
+        profile.email_address.unwrap_or_default()
+    ))
+}
+
+/// The enrollment's accounts: free on every Teller tier.
+async fn teller(keyring: &Keyring, integration: &Integration) -> anyhow::Result<String> {
+    let config = keyring.open_config(integration)?;
+    let token: Zeroizing<String> = config
+        .get(IntegrationType::Teller, "access_token")?
+        .ok_or_else(|| anyhow!("the config has no access token"))?;
+    let accounts = TellerClient::new(&TellerConfig::from_env())?
+        .accounts(&token)
+        .await?;
+    Ok(format!(
+        "Teller listed {} account(s) of {}",
+        accounts.len(),
+        integration.label
+    ))
+}

@@ -1,0 +1,39 @@
+//! `integrations secrets env`: the per-agent secrets granted to a profile,
+//! as the platform puts them in an agent's environment.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use common::crypto::Keyring;
+use common::store::Store;
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Print `NAME=value` lines of the secrets granted to a profile.
+    Env {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        profile: String,
+    },
+}
+
+pub async fn run(store: &Store, command: SecretsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretsCommand::Env { user, profile } => {
+            let keyring = Keyring::from_env()?;
+            let granted = store.granted_secrets(&keyring, &user, &profile).await?;
+            let mut out = std::io::stdout().lock();
+            for (name, value) in granted {
+                // A value spanning lines would forge further NAME=value lines.
+                anyhow::ensure!(
+                    !value.contains(['\n', '\r', '\0']),
+                    "secret {name} holds a line break; it cannot be printed as one NAME=value line"
+                );
+                writeln!(out, "{name}={}", value.as_str())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1032 @@
+//! `integrations serve` over real HTTP: every endpoint and every error, on a
+//! SQLite file and (with `INTEGRATIONS_TEST_POSTGRES`) a fresh PostgreSQL
+//! database; secrets never in a response or a log line; a PATCH seen by a
+//! running sidecar; graceful shutdown; and 200 concurrent clients.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fakes::Fault;
+use fakes::webhook::FakeWebhook;
+use reqwest::StatusCode;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_integrations");
+const USER: &str = "u_amouzou";
+const OTHER: &str = "u_other";
+/// Secret values that must never come back or be logged.
+const CANARIES: &[&str] = &[
+    "re_CANARY_key_1",
+    "re_CANARY_key_2",
+    "CANARY-secret-value",
+    "CANARY-rotated",
+    "whsec_CANARYsigningkey",
+];
+
+/// A store (SQLite file or fresh PostgreSQL database) with a keyring.
+struct Store {
+    _dir: tempfile::TempDir,
+    url: String,
+    keys: String,
+    name: &'static str,
+}
+
+impl Store {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("api.db").display());
+        Self::with_url(dir, url, "sqlite")
+    }
+
+    /// A fresh database on the server of `INTEGRATIONS_TEST_POSTGRES`, if set.
+    async fn postgres() -> Option<Self> {
+        use sqlx::Connection;
+        let admin = std::env::var("INTEGRATIONS_TEST_POSTGRES")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let db = format!("api_{}", std::process::id()) + &format!("_{}", rand_suffix());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        Some(Self::with_url(
+            tempfile::tempdir().unwrap(),
+            format!("{base}/{db}"),
+            "postgres",
+        ))
+    }
+
+    fn with_url(dir: tempfile::TempDir, url: String, name: &'static str) -> Self {
+        let mut store = Self {
+            _dir: dir,
+            url,
+            keys: String::new(),
+            name,
+        };
+        store.keys = store.cli(&["keys", "generate"]).trim().to_string();
+        store
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("INTEGRATIONS_DB", &self.url)
+            .env("INTEGRATIONS_KEYS", &self.keys);
+        cmd
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "integrations {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "integrations {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.cli(&["tokens", "create", "--user", user])
+            .trim()
+            .to_string()
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    format!("{:x}", h.finish())
+}
+
+/// A running `integrations serve`, its stderr kept for the log checks.
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(store: &Store, extra: &[(&str, &str)]) -> Self {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("INTEGRATIONS_DB", &store.url)
+            .env("INTEGRATIONS_KEYS", &store.keys)
+            .env("RUST_LOG", "trace")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
+            .await
+            .expect("the server starts")
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_string();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            child,
+            base,
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert!(
+            response.headers().contains_key("x-request-id"),
+            "{method} {path}: no request id"
+        );
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Asserts an error response: its status and stable code.
+fn failed((status, body): (StatusCode, Value), expected: StatusCode, code: &str) -> String {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+fn ok((status, body): (StatusCode, Value), expected: StatusCode) -> Value {
+    assert_eq!(status, expected, "{body}");
+    body
+}
+
+async fn every_endpoint_and_error(store: &Store) {
+    let webhook = FakeWebhook::start().await.unwrap();
+    let resend = fakes::resend::FakeResend::start().await.unwrap();
+    let server = Server::start(
+        store,
+        &[
+            ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1"),
+            ("RESEND_API_BASE", &resend.base_url()),
+        ],
+    )
+    .await;
+    let me = store.token(USER);
+    let them = store.token(OTHER);
+    let token = me;
+    let me = Some(token.as_str());
+    let mut seen = String::new();
+    let mut record = |v: &Value| seen.push_str(&v.to_string());
+
+    // Authentication.
+    failed(
+        server.send("GET", "/v1/integrations", None, None).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+    failed(
+        server
+            .send("GET", "/v1/integrations", Some("itk_not-a-token"), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+    ok(
+        server.send("GET", "/healthz", None, None).await,
+        StatusCode::OK,
+    );
+
+    // Profiles.
+    let created = ok(
+        server
+            .send(
+                "PUT",
+                "/v1/profiles/prof_vzfin",
+                me,
+                Some(json!({"slug": "vzfin", "name": "VZ Finance", "is_default": true})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    assert_eq!(created["slug"], "vzfin");
+    ok(
+        server
+            .send(
+                "PUT",
+                "/v1/profiles/prof_coding",
+                me,
+                Some(json!({"slug": "coding"})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    let updated = ok(
+        server
+            .send(
+                "PUT",
+                "/v1/profiles/prof_coding",
+                me,
+                Some(json!({"slug": "coding", "name": "Coding"})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(updated["name"], "Coding");
+    ok(
+        server
+            .send(
+                "PUT",
+                "/v1/profiles/prof_theirs",
+                Some(&them),
+                Some(json!({"slug": "theirs"})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    failed(
+        server
+            .send(
+                "PUT",
+                "/v1/profiles/prof_vzfin",
+                Some(&them),
+                Some(json!({"slug": "x"})),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    );
+    let listed = ok(
+        server.send("GET", "/v1/profiles", me, None).await,
+        StatusCode::OK,
+    );
+    assert_eq!(listed["profiles"].as_array().unwrap().len(), 2);
+
+    // Create: email and webhook only, one of each.
+    let email = ok(
+        server
+            .send("POST", "/v1/integrations", me, Some(json!({"type": "email", "config": {"api_key": "re_CANARY_key_1", "from_address": "alerts@app.example", "to_address": "me@example.com"}})))
+            .await,
+        StatusCode::CREATED,
+    );
+    record(&email);
+    assert_eq!(email["config"]["api_key"], "********");
+    assert_eq!(email["scope"], "all");
+    let email_id = email["id"].as_str().unwrap().to_string();
+    failed(
+        server.send("POST", "/v1/integrations", me, Some(json!({"type": "email", "config": {"api_key": "re_CANARY_key_2", "from_address": "a@b.example", "to_address": "c@d.example"}}))).await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    );
+    let message = failed(
+        server
+            .send(
+                "POST",
+                "/v1/integrations",
+                me,
+                Some(json!({"type": "slack", "config": {}})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "UNSUPPORTED_TYPE",
+    );
+    assert!(message.contains("own flow"), "{message}");
+    let hook = ok(
+        server
+            .send("POST", "/v1/integrations", me, Some(json!({"type": "webhook", "config": {"url": webhook.url("/hooks/1"), "secret": "whsec_CANARYsigningkey"}, "profile_ids": ["prof_vzfin"], "label": "Zapier"})))
+            .await,
+        StatusCode::CREATED,
+    );
+    record(&hook);
+    assert_eq!(
+        (hook["scope"].as_str(), hook["label"].as_str()),
+        (Some("agents"), Some("Zapier"))
+    );
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    let filtered = ok(
+        server
+            .send("GET", "/v1/integrations?type=webhook", me, None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(filtered["integrations"].as_array().unwrap().len(), 1);
+    failed(
+        server
+            .send("GET", "/v1/integrations?type=fax", me, None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_FAILED",
+    );
+
+    // The CLI's --json and the API show a row the same way.
+    let from_cli: Value = serde_json::from_str(&store.cli(&["show", &hook_id, "--json"])).unwrap();
+    assert_eq!(from_cli, filtered["integrations"][0]);
+
+    // Patch.
+    let patched = ok(server.send("PATCH", &format!("/v1/integrations/{email_id}"), me, Some(json!({"config": {"api_key": "re_CANARY_key_2"}, "label": "Mail", "enabled": false}))).await, StatusCode::OK);
+    record(&patched);
+    assert_eq!(
+        (patched["label"].as_str(), patched["enabled"].as_bool()),
+        (Some("Mail"), Some(false))
+    );
+    assert_eq!(
+        patched["config"]["from_address"], "alerts@app.example",
+        "config fields merged, not replaced"
+    );
+    let scoped = ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{email_id}"),
+                me,
+                Some(json!({"profile_ids": ["prof_coding"]})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (scoped["scope"].as_str(), scoped["profile_ids"].clone()),
+        (Some("agents"), json!(["prof_coding"]))
+    );
+    let scoped = ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{email_id}"),
+                me,
+                Some(json!({"scope": "all"})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (scoped["scope"].as_str(), scoped["profile_ids"].clone()),
+        (Some("all"), json!([]))
+    );
+    let before = ok(
+        server.send("GET", "/v1/integrations", me, None).await,
+        StatusCode::OK,
+    );
+    let message = failed(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{hook_id}"),
+                me,
+                Some(json!({"profile_ids": ["prof_vzfin", "prof_theirs"], "label": "nope"})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "PROFILE_NOT_FOUND",
+    );
+    assert!(message.contains("prof_theirs"), "{message}");
+    for (body, code) in [
+        (b"{\"label\": ".to_vec(), "VALIDATION_FAILED"),
+        (
+            b"{\"label\": \"x\", \"password\": \"CANARY-secret-value\"}".to_vec(),
+            "VALIDATION_FAILED",
+        ),
+        (
+            b"{\"enabled\": \"CANARY-secret-value\"}".to_vec(),
+            "VALIDATION_FAILED",
+        ),
+        (
+            format!("{{\"label\": \"{}\"}}", "x".repeat(70 * 1024)).into_bytes(),
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ] {
+        let (status, body) = server
+            .raw(
+                "PATCH",
+                &format!("/v1/integrations/{hook_id}"),
+                &token,
+                body,
+            )
+            .await;
+        assert_eq!(body["error"]["code"], code, "{status} {body}");
+        assert!(!body.to_string().contains("CANARY"), "{body}");
+        let expected = if code == "PAYLOAD_TOO_LARGE" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected);
+    }
+    let after = ok(
+        server.send("GET", "/v1/integrations", me, None).await,
+        StatusCode::OK,
+    );
+    assert_eq!(before, after, "a refused request wrote something");
+
+    // Another user's row answers exactly like a missing one.
+    let theirs = failed(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{hook_id}"),
+                Some(&them),
+                Some(json!({"label": "x"})),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    let missing = failed(
+        server
+            .send(
+                "PATCH",
+                "/v1/integrations/int_doesnotexist000000000",
+                me,
+                Some(json!({"label": "x"})),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        theirs.replace(&hook_id, "<id>"),
+        missing.replace("int_doesnotexist000000000", "<id>")
+    );
+    for (method, path) in [
+        ("DELETE", format!("/v1/integrations/{hook_id}")),
+        ("POST", format!("/v1/integrations/{hook_id}/test")),
+    ] {
+        failed(
+            server.send(method, &path, Some(&them), None).await,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        );
+    }
+
+    // Test: a signed webhook, an email through Resend, a failure.
+    let tested = ok(
+        server
+            .send(
+                "POST",
+                &format!("/v1/integrations/{hook_id}/test"),
+                me,
+                None,
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(tested["status"], "ok");
+    assert_eq!(webhook.received().len(), 1);
+    ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{email_id}"),
+                me,
+                Some(json!({"enabled": true, "config": {"api_key": fakes::resend::API_KEY}})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    ok(
+        server
+            .send(
+                "POST",
+                &format!("/v1/integrations/{email_id}/test"),
+                me,
+                None,
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(resend.sent().len(), 1);
+    webhook
+        .faults()
+        .inject(Fault::status("/hooks/1", 410, json!({})));
+    failed(
+        server
+            .send(
+                "POST",
+                &format!("/v1/integrations/{hook_id}/test"),
+                me,
+                None,
+            )
+            .await,
+        StatusCode::BAD_GATEWAY,
+        "DELIVERY_FAILED",
+    );
+
+    // Secrets.
+    let secret = ok(server.send("POST", "/v1/secrets", me, Some(json!({"name": "OPENAI_API_KEY", "value": "CANARY-secret-value", "profile_ids": ["prof_vzfin"]}))).await, StatusCode::CREATED);
+    record(&secret);
+    assert!(secret.get("value").is_none());
+    let secret_id = secret["id"].as_str().unwrap().to_string();
+    failed(
+        server
+            .send(
+                "POST",
+                "/v1/secrets",
+                me,
+                Some(json!({"name": "OPENAI_API_KEY", "value": "x"})),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    );
+    failed(
+        server
+            .send(
+                "POST",
+                "/v1/secrets",
+                me,
+                Some(json!({"name": "lower-case", "value": "x"})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_FAILED",
+    );
+    failed(
+        server
+            .send(
+                "POST",
+                "/v1/secrets",
+                me,
+                Some(json!({"name": "X", "value": "x", "profile_ids": ["prof_theirs"]})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "PROFILE_NOT_FOUND",
+    );
+    ok(
+        server
+            .send(
+                "POST",
+                "/v1/secrets",
+                me,
+                Some(json!({"name": "SHARED_TOKEN", "value": "shared"})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    let env = |profile: &str| store.cli(&["secrets", "env", "--user", USER, "--profile", profile]);
+    assert_eq!(
+        env("prof_vzfin"),
+        "OPENAI_API_KEY=CANARY-secret-value\nSHARED_TOKEN=shared\n"
+    );
+    assert_eq!(env("prof_coding"), "SHARED_TOKEN=shared\n");
+    let rotated = ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/secrets/{secret_id}"),
+                me,
+                Some(json!({"value": "CANARY-rotated"})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    record(&rotated);
+    assert!(env("prof_vzfin").contains("OPENAI_API_KEY=CANARY-rotated"));
+    let widened = ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/secrets/{secret_id}"),
+                me,
+                Some(json!({"profile_ids": ["prof_vzfin", "prof_coding"]})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(widened["profile_ids"], json!(["prof_vzfin", "prof_coding"]));
+    failed(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/secrets/{secret_id}"),
+                me,
+                Some(json!({"profile_ids": ["prof_theirs"]})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "PROFILE_NOT_FOUND",
+    );
+    failed(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/secrets/{secret_id}"),
+                Some(&them),
+                Some(json!({"name": "X"})),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    let secrets = ok(
+        server.send("GET", "/v1/secrets", me, None).await,
+        StatusCode::OK,
+    );
+    record(&secrets);
+    assert_eq!(secrets["secrets"].as_array().unwrap().len(), 2);
+
+    // Deleting a profile removes it from every profile_ids.
+    let gone = ok(
+        server
+            .send("DELETE", "/v1/profiles/prof_coding", me, None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(gone["status"], "deleted");
+    let secrets = ok(
+        server.send("GET", "/v1/secrets", me, None).await,
+        StatusCode::OK,
+    );
+    assert!(!secrets.to_string().contains("prof_coding"), "{secrets}");
+    failed(
+        server
+            .send("DELETE", "/v1/profiles/prof_coding", me, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    failed(
+        server
+            .send("DELETE", "/v1/profiles/prof_theirs", me, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+
+    // Delete.
+    let deleted = ok(
+        server
+            .send("DELETE", &format!("/v1/secrets/{secret_id}"), me, None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(deleted, json!({"status": "deleted", "id": secret_id}));
+    let deleted = ok(
+        server
+            .send("DELETE", &format!("/v1/integrations/{hook_id}"), me, None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (
+            deleted["status"].as_str(),
+            deleted["id"].as_str(),
+            deleted["revoked"].as_bool()
+        ),
+        (Some("deleted"), Some(hook_id.as_str()), Some(false))
+    );
+    failed(
+        server
+            .send("DELETE", &format!("/v1/integrations/{hook_id}"), me, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+
+    // The document.
+    let doc = ok(
+        server.send("GET", "/v1/openapi.json", None, None).await,
+        StatusCode::OK,
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/secrets/{id}"]["patch"].is_object());
+
+    // No secret in any response, nor in a log line (logging at trace).
+    for canary in CANARIES {
+        assert!(
+            !seen.contains(canary),
+            "{} leaked {canary} in a response",
+            store.name
+        );
+    }
+    let log = server.log.lock().unwrap().clone();
+    for canary in CANARIES.iter().chain([token.as_str(), them.as_str()].iter()) {
+        assert!(!log.contains(canary), "{} logged {canary}", store.name);
+    }
+    assert!(
+        log.contains("request_id"),
+        "one structured line per request: {log}"
+    );
+}
+
+// Multi-threaded: the fakes answer the server while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_and_every_error_on_sqlite() {
+    every_endpoint_and_error(&Store::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_and_every_error_on_postgres() {
+    match Store::postgres().await {
+        Some(store) => every_endpoint_and_error(&store).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_through_the_api_is_seen_by_a_running_sidecar() {
+    let store = Store::sqlite().await;
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let server = Server::start(&store, &[]).await;
+    let token = store.token(USER);
+    for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
+        ok(
+            server
+                .send(
+                    "PUT",
+                    &format!("/v1/profiles/{id}"),
+                    Some(&token),
+                    Some(json!({"slug": slug})),
+                )
+                .await,
+            StatusCode::CREATED,
+        );
+    }
+    let config = json!({"enrollment_id": "enr_pnc", "access_token": fakes::teller::PNC_TOKEN, "institution_name": "PNC"});
+    let id = store
+        .cli_with_stdin(
+            &[
+                "add",
+                "teller",
+                "--user",
+                USER,
+                "--agents",
+                "prof_vzfin",
+                "--config",
+                "-",
+            ],
+            &config.to_string(),
+        )
+        .trim()
+        .to_string();
+    let sidecar = std::path::Path::new(BIN).with_file_name("mcp-teller");
+    let command = tokio::process::Command::new(sidecar).configure(|cmd| {
+        cmd.env_clear()
+            .env("INTEGRATIONS_DB", &store.url)
+            .env("INTEGRATIONS_KEYS", &store.keys)
+            .env("INTEGRATIONS_USER_ID", USER)
+            .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
+            .env("TELLER_API_BASE", teller.base_url());
+    });
+    let agent = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let listed = || async {
+        let result = agent
+            .call_tool(CallToolRequestParams::new("teller_list_enrollments"))
+            .await
+            .unwrap();
+        result.structured_content.unwrap()["enrollments"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed().await, 1);
+    ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{id}"),
+                Some(&token),
+                Some(json!({"profile_ids": ["prof_coding"]})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(listed().await, 0);
+    ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{id}"),
+                Some(&token),
+                Some(json!({"scope": "all"})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(listed().await, 1);
+    ok(
+        server
+            .send(
+                "PATCH",
+                &format!("/v1/integrations/{id}"),
+                Some(&token),
+                Some(json!({"enabled": false})),
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(listed().await, 0);
+    agent.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let store = Store::sqlite().await;
+    let webhook = FakeWebhook::start().await.unwrap();
+    let mut server = Server::start(&store, &[("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1")]).await;
+    let token = store.token(USER);
+    let hook = ok(
+        server
+            .send(
+                "POST",
+                "/v1/integrations",
+                Some(&token),
+                Some(json!({"type": "webhook", "config": {"url": webhook.url("/slow")}})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    webhook
+        .faults()
+        .inject(Fault::delay("/slow", Duration::from_millis(1500)));
+    let (http, base, id) = (
+        server.http.clone(),
+        server.base.clone(),
+        hook["id"].as_str().unwrap().to_string(),
+    );
+    let in_flight = tokio::spawn(async move {
+        http.post(format!("{base}/v1/integrations/{id}/test"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = server.child.id().unwrap() as i32;
+    assert_eq!(unsafe_kill(pid), 0);
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        StatusCode::OK,
+        "the request in flight finished"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(server.log.lock().unwrap().contains("shutting down"));
+}
+
+/// SIGTERM through the `kill` command (no libc binding in this crate).
+fn unsafe_kill(pid: i32) -> i32 {
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map_or(-1, |s| s.code().unwrap_or(-1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_for_ten_seconds_lose_nothing() {
+    const CLIENTS: usize = 200;
+    let store = Store::sqlite().await;
+    let server = Arc::new(Server::start(&store, &[]).await);
+    let mut clients = Vec::new();
+    for n in 0..CLIENTS {
+        let user = format!("u_load_{n}");
+        let token = store.token(&user);
+        let hook = ok(
+            server
+                .send("POST", "/v1/integrations", Some(&token), Some(json!({"type": "webhook", "config": {"url": format!("https://hooks.example.com/{n}")}})))
+                .await,
+            StatusCode::CREATED,
+        );
+        clients.push((token, hook["id"].as_str().unwrap().to_string()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, (token, id)) in clients.into_iter().enumerate() {
+        let server = Arc::clone(&server);
+        tasks.spawn(async move {
+            let (mut last, mut writes, mut errors) = (None, 0u32, Vec::new());
+            let mut i = 0u32;
+            while Instant::now() < deadline {
+                i += 1;
+                let (status, body) = if (i + n as u32).is_multiple_of(3) {
+                    let label = format!("client {n} write {i}");
+                    let done = server
+                        .send(
+                            "PATCH",
+                            &format!("/v1/integrations/{id}"),
+                            Some(&token),
+                            Some(json!({"label": label})),
+                        )
+                        .await;
+                    if done.0 == StatusCode::OK {
+                        last = Some(label);
+                        writes += 1;
+                    }
+                    done
+                } else {
+                    server
+                        .send("GET", "/v1/integrations", Some(&token), None)
+                        .await
+                };
+                if status != StatusCode::OK {
+                    errors.push(format!("{status} {body}"));
+                }
+            }
+            (token, last, writes, errors)
+        });
+    }
+    let mut total_writes = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (token, last, writes, errors) = done.unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        total_writes += writes;
+        let (_, now) = server
+            .send("GET", "/v1/integrations", Some(&token), None)
+            .await;
+        if let Some(last) = last {
+            assert_eq!(
+                now["integrations"][0]["label"],
+                last.as_str(),
+                "an update was lost"
+            );
+        }
+    }
+    assert!(total_writes > 0);
+}
