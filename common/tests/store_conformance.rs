@@ -964,6 +964,36 @@ async fn a_sidecar_waits_for_another_writer_without_stalling_its_runtime() {
 }
 
 #[test]
+fn a_sidecar_opening_a_store_held_by_another_process_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // Created and migrated by a runtime that is gone, with its connections.
+    runtime().block_on(async { drop(Store::connect(&url).await.unwrap()) });
+    // As while another process recovers the WAL: nobody else can even read.
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        holder.execute_batch("COMMIT").unwrap();
+        drop(holder);
+    });
+    let sidecar = SidecarStore::open(&url).expect("opening waits instead of failing");
+    released.join().unwrap();
+    let snapshot = runtime().block_on(sidecar.snapshot("u1", None)).unwrap();
+    assert!(snapshot.integrations.is_empty());
+}
+
+#[test]
 fn a_sidecar_never_creates_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
