@@ -784,7 +784,10 @@ async fn every_endpoint_and_error(store: &Store) {
         );
     }
     let log = server.log.lock().unwrap().clone();
-    for canary in CANARIES.iter().chain([token.as_str(), them.as_str()].iter()) {
+    for canary in CANARIES
+        .iter()
+        .chain([token.as_str(), them.as_str()].iter())
+    {
         assert!(!log.contains(canary), "{} logged {canary}", store.name);
     }
     assert!(

@@ -978,7 +978,9 @@ fn a_sidecar_opening_a_store_held_by_another_process_waits_for_it() {
     runtime().block_on(async { drop(Store::connect(&url).await.unwrap()) });
     // As while another process recovers the WAL: nobody else can even read.
     let holder = rusqlite::Connection::open(&path).unwrap();
-    holder.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    holder
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
     holder
         .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
         .unwrap();
