@@ -66,11 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test { id } => notify::test(&store, &url, &id).await,
         Command::Notify(args) => notify::notify(&url, args).await,
         Command::Serve { listen } => {
-            let state = api::AppState {
-                store,
-                keyring: std::sync::Arc::new(common::crypto::Keyring::from_env()?),
-                notifier: std::sync::Arc::new(probe::notifier(&url)?),
-            };
+            let state = api::AppState::from_env(store, &url)?;
             api::serve(state, listen).await?;
             Ok(ExitCode::SUCCESS)
         }

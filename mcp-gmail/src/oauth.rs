@@ -85,6 +85,24 @@ struct TokenResponse {
     expires_in: i64,
 }
 
+/// What a user's consent gave: the grant itself (a refresh token, which
+/// Google omits when the app already holds one), a first access token, and
+/// the scopes granted.
+#[derive(Deserialize)]
+pub struct Consent {
+    pub refresh_token: Option<Zeroizing<String>>,
+    pub access_token: Zeroizing<String>,
+    pub expires_in: i64,
+    #[serde(default)]
+    pub scope: String,
+}
+
+impl std::fmt::Debug for Consent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Consent(<redacted>, scope={:?})", self.scope)
+    }
+}
+
 #[derive(Deserialize)]
 struct ErrorResponse {
     error: String,
@@ -108,14 +126,10 @@ pub async fn refresh(
     config: &OAuthConfig,
     refresh_token: &str,
 ) -> Result<Grant, OAuthError> {
-    let (Some(client_id), Some(client_secret)) = (&config.client_id, &config.client_secret) else {
-        return Err(OAuthError::Misconfigured(
-            "set GMAIL_CLIENT_ID and GMAIL_CLIENT_SECRET".into(),
-        ));
-    };
+    let (client_id, client_secret) = client(config)?;
     let form = [
-        ("client_id", client_id.as_str()),
-        ("client_secret", client_secret.as_str()),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
         ("refresh_token", refresh_token),
         ("grant_type", "refresh_token"),
     ];
@@ -135,15 +149,61 @@ pub async fn refresh(
             expires_at: now() + token.expires_in,
         });
     }
-    let code = serde_json::from_slice::<ErrorResponse>(&body).map(|e| e.error);
-    Err(match (status, code.as_deref()) {
+    Err(token_error(status, &body))
+}
+
+/// Exchanges an authorization `code` with its PKCE `verifier` at the token
+/// endpoint (`redirect_uri` as sent to the authorize page).
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    config: &OAuthConfig,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> Result<Consent, OAuthError> {
+    let (client_id, client_secret) = client(config)?;
+    let form = [
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("code", code),
+        ("code_verifier", verifier),
+        ("redirect_uri", redirect_uri),
+        ("grant_type", "authorization_code"),
+    ];
+    let response = http
+        .post(&config.token_url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(transport)?;
+    if status == 200 {
+        return serde_json::from_slice(&body).map_err(|_| OAuthError::BadResponse);
+    }
+    Err(token_error(status, &body))
+}
+
+fn client(config: &OAuthConfig) -> Result<(&str, &str), OAuthError> {
+    match (&config.client_id, &config.client_secret) {
+        (Some(id), Some(secret)) => Ok((id.as_str(), secret.as_str())),
+        _ => Err(OAuthError::Misconfigured(
+            "set GMAIL_CLIENT_ID and GMAIL_CLIENT_SECRET".into(),
+        )),
+    }
+}
+
+/// A token endpoint's refusal.
+fn token_error(status: u16, body: &[u8]) -> OAuthError {
+    let code = serde_json::from_slice::<ErrorResponse>(body).map(|e| e.error);
+    match (status, code.as_deref()) {
         (400, Ok("invalid_grant")) => OAuthError::InvalidGrant,
         (401, Ok("invalid_client" | "unauthorized_client")) => OAuthError::Misconfigured(
             "Google refused the OAuth client; check GMAIL_CLIENT_ID and GMAIL_CLIENT_SECRET".into(),
         ),
         (400..=499, Ok(code)) => OAuthError::Refused(bounded(code)),
         _ => OAuthError::Upstream(status),
-    })
+    }
 }
 
 /// Revokes `token` (the refresh token revokes the whole grant): `Ok(true)`

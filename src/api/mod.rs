@@ -4,11 +4,13 @@
 
 mod auth;
 mod body;
+mod connect;
 mod error;
 mod integrations;
 mod openapi;
 mod profiles;
 mod secrets;
+mod teller_webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use common::store::Store;
 use mcp_notify::Notifier;
 
 pub use body::MAX_BODY;
+pub use connect::ConnectConfig;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -33,6 +36,21 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Test notifications go through the platform's notifier.
     pub notifier: Arc<Notifier>,
+    pub connect: ConnectConfig,
+    pub teller_webhook_secret: Option<Arc<zeroize::Zeroizing<String>>>,
+}
+
+impl AppState {
+    /// The API over `store`, configured from the environment.
+    pub fn from_env(store: Store, db_url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            store,
+            keyring: Arc::new(Keyring::from_env()?),
+            notifier: Arc::new(crate::probe::notifier(db_url)?),
+            connect: ConnectConfig::from_env()?,
+            teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
+        })
+    }
 }
 
 /// The API's routes over `state`.
@@ -47,6 +65,22 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(integrations::patch).delete(integrations::delete),
         )
         .route("/v1/integrations/{id}/test", post(integrations::test))
+        .route(
+            "/v1/integrations/slack/authorize",
+            get(connect::slack_authorize),
+        )
+        .route(
+            "/v1/integrations/gmail/authorize",
+            get(connect::gmail_authorize),
+        )
+        .route("/v1/integrations/teller/nonce", post(connect::teller_nonce))
+        .route(
+            "/v1/integrations/teller/callback",
+            post(connect::teller_callback),
+        )
+        .route("/api/slack/callback", get(connect::slack_callback))
+        .route("/api/gmail/callback", get(connect::gmail_callback))
+        .route("/api/teller/webhook", post(teller_webhook::receive))
         .route("/v1/profiles", get(profiles::list))
         .route(
             "/v1/profiles/{id}",

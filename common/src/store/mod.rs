@@ -7,6 +7,7 @@
 //! locked`; a per-user advisory lock on PostgreSQL, so that two writers of one
 //! user's rows never interleave.
 
+mod connect;
 mod integrations;
 mod profiles;
 pub(crate) mod rotate;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use connect::{Purpose, SpentKey};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
 pub use rotate::RotationReport;

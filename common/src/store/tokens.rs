@@ -153,7 +153,7 @@ fn token_name(name: &str) -> Result<String, StoreError> {
 }
 
 /// The lowercase hex SHA-256 of `token`, as stored.
-fn sha256_hex(token: &str) -> String {
+pub(super) fn sha256_hex(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {

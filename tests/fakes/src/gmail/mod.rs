@@ -5,8 +5,10 @@
 //! `messages/send`, `drafts`) and `upload/gmail/v1/users/{user}/...` (the
 //! multipart upload form of `messages/send` and `drafts`), with Bearer access
 //! tokens and Google's `{"error": {"code", "message", "errors", "status"}}`
-//! shape. OAuth at `/token` (`refresh_token` grant) and `/revoke`. The mailbox
-//! is seeded with the messages named by the `MSG_*` constants.
+//! shape. OAuth at `/token` (the `refresh_token` grant, and the
+//! `authorization_code` grant with PKCE for codes from
+//! [`FakeGmail::authorize`]) and `/revoke`. The mailbox is seeded with the
+//! messages named by the `MSG_*` constants.
 
 mod mailbox;
 mod oauth;
@@ -174,6 +176,33 @@ impl FakeGmail {
     /// The drafts created so far, oldest first.
     pub fn drafts(&self) -> Vec<Sent> {
         self.fake.outbox.lock().unwrap().drafts.clone()
+    }
+
+    /// The user consents on Google's authorize page to a request that carried
+    /// `code_challenge` (`S256`) and `redirect_uri`: the single-use
+    /// authorization code (`4/0A...`) Google redirects back with, valid 10
+    /// minutes. `/token` exchanges it (`grant_type=authorization_code`) given
+    /// the same `redirect_uri` and the matching `code_verifier`. Without
+    /// `with_refresh_token` the answer has no `refresh_token` (the user had
+    /// granted the app before); with it, [`REFRESH_TOKEN`] is returned and a
+    /// killed or revoked grant lives again.
+    pub fn authorize(
+        &self,
+        code_challenge: &str,
+        redirect_uri: &str,
+        with_refresh_token: bool,
+    ) -> String {
+        self.fake.grants.lock().unwrap().authorize(
+            code_challenge,
+            redirect_uri,
+            with_refresh_token,
+            oauth::CODE_LIFETIME,
+        )
+    }
+
+    /// Successful `authorization_code` grants so far.
+    pub fn exchanges(&self) -> usize {
+        self.fake.grants.lock().unwrap().exchanges
     }
 
     /// Successful `refresh_token` grants so far.
@@ -507,6 +536,20 @@ mod tests {
         call(gmail, "POST", "/token", &headers, form.as_bytes()).await
     }
 
+    async fn exchange(gmail: &FakeGmail, code: &str, verifier: &str) -> (u16, Value) {
+        let form = serde_urlencoded::to_string([
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", "http://localhost:7878/callback"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("grant_type", "authorization_code"),
+        ])
+        .unwrap();
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        call(gmail, "POST", "/token", &headers, form.as_bytes()).await
+    }
+
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
         assert_eq!(page_offset(&page_token(3), 7), Some(3));
@@ -662,5 +705,37 @@ mod tests {
             (gmail.refreshes(), gmail.revoked()),
             (1, vec![REFRESH_TOKEN.to_string()])
         );
+    }
+
+    #[tokio::test]
+    async fn connecting_again_with_pkce_revives_the_grant() {
+        let gmail = FakeGmail::start().await.unwrap();
+        gmail.kill_grant();
+        let verifier = "kV3nM0q_Zr8sT1uW4xY7a-b.c~dE2fG5hJ6iK9lL0mNoPq";
+        let code = gmail.authorize(
+            &oauth::s256(verifier),
+            "http://localhost:7878/callback",
+            true,
+        );
+        let (status, wrong) = exchange(&gmail, &code, &verifier.replace('k', "K")).await;
+        assert_eq!(
+            (status, wrong["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let (status, token) = exchange(&gmail, &code, verifier).await;
+        assert_eq!(status, 200);
+        assert_eq!(token["refresh_token"], REFRESH_TOKEN);
+        let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+        let auth = [("Authorization", bearer.as_str())];
+        let (status, profile) = call(&gmail, "GET", "/gmail/v1/users/me/profile", &auth, b"").await;
+        assert_eq!(
+            (status, profile["emailAddress"].as_str()),
+            (200, Some(EMAIL))
+        );
+        let (status, _) = refresh(&gmail).await;
+        assert_eq!(status, 200);
+        let (status, _) = exchange(&gmail, &code, verifier).await;
+        assert_eq!(status, 400);
+        assert_eq!((gmail.exchanges(), gmail.refreshes()), (1, 1));
     }
 }

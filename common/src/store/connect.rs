@@ -1,0 +1,206 @@
+//! The store side of the connect flows: single-use keys (OAuth `state`
+//! values, Teller nonces) and connecting an integration in place.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use zeroize::Zeroizing;
+
+use crate::config::ValidConfig;
+use crate::crypto::Keyring;
+use crate::ids::random_secret;
+use crate::model::{Integration, IntegrationType, Scope, Status};
+
+use super::integrations::NewIntegration;
+use super::rows::{IntegrationRow, select_integrations};
+use super::tokens::sha256_hex;
+use super::{Store, StoreError, begin_for_user, now, with_pool};
+
+/// Random characters of a key (192 bits).
+const KEY_LEN: usize = 32;
+
+/// What a key was issued for; a key spends only for its own purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    SlackState,
+    GmailState,
+    TellerNonce,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SlackState => "slack_state",
+            Self::GmailState => "gmail_state",
+            Self::TellerNonce => "teller_nonce",
+        }
+    }
+}
+
+/// A spent key: whose it was, and the PKCE verifier stored with it.
+#[derive(Debug)]
+pub struct SpentKey {
+    pub user_id: String,
+    pub verifier: Option<Zeroizing<String>>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Issues a single-use key for `purpose`, bound to `user_id` and valid
+    /// for `ttl`, with a PKCE `verifier` if any; only its SHA-256 is kept.
+    /// Expired keys are swept on the way.
+    pub async fn issue_connect_key(
+        &self,
+        user_id: &str,
+        purpose: Purpose,
+        verifier: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let key = random_secret("", KEY_LEN);
+        let now = unix_now();
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM connect_keys WHERE expires_at < $1")
+                .bind(now)
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO connect_keys (key_sha256, user_id, purpose, verifier, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(sha256_hex(&key))
+            .bind(user_id)
+            .bind(purpose.as_str())
+            .bind(verifier)
+            .bind(now + ttl.as_secs() as i64)
+            .execute(pool)
+            .await?;
+        });
+        Ok(key)
+    }
+
+    /// Spends `key` if it was issued for `purpose` and has not expired: it
+    /// works once, whoever races for it. `None` for a missing, altered,
+    /// expired, spent or other-purpose key.
+    pub async fn spend_connect_key(
+        &self,
+        key: &str,
+        purpose: Purpose,
+    ) -> Result<Option<SpentKey>, StoreError> {
+        let spent: Option<(String, Option<String>)> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND expires_at >= $3 \
+                 RETURNING user_id, verifier",
+            )
+            .bind(sha256_hex(key))
+            .bind(purpose.as_str())
+            .bind(unix_now())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(spent.map(|(user_id, verifier)| SpentKey {
+            user_id,
+            verifier: verifier.map(Zeroizing::new),
+        }))
+    }
+
+    /// Connects an integration of `kind` for `user_id` from a provider's
+    /// grant: the user's existing row (Slack, Gmail: the one of its type;
+    /// Teller: the same enrollment) gets the new config in place, keeping its
+    /// id and scope, and turns `active` again; otherwise a new row granted to
+    /// every profile. Returns the row and whether it is new.
+    pub async fn connect_integration(
+        &self,
+        keyring: &Keyring,
+        user_id: &str,
+        kind: IntegrationType,
+        config: &ValidConfig,
+    ) -> Result<(Integration, bool), StoreError> {
+        let replaced = with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, user_id).await?;
+            let existing: Option<IntegrationRow> = match &config.external_id {
+                Some(external) => {
+                    sqlx::query_as(select_integrations!("WHERE type = $1 AND external_id = $2"))
+                        .bind(kind.as_str())
+                        .bind(external)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query_as(select_integrations!("WHERE user_id = $1 AND type = $2"))
+                        .bind(user_id)
+                        .bind(kind.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
+            match existing {
+                None => None,
+                Some(row) => {
+                    let mut integration = Integration::try_from(row)?;
+                    if integration.user_id != user_id {
+                        return Err(StoreError::Conflict(format!(
+                            "this {kind} account is connected by another user"
+                        )));
+                    }
+                    let sealed =
+                        keyring.seal_config(&integration.id, user_id, kind, &config.config);
+                    let at = now();
+                    sqlx::query(
+                        "UPDATE user_integrations SET encrypted_config = $1, label = $2, status = $3, updated_at = $4 WHERE id = $5",
+                    )
+                    .bind(&sealed.0)
+                    .bind(&config.default_label)
+                    .bind(Status::Active.as_str())
+                    .bind(&at)
+                    .bind(&integration.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    integration.sealed = sealed;
+                    integration.label = config.default_label.clone();
+                    integration.status = Status::Active;
+                    integration.updated_at = at;
+                    Some(integration)
+                }
+            }
+        });
+        if let Some(integration) = replaced {
+            return Ok((integration, false));
+        }
+        let new = NewIntegration {
+            user_id: user_id.to_string(),
+            kind,
+            label: None,
+            is_default: false,
+            scope: Scope::All,
+            profile_ids: Vec::new(),
+            bound_profile_id: None,
+        };
+        Ok((self.add_integration(keyring, &new, config).await?, true))
+    }
+
+    /// Marks the Teller enrollment `enrollment_id` `needs_reauth` (Teller's
+    /// `enrollment.disconnected` webhook); `false` when no row has it.
+    pub async fn mark_enrollment_disconnected(
+        &self,
+        enrollment_id: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE type = $3 AND external_id = $4",
+            )
+            .bind(Status::NeedsReauth.as_str())
+            .bind(now())
+            .bind(IntegrationType::Teller.as_str())
+            .bind(enrollment_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed > 0)
+    }
+}

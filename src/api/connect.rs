@@ -1,0 +1,619 @@
+//! Connecting the integrations that a plain POST cannot create: Slack and
+//! Gmail through OAuth (a single-use `state` bound to the user; PKCE for
+//! Google), and Teller through Teller Connect (a single-use nonce and an
+//! Ed25519 signature).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::config::DecryptedConfig;
+use common::ids::random_secret;
+use common::model::IntegrationType;
+use common::store::Purpose;
+use mcp_gmail::client::GmailClient;
+use mcp_gmail::oauth::{self, OAuthConfig};
+use mcp_teller::client::{TellerClient, TellerConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::Caller;
+use super::body::Payload;
+use super::error::ApiError;
+use crate::output::{IntegrationView, redacted_config};
+
+/// How long a `state` or a nonce may wait for its callback.
+const KEY_TTL: Duration = Duration::from_secs(10 * 60);
+/// What the Slack app asks for: DMs to the user who connects it.
+const SLACK_SCOPES: &str = "chat:write,im:write,users:read";
+/// What the Gmail connection asks for: read, send and drafts.
+const GMAIL_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.compose";
+
+/// The connect flows' settings, from the environment.
+#[derive(Clone)]
+pub struct ConnectConfig {
+    /// Where the callbacks are reachable (`PUBLIC_BASE_URL`).
+    public_base_url: Option<String>,
+    /// Where the browser goes after a callback (`DASHBOARD_URL`, default `/`).
+    dashboard_url: String,
+    slack_client_id: Option<String>,
+    slack_client_secret: Option<Zeroizing<String>>,
+    slack_authorize_url: String,
+    slack_api_base: String,
+    google_authorize_url: String,
+    /// Base64 of Teller's raw 32-byte Ed25519 signing key.
+    teller_signing_key: Option<Vec<u8>>,
+    teller_environment: String,
+    http: reqwest::Client,
+}
+
+impl ConnectConfig {
+    /// From `PUBLIC_BASE_URL`, `DASHBOARD_URL`, `SLACK_CLIENT_ID`,
+    /// `SLACK_CLIENT_SECRET`, `SLACK_AUTHORIZE_URL`, `SLACK_API_BASE`,
+    /// `GOOGLE_AUTHORIZE_URL`, `TELLER_SIGNING_PUBKEY`, `TELLER_ENVIRONMENT`
+    /// (Gmail's client and token URL: [`OAuthConfig::from_env`]).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let teller_signing_key = var("TELLER_SIGNING_PUBKEY")
+            .map(|key| STANDARD.decode(key.trim()))
+            .transpose()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "TELLER_SIGNING_PUBKEY must be the base64 of a 32-byte Ed25519 public key"
+                )
+            })?;
+        anyhow::ensure!(
+            teller_signing_key.as_ref().is_none_or(|k| k.len() == 32),
+            "TELLER_SIGNING_PUBKEY must be the base64 of a 32-byte Ed25519 public key"
+        );
+        Ok(Self {
+            public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+            dashboard_url: var("DASHBOARD_URL").unwrap_or_else(|| "/".into()),
+            slack_client_id: var("SLACK_CLIENT_ID"),
+            slack_client_secret: var("SLACK_CLIENT_SECRET").map(Zeroizing::new),
+            slack_authorize_url: var("SLACK_AUTHORIZE_URL")
+                .unwrap_or_else(|| "https://slack.com/oauth/v2/authorize".into()),
+            slack_api_base: var("SLACK_API_BASE")
+                .unwrap_or_else(|| "https://slack.com/api".into())
+                .trim_end_matches('/')
+                .to_string(),
+            google_authorize_url: var("GOOGLE_AUTHORIZE_URL")
+                .unwrap_or_else(|| "https://accounts.google.com/o/oauth2/v2/auth".into()),
+            teller_signing_key,
+            teller_environment: var("TELLER_ENVIRONMENT").unwrap_or_else(|| "sandbox".into()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()?,
+        })
+    }
+
+    fn redirect_uri(&self, provider: &str) -> Result<String, ApiError> {
+        let base = self.public_base_url.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_CONFIGURED",
+                "set PUBLIC_BASE_URL to where the OAuth callbacks are reachable",
+            )
+        })?;
+        Ok(format!("{base}/api/{provider}/callback"))
+    }
+
+    /// The dashboard with `?key=value` added.
+    fn dashboard(&self, key: &str, value: &str) -> String {
+        let sep = if self.dashboard_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}{key}={}", self.dashboard_url, encode(value))
+    }
+}
+
+fn encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|s| s.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+fn not_configured(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NOT_CONFIGURED",
+        format!("{what} is not configured on this server"),
+    )
+}
+
+/// `url` with the query `params` appended.
+fn with_query(url: &str, params: &[(&str, &str)]) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!(
+        "{url}{sep}{}",
+        serde_urlencoded::to_string(params).unwrap_or_default()
+    )
+}
+
+/// `GET /v1/integrations/slack/authorize`: to Slack's consent page.
+pub async fn slack_authorize(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Redirect, ApiError> {
+    let c = &state.connect;
+    let client_id = c
+        .slack_client_id
+        .as_deref()
+        .ok_or_else(|| not_configured("Slack (SLACK_CLIENT_ID)"))?;
+    let redirect_uri = c.redirect_uri("slack")?;
+    let key = state
+        .store
+        .issue_connect_key(&caller.0, Purpose::SlackState, None, KEY_TTL)
+        .await?;
+    Ok(Redirect::to(&with_query(
+        &c.slack_authorize_url,
+        &[
+            ("client_id", client_id),
+            ("scope", SLACK_SCOPES),
+            ("redirect_uri", &redirect_uri),
+            ("state", &key),
+        ],
+    )))
+}
+
+/// `GET /v1/integrations/gmail/authorize`: to Google's consent page, with
+/// PKCE, offline access and a forced consent (so a refresh token comes back).
+pub async fn gmail_authorize(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Redirect, ApiError> {
+    let c = &state.connect;
+    let google = OAuthConfig::from_env();
+    let client_id = google
+        .client_id
+        .as_deref()
+        .ok_or_else(|| not_configured("Gmail (GMAIL_CLIENT_ID)"))?;
+    let redirect_uri = c.redirect_uri("gmail")?;
+    let verifier = random_secret("", 64);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let key = state
+        .store
+        .issue_connect_key(&caller.0, Purpose::GmailState, Some(&verifier), KEY_TTL)
+        .await?;
+    Ok(Redirect::to(&with_query(
+        &c.google_authorize_url,
+        &[
+            ("client_id", client_id),
+            ("redirect_uri", &redirect_uri),
+            ("response_type", "code"),
+            ("scope", GMAIL_SCOPES),
+            ("state", &key),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+        ],
+    )))
+}
+
+/// What a provider sends back to a callback.
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// A callback that failed: a readable page, and nothing written.
+struct Refused {
+    reason: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+fn page(c: &ConnectConfig, refused: Refused) -> Response {
+    let link = c.dashboard("error", refused.reason);
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connection failed</title></head>\
+         <body><h1>The connection was not made</h1><p>{}</p><p><a href=\"{}\">Back to the dashboard</a></p></body></html>",
+        escape(&refused.message),
+        escape(&link)
+    );
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// The state and code of a callback, with the state spent (once).
+async fn spend(
+    state: &AppState,
+    callback: &Callback,
+    purpose: Purpose,
+    provider: &str,
+) -> Result<(common::store::SpentKey, String), Refused> {
+    let Some(key) = callback
+        .state
+        .as_deref()
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+    else {
+        return Err(Refused::new(
+            "invalid_state",
+            "The link is missing its state: start connecting again from the dashboard.",
+        ));
+    };
+    let spent = state
+        .store
+        .spend_connect_key(key, purpose)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not read the connect state");
+            Refused::new("server_error", "The server could not check this link; try again.")
+        })?
+        .ok_or_else(|| Refused::new("invalid_state", "This link has expired, was already used, or was not issued here: start connecting again from the dashboard."))?;
+    if let Some(error) = &callback.error {
+        let message = if error == "access_denied" {
+            format!("{provider} access was not granted.")
+        } else {
+            format!(
+                "{provider} reported an error ({}).",
+                error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect::<String>()
+            )
+        };
+        return Err(Refused::new("access_denied", message));
+    }
+    let code = callback
+        .code
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Refused::new(
+                "invalid_request",
+                format!("{provider} sent no authorization code."),
+            )
+        })?;
+    Ok((spent, code))
+}
+
+/// `GET /api/slack/callback`.
+pub async fn slack_callback(
+    State(state): State<AppState>,
+    Query(callback): Query<Callback>,
+) -> Response {
+    match slack_connect(&state, &callback).await {
+        Ok(()) => Redirect::to(&state.connect.dashboard("connected", "slack")).into_response(),
+        Err(refused) => page(&state.connect, refused),
+    }
+}
+
+async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
+    let (spent, code) = spend(state, callback, Purpose::SlackState, "Slack").await?;
+    let c = &state.connect;
+    let (Some(client_id), Some(client_secret)) = (&c.slack_client_id, &c.slack_client_secret)
+    else {
+        return Err(Refused::new(
+            "server_error",
+            "Slack is not configured on this server.",
+        ));
+    };
+    let redirect_uri = c
+        .redirect_uri("slack")
+        .map_err(|e| Refused::new("server_error", e.message))?;
+    let unreachable = |_| Refused::new("provider_error", "Slack could not be reached; try again.");
+    let access: Value = c
+        .http
+        .post(format!("{}/oauth.v2.access", c.slack_api_base))
+        .form(&[
+            ("code", code.as_str()),
+            ("redirect_uri", &redirect_uri),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ])
+        .send()
+        .await
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(unreachable)?;
+    let (Some(true), Some(token)) = (access["ok"].as_bool(), access["access_token"].as_str())
+    else {
+        return Err(Refused::new(
+            "provider_error",
+            format!("Slack refused the connection ({}).", slack_error(&access)),
+        ));
+    };
+    let checked: Value = c
+        .http
+        .post(format!("{}/auth.test", c.slack_api_base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(unreachable)?;
+    if checked["ok"].as_bool() != Some(true) {
+        return Err(Refused::new(
+            "provider_error",
+            format!(
+                "Slack did not accept the new token ({}).",
+                slack_error(&checked)
+            ),
+        ));
+    }
+    let config = json!({
+        "bot_token": token,
+        "team_id": access["team"]["id"].as_str().or(checked["team_id"].as_str()).unwrap_or_default(),
+        "team_name": access["team"]["name"].as_str().or(checked["team"].as_str()),
+        "bot_user_id": access["bot_user_id"].as_str(),
+        "authed_user_id": access["authed_user"]["id"].as_str().unwrap_or_default(),
+    });
+    connect(state, &spent.user_id, IntegrationType::Slack, config)
+        .await
+        .map(|_| ())
+}
+
+fn slack_error(v: &Value) -> String {
+    v["error"]
+        .as_str()
+        .unwrap_or("no reason given")
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// Validates and stores a connected account's config for `user_id`.
+async fn connect(
+    state: &AppState,
+    user_id: &str,
+    kind: IntegrationType,
+    config: Value,
+) -> Result<(common::model::Integration, bool), Refused> {
+    let mut object = config;
+    if let Value::Object(map) = &mut object {
+        map.retain(|_, v| !v.is_null());
+    }
+    let bytes = Zeroizing::new(serde_json::to_vec(&object).unwrap_or_default());
+    let valid = DecryptedConfig::validate(kind, bytes).map_err(|e| {
+        Refused::new(
+            "provider_error",
+            format!("The provider's answer was incomplete: {e}."),
+        )
+    })?;
+    state
+        .store
+        .connect_integration(&state.keyring, user_id, kind, &valid)
+        .await
+        .map_err(|e| match e {
+            common::store::StoreError::Conflict(m) => Refused::new("conflict", m),
+            other => {
+                tracing::error!(error = %other, "could not store a connected integration");
+                Refused::new(
+                    "server_error",
+                    "The connection could not be saved; try again.",
+                )
+            }
+        })
+}
+
+/// `GET /api/gmail/callback`.
+pub async fn gmail_callback(
+    State(state): State<AppState>,
+    Query(callback): Query<Callback>,
+) -> Response {
+    match gmail_connect(&state, &callback).await {
+        Ok(()) => Redirect::to(&state.connect.dashboard("connected", "gmail")).into_response(),
+        Err(refused) => page(&state.connect, refused),
+    }
+}
+
+async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
+    let (spent, code) = spend(state, callback, Purpose::GmailState, "Google").await?;
+    let verifier = spent
+        .verifier
+        .ok_or_else(|| Refused::new("invalid_state", "This link was not issued for Gmail."))?;
+    let redirect_uri = state
+        .connect
+        .redirect_uri("gmail")
+        .map_err(|e| Refused::new("server_error", e.message))?;
+    let google = OAuthConfig::from_env();
+    let consent = oauth::exchange_code(
+        &state.connect.http,
+        &google,
+        &code,
+        &verifier,
+        &redirect_uri,
+    )
+    .await
+    .map_err(|e| {
+        Refused::new(
+            "provider_error",
+            format!("Google did not complete the connection: {e}."),
+        )
+    })?;
+    let Some(refresh_token) = consent.refresh_token else {
+        return Err(Refused::new(
+            "no_refresh_token",
+            "Google did not hand out a lasting grant, because this app already had access: remove the app's access at https://myaccount.google.com/permissions, then connect Gmail again.",
+        ));
+    };
+    let token = std::sync::Arc::new(consent.access_token);
+    let profile = GmailClient::from_env().profile(&token).await.map_err(|e| {
+        Refused::new(
+            "provider_error",
+            format!("Gmail did not answer for the new grant: {e}."),
+        )
+    })?;
+    let scopes: Vec<&str> = consent.scope.split_whitespace().collect();
+    let config = json!({
+        "email": profile.email_address.unwrap_or_default(),
+        "refresh_token": refresh_token.as_str(),
+        "scopes": scopes,
+        "access_token": token.as_str(),
+        "expires_at": oauth::now() + consent.expires_in,
+    });
+    connect(state, &spent.user_id, IntegrationType::Gmail, config)
+        .await
+        .map(|_| ())
+}
+
+/// `POST /v1/integrations/teller/nonce`.
+#[derive(Serialize, JsonSchema)]
+pub struct Nonce {
+    /// Pass to Teller Connect; it signs it back; single-use, 10 minutes.
+    pub nonce: String,
+}
+
+pub async fn teller_nonce(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<Nonce>), ApiError> {
+    let nonce = state
+        .store
+        .issue_connect_key(&caller.0, Purpose::TellerNonce, None, KEY_TTL)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Nonce {
+            nonce: nonce.to_string(),
+        }),
+    ))
+}
+
+/// `POST /v1/integrations/teller/callback`: Teller Connect's `onSuccess`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TellerEnrollment {
+    #[schemars(with = "String")]
+    pub access_token: Zeroizing<String>,
+    pub user: TellerUser,
+    pub enrollment: TellerEnrollmentInfo,
+    /// Base64 Ed25519 signatures over `<nonce>.<accessToken>.<userId>.<enrollmentId>.<environment>`.
+    #[serde(default)]
+    pub signatures: Vec<String>,
+    /// The nonce from `POST /v1/integrations/teller/nonce` given to Teller Connect.
+    pub nonce: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TellerUser {
+    pub id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TellerEnrollmentInfo {
+    pub id: String,
+    pub institution: TellerInstitution,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TellerInstitution {
+    pub id: Option<String>,
+    pub name: String,
+}
+
+pub async fn teller_callback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Payload(body): Payload<TellerEnrollment>,
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
+    let c = &state.connect;
+    if let Some(key) = &c.teller_signing_key {
+        let nonce = body
+            .nonce
+            .as_deref()
+            .ok_or_else(|| unsigned("the nonce is missing"))?;
+        let message = format!(
+            "{nonce}.{}.{}.{}.{}",
+            body.access_token.as_str(),
+            body.user.id,
+            body.enrollment.id,
+            c.teller_environment
+        );
+        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
+        let signed = body.signatures.iter().any(|s| {
+            STANDARD
+                .decode(s.trim())
+                .is_ok_and(|sig| public.verify(message.as_bytes(), &sig).is_ok())
+        });
+        if !signed {
+            return Err(unsigned("no signature verifies"));
+        }
+        let spent = state
+            .store
+            .spend_connect_key(nonce, Purpose::TellerNonce)
+            .await?;
+        if spent.is_none_or(|s| s.user_id != caller.0) {
+            return Err(unsigned(
+                "the nonce was not issued to you, expired, or was used",
+            ));
+        }
+    }
+    let client = TellerClient::new(&TellerConfig::from_env()).map_err(ApiError::internal)?;
+    client.accounts(&body.access_token).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "DELIVERY_FAILED",
+            format!("Teller did not accept the enrollment's access token: {e}"),
+        )
+    })?;
+    let config = json!({
+        "enrollment_id": body.enrollment.id,
+        "access_token": body.access_token.as_str(),
+        "institution_name": body.enrollment.institution.name,
+        "institution_id": body.enrollment.institution.id,
+    });
+    let (row, created) = connect(&state, &caller.0, IntegrationType::Teller, config)
+        .await
+        .map_err(|r| match r.reason {
+            "conflict" => ApiError::new(StatusCode::CONFLICT, "CONFLICT", r.message),
+            "provider_error" => ApiError::invalid(r.message),
+            _ => ApiError::internal(r.message),
+        })?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(IntegrationView::new(
+            &row,
+            redacted_config(&state.keyring, &row),
+        )),
+    ))
+}
+
+fn unsigned(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        format!("the Teller Connect enrollment is not signed for this server: {why}"),
+    )
+}

@@ -1,0 +1,625 @@
+//! The connect flows of `integrations serve`, end to end over real HTTP
+//! against the fake Slack, Google and Teller, forged and replayed cases
+//! included, on a SQLite file and (with `INTEGRATIONS_TEST_POSTGRES`) a fresh
+//! PostgreSQL database.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_integrations");
+const USER: &str = "u_amouzou";
+const PUBLIC: &str = "https://integrations.example";
+const DASHBOARD: &str = "https://app.example/settings/integrations";
+const WEBHOOK_SECRET: &str = "teller-webhook-secret";
+
+/// The fakes, a store, and a running server configured for them.
+struct World {
+    _dir: tempfile::TempDir,
+    url: String,
+    keys: String,
+    slack: fakes::slack::FakeSlack,
+    google: fakes::gmail::FakeGmail,
+    teller: fakes::teller::FakeTeller,
+    teller_key: Ed25519KeyPair,
+    server: tokio::process::Child,
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    other_token: String,
+}
+
+impl World {
+    async fn new(postgres: bool) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = if postgres {
+            use sqlx::Connection;
+            let admin = std::env::var("INTEGRATIONS_TEST_POSTGRES")
+                .ok()
+                .filter(|v| !v.is_empty())?;
+            let db = format!(
+                "connect_{}_{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+        } else {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("connect.db").display()
+            )
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let teller_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let mut world = Self {
+            _dir: dir,
+            url,
+            keys: String::new(),
+            slack: fakes::slack::FakeSlack::start().await.unwrap(),
+            google: fakes::gmail::FakeGmail::start().await.unwrap(),
+            teller: fakes::teller::FakeTeller::start().await.unwrap(),
+            teller_key,
+            server: tokio::process::Command::new("true").spawn().unwrap(),
+            base: String::new(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            token: String::new(),
+            other_token: String::new(),
+        };
+        world.keys = world.cli(&["keys", "generate"]).trim().to_string();
+        world.token = world
+            .cli(&["tokens", "create", "--user", USER])
+            .trim()
+            .to_string();
+        world.other_token = world
+            .cli(&["tokens", "create", "--user", "u_other"])
+            .trim()
+            .to_string();
+        world.start().await;
+        for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
+            let (status, _) = world
+                .api("PUT", &format!("/v1/profiles/{id}"), json!({"slug": slug}))
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        Some(world)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("INTEGRATIONS_DB", self.url.clone()),
+            ("INTEGRATIONS_KEYS", self.keys.clone()),
+            ("PUBLIC_BASE_URL", PUBLIC.into()),
+            ("DASHBOARD_URL", DASHBOARD.into()),
+            ("SLACK_CLIENT_ID", "slack-client".into()),
+            ("SLACK_CLIENT_SECRET", "slack-secret".into()),
+            (
+                "SLACK_AUTHORIZE_URL",
+                "https://slack.example/oauth/v2/authorize".into(),
+            ),
+            ("SLACK_API_BASE", self.slack.base_url()),
+            ("GMAIL_CLIENT_ID", fakes::gmail::CLIENT_ID.into()),
+            ("GMAIL_CLIENT_SECRET", fakes::gmail::CLIENT_SECRET.into()),
+            (
+                "GOOGLE_AUTHORIZE_URL",
+                "https://accounts.example/o/oauth2/v2/auth".into(),
+            ),
+            ("GOOGLE_TOKEN_URL", self.google.token_url()),
+            ("GMAIL_API_BASE", self.google.api_base()),
+            ("TELLER_API_BASE", self.teller.base_url().to_string()),
+            (
+                "TELLER_SIGNING_PUBKEY",
+                STANDARD.encode(self.teller_key.public_key().as_ref()),
+            ),
+            ("TELLER_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ]
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("INTEGRATIONS_DB", &self.url)
+            .env("INTEGRATIONS_KEYS", &self.keys)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "integrations {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    async fn start(&mut self) {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .envs(self.env())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        self.base = line.trim().trim_start_matches("listening on ").to_string();
+        self.server = child;
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api_as(&self.token, method, path, body).await
+    }
+
+    async fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Follows an authorize endpoint to the provider: the query it sends there.
+    async fn authorize(&self, provider: &str) -> HashMap<String, String> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/integrations/{provider}/authorize",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_redirection(), "{}", response.status());
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let url = reqwest::Url::parse(&location).unwrap();
+        url.query_pairs().into_owned().collect()
+    }
+
+    /// The browser coming back to a callback: the redirect target, or the
+    /// status and page of a refusal.
+    async fn callback(
+        &self,
+        provider: &str,
+        query: &[(&str, &str)],
+    ) -> Result<String, (StatusCode, String)> {
+        let response = self
+            .http
+            .get(format!("{}/api/{provider}/callback", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if status.is_redirection() {
+            return Ok(response.headers()["location"].to_str().unwrap().to_string());
+        }
+        Err((status, response.text().await.unwrap()))
+    }
+
+    async fn integrations(&self, kind: &str) -> Vec<Value> {
+        let (status, body) = self
+            .api("GET", &format!("/v1/integrations?type={kind}"), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        body["integrations"].as_array().unwrap().clone()
+    }
+
+    async fn set_status(&self, id: &str, status: &str) {
+        self.sql(&format!(
+            "UPDATE user_integrations SET status = '{status}' WHERE id = '{id}'"
+        ))
+        .await;
+    }
+
+    async fn sql(&self, statement: &str) {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// Teller Connect's signatures over what it saw.
+    fn sign(&self, nonce: &str, token: &str, user: &str, enrollment: &str) -> String {
+        let message = format!("{nonce}.{token}.{user}.{enrollment}.sandbox");
+        STANDARD.encode(self.teller_key.sign(message.as_bytes()).as_ref())
+    }
+}
+
+/// A fresh Teller nonce for the world's user.
+async fn nonce(w: &World) -> String {
+    let (status, body) = w
+        .api("POST", "/v1/integrations/teller/nonce", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    body["nonce"].as_str().unwrap().to_string()
+}
+
+fn refused(result: Result<String, (StatusCode, String)>, needle: &str) {
+    match result {
+        Ok(location) => panic!("expected a refusal, was redirected to {location}"),
+        Err((status, page)) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(page.contains("<html") && page.contains(needle), "{page}");
+            assert!(page.contains(DASHBOARD), "{page}");
+        }
+    }
+}
+
+async fn each_backend(test: impl AsyncFn(World)) {
+    test(World::new(false).await.unwrap()).await;
+    match World::new(true).await {
+        Some(world) => test(world).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_connects_once_per_state_and_reconnects_in_place() {
+    each_backend(async |w: World| {
+        let response = w
+            .http
+            .get(format!("{}/v1/integrations/slack/authorize", w.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+        let query = w.authorize("slack").await;
+        assert_eq!(query["client_id"], "slack-client");
+        assert_eq!(
+            query["redirect_uri"],
+            format!("{PUBLIC}/api/slack/callback")
+        );
+        let state = query["state"].clone();
+
+        // Missing, altered and denied: a readable page, nothing written.
+        refused(
+            w.callback("slack", &[("code", fakes::slack::OAUTH_CODE)])
+                .await,
+            "missing",
+        );
+        let mut altered = state.clone();
+        altered.replace_range(0..1, if altered.starts_with('A') { "B" } else { "A" });
+        refused(
+            w.callback(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &altered)],
+            )
+            .await,
+            "expired",
+        );
+        refused(
+            w.callback("slack", &[("error", "access_denied"), ("state", &state)])
+                .await,
+            "not granted",
+        );
+        // The denied state is spent.
+        refused(
+            w.callback(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &state)],
+            )
+            .await,
+            "already used",
+        );
+        assert!(w.integrations("slack").await.is_empty());
+
+        // An expired state.
+        let stale = w.authorize("slack").await["state"].clone();
+        w.sql("UPDATE connect_keys SET expires_at = 0").await;
+        refused(
+            w.callback(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &stale)],
+            )
+            .await,
+            "expired",
+        );
+
+        let state = w.authorize("slack").await["state"].clone();
+        let location = w
+            .callback(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &state)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(location, format!("{DASHBOARD}?connected=slack"));
+        let rows = w.integrations("slack").await;
+        assert_eq!(rows.len(), 1);
+        let config = &rows[0]["config"];
+        assert_eq!(config["bot_token"], "********");
+        assert_eq!(
+            (config["team_id"].as_str(), config["team_name"].as_str()),
+            (Some(fakes::slack::TEAM_ID), Some("Test Workspace"))
+        );
+        assert_eq!(
+            (
+                config["bot_user_id"].as_str(),
+                config["authed_user_id"].as_str()
+            ),
+            (Some("U0BOT"), Some(fakes::slack::USER_ID))
+        );
+        // Replayed: refused, nothing new.
+        refused(
+            w.callback(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &state)],
+            )
+            .await,
+            "already used",
+        );
+
+        // A bad code from Slack is a refusal too.
+        let state = w.authorize("slack").await["state"].clone();
+        refused(
+            w.callback("slack", &[("code", "forged"), ("state", &state)])
+                .await,
+            "invalid_code",
+        );
+
+        // Connecting again replaces the row in place, keeping its scope.
+        let id = rows[0]["id"].as_str().unwrap().to_string();
+        let (status, _) = w
+            .api(
+                "PATCH",
+                &format!("/v1/integrations/{id}"),
+                json!({"profile_ids": ["prof_vzfin"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let state = w.authorize("slack").await["state"].clone();
+        w.callback(
+            "slack",
+            &[("code", fakes::slack::OAUTH_CODE), ("state", &state)],
+        )
+        .await
+        .unwrap();
+        let rows = w.integrations("slack").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["id"], id.as_str());
+        assert_eq!(rows[0]["profile_ids"], json!(["prof_vzfin"]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmail_connects_with_pkce_and_a_refresh_token() {
+    each_backend(async |w: World| {
+        let query = w.authorize("gmail").await;
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(
+            (query["access_type"].as_str(), query["prompt"].as_str()),
+            ("offline", "consent")
+        );
+        assert_eq!(query["client_id"], fakes::gmail::CLIENT_ID);
+        let redirect = format!("{PUBLIC}/api/gmail/callback");
+        assert_eq!(query["redirect_uri"], redirect);
+        assert!(query["scope"].contains("gmail.readonly"));
+        let code = w
+            .google
+            .authorize(&query["code_challenge"], &redirect, true);
+        // A state issued for Slack does not open the Gmail callback.
+        let slack_state = w.authorize("slack").await["state"].clone();
+        refused(
+            w.callback("gmail", &[("code", &code), ("state", &slack_state)])
+                .await,
+            "expired",
+        );
+        let location = w
+            .callback("gmail", &[("code", &code), ("state", &query["state"])])
+            .await
+            .unwrap();
+        assert_eq!(location, format!("{DASHBOARD}?connected=gmail"));
+        assert_eq!(w.google.exchanges(), 1);
+        let rows = w.integrations("gmail").await;
+        assert_eq!(rows.len(), 1);
+        let config = &rows[0]["config"];
+        assert_eq!(config["email"], fakes::gmail::EMAIL);
+        assert_eq!(
+            (
+                config["refresh_token"].as_str(),
+                config["access_token"].as_str()
+            ),
+            (Some("********"), Some("********"))
+        );
+        assert!(
+            config["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str().unwrap().ends_with("gmail.send"))
+        );
+        assert!(config["expires_at"].as_i64().unwrap() > 0);
+        // Replayed state: refused.
+        refused(
+            w.callback("gmail", &[("code", &code), ("state", &query["state"])])
+                .await,
+            "already used",
+        );
+
+        // Google keeps the refresh token when the app already had access.
+        let query = w.authorize("gmail").await;
+        let code = w
+            .google
+            .authorize(&query["code_challenge"], &redirect, false);
+        refused(
+            w.callback("gmail", &[("code", &code), ("state", &query["state"])])
+                .await,
+            "remove the app",
+        );
+
+        // Reconnecting after a dead grant: same row, active again.
+        let id = rows[0]["id"].as_str().unwrap().to_string();
+        w.set_status(&id, "needs_reauth").await;
+        let query = w.authorize("gmail").await;
+        let code = w
+            .google
+            .authorize(&query["code_challenge"], &redirect, true);
+        w.callback("gmail", &[("code", &code), ("state", &query["state"])])
+            .await
+            .unwrap();
+        let rows = w.integrations("gmail").await;
+        assert_eq!(
+            (
+                rows.len(),
+                rows[0]["id"].as_str(),
+                rows[0]["status"].as_str()
+            ),
+            (1, Some(id.as_str()), Some("active"))
+        );
+
+        // The PKCE verifier is bound to its own state: a code for another challenge fails.
+        let query = w.authorize("gmail").await;
+        let code = w.google.authorize(
+            &URL_SAFE_NO_PAD.encode(Sha256::digest(b"someone else's verifier")),
+            &redirect,
+            true,
+        );
+        refused(
+            w.callback("gmail", &[("code", &code), ("state", &query["state"])])
+                .await,
+            "Google did not complete",
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teller_connect_needs_a_fresh_signed_nonce() {
+    each_backend(async |w: World| {
+        let enrollment = |nonce: &str, token: &str, enrollment: &str, bank: &str, signature: String| {
+            json!({
+                "accessToken": token, "user": {"id": "usr_1"},
+                "enrollment": {"id": enrollment, "institution": {"id": bank.to_lowercase(), "name": bank}},
+                "signatures": [signature], "nonce": nonce,
+            })
+        };
+        let pnc = fakes::teller::PNC_TOKEN;
+        let first = nonce(&w).await;
+        let body = enrollment(&first, pnc, "enr_pnc", "PNC", w.sign(&first, pnc, "usr_1", "enr_pnc"));
+        let (status, row) = w.api("POST", "/v1/integrations/teller/callback", body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{row}");
+        assert_eq!((row["label"].as_str(), row["config"]["access_token"].as_str()), (Some("PNC"), Some("********")));
+        let id = row["id"].as_str().unwrap().to_string();
+
+        // Replayed, forged, unsigned, or another user's nonce: 401, nothing written.
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let fresh = nonce(&w).await;
+        let forged = STANDARD.encode([7u8; 64]);
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&fresh, pnc, "enr_pnc", "PNC", forged)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let tampered = enrollment(&fresh, pnc, "enr_other", "PNC", w.sign(&fresh, pnc, "usr_1", "enr_pnc"));
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", tampered).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (_, theirs) = w.api_as(&w.other_token, "POST", "/v1/integrations/teller/nonce", Value::Null).await;
+        let theirs = theirs["nonce"].as_str().unwrap().to_string();
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&theirs, pnc, "enr_pnc", "PNC", w.sign(&theirs, pnc, "usr_1", "enr_pnc"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(w.integrations("teller").await.len(), 1);
+
+        // A token Teller refuses is not stored.
+        let n = nonce(&w).await;
+        let (status, body) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&n, "test_token_bogus", "enr_bogus", "Bogus", w.sign(&n, "test_token_bogus", "usr_1", "enr_bogus"))).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+
+        // The same enrollment again updates in place and clears needs_reauth; another bank is another row.
+        w.set_status(&id, "needs_reauth").await;
+        let (status, _) = w.api("PATCH", &format!("/v1/integrations/{id}"), json!({"profile_ids": ["prof_vzfin"]})).await;
+        assert_eq!(status, StatusCode::OK);
+        let n = nonce(&w).await;
+        let (status, row) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&n, pnc, "enr_pnc", "PNC", w.sign(&n, pnc, "usr_1", "enr_pnc"))).await;
+        assert_eq!(status, StatusCode::OK, "{row}");
+        assert_eq!((row["id"].as_str(), row["status"].as_str()), (Some(id.as_str()), Some("active")));
+        assert_eq!(row["profile_ids"], json!(["prof_vzfin"]));
+        let chase = fakes::teller::CHASE_TOKEN;
+        let n = nonce(&w).await;
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&n, chase, "enr_chase", "Chase", w.sign(&n, chase, "usr_1", "enr_chase"))).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(w.integrations("teller").await.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teller_webhooks_are_verified_and_mark_disconnected_enrollments() {
+    each_backend(async |w: World| {
+        let (_, nonce) = w.api("POST", "/v1/integrations/teller/nonce", Value::Null).await;
+        let nonce = nonce["nonce"].as_str().unwrap();
+        let pnc = fakes::teller::PNC_TOKEN;
+        let body = json!({"accessToken": pnc, "user": {"id": "usr_1"}, "enrollment": {"id": "enr_pnc", "institution": {"name": "PNC"}}, "signatures": [w.sign(nonce, pnc, "usr_1", "enr_pnc")], "nonce": nonce});
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let sign = |t: i64, body: &str, secret: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{t}.{body}").as_bytes());
+            mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let post = |header: String, body: &'static str| {
+            let request = w
+                .http
+                .post(format!("{}/api/teller/webhook", w.base))
+                .header("content-type", "application/json")
+                .header("teller-signature", header)
+                .body(body);
+            async move { request.send().await.unwrap().status() }
+        };
+        let event = r#"{"id":"wh_1","type":"enrollment.disconnected","payload":{"enrollment_id":"enr_pnc","reason":"disconnected.account_locked"},"timestamp":"2026-11-23T12:00:00Z"}"#;
+        for header in [
+            format!("t={now},v1={}", sign(now, event, "wrong-secret")),
+            format!("t={},v1={}", now - 600, sign(now - 600, event, WEBHOOK_SECRET)),
+            String::new(),
+        ] {
+            assert_eq!(post(header, event).await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(w.integrations("teller").await[0]["status"], "active");
+        let header = format!("t={now},v1={},v1={}", "ab".repeat(32), sign(now, event, WEBHOOK_SECRET));
+        assert_eq!(post(header, event).await, StatusCode::OK);
+        assert_eq!(w.integrations("teller").await[0]["status"], "needs_reauth");
+        let other = r#"{"id":"wh_2","type":"transactions.processed","payload":{},"timestamp":"2026-11-23T12:00:00Z"}"#;
+        assert_eq!(post(format!("t={now},v1={}", sign(now, other, WEBHOOK_SECRET)), other).await, StatusCode::OK);
+    })
+    .await;
+}
