@@ -43,7 +43,9 @@ pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<E
             let revoked = if local_only {
                 "not revoked downstream (--local-only)".to_string()
             } else {
-                revoke::downstream(&integration).await?.message
+                revoke::downstream(&Keyring::from_env()?, &integration)
+                    .await?
+                    .message
             };
             store.delete_integration(&id).await?;
             println!("deleted {id}: {revoked}");

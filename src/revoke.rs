@@ -33,11 +33,13 @@ impl Revoked {
 /// Revokes `integration` downstream where the provider allows it, and says
 /// what happened. Fails (so the row is kept) when the provider did not
 /// confirm and the grant may still be alive.
-pub async fn downstream(integration: &Integration) -> anyhow::Result<Revoked> {
+pub async fn downstream(keyring: &Keyring, integration: &Integration) -> anyhow::Result<Revoked> {
     match integration.kind {
-        IntegrationType::Teller => revoke_teller(integration).await,
-        IntegrationType::Slack | IntegrationType::Telegram => revoke_bot(integration).await,
-        IntegrationType::Gmail => revoke_gmail(integration).await,
+        IntegrationType::Teller => revoke_teller(keyring, integration).await,
+        IntegrationType::Slack | IntegrationType::Telegram => {
+            revoke_bot(keyring, integration).await
+        }
+        IntegrationType::Gmail => revoke_gmail(keyring, integration).await,
         _ => Ok(Revoked::not(format!(
             "{} has no downstream revocation",
             integration.kind
@@ -45,8 +47,7 @@ pub async fn downstream(integration: &Integration) -> anyhow::Result<Revoked> {
     }
 }
 
-async fn revoke_teller(integration: &Integration) -> anyhow::Result<Revoked> {
-    let keyring = Keyring::from_env()?;
+async fn revoke_teller(keyring: &Keyring, integration: &Integration) -> anyhow::Result<Revoked> {
     let config = keyring.open_config(integration).context(
         "cannot read the access token to revoke it (use --local-only to delete the row anyway)",
     )?;
@@ -70,8 +71,7 @@ async fn revoke_teller(integration: &Integration) -> anyhow::Result<Revoked> {
 }
 
 /// Google: the refresh token posted to `GOOGLE_REVOKE_URL` ends the grant.
-async fn revoke_gmail(integration: &Integration) -> anyhow::Result<Revoked> {
-    let keyring = Keyring::from_env()?;
+async fn revoke_gmail(keyring: &Keyring, integration: &Integration) -> anyhow::Result<Revoked> {
     let config = keyring.open_config(integration).context(
         "cannot read the refresh token to revoke it (use --local-only to delete the row anyway)",
     )?;
@@ -92,8 +92,7 @@ async fn revoke_gmail(integration: &Integration) -> anyhow::Result<Revoked> {
 
 /// Slack: `auth.revoke`; Telegram: `deleteWebhook` (a bot token cannot be
 /// revoked through the API; the row, and with it the token, is forgotten).
-async fn revoke_bot(integration: &Integration) -> anyhow::Result<Revoked> {
-    let keyring = Keyring::from_env()?;
+async fn revoke_bot(keyring: &Keyring, integration: &Integration) -> anyhow::Result<Revoked> {
     let config = keyring.open_config(integration).context(
         "cannot read the token to revoke it (use --local-only to delete the row anyway)",
     )?;

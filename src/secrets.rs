@@ -24,13 +24,20 @@ pub async fn run(store: &Store, command: SecretsCommand) -> anyhow::Result<ExitC
         SecretsCommand::Env { user, profile } => {
             let keyring = Keyring::from_env()?;
             let granted = store.granted_secrets(&keyring, &user, &profile).await?;
+            // A value spanning lines would forge further NAME=value lines:
+            // refused before anything is printed.
+            let broken: Vec<&str> = granted
+                .iter()
+                .filter(|(_, value)| value.contains(['\n', '\r']))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            anyhow::ensure!(
+                broken.is_empty(),
+                "secret(s) {} hold line breaks and cannot be printed as NAME=value lines; nothing was printed",
+                broken.join(", ")
+            );
             let mut out = std::io::stdout().lock();
             for (name, value) in granted {
-                // A value spanning lines would forge further NAME=value lines.
-                anyhow::ensure!(
-                    !value.contains(['\n', '\r', '\0']),
-                    "secret {name} holds a line break; it cannot be printed as one NAME=value line"
-                );
                 writeln!(out, "{name}={}", value.as_str())?;
             }
         }

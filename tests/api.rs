@@ -276,10 +276,66 @@ async fn every_endpoint_and_error(store: &Store) {
         StatusCode::UNAUTHORIZED,
         "UNAUTHORIZED",
     );
+    let unknown = format!("itk_{}", "A".repeat(32));
+    failed(
+        server
+            .send("GET", "/v1/integrations", Some(&unknown), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
+    let revoked = store.token(USER);
+    ok(
+        server
+            .send("GET", "/v1/integrations", Some(&revoked), None)
+            .await,
+        StatusCode::OK,
+    );
+    let listed = store.cli(&["tokens", "list", "--user", USER]);
+    let revoked_id = listed
+        .lines()
+        .nth(2)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(!listed.contains(&revoked), "a token list shows a token");
+    store.cli(&["tokens", "revoke", &revoked_id, "--user", USER]);
+    failed(
+        server
+            .send("GET", "/v1/integrations", Some(&revoked), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    );
     ok(
         server.send("GET", "/healthz", None, None).await,
         StatusCode::OK,
     );
+    failed(
+        server.send("PUT", "/v1/integrations", me, None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    );
+    failed(
+        server
+            .send("GET", "/v1/integrations?kind=email", me, None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_FAILED",
+    );
+    failed(
+        server.send("GET", "/v2/nothing", me, None).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+    let echoed = server
+        .http
+        .get(format!("{}/healthz", server.base))
+        .header("x-request-id", "req-from-the-caller-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "req-from-the-caller-1");
 
     // Profiles.
     let created = ok(
@@ -708,6 +764,41 @@ async fn every_endpoint_and_error(store: &Store) {
     );
     record(&secrets);
     assert_eq!(secrets["secrets"].as_array().unwrap().len(), 2);
+
+    // The other user sees none of it.
+    for path in ["/v1/integrations", "/v1/secrets", "/v1/profiles"] {
+        let theirs = ok(
+            server.send("GET", path, Some(&them), None).await,
+            StatusCode::OK,
+        );
+        let list = theirs
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            list.iter()
+                .all(|row| !row.to_string().contains("prof_vzfin")
+                    && !row.to_string().contains(&email_id)),
+            "{path}: {theirs}"
+        );
+    }
+    failed(
+        server
+            .send(
+                "DELETE",
+                &format!("/v1/secrets/{secret_id}"),
+                Some(&them),
+                None,
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
 
     // Deleting a profile removes it from every profile_ids.
     let gone = ok(

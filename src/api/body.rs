@@ -2,8 +2,9 @@
 //! an error that says what is wrong and never repeats a value it was sent.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -35,6 +36,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
     }
 }
 
+/// A query string deserialized into `T` (unknown parameters refused).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Params(value))
+            .map_err(|_| {
+                ApiError::invalid(
+                    "the query string has an unknown, repeated or malformed parameter",
+                )
+            })
+    }
+}
+
 /// serde_json's complaint without the values it quotes: a wrongly typed
 /// field may hold a secret.
 fn describe(e: &serde_json::Error) -> String {
@@ -44,7 +63,11 @@ fn describe(e: &serde_json::Error) -> String {
     let text = text.strip_suffix(&format!(" {at}")).unwrap_or(&text);
     match e.classify() {
         Category::Syntax | Category::Eof => format!("the body is not valid JSON ({text} {at})"),
-        Category::Data if text.starts_with("invalid type") || text.starts_with("invalid value") => {
+        Category::Data
+            if text.starts_with("invalid type")
+                || text.starts_with("invalid value")
+                || text.starts_with("unknown variant") =>
+        {
             let expected = text
                 .split_once(", expected")
                 .map_or(String::new(), |(_, x)| format!(": expected{x}"));

@@ -2,7 +2,7 @@
 //! downstream revocation, and test.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use common::config::DecryptedConfig;
 use common::model::{Integration, IntegrationType, Scope};
@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::Payload;
+use super::body::{Params, Payload};
 use super::error::{ApiError, bounded};
 use crate::output::{IntegrationView, redacted_config};
 
@@ -95,6 +95,13 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// An integration type named in a request (never repeated in the error).
+fn kind_of(name: &str) -> Result<IntegrationType, ApiError> {
+    name.parse().map_err(|_| {
+        ApiError::invalid("type must be one of slack, telegram, gmail, teller, email, webhook")
+    })
+}
+
 fn view(state: &AppState, integration: &Integration) -> IntegrationView {
     IntegrationView::new(integration, redacted_config(&state.keyring, integration))
 }
@@ -112,14 +119,9 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Integratio
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Json<IntegrationList>, ApiError> {
-    let kind = query
-        .kind
-        .as_deref()
-        .map(str::parse::<IntegrationType>)
-        .transpose()
-        .map_err(ApiError::invalid)?;
+    let kind = query.kind.as_deref().map(kind_of).transpose()?;
     let rows = state.store.integrations(&caller.0, kind).await?;
     let integrations = rows.iter().map(|i| view(&state, i)).collect();
     Ok(Json(IntegrationList { integrations }))
@@ -130,7 +132,7 @@ pub async fn create(
     caller: Caller,
     Payload(body): Payload<CreateIntegration>,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
-    let kind: IntegrationType = body.kind.parse().map_err(ApiError::invalid)?;
+    let kind = kind_of(&body.kind)?;
     if !matches!(kind, IntegrationType::Email | IntegrationType::Webhook) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -193,12 +195,19 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let integration = owned(&state, &caller, &id).await?;
-    // The user asked to disconnect: a provider that does not confirm does
-    // not keep the row, and the answer says so.
-    let (revoked, detail) = match crate::revoke::downstream(&integration).await {
-        Ok(r) => (r.now, r.message),
-        Err(e) => (false, format!("{e:#}")),
-    };
+    // A grant the provider did not confirm revoked may still be alive: the
+    // row, and with it the credential to revoke it, is kept.
+    let revoked = crate::revoke::downstream(&state.keyring, &integration)
+        .await
+        .map_err(|e| {
+            tracing::warn!(integration = %integration.id, error = %format!("{e:#}"), "downstream revocation failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "DELIVERY_FAILED",
+                format!("the {} provider did not confirm the revocation; the integration is kept: try again later", integration.kind),
+            )
+        })?;
+    let (revoked, detail) = (revoked.now, revoked.message);
     state.store.delete_integration(&integration.id).await?;
     Ok(Json(Deleted {
         status: "deleted",

@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_log))
         .with_state(state)
@@ -141,6 +142,14 @@ async fn not_found() -> error::ApiError {
     )
 }
 
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method; see /v1/openapi.json",
+    )
+}
+
 /// Gives each request an id (`x-request-id`, kept when the caller sent a
 /// sane one) and logs one line per request: never a body, a query or a header.
 async fn request_log(mut request: Request, next: Next) -> Response {
@@ -163,7 +172,8 @@ async fn request_log(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert("x-request-id", value);
     }
-    let mut response = next.run(request).await;
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     let status = response.status().as_u16();
     tracing::info!(
         target: "integrations::api",

@@ -20,6 +20,8 @@ struct Operation {
     body: Option<Schema>,
     /// Status, description, schema of the success response.
     ok: (u16, &'static str, Schema),
+    /// Another success status with the same body (201 of an upsert).
+    also: Option<(u16, &'static str)>,
     /// The error statuses it may answer besides 401.
     errors: &'static [u16],
 }
@@ -43,6 +45,12 @@ fn build() -> Value {
             op.ok.0.to_string(),
             json!({"description": op.ok.1, "content": {"application/json": {"schema": op.ok.2}}}),
         );
+        if let Some((status, description)) = op.also {
+            responses.insert(
+                status.to_string(),
+                json!({"description": description, "content": {"application/json": {"schema": op.ok.2}}}),
+            );
+        }
         for status in [401].iter().chain(op.errors) {
             responses.insert(status.to_string(), json!({"description": describe(*status), "content": {"application/json": {"schema": error}}}));
         }
@@ -72,12 +80,19 @@ fn build() -> Value {
         "openapi": "3.1.0",
         "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token)."},
         "security": [{"bearer": []}],
-        "paths": paths,
+        "paths": with_open_routes(paths),
         "components": {
             "schemas": g.take_definitions(true),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"}},
         },
     })
+}
+
+/// `/healthz` and the document itself, which need no token.
+fn with_open_routes(mut paths: Map<String, Value>) -> Map<String, Value> {
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "{\"status\": \"ok\"}"}}}}));
+    paths.insert("/v1/openapi.json".into(), json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}));
+    paths
 }
 
 fn describe(status: u16) -> &'static str {
@@ -104,6 +119,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "List your integrations, secrets redacted",
             body: None,
             ok: (200, "the integrations", schema::<IntegrationList>(g)),
+            also: None,
             errors: &[400],
         },
         Operation {
@@ -116,6 +132,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 "the new integration, redacted",
                 schema::<IntegrationView>(g),
             ),
+            also: None,
             errors: &[400, 409, 413],
         },
         Operation {
@@ -128,6 +145,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 "the integration, redacted",
                 schema::<IntegrationView>(g),
             ),
+            also: None,
             errors: &[400, 404, 409, 413],
         },
         Operation {
@@ -136,6 +154,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "Revoke downstream where the provider allows, then delete",
             body: None,
             ok: (200, "deleted", schema::<Deleted>(g)),
+            also: None,
             errors: &[404],
         },
         Operation {
@@ -144,6 +163,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "A test notification, or for Gmail and Teller an authenticated read",
             body: None,
             ok: (200, "the test passed", schema::<Tested>(g)),
+            also: None,
             errors: &[404, 502],
         },
         Operation {
@@ -152,6 +172,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "List your mirrored profiles",
             body: None,
             ok: (200, "the profiles", schema::<ProfileList>(g)),
+            also: None,
             errors: &[],
         },
         Operation {
@@ -159,7 +180,8 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             path: "/v1/profiles/{id}",
             summary: "Create or update a profile (201 when created)",
             body: Some(schema::<PutProfile>(g)),
-            ok: (200, "the profile", schema::<ProfileView>(g)),
+            ok: (200, "the profile, updated", schema::<ProfileView>(g)),
+            also: Some((201, "the profile, created")),
             errors: &[400, 409, 413],
         },
         Operation {
@@ -168,6 +190,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "Delete a profile; it leaves every profile_ids",
             body: None,
             ok: (200, "deleted", schema::<ProfileDeleted>(g)),
+            also: None,
             errors: &[404],
         },
         Operation {
@@ -176,6 +199,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "List your secrets (never their values)",
             body: None,
             ok: (200, "the secrets", schema::<SecretList>(g)),
+            also: None,
             errors: &[],
         },
         Operation {
@@ -188,6 +212,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 "the secret, without its value",
                 schema::<SecretView>(g),
             ),
+            also: None,
             errors: &[400, 409, 413],
         },
         Operation {
@@ -200,6 +225,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 "the secret, without its value",
                 schema::<SecretView>(g),
             ),
+            also: None,
             errors: &[400, 404, 409, 413],
         },
         Operation {
@@ -208,6 +234,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "Delete a secret",
             body: None,
             ok: (200, "deleted", schema::<SecretDeleted>(g)),
+            also: None,
             errors: &[404],
         },
     ]

@@ -58,7 +58,7 @@ pub struct ProfileDeleted {
     /// `deleted`.
     pub status: &'static str,
     pub id: String,
-    /// How many integrations and secrets lost it from their `profile_ids`.
+    /// How many integrations lost it from their `profile_ids`.
     pub unscoped: usize,
 }
 
@@ -99,14 +99,6 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ProfileDeleted>, ApiError> {
-    let exists = state
-        .store
-        .profile(&id)
-        .await?
-        .is_some_and(|p| p.user_id == caller.0);
-    if !exists {
-        return Err(ApiError::not_found("profile", &id));
-    }
     let unscoped = state.store.remove_profile(&caller.0, &id).await?;
     Ok(Json(ProfileDeleted {
         status: "deleted",

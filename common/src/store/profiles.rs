@@ -107,7 +107,13 @@ impl Store {
     /// another profile of the user.
     pub async fn put_profile(&self, new: &NewProfile) -> Result<(Profile, bool), StoreError> {
         let mut profile = new.to_profile(now())?;
-        let elsewhere = || format!("profile '{}' belongs to another user", profile.id);
+        // Worded like any other clash: it must not tell that another user has it.
+        let elsewhere = || {
+            format!(
+                "profile id '{}' cannot be used; choose another id",
+                profile.id
+            )
+        };
         with_pool!(self, |pool| {
             let mut tx = begin_for_user(pool, &profile.user_id).await?;
             let existing: Option<ProfileRow> = sqlx::query_as(select_profiles!("WHERE id = $1"))
