@@ -34,6 +34,36 @@ struct Store {
     url: String,
     keys: String,
     name: &'static str,
+    /// The admin URL and the database to drop, on PostgreSQL.
+    pg: Option<(String, String)>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some((admin, db)) = self.pg.take() {
+            drop_database(admin, db);
+        }
+    }
+}
+
+/// Drops a test database on the server of `admin` (connections and all).
+fn drop_database(admin: String, db: String) {
+    std::thread::spawn(move || {
+        use sqlx::Connection;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    })
+    .join()
+    .unwrap();
 }
 
 impl Store {
@@ -56,11 +86,13 @@ impl Store {
             .await
             .unwrap();
         let (base, _) = admin.rsplit_once('/').unwrap();
-        Some(Self::with_url(
+        let mut store = Self::with_url(
             tempfile::tempdir().unwrap(),
             format!("{base}/{db}"),
             "postgres",
-        ))
+        );
+        store.pg = Some((admin, db));
+        Some(store)
     }
 
     fn with_url(dir: tempfile::TempDir, url: String, name: &'static str) -> Self {
@@ -69,6 +101,7 @@ impl Store {
             url,
             keys: String::new(),
             name,
+            pg: None,
         };
         store.keys = store.cli(&["keys", "generate"]).trim().to_string();
         store

@@ -25,6 +25,8 @@ const WEBHOOK_SECRET: &str = "teller-webhook-secret";
 /// The fakes, a store, and a running server configured for them.
 struct World {
     _dir: tempfile::TempDir,
+    /// The admin URL and the database to drop, on PostgreSQL.
+    pg: Option<(String, String)>,
     url: String,
     keys: String,
     slack: fakes::slack::FakeSlack,
@@ -41,6 +43,7 @@ struct World {
 impl World {
     async fn new(postgres: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
+        let mut pg = None;
         let url = if postgres {
             use sqlx::Connection;
             let admin = std::env::var("INTEGRATIONS_TEST_POSTGRES")
@@ -59,7 +62,9 @@ impl World {
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+            let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+            pg = Some((admin, db));
+            url
         } else {
             format!(
                 "sqlite://{}?mode=rwc",
@@ -71,6 +76,7 @@ impl World {
         let teller_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let mut world = Self {
             _dir: dir,
+            pg,
             url,
             keys: String::new(),
             slack: fakes::slack::FakeSlack::start().await.unwrap(),
@@ -262,6 +268,34 @@ impl World {
         let message = format!("{nonce}.{token}.{user}.{enrollment}.sandbox");
         STANDARD.encode(self.teller_key.sign(message.as_bytes()).as_ref())
     }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some((admin, db)) = self.pg.take() {
+            drop_database(admin, db);
+        }
+    }
+}
+
+/// Drops a test database on the server of `admin` (connections and all).
+fn drop_database(admin: String, db: String) {
+    std::thread::spawn(move || {
+        use sqlx::Connection;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    })
+    .join()
+    .unwrap();
 }
 
 /// A fresh Teller nonce for the world's user.
@@ -476,6 +510,19 @@ async fn gmail_connects_with_pkce_and_a_refresh_token() {
                 .await,
             "already used",
         );
+        // The connected grant works: the API's test refreshes it and reads the mailbox.
+        let id = rows[0]["id"].as_str().unwrap().to_string();
+        let (status, tested) = w
+            .api("POST", &format!("/v1/integrations/{id}/test"), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tested}");
+        assert!(
+            tested["detail"]
+                .as_str()
+                .unwrap()
+                .contains(fakes::gmail::EMAIL),
+            "{tested}"
+        );
 
         // Google keeps the refresh token when the app already had access.
         let query = w.authorize("gmail").await;
@@ -557,6 +604,10 @@ async fn teller_connect_needs_a_fresh_signed_nonce() {
         let (status, _) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&theirs, pnc, "enr_pnc", "PNC", w.sign(&theirs, pnc, "usr_1", "enr_pnc"))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(w.integrations("teller").await.len(), 1);
+
+        let (status, tested) = w.api("POST", &format!("/v1/integrations/{id}/test"), Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{tested}");
+        assert!(tested["detail"].as_str().unwrap().contains("account"), "{tested}");
 
         // A token Teller refuses is not stored.
         let n = nonce(&w).await;
