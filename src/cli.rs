@@ -46,6 +46,16 @@ pub enum Command {
     /// Per-agent secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The outbox of inbound Telegram messages, oldest first, as JSON lines.
+    Inbound {
+        #[arg(long)]
+        user: String,
+        /// The last `seq` already consumed.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]

@@ -72,5 +72,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tokens(command) => tokens::run(&store, command).await,
         Command::Secrets(command) => secrets::run(&store, command).await,
+        Command::Inbound { user, after, limit } => {
+            for message in store.inbound(&user, after, limit.clamp(1, 1000)).await? {
+                println!("{}", serde_json::to_string(&message)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

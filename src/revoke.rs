@@ -96,6 +96,18 @@ async fn revoke_bot(keyring: &Keyring, integration: &Integration) -> anyhow::Res
     let config = keyring.open_config(integration).context(
         "cannot read the token to revoke it (use --local-only to delete the row anyway)",
     )?;
+    if integration.kind == IntegrationType::Telegram
+        && config
+            .get(IntegrationType::Telegram, "owner")?
+            .as_deref()
+            .map(|o| o.as_str())
+            == Some("platform")
+    {
+        // The platform's bot serves every user: its webhook stays.
+        return Ok(Revoked::not(
+            "the platform's shared bot keeps its webhook; this user's pairing is forgotten with the row",
+        ));
+    }
     let provider = match integration.kind {
         IntegrationType::Slack => "Slack",
         _ => "Telegram",

@@ -52,11 +52,15 @@ const SLACK: &[Field] = &[
     field("team_name", false, false, Text),
     field("bot_user_id", false, false, Text),
 ];
+/// `webhook_secret` is what Telegram echoes on our webhook; `owner` is
+/// `platform` for the platform's shared bot.
 const TELEGRAM: &[Field] = &[
     field("bot_token", true, true, Text),
     field("bot_user_id", true, false, Id),
     field("bot_username", true, false, Text),
     field("owner_chat_id", false, false, Id),
+    field("webhook_secret", false, true, Text),
+    field("owner", false, false, Text),
 ];
 /// `access_token` and `expires_at` (unix seconds) are the cached grant a
 /// sidecar refreshes and writes back.

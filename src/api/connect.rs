@@ -95,15 +95,22 @@ impl ConnectConfig {
         })
     }
 
-    fn redirect_uri(&self, provider: &str) -> Result<String, ApiError> {
-        let base = self.public_base_url.as_deref().ok_or_else(|| {
+    /// `PUBLIC_BASE_URL`, where providers reach this server.
+    pub fn public_base_url(&self) -> Result<&str, ApiError> {
+        self.public_base_url.as_deref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NOT_CONFIGURED",
-                "set PUBLIC_BASE_URL to where the OAuth callbacks are reachable",
+                "set PUBLIC_BASE_URL to where providers reach this server",
             )
-        })?;
-        Ok(format!("{base}/api/{provider}/callback"))
+        })
+    }
+
+    fn redirect_uri(&self, provider: &str) -> Result<String, ApiError> {
+        Ok(format!(
+            "{}/api/{provider}/callback",
+            self.public_base_url()?
+        ))
     }
 
     /// The dashboard with `?key=value` added.

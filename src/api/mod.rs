@@ -10,6 +10,7 @@ mod integrations;
 mod openapi;
 mod profiles;
 mod secrets;
+mod telegram;
 mod teller_webhook;
 
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub struct AppState {
     /// Test notifications go through the platform's notifier.
     pub notifier: Arc<Notifier>,
     pub connect: ConnectConfig,
+    pub telegram: telegram::TelegramConfig,
     pub teller_webhook_secret: Option<Arc<zeroize::Zeroizing<String>>>,
 }
 
@@ -48,6 +50,7 @@ impl AppState {
             keyring: Arc::new(Keyring::from_env()?),
             notifier: Arc::new(crate::probe::notifier(db_url)?),
             connect: ConnectConfig::from_env()?,
+            telegram: telegram::TelegramConfig::from_env()?,
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
         })
     }
@@ -81,6 +84,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/slack/callback", get(connect::slack_callback))
         .route("/api/gmail/callback", get(connect::gmail_callback))
         .route("/api/teller/webhook", post(teller_webhook::receive))
+        .route("/v1/integrations/telegram/connect", post(telegram::connect))
+        .route(
+            "/v1/integrations/telegram/connect-platform",
+            post(telegram::connect_platform),
+        )
+        .route(
+            "/v1/integrations/telegram/regenerate-link-code",
+            post(telegram::regenerate_link_code),
+        )
+        .route(
+            "/api/telegram/webhook/{bot_user_id}",
+            post(telegram::webhook),
+        )
+        .route("/v1/inbound", get(telegram::inbound))
         .route("/v1/profiles", get(profiles::list))
         .route(
             "/v1/profiles/{id}",

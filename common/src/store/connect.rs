@@ -24,6 +24,8 @@ pub enum Purpose {
     SlackState,
     GmailState,
     TellerNonce,
+    /// A Telegram bot's link code; its verifier is the integration id.
+    TelegramLink,
 }
 
 impl Purpose {
@@ -32,6 +34,7 @@ impl Purpose {
             Self::SlackState => "slack_state",
             Self::GmailState => "gmail_state",
             Self::TellerNonce => "teller_nonce",
+            Self::TelegramLink => "telegram_link",
         }
     }
 }
@@ -105,6 +108,40 @@ impl Store {
             user_id,
             verifier: verifier.map(Zeroizing::new),
         }))
+    }
+
+    /// Spends the link code `key` of the Telegram integration
+    /// `integration_id` (a code of another bot stays unspent).
+    pub async fn spend_link_code(
+        &self,
+        key: &str,
+        integration_id: &str,
+    ) -> Result<bool, StoreError> {
+        let spent = with_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND verifier = $3 AND expires_at >= $4",
+            )
+            .bind(sha256_hex(key))
+            .bind(Purpose::TelegramLink.as_str())
+            .bind(integration_id)
+            .bind(unix_now())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(spent == 1)
+    }
+
+    /// Drops the outstanding link codes of `integration_id`.
+    pub async fn drop_link_codes(&self, integration_id: &str) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM connect_keys WHERE purpose = $1 AND verifier = $2")
+                .bind(Purpose::TelegramLink.as_str())
+                .bind(integration_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Connects an integration of `kind` for `user_id` from a provider's

@@ -400,14 +400,22 @@ impl Store {
         })
     }
 
-    /// Deletes the integration row.
+    /// Deletes the integration row, and its Telegram threads.
     pub async fn delete_integration(&self, id: &str) -> Result<(), StoreError> {
         let done = with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM user_integrations WHERE id = $1")
+            let mut tx = pool.begin().await?;
+            // A Telegram bot's notification threads go with it.
+            sqlx::query("DELETE FROM telegram_threads WHERE integration_id = $1")
                 .bind(id)
-                .execute(pool)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM user_integrations WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            tx.commit().await?;
+            done
         });
         if done == 0 {
             return Err(not_found(id));

@@ -14,6 +14,7 @@ pub(crate) mod rotate;
 pub(crate) mod rows;
 mod secrets;
 mod snapshot;
+mod telegram;
 mod tokens;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use profiles::NewProfile;
 pub use rotate::RotationReport;
 pub use secrets::{NewSecret, Secret, SecretUpdate};
 pub use snapshot::Snapshot;
+pub use telegram::{ClaimedThread, InboundMessage, NewInbound, THREAD_WINDOW};
 pub use tokens::ApiToken;
 
 use crate::crypto::OpenError;

@@ -1,0 +1,685 @@
+//! Telegram's server side: connecting a bot (the user's own or the
+//! platform's shared one), the webhook that receives its updates, pairing a
+//! chat with `/start <code>` or `/link <code>`, routing inbound messages to a
+//! profile into the outbox, and claiming notification threads.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use common::config::DecryptedConfig;
+use common::ids::random_token;
+use common::model::{Integration, IntegrationType, Scope};
+use common::store::{NewInbound, NewIntegration, Purpose};
+use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::Caller;
+use super::body::{Params, Payload};
+use super::error::ApiError;
+
+/// How long a link code may wait for its `/start`.
+const LINK_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The Telegram settings of the server.
+#[derive(Clone)]
+pub struct TelegramConfig {
+    api_base: String,
+    platform_token: Option<Zeroizing<String>>,
+    forward_url: Option<String>,
+    forward_secret: Option<Zeroizing<String>>,
+    http: reqwest::Client,
+}
+
+impl TelegramConfig {
+    /// From `TELEGRAM_API_BASE`, `PLATFORM_TELEGRAM_BOT_TOKEN`,
+    /// `INBOUND_FORWARD_URL` and `INBOUND_FORWARD_SECRET`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Self {
+            api_base: var("TELEGRAM_API_BASE")
+                .unwrap_or_else(|| "https://api.telegram.org".into())
+                .trim_end_matches('/')
+                .to_string(),
+            platform_token: var("PLATFORM_TELEGRAM_BOT_TOKEN").map(Zeroizing::new),
+            forward_url: var("INBOUND_FORWARD_URL"),
+            forward_secret: var("INBOUND_FORWARD_SECRET").map(Zeroizing::new),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+        })
+    }
+
+    /// Calls the Bot API method `method` as `token`; Telegram's description
+    /// of a failure (never the token, which is in the URL).
+    async fn call(&self, token: &str, method: &str, body: Value) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(format!("{}/bot{token}/{method}", self.api_base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("Telegram could not be reached ({})", e.without_url()))?;
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|_| "Telegram sent a response that could not be read".to_string())?;
+        if answer["ok"].as_bool() == Some(true) {
+            Ok(answer["result"].clone())
+        } else {
+            Err(answer["description"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .chars()
+                .take(200)
+                .collect())
+        }
+    }
+
+    /// The webhook secret of the platform's bot: derived from its token, so
+    /// that every pairing agrees on it.
+    fn platform_secret(&self) -> Option<String> {
+        let token = self.platform_token.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).ok()?;
+        mac.update(b"telegram webhook secret");
+        Some(
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+}
+
+/// `POST /v1/integrations/telegram/connect`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectBot {
+    /// From @BotFather: `<bot id>:<secret>`.
+    #[schemars(with = "String")]
+    pub bot_token: Zeroizing<String>,
+    /// The profile the bot speaks for.
+    pub bound_profile_id: Option<String>,
+}
+
+/// `POST /v1/integrations/telegram/connect-platform`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectPlatform {
+    pub bound_profile_id: Option<String>,
+}
+
+/// A connected bot, waiting for its owner's `/start`.
+#[derive(Serialize, JsonSchema)]
+pub struct Connected {
+    pub id: String,
+    pub bot_username: String,
+    /// Open it in Telegram to pair the chat: single-use, 15 minutes.
+    pub link_url: String,
+}
+
+/// `POST /v1/integrations/telegram/regenerate-link-code`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Regenerate {
+    pub id: String,
+}
+
+fn valid_token_shape(token: &str) -> bool {
+    let Some((id, secret)) = token.split_once(':') else {
+        return false;
+    };
+    (1..=20).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (20..=100).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `getMe`: the bot's id and username.
+async fn who_is(state: &AppState, token: &str) -> Result<(i64, String), ApiError> {
+    let me = state
+        .telegram
+        .call(token, "getMe", json!({}))
+        .await
+        .map_err(|why| ApiError::invalid(format!("Telegram refused the bot token: {why}")))?;
+    match (me["id"].as_i64(), me["username"].as_str()) {
+        (Some(id), Some(username)) => Ok((id, username.to_string())),
+        _ => Err(ApiError::invalid("Telegram did not describe the bot")),
+    }
+}
+
+fn webhook_url(state: &AppState, bot_id: i64) -> Result<String, ApiError> {
+    Ok(format!(
+        "{}/api/telegram/webhook/{bot_id}",
+        state.connect.public_base_url()?
+    ))
+}
+
+/// Issues a link code for `integration` and its `t.me` link.
+async fn link_url(
+    state: &AppState,
+    integration: &Integration,
+    username: &str,
+) -> Result<String, ApiError> {
+    state.store.drop_link_codes(&integration.id).await?;
+    let code = state
+        .store
+        .issue_connect_key(
+            &integration.user_id,
+            Purpose::TelegramLink,
+            Some(&integration.id),
+            LINK_TTL,
+        )
+        .await?;
+    Ok(format!("https://t.me/{username}?start={}", code.as_str()))
+}
+
+/// Stores a bot row, then points its webhook here; a webhook Telegram
+/// refuses removes the row again.
+async fn connect_bot(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    bound: Option<String>,
+    secret: String,
+    platform: bool,
+) -> Result<(StatusCode, Json<Connected>), ApiError> {
+    let (bot_id, username) = who_is(state, token).await?;
+    let url = webhook_url(state, bot_id)?;
+    let mut config = json!({"bot_token": token, "bot_user_id": bot_id, "bot_username": username});
+    if platform {
+        config["owner"] = json!("platform");
+    } else {
+        config["webhook_secret"] = json!(secret);
+    }
+    let mut valid = DecryptedConfig::validate(
+        IntegrationType::Telegram,
+        Zeroizing::new(serde_json::to_vec(&config).map_err(ApiError::internal)?),
+    )
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if platform {
+        // Every user pairs the same bot: one row each.
+        valid.external_id = Some(format!("{bot_id}:{}", caller.0));
+    }
+    let new = NewIntegration {
+        user_id: caller.0.clone(),
+        kind: IntegrationType::Telegram,
+        label: None,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: Vec::new(),
+        bound_profile_id: bound,
+    };
+    let row = state
+        .store
+        .add_integration(&state.keyring, &new, &valid)
+        .await?;
+    let set = state
+        .telegram
+        .call(token, "setWebhook", json!({"url": url, "secret_token": secret, "allowed_updates": ["message", "callback_query"]}))
+        .await;
+    if let Err(why) = set {
+        state.store.delete_integration(&row.id).await?;
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "DELIVERY_FAILED",
+            format!("Telegram refused the webhook: {why}"),
+        ));
+    }
+    let link_url = link_url(state, &row, &username).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Connected {
+            id: row.id,
+            bot_username: username,
+            link_url,
+        }),
+    ))
+}
+
+pub async fn connect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Payload(body): Payload<ConnectBot>,
+) -> Result<(StatusCode, Json<Connected>), ApiError> {
+    let token = body.bot_token.trim();
+    if !valid_token_shape(token) {
+        return Err(ApiError::invalid(
+            "bot_token is not shaped like a token from @BotFather (<digits>:<secret>)",
+        ));
+    }
+    if let Some(id) = token.split(':').next()
+        && !state.store.telegram_bots(id).await?.is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "this bot is already connected",
+        ));
+    }
+    let secret = random_token(32);
+    connect_bot(&state, &caller, token, body.bound_profile_id, secret, false).await
+}
+
+pub async fn connect_platform(
+    State(state): State<AppState>,
+    caller: Caller,
+    Payload(body): Payload<ConnectPlatform>,
+) -> Result<(StatusCode, Json<Connected>), ApiError> {
+    let (Some(token), Some(secret)) = (
+        state.telegram.platform_token.clone(),
+        state.telegram.platform_secret(),
+    ) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_CONFIGURED",
+            "the platform's Telegram bot is not configured on this server",
+        ));
+    };
+    connect_bot(&state, &caller, &token, body.bound_profile_id, secret, true).await
+}
+
+pub async fn regenerate_link_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Payload(body): Payload<Regenerate>,
+) -> Result<Json<Connected>, ApiError> {
+    let row = state
+        .store
+        .integration(&body.id)
+        .await?
+        .filter(|i| i.user_id == caller.0 && i.kind == IntegrationType::Telegram)
+        .ok_or_else(|| ApiError::not_found("telegram integration", &body.id))?;
+    let username = field(&state, &row, "bot_username").unwrap_or_default();
+    let link_url = link_url(&state, &row, &username).await?;
+    Ok(Json(Connected {
+        id: row.id,
+        bot_username: username,
+        link_url,
+    }))
+}
+
+/// A clear or secret text field of a Telegram row's config.
+fn field(state: &AppState, row: &Integration, name: &str) -> Option<String> {
+    let config = state.keyring.open_config(row).ok()?;
+    config
+        .get(IntegrationType::Telegram, name)
+        .ok()
+        .flatten()
+        .map(|v| v.to_string())
+}
+
+/// `GET /v1/inbound?after=`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundQuery {
+    /// The last `seq` already consumed; 0 for all.
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct InboundPage {
+    pub messages: Vec<common::store::InboundMessage>,
+    /// Pass as `after` for the next page.
+    pub next_cursor: i64,
+}
+
+pub async fn inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(query): Params<InboundQuery>,
+) -> Result<Json<InboundPage>, ApiError> {
+    let after = query.after.unwrap_or(0).max(0);
+    let messages = state
+        .store
+        .inbound(&caller.0, after, query.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    let next_cursor = messages.last().map_or(after, |m| m.seq);
+    Ok(Json(InboundPage {
+        messages,
+        next_cursor,
+    }))
+}
+
+// ---- the webhook -----------------------------------------------------------
+
+/// `POST /api/telegram/webhook/{bot_user_id}`: Telegram's updates. An update
+/// with the right secret is always answered 200, whatever its handling did
+/// (Telegram would redeliver it again and again); failures are logged.
+pub async fn webhook(
+    State(state): State<AppState>,
+    Path(bot_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rows = state.store.telegram_bots(&bot_id).await?;
+    let presented = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let expected = match rows.first() {
+        Some(row) if field(&state, row, "owner").as_deref() == Some("platform") => {
+            state.telegram.platform_secret()
+        }
+        Some(row) => field(&state, row, "webhook_secret"),
+        None => None,
+    };
+    let matches = expected
+        .is_some_and(|e| Sha256::digest(e.as_bytes()) == Sha256::digest(presented.as_bytes()));
+    if !matches {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "the secret token does not match",
+        ));
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(update) => {
+            if let Err(e) = handle(&state, &rows, &update).await {
+                tracing::warn!(bot = %bot_id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
+            }
+        }
+        Err(_) => tracing::warn!(bot = %bot_id, "a Telegram update was not JSON"),
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+/// The row of `rows` paired with `chat`.
+fn owned_by<'a>(state: &AppState, rows: &'a [Integration], chat: i64) -> Option<&'a Integration> {
+    rows.iter().find(|row| {
+        field(state, row, "owner_chat_id").as_deref() == Some(chat.to_string().as_str())
+    })
+}
+
+async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyhow::Result<()> {
+    if let Some(query) = update.get("callback_query") {
+        return tap(state, rows, query).await;
+    }
+    let Some(message) = update.get("message") else {
+        return Ok(());
+    };
+    let (Some(chat), Some(text)) = (message["chat"]["id"].as_i64(), message["text"].as_str())
+    else {
+        return Ok(());
+    };
+    if message["chat"]["type"].as_str() != Some("private") {
+        return Ok(());
+    }
+    let token = rows
+        .first()
+        .and_then(|row| field(state, row, "bot_token"))
+        .ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))?;
+    let reply = |text: String| {
+        let token = token.clone();
+        async move {
+            if let Err(why) = state
+                .telegram
+                .call(
+                    &token,
+                    "sendMessage",
+                    json!({"chat_id": chat, "text": text}),
+                )
+                .await
+            {
+                tracing::warn!(error = %why, "a reply to Telegram was not sent");
+            }
+        }
+    };
+    let (command, argument) = command_of(text);
+    if matches!(command.as_deref(), Some("start" | "link")) && !argument.is_empty() {
+        reply(pair(state, rows, chat, argument).await?).await;
+        return Ok(());
+    }
+    // Only the owner's chat is heard.
+    let Some(row) = owned_by(state, rows, chat) else {
+        return Ok(());
+    };
+    match command.as_deref() {
+        Some("help") | Some("start") => {
+            reply("Write to me to talk to your agents. Start with @slug to pick one; /agents lists them; /new starts a new conversation; /end ends it.".into()).await;
+            record(state, row, chat, text, Some("help"), None).await
+        }
+        Some("agents") => {
+            reply(agents(state, row).await?).await;
+            record(state, row, chat, text, Some("agents"), None).await
+        }
+        Some(c @ ("new" | "end")) => record(state, row, chat, text, Some(c), None).await,
+        _ => {
+            let claimed = state
+                .store
+                .claim_newest_thread(&row.id, &chat.to_string())
+                .await?;
+            let text = match &claimed {
+                Some(thread) => format!(
+                    "[Switched to {} thread] {text}",
+                    thread.label.as_deref().unwrap_or("agent")
+                ),
+                None => text.to_string(),
+            };
+            let session = claimed.map(|t| t.session_id);
+            match resolver::route(&state.store, &row.id, &text).await {
+                Ok(route) => {
+                    write_inbound(
+                        state,
+                        row,
+                        chat,
+                        &route.profile_id,
+                        &route.text,
+                        None,
+                        session,
+                    )
+                    .await
+                }
+                Err(e) => {
+                    reply(format!("This message was not delivered: {e}.")).await;
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// A bot command (`/name` or `/name@bot`) and its argument.
+fn command_of(text: &str) -> (Option<String>, &str) {
+    let Some(rest) = text.strip_prefix('/') else {
+        return (None, text);
+    };
+    let (word, argument) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let name = word
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    (Some(name), argument.trim())
+}
+
+/// `/start <code>` or `/link <code>`: claims the code once for this bot.
+async fn pair(
+    state: &AppState,
+    rows: &[Integration],
+    chat: i64,
+    code: &str,
+) -> anyhow::Result<String> {
+    if let Some(row) = owned_by(state, rows, chat) {
+        return Ok(format!("This chat is already linked to {}.", row.label));
+    }
+    let spent = state
+        .store
+        .spend_connect_key(code, Purpose::TelegramLink)
+        .await?;
+    let Some(row) = spent
+        .and_then(|s| s.verifier)
+        .and_then(|id| rows.iter().find(|row| row.id == id.as_str()))
+    else {
+        return Ok("That link code is not valid: it is wrong, already used, or expired. Create a new link in Settings → Integrations.".into());
+    };
+    if field(state, row, "owner_chat_id").is_some() {
+        return Ok("This bot is already linked to another chat.".into());
+    }
+    if !state
+        .store
+        .link_telegram_chat(&state.keyring, row, chat)
+        .await?
+    {
+        return Ok("The bot changed meanwhile; try the link again.".into());
+    }
+    Ok(format!("Linked! {} now talks to you here.", row.label))
+}
+
+/// The profiles granted the bot, for `/agents`.
+async fn agents(state: &AppState, row: &Integration) -> anyhow::Result<String> {
+    let profiles = state.store.profiles(&row.user_id).await?;
+    let granted: Vec<String> = profiles
+        .iter()
+        .filter(|p| common::scope::is_granted(row, Some(p)))
+        .map(|p| {
+            let bound = if row.bound_profile_id.as_deref() == Some(p.id.as_str()) {
+                " (default here)"
+            } else {
+                ""
+            };
+            format!("@{} {}{bound}", p.slug, p.name)
+        })
+        .collect();
+    Ok(if granted.is_empty() {
+        "No agent can use this bot yet: grant it to one in Settings → Integrations.".into()
+    } else {
+        format!("Your agents here:\n{}", granted.join("\n"))
+    })
+}
+
+/// Records a command for the platform, routed like a message.
+async fn record(
+    state: &AppState,
+    row: &Integration,
+    chat: i64,
+    text: &str,
+    command: Option<&str>,
+    session: Option<String>,
+) -> anyhow::Result<()> {
+    let profile = match resolver::route(&state.store, &row.id, "").await {
+        Ok(route) => route.profile_id,
+        Err(_) => return Ok(()),
+    };
+    write_inbound(state, row, chat, &profile, text, command, session).await
+}
+
+async fn write_inbound(
+    state: &AppState,
+    row: &Integration,
+    chat: i64,
+    profile_id: &str,
+    text: &str,
+    command: Option<&str>,
+    session: Option<String>,
+) -> anyhow::Result<()> {
+    let written = state
+        .store
+        .add_inbound(&NewInbound {
+            user_id: row.user_id.clone(),
+            profile_id: profile_id.to_string(),
+            integration_id: row.id.clone(),
+            chat_id: chat.to_string(),
+            text: text.to_string(),
+            command: command.map(str::to_string),
+            claimed_session_id: session,
+        })
+        .await?;
+    forward(state, &written).await;
+    Ok(())
+}
+
+/// POSTs an outbox row to `INBOUND_FORWARD_URL`, signed like outbound webhooks.
+async fn forward(state: &AppState, message: &common::store::InboundMessage) {
+    let Some(url) = &state.telegram.forward_url else {
+        return;
+    };
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut request = state
+        .telegram
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &message.id)
+        .header("webhook-timestamp", timestamp.to_string());
+    if let Some(secret) = &state.telegram.forward_secret {
+        match mcp_notify::deliver::sign(secret, &message.id, timestamp, &body) {
+            Ok(signature) => request = request.header("webhook-signature", signature),
+            Err(e) => tracing::warn!(error = %e.message, "INBOUND_FORWARD_SECRET is not usable"),
+        }
+    }
+    match request.body(body).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(
+            status = r.status().as_u16(),
+            "the inbound forward was refused"
+        ),
+        Err(e) => tracing::warn!(error = %e.without_url(), "the inbound forward failed"),
+    }
+}
+
+/// A tap on a notification's `📎 Reply here` or `💬 Keep my chat`.
+async fn tap(state: &AppState, rows: &[Integration], query: &Value) -> anyhow::Result<()> {
+    let id = query["id"].as_str().unwrap_or_default();
+    let from = query["from"]["id"].as_i64();
+    let chat = query["message"]["chat"]["id"].as_i64();
+    let message_id = query["message"]["message_id"].as_i64();
+    let data = query["data"].as_str().unwrap_or_default();
+    let owner = chat.and_then(|chat| owned_by(state, rows, chat));
+    let token = rows
+        .first()
+        .and_then(|row| field(state, row, "bot_token"))
+        .ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))?;
+    let answer = |text: &str| {
+        let body = json!({"callback_query_id": id, "text": text});
+        let token = token.clone();
+        async move {
+            if let Err(why) = state
+                .telegram
+                .call(&token, "answerCallbackQuery", body)
+                .await
+            {
+                tracing::warn!(error = %why, "a callback answer was not sent");
+            }
+        }
+    };
+    let Some(row) = owner.filter(|_| from.is_some() && from == chat) else {
+        answer("Only the owner of this chat can do that.").await;
+        return Ok(());
+    };
+    let (action, notification) = data.split_once(':').unwrap_or((data, ""));
+    match action {
+        "claim" => match state.store.claim_thread(&row.id, notification).await? {
+            Some(thread) => {
+                let label = thread.label.unwrap_or_else(|| "your agent".into());
+                let edit = json!({"chat_id": chat, "message_id": message_id, "text": format!("📎 Threaded: your replies here go to the {label} thread.")});
+                if let Err(why) = state.telegram.call(&token, "editMessageText", edit).await {
+                    tracing::warn!(error = %why, "the threaded message was not edited");
+                }
+                answer(&format!("Replies now go to the {label} thread.")).await;
+            }
+            None => answer("This notification has expired or was already handled.").await,
+        },
+        "keep" => match state.store.dismiss_thread(&row.id, notification).await? {
+            Some(_) => answer("Kept: your replies stay in your main chat.").await,
+            None => answer("This notification has expired or was already handled.").await,
+        },
+        _ => answer("This button is not known here.").await,
+    }
+    Ok(())
+}

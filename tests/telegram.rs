@@ -1,0 +1,718 @@
+//! Telegram's server side of `integrations serve` over real HTTP, with the
+//! fake Telegram delivering updates to our webhook as Telegram would:
+//! connecting bots, pairing, inbound routing, thread claims, disconnecting;
+//! forged secrets, replayed codes and racing taps included.
+
+use std::process::Stdio;
+
+use fakes::telegram::{self as tg, FakeTelegram};
+use fakes::webhook::FakeWebhook;
+use reqwest::StatusCode;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_integrations");
+const USER: &str = "u_amouzou";
+
+struct World {
+    _dir: tempfile::TempDir,
+    url: String,
+    keys: String,
+    telegram: FakeTelegram,
+    forward: FakeWebhook,
+    _server: tokio::process::Child,
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl World {
+    async fn new(platform: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("tg.db").display());
+        let mut world = Self {
+            _dir: dir,
+            url,
+            keys: String::new(),
+            telegram: FakeTelegram::start().await.unwrap(),
+            forward: FakeWebhook::start().await.unwrap(),
+            _server: tokio::process::Command::new("true").spawn().unwrap(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            token: String::new(),
+        };
+        world.keys = world.cli(&["keys", "generate"]).trim().to_string();
+        world.token = world
+            .cli(&["tokens", "create", "--user", USER])
+            .trim()
+            .to_string();
+        // The server's own address is its public one: pick a free port first.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("INTEGRATIONS_DB", &world.url)
+            .env("INTEGRATIONS_KEYS", &world.keys)
+            .env("PUBLIC_BASE_URL", &base)
+            .env("TELEGRAM_API_BASE", world.telegram.base_url())
+            .env("INBOUND_FORWARD_URL", world.forward.url("/inbound"))
+            .env(
+                "INBOUND_FORWARD_SECRET",
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            )
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        if platform {
+            cmd.env("PLATFORM_TELEGRAM_BOT_TOKEN", tg::PLATFORM_BOT_TOKEN);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        world.base = base;
+        world._server = child;
+        for (id, slug, default) in [
+            ("prof_vzfin", "vzfin", true),
+            ("prof_coding", "coding", false),
+        ] {
+            let (status, _) = world
+                .api(
+                    "PUT",
+                    &format!("/v1/profiles/{id}"),
+                    json!({"slug": slug, "is_default": default}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        world
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("INTEGRATIONS_DB", &self.url)
+            .env("INTEGRATIONS_KEYS", &self.keys)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "integrations {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Connects the fake's first bot; its id and link code.
+    async fn connect(&self, body: Value) -> (String, String) {
+        let (status, connected) = self
+            .api("POST", "/v1/integrations/telegram/connect", body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{connected}");
+        let link = connected["link_url"].as_str().unwrap();
+        let code = link.split("?start=").nth(1).unwrap().to_string();
+        (connected["id"].as_str().unwrap().to_string(), code)
+    }
+
+    async fn say(&self, chat: i64, text: &str) -> u16 {
+        self.telegram
+            .deliver(tg::BOT_TOKEN, tg::text_update(chat, chat, text))
+            .await
+            .unwrap()
+    }
+
+    /// The last message the bot sent to `chat`.
+    fn last_reply(&self, chat: i64) -> String {
+        self.telegram
+            .sent()
+            .iter()
+            .rev()
+            .find(|m| m.chat_id == chat)
+            .map(|m| m.text.clone())
+            .unwrap_or_default()
+    }
+
+    async fn inbound(&self) -> Vec<Value> {
+        let (status, page) = self.api("GET", "/v1/inbound?after=0", Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        page["messages"].as_array().unwrap().clone()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_connects_and_pairs_once_with_its_owner() {
+    let w = World::new(false).await;
+    // Refusals before anything is stored.
+    for (body, status, code) in [
+        (
+            json!({"bot_token": "not-a-token"}),
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"bot_token": "123:AAunknown-token-the-fake-does-not-know"}),
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"bot_token": tg::BOT_TOKEN, "bound_profile_id": "prof_nobody"}),
+            StatusCode::BAD_REQUEST,
+            "PROFILE_NOT_FOUND",
+        ),
+    ] {
+        let (got, answer) = w
+            .api("POST", "/v1/integrations/telegram/connect", body)
+            .await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+        assert!(
+            !answer
+                .to_string()
+                .contains(tg::BOT_TOKEN.split(':').nth(1).unwrap())
+        );
+    }
+    let (id, code) = w
+        .connect(json!({"bot_token": tg::BOT_TOKEN, "bound_profile_id": "prof_vzfin"}))
+        .await;
+    assert_eq!(
+        w.telegram.webhook(tg::BOT_TOKEN).unwrap(),
+        format!("{}/api/telegram/webhook/{}", w.base, tg::BOT_ID)
+    );
+    let (status, _) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect",
+            json!({"bot_token": tg::BOT_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Forged or missing secrets: 401.
+    let update = tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, &format!("/start {code}"));
+    assert_eq!(
+        w.telegram
+            .deliver_with_secret(tg::BOT_TOKEN, update.clone(), Some("forged"))
+            .await
+            .unwrap(),
+        401
+    );
+    assert_eq!(
+        w.telegram
+            .deliver_with_secret(tg::BOT_TOKEN, update.clone(), None)
+            .await
+            .unwrap(),
+        401
+    );
+
+    // A wrong code, then the right one, then a replay from another chat.
+    assert_eq!(w.say(tg::OWNER_CHAT, "/start wrongcode").await, 200);
+    assert!(
+        w.last_reply(tg::OWNER_CHAT).contains("not valid"),
+        "{}",
+        w.last_reply(tg::OWNER_CHAT)
+    );
+    assert_eq!(w.say(tg::OWNER_CHAT, &format!("/start {code}")).await, 200);
+    assert!(
+        w.last_reply(tg::OWNER_CHAT).contains("Linked"),
+        "{}",
+        w.last_reply(tg::OWNER_CHAT)
+    );
+    let shown: Value = serde_json::from_str(&w.cli(&["show", &id, "--json"])).unwrap();
+    assert_eq!(shown["config"]["owner_chat_id"], tg::OWNER_CHAT);
+    assert_eq!(shown["config"]["bot_token"], "********");
+    assert_eq!(
+        w.telegram
+            .deliver(
+                tg::BOT_TOKEN,
+                tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, &format!("/link {code}"))
+            )
+            .await
+            .unwrap(),
+        200
+    );
+    assert!(w.last_reply(tg::OTHER_CHAT).contains("not valid"));
+
+    // A second chat cannot take over, even with a fresh code.
+    let (status, fresh) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/regenerate-link-code",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let fresh = fresh["link_url"]
+        .as_str()
+        .unwrap()
+        .split("?start=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, &format!("/link {fresh}")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.last_reply(tg::OTHER_CHAT)
+            .contains("already linked to another chat")
+    );
+    // An expired code.
+    let (_, stale) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/regenerate-link-code",
+            json!({"id": id}),
+        )
+        .await;
+    let stale = stale["link_url"]
+        .as_str()
+        .unwrap()
+        .split("?start=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&w.url).await.unwrap();
+        sqlx::query("UPDATE connect_keys SET expires_at = 0")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, &format!("/start {stale}")),
+        )
+        .await
+        .unwrap();
+    assert!(w.last_reply(tg::OTHER_CHAT).contains("not valid"));
+
+    // Bind it elsewhere, and back.
+    let (status, row) = w
+        .api(
+            "PATCH",
+            &format!("/v1/integrations/{id}"),
+            json!({"bound_profile_id": "prof_coding"}),
+        )
+        .await;
+    assert_eq!(
+        (status, row["bound_profile_id"].as_str()),
+        (StatusCode::OK, Some("prof_coding"))
+    );
+    let (status, row) = w
+        .api(
+            "PATCH",
+            &format!("/v1/integrations/{id}"),
+            json!({"bound_profile_id": null}),
+        )
+        .await;
+    assert_eq!(
+        (status, row["bound_profile_id"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+
+    // Disconnecting deletes the webhook, the row and its threads.
+    let (status, deleted) = w
+        .api("DELETE", &format!("/v1/integrations/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(w.telegram.deleted_webhooks(), [tg::BOT_TOKEN]);
+    assert_eq!(w.count("SELECT count(*) FROM user_integrations").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_messages_are_routed_into_the_outbox_and_forwarded() {
+    let w = World::new(false).await;
+    let (id, code) = w.connect(json!({"bot_token": tg::BOT_TOKEN})).await;
+    w.say(tg::OWNER_CHAT, &format!("/start {code}")).await;
+    let (status, _) = w
+        .api(
+            "PATCH",
+            &format!("/v1/integrations/{id}"),
+            json!({"profile_ids": ["prof_vzfin"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert_eq!(
+        w.say(tg::OWNER_CHAT, "What did I spend on food?").await,
+        200
+    );
+    assert_eq!(w.say(tg::OWNER_CHAT, "@vzfin: and on rent?").await, 200);
+    assert_eq!(w.say(tg::OWNER_CHAT, "@coding fix the build").await, 200);
+    assert!(
+        w.last_reply(tg::OWNER_CHAT).contains("not granted"),
+        "{}",
+        w.last_reply(tg::OWNER_CHAT)
+    );
+    // A stranger is not heard.
+    assert_eq!(
+        w.telegram
+            .deliver(
+                tg::BOT_TOKEN,
+                tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, "hello?")
+            )
+            .await
+            .unwrap(),
+        200
+    );
+    for command in ["/new", "/end", "/agents", "/help"] {
+        w.say(tg::OWNER_CHAT, command).await;
+    }
+    let replies: Vec<String> = w
+        .telegram
+        .sent()
+        .iter()
+        .filter(|m| m.chat_id == tg::OWNER_CHAT)
+        .map(|m| m.text.clone())
+        .collect();
+    assert!(replies.iter().any(|r| r.contains("@vzfin")), "{replies:?}");
+    assert!(replies.iter().any(|r| r.contains("/agents")), "{replies:?}");
+
+    let inbound = w.inbound().await;
+    let owner_chat = tg::OWNER_CHAT.to_string();
+    let seen: Vec<(&str, &str, Option<&str>)> = inbound
+        .iter()
+        .map(|m| {
+            (
+                m["profile_id"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+                m["command"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("prof_vzfin", "What did I spend on food?", None),
+            ("prof_vzfin", "and on rent?", None),
+            ("prof_vzfin", "/new", Some("new")),
+            ("prof_vzfin", "/end", Some("end")),
+            ("prof_vzfin", "/agents", Some("agents")),
+            ("prof_vzfin", "/help", Some("help")),
+        ]
+    );
+    assert!(
+        inbound
+            .iter()
+            .all(|m| m["chat_id"] == owner_chat.as_str() && m["integration_id"] == id.as_str())
+    );
+    let cursor = inbound[1]["seq"].as_i64().unwrap();
+    let (_, page) = w
+        .api("GET", &format!("/v1/inbound?after={cursor}"), Value::Null)
+        .await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 4);
+    let lines = w.cli(&["inbound", "--user", USER, "--after", &cursor.to_string()]);
+    assert_eq!(lines.lines().count(), 4);
+
+    // Each outbox row is also POSTed, signed like an outbound webhook.
+    let forwarded = w.forward.received();
+    assert_eq!(forwarded.len(), 6);
+    assert!(
+        forwarded[0]
+            .headers
+            .iter()
+            .any(|(name, value)| name == "webhook-signature" && value.starts_with("v1,"))
+    );
+    // A failing reply does not make Telegram redeliver: still 200.
+    w.telegram.faults().inject(fakes::Fault::status(
+        "sendMessage",
+        500,
+        json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
+    ));
+    assert_eq!(w.say(tg::OWNER_CHAT, "/agents").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_threads_are_claimed_once_by_the_owner() {
+    let w = World::new(false).await;
+    let (id, code) = w.connect(json!({"bot_token": tg::BOT_TOKEN})).await;
+    w.say(tg::OWNER_CHAT, &format!("/start {code}")).await;
+    let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
+    let command = tokio::process::Command::new(sidecar).configure(|cmd| {
+        cmd.env_clear()
+            .env("INTEGRATIONS_DB", &w.url)
+            .env("INTEGRATIONS_KEYS", &w.keys)
+            .env("INTEGRATIONS_USER_ID", USER)
+            .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
+            .env("INTEGRATIONS_SESSION_ID", "sess_taxes")
+            .env("TELEGRAM_API_BASE", w.telegram.base_url());
+    });
+    let agent = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let notify = async |message: &str| {
+        let args = json!({"message": message, "channel": format!("telegram:{id}"), "claim_thread": true, "claim_thread_label": "Taxes"});
+        let result = agent
+            .call_tool(
+                CallToolRequestParams::new("notify_user")
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{:?}", result.content);
+        let sent = w
+            .telegram
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|m| m.reply_markup.is_some())
+            .unwrap();
+        let buttons = sent.reply_markup.unwrap()["inline_keyboard"][0].clone();
+        (
+            sent.message_id,
+            buttons[0]["callback_data"].as_str().unwrap().to_string(),
+            buttons[1]["callback_data"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // A stranger's tap is refused; two racing taps of the owner claim it once.
+    let (message, claim, _) = notify("Your tax form is ready.").await;
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OTHER_CHAT, message, &claim),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.telegram
+            .answered()
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Only the owner")
+    );
+    let tap = || {
+        w.telegram.deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OWNER_CHAT, message, &claim),
+        )
+    };
+    let (a, b) = tokio::join!(tap(), tap());
+    assert_eq!((a.unwrap(), b.unwrap()), (200, 200));
+    let answers: Vec<String> = w
+        .telegram
+        .answered()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|a| a.text.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.contains("Replies now go to the Taxes thread"))
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.contains("already handled"))
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    let edited = w.telegram.edited();
+    assert_eq!(edited.len(), 1);
+    assert_eq!(edited[0].message_id, message);
+
+    // "Keep my chat" dismisses; a dismissed row cannot be claimed after.
+    let (message, claim, keep) = notify("Quarterly estimate due.").await;
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OWNER_CHAT, message, &keep),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.telegram
+            .answered()
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Kept")
+    );
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OWNER_CHAT, message, &claim),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.telegram
+            .answered()
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("already handled")
+    );
+
+    // A row older than 24 hours is refused.
+    let (message, claim, _) = notify("Old news.").await;
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&w.url).await.unwrap();
+        sqlx::query("UPDATE telegram_threads SET sent_at = '2020-01-01T00:00:00.000000Z' WHERE message_id = $1")
+            .bind(message)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OWNER_CHAT, message, &claim),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.telegram
+            .answered()
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("expired")
+    );
+
+    // A plain reply with no tap claims the newest open row.
+    notify("Receipt needed for the donation.").await;
+    w.say(tg::OWNER_CHAT, "Here it is").await;
+    let inbound = w.inbound().await;
+    let last = inbound.last().unwrap();
+    assert_eq!(last["claimed_session_id"], "sess_taxes");
+    assert_eq!(last["text"], "[Switched to Taxes thread] Here it is");
+    w.say(tg::OWNER_CHAT, "and another").await;
+    assert_eq!(
+        w.inbound().await.last().unwrap()["claimed_session_id"],
+        Value::Null
+    );
+    agent.cancel().await.unwrap();
+
+    // Deleting the bot deletes its threads.
+    assert_eq!(w.count("SELECT count(*) FROM telegram_threads").await, 4);
+    w.api("DELETE", &format!("/v1/integrations/{id}"), Value::Null)
+        .await;
+    assert_eq!(w.count("SELECT count(*) FROM telegram_threads").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_bot_pairs_each_user_and_keeps_its_webhook() {
+    let without = World::new(false).await;
+    let (status, body) = without
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect-platform",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let w = World::new(true).await;
+    let (status, connected) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect-platform",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{connected}");
+    let id = connected["id"].as_str().unwrap().to_string();
+    let code = connected["link_url"]
+        .as_str()
+        .unwrap()
+        .split("?start=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(connected["bot_username"], tg::PLATFORM_BOT_USERNAME);
+    let update = tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, &format!("/start {code}"));
+    assert_eq!(
+        w.telegram
+            .deliver(tg::PLATFORM_BOT_TOKEN, update)
+            .await
+            .unwrap(),
+        200
+    );
+    let shown: Value = serde_json::from_str(&w.cli(&["show", &id, "--json"])).unwrap();
+    assert_eq!(
+        (
+            shown["config"]["owner_chat_id"].as_i64(),
+            shown["config"]["owner"].as_str()
+        ),
+        (Some(tg::OWNER_CHAT), Some("platform"))
+    );
+    w.telegram
+        .deliver(
+            tg::PLATFORM_BOT_TOKEN,
+            tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, "hi"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.inbound().await.len(), 1);
+    let (status, _) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect-platform",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, deleted) = w
+        .api("DELETE", &format!("/v1/integrations/{id}"), Value::Null)
+        .await;
+    assert_eq!(
+        (status, deleted["revoked"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert!(
+        w.telegram.deleted_webhooks().is_empty(),
+        "the shared bot's webhook was deleted"
+    );
+}
