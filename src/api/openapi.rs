@@ -6,10 +6,12 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
+use super::connect::{Nonce, TellerEnrollment};
 use super::error::ErrorBody;
 use super::integrations::{CreateIntegration, Deleted, IntegrationList, PatchIntegration, Tested};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
+use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
 use crate::output::IntegrationView;
 
 /// One operation of the document.
@@ -91,6 +93,17 @@ fn build() -> Value {
 /// `/healthz` and the document itself, which need no token.
 fn with_open_routes(mut paths: Map<String, Value>) -> Map<String, Value> {
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "{\"status\": \"ok\"}"}}}}));
+    paths.insert("/v1/integrations/slack/authorize".into(), json!({"get": {"summary": "Redirect to Slack's consent page with a single-use state", "responses": {"303": {"description": "to Slack"}}}}));
+    paths.insert("/v1/integrations/gmail/authorize".into(), json!({"get": {"summary": "Redirect to Google's consent page with a single-use state and PKCE", "responses": {"303": {"description": "to Google"}}}}));
+    paths.insert("/v1/inbound".into(), json!({"get": {"summary": "The outbox of inbound Telegram messages after a cursor", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}, {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "{\"messages\": [...], \"next_cursor\"}"}}}}));
+    for (path, summary) in [
+        ("/api/slack/callback", "Slack's OAuth redirect (browser)"),
+        ("/api/gmail/callback", "Google's OAuth redirect (browser)"),
+    ] {
+        paths.insert(path.into(), json!({"get": {"summary": summary, "security": [], "responses": {"303": {"description": "to DASHBOARD_URL?connected=<type>"}, "400": {"description": "a readable page; nothing written"}}}}));
+    }
+    paths.insert("/api/teller/webhook".into(), json!({"post": {"summary": "Teller's events, signed with Teller-Signature", "security": [], "responses": {"200": {"description": "accepted"}, "401": {"description": "bad signature"}}}}));
+    paths.insert("/api/telegram/webhook/{bot_user_id}".into(), json!({"post": {"summary": "Telegram's updates, with X-Telegram-Bot-Api-Secret-Token", "security": [], "responses": {"200": {"description": "accepted"}, "401": {"description": "bad secret"}}}}));
     paths.insert("/v1/openapi.json".into(), json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}));
     paths
 }
@@ -103,6 +116,7 @@ fn describe(status: u16) -> &'static str {
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
         502 => "DELIVERY_FAILED",
+        503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
     }
 }
@@ -234,6 +248,55 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             summary: "Delete a secret",
             body: None,
             ok: (200, "deleted", schema::<SecretDeleted>(g)),
+            also: None,
+            errors: &[404],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/teller/nonce",
+            summary: "A single-use nonce for Teller Connect",
+            body: None,
+            ok: (201, "the nonce", schema::<Nonce>(g)),
+            also: None,
+            errors: &[],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/teller/callback",
+            summary: "Teller Connect's onSuccess: store the enrollment (200 when it updates one in place)",
+            body: Some(schema::<TellerEnrollment>(g)),
+            ok: (
+                201,
+                "the enrollment, redacted",
+                schema::<IntegrationView>(g),
+            ),
+            also: Some((200, "the enrollment, updated in place")),
+            errors: &[400, 409, 502],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/telegram/connect",
+            summary: "Connect the user's own Telegram bot",
+            body: Some(schema::<ConnectBot>(g)),
+            ok: (201, "the bot and its pairing link", schema::<Connected>(g)),
+            also: None,
+            errors: &[400, 409, 502],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/telegram/connect-platform",
+            summary: "Pair the platform's shared Telegram bot",
+            body: Some(schema::<ConnectPlatform>(g)),
+            ok: (201, "the pairing and its link", schema::<Connected>(g)),
+            also: None,
+            errors: &[400, 409, 502, 503],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/integrations/telegram/regenerate-link-code",
+            summary: "A new pairing link (earlier ones stop working)",
+            body: Some(schema::<Regenerate>(g)),
+            ok: (200, "the new link", schema::<Connected>(g)),
             also: None,
             errors: &[404],
         },
