@@ -609,6 +609,15 @@ async fn teller_connect_needs_a_fresh_signed_nonce() {
         assert_eq!(status, StatusCode::OK, "{tested}");
         assert!(tested["detail"].as_str().unwrap().contains("account"), "{tested}");
 
+        // Another enrollment's id with this token: refused.
+        let n = nonce(&w).await;
+        let (status, body) = w.api("POST", "/v1/integrations/teller/callback", json!({
+            "accessToken": pnc, "user": {"id": "usr_1"},
+            "enrollment": {"id": "enr_chase", "institution": {"name": "Chase"}},
+            "signatures": [w.sign(&n, pnc, "usr_1", "enr_chase")], "nonce": n,
+        })).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("VALIDATION_FAILED")), "{body}");
+
         // A token Teller refuses is not stored.
         let n = nonce(&w).await;
         let (status, body) = w.api("POST", "/v1/integrations/teller/callback", enrollment(&n, "test_token_bogus", "enr_bogus", "Bogus", w.sign(&n, "test_token_bogus", "usr_1", "enr_bogus"))).await;

@@ -347,13 +347,74 @@ async fn a_bot_connects_and_pairs_once_with_its_owner() {
         (StatusCode::OK, Value::Null)
     );
 
+    // A code of another bot neither pairs this one nor is spent.
+    let (status, second) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect",
+            json!({"bot_token": tg::BOT2_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let code2 = second["link_url"]
+        .as_str()
+        .unwrap()
+        .split("?start=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    w.say(tg::OWNER_CHAT, &format!("/start {code2}")).await;
+    assert!(
+        w.last_reply(tg::OWNER_CHAT).contains("already linked"),
+        "{}",
+        w.last_reply(tg::OWNER_CHAT)
+    );
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, &format!("/start {code2}")),
+        )
+        .await
+        .unwrap();
+    assert!(w.last_reply(tg::OTHER_CHAT).contains("not valid"));
+    w.telegram
+        .deliver(
+            tg::BOT2_TOKEN,
+            tg::text_update(tg::OTHER_CHAT, tg::OTHER_CHAT, &format!("/start {code2}")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.last_reply(tg::OTHER_CHAT).contains("Linked"),
+        "{}",
+        w.last_reply(tg::OTHER_CHAT)
+    );
+    // One bot's secret on another bot's path, or a path that is not a bot id.
+    let secret = w.telegram.webhook_secret(tg::BOT_TOKEN).unwrap();
+    for path in [
+        format!("{}", tg::BOT2_ID),
+        "%25".to_string(),
+        "1%20OR%201".to_string(),
+    ] {
+        let status = w
+            .http
+            .post(format!("{}/api/telegram/webhook/{path}", w.base))
+            .header(tg::SECRET_HEADER, &secret)
+            .json(&tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, "hi"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+
     // Disconnecting deletes the webhook, the row and its threads.
     let (status, deleted) = w
         .api("DELETE", &format!("/v1/integrations/{id}"), Value::Null)
         .await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
     assert_eq!(w.telegram.deleted_webhooks(), [tg::BOT_TOKEN]);
-    assert_eq!(w.count("SELECT count(*) FROM user_integrations").await, 0);
+    assert_eq!(w.count("SELECT count(*) FROM user_integrations").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +518,16 @@ async fn the_owners_messages_are_routed_into_the_outbox_and_forwarded() {
         json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
     ));
     assert_eq!(w.say(tg::OWNER_CHAT, "/agents").await, 200);
+    // Nor does an update whose handling fails in the store.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&w.url).await.unwrap();
+        sqlx::query("DROP TABLE inbound_messages")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.say(tg::OWNER_CHAT, "is anyone there?").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,12 +692,13 @@ async fn notification_threads_are_claimed_once_by_the_owner() {
             .contains("expired")
     );
 
-    // A plain reply with no tap claims the newest open row.
+    // A plain reply with no tap claims the newest open row, after routing.
     notify("Receipt needed for the donation.").await;
-    w.say(tg::OWNER_CHAT, "Here it is").await;
+    w.say(tg::OWNER_CHAT, "@vzfin Here it is").await;
     let inbound = w.inbound().await;
     let last = inbound.last().unwrap();
     assert_eq!(last["claimed_session_id"], "sess_taxes");
+    assert_eq!(last["profile_id"], "prof_vzfin");
     assert_eq!(last["text"], "[Switched to Taxes thread] Here it is");
     w.say(tg::OWNER_CHAT, "and another").await;
     assert_eq!(

@@ -89,6 +89,14 @@ const WEBHOOK: &[Field] = &[
     field("secret", false, true, Text),
 ];
 
+/// Fields only the server's own flows write: a pairing's chat, a bot's
+/// webhook secret, the platform bot's mark.
+const SERVER_MANAGED: &[(IntegrationType, &str)] = &[
+    (IntegrationType::Telegram, "owner_chat_id"),
+    (IntegrationType::Telegram, "webhook_secret"),
+    (IntegrationType::Telegram, "owner"),
+];
+
 fn fields(kind: IntegrationType) -> &'static [Field] {
     match kind {
         IntegrationType::Slack => SLACK,
@@ -227,6 +235,14 @@ impl DecryptedConfig {
         kind: IntegrationType,
         changes: &Map<String, Value>,
     ) -> Result<ValidConfig, ConfigError> {
+        if let Some(name) = changes
+            .keys()
+            .find(|name| SERVER_MANAGED.contains(&(kind, name.as_str())))
+        {
+            return Err(ConfigError(format!(
+                "{kind} config field '{name}' is set by the server (pairing, webhook), not by a change"
+            )));
+        }
         self.rewritten(
             kind,
             |name| changes.contains_key(name),

@@ -248,7 +248,10 @@ fn page(c: &ConnectConfig, refused: Refused) -> Response {
     );
     (
         StatusCode::BAD_REQUEST,
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
         Html(html),
     )
         .into_response()
@@ -583,13 +586,22 @@ pub async fn teller_callback(
         }
     }
     let client = TellerClient::new(&TellerConfig::from_env()).map_err(ApiError::internal)?;
-    client.accounts(&body.access_token).await.map_err(|e| {
+    let accounts = client.accounts(&body.access_token).await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "DELIVERY_FAILED",
             format!("Teller did not accept the enrollment's access token: {e}"),
         )
     })?;
+    // The token must be the enrollment's own: another enrollment's id is refused.
+    if accounts
+        .iter()
+        .any(|a| a.enrollment_id != body.enrollment.id)
+    {
+        return Err(ApiError::invalid(
+            "the access token does not belong to that enrollment",
+        ));
+    }
     let config = json!({
         "enrollment_id": body.enrollment.id,
         "access_token": body.access_token.as_str(),

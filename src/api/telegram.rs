@@ -83,6 +83,12 @@ impl TelegramConfig {
         }
     }
 
+    /// The id of the platform's bot: the part of its token before the colon.
+    fn platform_bot_id(&self) -> Option<String> {
+        let token = self.platform_token.as_ref()?;
+        token.split(':').next().map(str::to_string)
+    }
+
     /// The webhook secret of the platform's bot: derived from its token, so
     /// that every pairing agrees on it.
     fn platform_secret(&self) -> Option<String> {
@@ -364,26 +370,34 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rows = state.store.telegram_bots(&bot_id).await?;
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "the secret token does not match",
+        )
+    };
+    if bot_id.is_empty() || bot_id.len() > 20 || !bot_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refused());
+    }
     let presented = headers
         .get("x-telegram-bot-api-secret-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let expected = match rows.first() {
-        Some(row) if field(&state, row, "owner").as_deref() == Some("platform") => {
-            state.telegram.platform_secret()
-        }
-        Some(row) => field(&state, row, "webhook_secret"),
-        None => None,
+    let same = |expected: &str| {
+        Sha256::digest(expected.as_bytes()) == Sha256::digest(presented.as_bytes())
     };
-    let matches = expected
-        .is_some_and(|e| Sha256::digest(e.as_bytes()) == Sha256::digest(presented.as_bytes()));
-    if !matches {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "the secret token does not match",
-        ));
+    // The platform's bot is checked before any row is read.
+    let platform = state.telegram.platform_bot_id().as_deref() == Some(bot_id.as_str());
+    if platform && !state.telegram.platform_secret().is_some_and(|e| same(&e)) {
+        return Err(refused());
+    }
+    let rows = state.store.telegram_bots(&bot_id).await?;
+    let own_secret = rows
+        .first()
+        .and_then(|row| field(&state, row, "webhook_secret"));
+    if !platform && !own_secret.is_some_and(|e| same(&e)) {
+        return Err(refused());
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(update) => {
@@ -417,10 +431,7 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
     if message["chat"]["type"].as_str() != Some("private") {
         return Ok(());
     }
-    let token = rows
-        .first()
-        .and_then(|row| field(state, row, "bot_token"))
-        .ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))?;
+    let token = bot_token(state, rows)?;
     let reply = |text: String| {
         let token = token.clone();
         async move {
@@ -456,39 +467,43 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
             record(state, row, chat, text, Some("agents"), None).await
         }
         Some(c @ ("new" | "end")) => record(state, row, chat, text, Some(c), None).await,
-        _ => {
-            let claimed = state
-                .store
-                .claim_newest_thread(&row.id, &chat.to_string())
-                .await?;
-            let text = match &claimed {
-                Some(thread) => format!(
-                    "[Switched to {} thread] {text}",
-                    thread.label.as_deref().unwrap_or("agent")
-                ),
-                None => text.to_string(),
-            };
-            let session = claimed.map(|t| t.session_id);
-            match resolver::route(&state.store, &row.id, &text).await {
-                Ok(route) => {
-                    write_inbound(
-                        state,
-                        row,
-                        chat,
-                        &route.profile_id,
-                        &route.text,
-                        None,
-                        session,
-                    )
-                    .await
-                }
-                Err(e) => {
-                    reply(format!("This message was not delivered: {e}.")).await;
-                    Ok(())
-                }
+        _ => match resolver::route(&state.store, &row.id, text).await {
+            Ok(route) => {
+                // A reply without a tap continues the newest open thread.
+                let claimed = state
+                    .store
+                    .claim_newest_thread(&row.id, &chat.to_string())
+                    .await?;
+                let text = match &claimed {
+                    Some(thread) => format!(
+                        "[Switched to {} thread] {}",
+                        thread.label.as_deref().unwrap_or("agent"),
+                        route.text
+                    ),
+                    None => route.text,
+                };
+                let session = claimed.map(|t| t.session_id);
+                write_inbound(state, row, chat, &route.profile_id, &text, None, session).await
             }
-        }
+            Err(e) => {
+                reply(format!("This message was not delivered: {e}.")).await;
+                Ok(())
+            }
+        },
     }
+}
+
+/// The token to answer as: the platform's own for its shared bot.
+fn bot_token(state: &AppState, rows: &[Integration]) -> anyhow::Result<String> {
+    let row = rows
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no row for this bot"))?;
+    if field(state, row, "owner").as_deref() == Some("platform")
+        && let Some(token) = &state.telegram.platform_token
+    {
+        return Ok(token.to_string());
+    }
+    field(state, row, "bot_token").ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
 }
 
 /// A bot command (`/name` or `/name@bot`) and its argument.
@@ -515,14 +530,9 @@ async fn pair(
     if let Some(row) = owned_by(state, rows, chat) {
         return Ok(format!("This chat is already linked to {}.", row.label));
     }
-    let spent = state
-        .store
-        .spend_connect_key(code, Purpose::TelegramLink)
-        .await?;
-    let Some(row) = spent
-        .and_then(|s| s.verifier)
-        .and_then(|id| rows.iter().find(|row| row.id == id.as_str()))
-    else {
+    let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+    let spent = state.store.spend_link_code(code, &ids).await?;
+    let Some(row) = spent.and_then(|id| rows.iter().find(|row| row.id == id)) else {
         return Ok("That link code is not valid: it is wrong, already used, or expired. Create a new link in Settings → Integrations.".into());
     };
     if field(state, row, "owner_chat_id").is_some() {
@@ -571,7 +581,7 @@ async fn record(
 ) -> anyhow::Result<()> {
     let profile = match resolver::route(&state.store, &row.id, "").await {
         Ok(route) => route.profile_id,
-        Err(_) => return Ok(()),
+        Err(e) => anyhow::bail!("the command was not recorded: {e}"),
     };
     write_inbound(state, row, chat, &profile, text, command, session).await
 }
@@ -641,10 +651,7 @@ async fn tap(state: &AppState, rows: &[Integration], query: &Value) -> anyhow::R
     let message_id = query["message"]["message_id"].as_i64();
     let data = query["data"].as_str().unwrap_or_default();
     let owner = chat.and_then(|chat| owned_by(state, rows, chat));
-    let token = rows
-        .first()
-        .and_then(|row| field(state, row, "bot_token"))
-        .ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))?;
+    let token = bot_token(state, rows)?;
     let answer = |text: &str| {
         let body = json!({"callback_query_id": id, "text": text});
         let token = token.clone();

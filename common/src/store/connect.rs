@@ -110,26 +110,34 @@ impl Store {
         }))
     }
 
-    /// Spends the link code `key` of the Telegram integration
-    /// `integration_id` (a code of another bot stays unspent).
+    /// Spends the link code `key` if it belongs to one of the Telegram
+    /// integrations `integration_ids` (a code of another bot stays unspent);
+    /// the integration it pairs.
     pub async fn spend_link_code(
         &self,
         key: &str,
-        integration_id: &str,
-    ) -> Result<bool, StoreError> {
-        let spent = with_pool!(self, |pool| {
-            sqlx::query(
-                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND verifier = $3 AND expires_at >= $4",
-            )
-            .bind(sha256_hex(key))
-            .bind(Purpose::TelegramLink.as_str())
-            .bind(integration_id)
-            .bind(unix_now())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(spent == 1)
+        integration_ids: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        let hash = sha256_hex(key);
+        let now = unix_now();
+        for id in integration_ids {
+            let spent = with_pool!(self, |pool| {
+                sqlx::query(
+                    "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND verifier = $3 AND expires_at >= $4",
+                )
+                .bind(&hash)
+                .bind(Purpose::TelegramLink.as_str())
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if spent == 1 {
+                return Ok(Some(id.clone()));
+            }
+        }
+        Ok(None)
     }
 
     /// Drops the outstanding link codes of `integration_id`.
@@ -147,7 +155,7 @@ impl Store {
     /// Connects an integration of `kind` for `user_id` from a provider's
     /// grant: the user's existing row (Slack, Gmail: the one of its type;
     /// Teller: the same enrollment) gets the new config in place, keeping its
-    /// id and scope, and turns `active` again; otherwise a new row granted to
+    /// id, label and scope, and turns `active` again; otherwise a new row granted to
     /// every profile. Returns the row and whether it is new.
     pub async fn connect_integration(
         &self,
@@ -187,10 +195,9 @@ impl Store {
                         keyring.seal_config(&integration.id, user_id, kind, &config.config);
                     let at = now();
                     sqlx::query(
-                        "UPDATE user_integrations SET encrypted_config = $1, label = $2, status = $3, updated_at = $4 WHERE id = $5",
+                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3 WHERE id = $4",
                     )
                     .bind(&sealed.0)
-                    .bind(&config.default_label)
                     .bind(Status::Active.as_str())
                     .bind(&at)
                     .bind(&integration.id)
@@ -198,7 +205,6 @@ impl Store {
                     .await?;
                     tx.commit().await?;
                     integration.sealed = sealed;
-                    integration.label = config.default_label.clone();
                     integration.status = Status::Active;
                     integration.updated_at = at;
                     Some(integration)

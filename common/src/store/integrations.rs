@@ -404,11 +404,17 @@ impl Store {
     pub async fn delete_integration(&self, id: &str) -> Result<(), StoreError> {
         let done = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            // A Telegram bot's notification threads go with it.
+            // A Telegram bot's notification threads and link codes go with it.
             sqlx::query("DELETE FROM telegram_threads WHERE integration_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(
+                "DELETE FROM connect_keys WHERE purpose = 'telegram_link' AND verifier = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             let done = sqlx::query("DELETE FROM user_integrations WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
