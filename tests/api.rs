@@ -16,6 +16,10 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::drop_database;
+
 const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -44,26 +48,6 @@ impl Drop for Store {
             drop_database(admin, db);
         }
     }
-}
-
-/// Drops a test database on the server of `admin` (connections and all).
-fn drop_database(admin: String, db: String) {
-    std::thread::spawn(move || {
-        use sqlx::Connection;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
-    })
-    .join()
-    .unwrap();
 }
 
 impl Store {

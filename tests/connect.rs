@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::drop_database;
+
 const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 const USER: &str = "u_amouzou";
 const PUBLIC: &str = "https://integrations.example";
@@ -276,26 +280,6 @@ impl Drop for World {
             drop_database(admin, db);
         }
     }
-}
-
-/// Drops a test database on the server of `admin` (connections and all).
-fn drop_database(admin: String, db: String) {
-    std::thread::spawn(move || {
-        use sqlx::Connection;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
-    })
-    .join()
-    .unwrap();
 }
 
 /// A fresh Teller nonce for the world's user.

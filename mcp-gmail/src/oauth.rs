@@ -126,30 +126,19 @@ pub async fn refresh(
     config: &OAuthConfig,
     refresh_token: &str,
 ) -> Result<Grant, OAuthError> {
-    let (client_id, client_secret) = client(config)?;
-    let form = [
-        ("client_id", client_id),
-        ("client_secret", client_secret),
-        ("refresh_token", refresh_token),
-        ("grant_type", "refresh_token"),
-    ];
-    let response = http
-        .post(&config.token_url)
-        .form(&form)
-        .send()
-        .await
-        .map_err(transport)?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(transport)?;
-    if status == 200 {
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| OAuthError::BadResponse)?;
-        return Ok(Grant {
-            access_token: token.access_token,
-            expires_at: now() + token.expires_in,
-        });
-    }
-    Err(token_error(status, &body))
+    let token: TokenResponse = grant(
+        http,
+        config,
+        &[
+            ("refresh_token", refresh_token),
+            ("grant_type", "refresh_token"),
+        ],
+    )
+    .await?;
+    Ok(Grant {
+        access_token: token.access_token,
+        expires_at: now() + token.expires_in,
+    })
 }
 
 /// Exchanges an authorization `code` with its PKCE `verifier` at the token
@@ -161,15 +150,24 @@ pub async fn exchange_code(
     verifier: &str,
     redirect_uri: &str,
 ) -> Result<Consent, OAuthError> {
-    let (client_id, client_secret) = client(config)?;
-    let form = [
-        ("client_id", client_id),
-        ("client_secret", client_secret),
+    let fields = [
         ("code", code),
         ("code_verifier", verifier),
         ("redirect_uri", redirect_uri),
         ("grant_type", "authorization_code"),
     ];
+    grant(http, config, &fields).await
+}
+
+/// One grant at the token endpoint: the client's credentials and `fields`.
+async fn grant<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    config: &OAuthConfig,
+    fields: &[(&str, &str)],
+) -> Result<T, OAuthError> {
+    let (client_id, client_secret) = client(config)?;
+    let mut form = vec![("client_id", client_id), ("client_secret", client_secret)];
+    form.extend_from_slice(fields);
     let response = http
         .post(&config.token_url)
         .form(&form)

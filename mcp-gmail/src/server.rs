@@ -1,7 +1,7 @@
 //! The `gmail` MCP server: one handler, its tools in one router.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 use google_gmail1::api::Message;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -951,25 +950,11 @@ impl ServerHandler for GmailServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
-        let tool = request.name.to_string();
-        let (response, note) = call::noted(
-            self.tool_router
-                .call(ToolCallContext::new(self, request, context)),
-        )
-        .await;
-        if let Ok(store) = self.store().await {
-            call::audit(
-                store,
-                &self.inner.identity,
-                SERVER,
-                &tool,
-                started,
-                &response,
-                note,
-            )
-            .await;
-        }
-        response
+        let auditor = call::Auditor {
+            store: self.store().await.ok(),
+            identity: &self.inner.identity,
+            server: SERVER,
+        };
+        call::audited(self, &self.tool_router, request, context, auditor).await
     }
 }

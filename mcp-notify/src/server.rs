@@ -1,14 +1,12 @@
 //! The `notify` MCP server: `notify_user`, audited on every call.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use common::crypto::Keyring;
 use common::sidecar::call::{self, note};
 use common::sidecar::{Decision, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
 use rmcp::service::RequestContext;
@@ -171,26 +169,12 @@ impl ServerHandler for NotifyServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
-        let tool = request.name.to_string();
-        let (response, note) = call::noted(
-            self.tool_router
-                .call(ToolCallContext::new(self, request, context)),
-        )
-        .await;
-        if let Ok(notifier) = self.notifier().await {
-            let identity = &self.inner.identity;
-            call::audit(
-                notifier.store(),
-                identity,
-                SERVER,
-                &tool,
-                started,
-                &response,
-                note,
-            )
-            .await;
-        }
-        response
+        let notifier = self.notifier().await.ok();
+        let auditor = call::Auditor {
+            store: notifier.map(|n| n.store()),
+            identity: &self.inner.identity,
+            server: SERVER,
+        };
+        call::audited(self, &self.tool_router, request, context, auditor).await
     }
 }

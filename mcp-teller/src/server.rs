@@ -1,7 +1,6 @@
 //! The `teller` MCP server: one handler, its tools in one router.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
@@ -9,7 +8,6 @@ use common::sidecar::call::{self, ToolError, note, quoted, reply};
 use common::sidecar::{GrantError, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
 use rmcp::service::RequestContext;
@@ -590,25 +588,11 @@ impl ServerHandler for TellerServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
-        let tool = request.name.to_string();
-        let (response, note) = call::noted(
-            self.tool_router
-                .call(ToolCallContext::new(self, request, context)),
-        )
-        .await;
-        if let Ok(store) = self.store().await {
-            call::audit(
-                store,
-                &self.inner.identity,
-                SERVER,
-                &tool,
-                started,
-                &response,
-                note,
-            )
-            .await;
-        }
-        response
+        let auditor = call::Auditor {
+            store: self.store().await.ok(),
+            identity: &self.inner.identity,
+            server: SERVER,
+        };
+        call::audited(self, &self.tool_router, request, context, auditor).await
     }
 }

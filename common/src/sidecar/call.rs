@@ -8,8 +8,11 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::time::Instant;
 
-use rmcp::ErrorData;
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 use serde::Serialize;
 
 use super::{AuditEntry, Decision, Identity, SidecarStore};
@@ -40,6 +43,42 @@ pub async fn noted<F: Future>(call: F) -> (F::Output, Note) {
         (output, NOTE.with(|n| std::mem::take(&mut *n.borrow_mut())))
     })
     .await
+}
+
+/// Where a sidecar's calls are audited: its store (none when it cannot be
+/// opened: the tool then fails too), identity and server name.
+pub struct Auditor<'a> {
+    pub store: Option<&'a SidecarStore>,
+    pub identity: &'a Identity,
+    pub server: &'a str,
+}
+
+/// One tool call of a sidecar, the way every sidecar runs it: routed with a
+/// fresh note, then its one audit row written.
+pub async fn audited<S: Send + Sync + 'static>(
+    handler: &S,
+    router: &ToolRouter<S>,
+    request: CallToolRequestParams,
+    context: RequestContext<RoleServer>,
+    auditor: Auditor<'_>,
+) -> Result<CallToolResponse, ErrorData> {
+    let started = Instant::now();
+    let tool = request.name.to_string();
+    let (response, note) =
+        noted(router.call(ToolCallContext::new(handler, request, context))).await;
+    if let Some(store) = auditor.store {
+        audit(
+            store,
+            auditor.identity,
+            auditor.server,
+            &tool,
+            started,
+            &response,
+            note,
+        )
+        .await;
+    }
+    response
 }
 
 /// Writes the audit row of a call to `tool` of `server` that began at
