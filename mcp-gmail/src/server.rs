@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{GrantError, Identity, SidecarStore};
+use common::sidecar::{Backing, GrantError, Identity, SidecarStore};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use google_gmail1::api::Message;
@@ -49,9 +49,7 @@ pub struct GmailServer {
 
 struct Inner {
     identity: Identity,
-    db_url: String,
-    store: OnceCell<SidecarStore>,
-    keyring: OnceCell<Keyring>,
+    backing: Backing,
     gmail: OnceCell<GmailClient>,
     oauth: OnceCell<(reqwest::Client, OAuthConfig)>,
 }
@@ -114,9 +112,7 @@ impl GmailServer {
     pub fn new(identity: Identity, db_url: String) -> Self {
         let inner = Inner {
             identity,
-            db_url,
-            store: OnceCell::new(),
-            keyring: OnceCell::new(),
+            backing: Backing::new("mcp-gmail", db_url),
             gmail: OnceCell::new(),
             oauth: OnceCell::new(),
         };
@@ -132,24 +128,11 @@ impl GmailServer {
     }
 
     async fn store(&self) -> Result<&SidecarStore, ToolError> {
-        self.inner
-            .store
-            .get_or_try_init(|| async { SidecarStore::open(&self.inner.db_url) })
-            .await
-            .map_err(|e| ToolError::error("The integrations store is not available; ask the operator to check INTEGRATIONS_DB.").with_detail(e))
+        self.inner.backing.store().await
     }
 
     async fn keyring(&self) -> Result<&Keyring, ToolError> {
-        self.inner
-            .keyring
-            .get_or_try_init(|| async { Keyring::from_env() })
-            .await
-            .map_err(|e| {
-                ToolError::error(
-                    "mcp-gmail has no keyring; ask the operator to set INTEGRATIONS_KEYS_FILE.",
-                )
-                .with_detail(e)
-            })
+        self.inner.backing.keyring().await
     }
 
     async fn gmail(&self) -> &GmailClient {

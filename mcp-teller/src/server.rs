@@ -5,7 +5,7 @@ use std::sync::Arc;
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{GrantError, Identity, SidecarStore};
+use common::sidecar::{Backing, GrantError, Identity, SidecarStore};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -30,9 +30,7 @@ pub struct TellerServer {
 
 struct Inner {
     identity: Identity,
-    db_url: String,
-    store: OnceCell<SidecarStore>,
-    keyring: OnceCell<Keyring>,
+    backing: Backing,
     client: OnceCell<TellerClient>,
 }
 
@@ -164,9 +162,7 @@ impl TellerServer {
     pub fn new(identity: Identity, db_url: String) -> Self {
         let inner = Inner {
             identity,
-            db_url,
-            store: OnceCell::new(),
-            keyring: OnceCell::new(),
+            backing: Backing::new("mcp-teller", db_url),
             client: OnceCell::new(),
         };
         Self {
@@ -181,24 +177,11 @@ impl TellerServer {
     }
 
     async fn store(&self) -> Result<&SidecarStore, ToolError> {
-        self.inner
-            .store
-            .get_or_try_init(|| async { SidecarStore::open(&self.inner.db_url) })
-            .await
-            .map_err(|e| ToolError::error("The integrations store is not available; ask the operator to check INTEGRATIONS_DB.").with_detail(e))
+        self.inner.backing.store().await
     }
 
     async fn keyring(&self) -> Result<&Keyring, ToolError> {
-        self.inner
-            .keyring
-            .get_or_try_init(|| async { Keyring::from_env() })
-            .await
-            .map_err(|e| {
-                ToolError::error(
-                    "mcp-teller has no keyring; ask the operator to set INTEGRATIONS_KEYS_FILE.",
-                )
-                .with_detail(e)
-            })
+        self.inner.backing.keyring().await
     }
 
     async fn client(&self) -> Result<&TellerClient, ToolError> {

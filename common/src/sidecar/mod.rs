@@ -3,6 +3,7 @@
 //! the audit row of every tool call, and a stdio transport that answers
 //! malformed lines.
 
+mod backing;
 pub mod call;
 mod local;
 mod notifications;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use crate::crypto::OpenError;
 use crate::store::StoreError;
 
+pub use backing::Backing;
 pub use notifications::{IDEMPOTENCY_WINDOW, LoggedNotification, ThreadRow};
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;
