@@ -1790,7 +1790,7 @@ async fn update_integration_reseals_a_merged_config_and_guards_the_external_id()
                 &tg.id,
                 &change(|u| {
                     u.config = config_changes(
-                        serde_json::json!({"bot_token": "7:CANARY", "owner_chat_id": 42, "bot_user_id": "7"}),
+                        serde_json::json!({"bot_token": "7:CANARY", "bot_username": "bot7b", "bot_user_id": "7"}),
                     )
                 }),
             )
@@ -1801,20 +1801,32 @@ async fn update_integration_reseals_a_merged_config_and_guards_the_external_id()
         let stored = s.integration(&tg.id).await.unwrap().unwrap();
         assert_eq!(stored, merged);
         assert_eq!(field(&stored, "bot_token").as_deref(), Some("7:CANARY"));
-        assert_eq!(field(&stored, "owner_chat_id").as_deref(), Some("42"));
-        assert_eq!(field(&stored, "bot_username").as_deref(), Some("bot7"));
+        assert_eq!(field(&stored, "bot_username").as_deref(), Some("bot7b"));
         assert_eq!(stored.external_id.as_deref(), Some("7"));
-        let removed = s
-            .update_integration(
-                &k,
-                "u1",
-                &tg.id,
-                &change(|u| u.config = config_changes(serde_json::json!({"owner_chat_id": null}))),
-            )
-            .await
-            .unwrap();
-        assert_eq!(field(&removed, "owner_chat_id"), None, "{}", b.name);
-        assert_eq!(field(&removed, "bot_token").as_deref(), Some("7:CANARY"));
+        // A pairing is the server's to write, set or cleared.
+        for pairing in [
+            serde_json::json!({"owner_chat_id": 42}),
+            serde_json::json!({"owner_chat_id": null}),
+        ] {
+            let refused = s
+                .update_integration(
+                    &k,
+                    "u1",
+                    &tg.id,
+                    &change(|u| u.config = config_changes(pairing.clone())),
+                )
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("'owner_chat_id'"), "{}: {refused}", b.name);
+        }
+        assert_eq!(
+            field(
+                &s.integration(&tg.id).await.unwrap().unwrap(),
+                "owner_chat_id"
+            ),
+            None
+        );
 
         // Refused: another bot or enrollment, a removed required field, an
         // unknown field; with other fields beside them, nothing is written.
