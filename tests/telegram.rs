@@ -528,6 +528,11 @@ async fn the_owners_messages_are_routed_into_the_outbox_and_forwarded() {
             .unwrap();
     }
     assert_eq!(w.say(tg::OWNER_CHAT, "is anyone there?").await, 200);
+    // ...and the failure is recorded for the operator.
+    assert_eq!(
+        w.count("SELECT count(*) FROM audit_log WHERE tool = 'webhook_update' AND decision = 'error' AND detail LIKE '%inbound_messages%'").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,11 +403,35 @@ pub async fn webhook(
         Ok(update) => {
             if let Err(e) = handle(&state, &rows, &update).await {
                 tracing::warn!(bot = %bot_id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
+                record_failure(&state, &rows, &format!("{e:#}")).await;
             }
         }
         Err(_) => tracing::warn!(bot = %bot_id, "a Telegram update was not JSON"),
     }
     Ok(Json(json!({"ok": true})))
+}
+
+/// Keeps a failed update in the audit log, where operators look: Telegram
+/// is told 200 whatever happened, so this is the only trace besides the log.
+async fn record_failure(state: &AppState, rows: &[Integration], error: &str) {
+    let Some(row) = rows.first() else { return };
+    let identity = common::sidecar::Identity {
+        user_id: row.user_id.clone(),
+        profile_id: String::new(),
+        session_id: None,
+    };
+    let entry = common::sidecar::AuditEntry {
+        identity: &identity,
+        server: "telegram",
+        tool: "webhook_update",
+        integration_id: Some(&row.id),
+        decision: common::sidecar::Decision::Error,
+        detail: Some(error),
+        duration: Duration::ZERO,
+    };
+    if let Err(e) = state.notifier.store().audit(&entry).await {
+        tracing::warn!(error = %e, "the failed update could not be recorded");
+    }
 }
 
 /// The row of `rows` paired with `chat`.
