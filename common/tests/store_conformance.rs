@@ -1965,3 +1965,185 @@ async fn put_profile_creates_then_updates_and_refuses_what_is_not_the_users() {
     }
     cleanup(backends).await;
 }
+
+#[tokio::test]
+async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_backends() {
+    use common::store::{NewInbound, Purpose};
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        let bot = config(
+            IntegrationType::Telegram,
+            r#"{"bot_token":"7:AAsecret","bot_user_id":7,"bot_username":"bot7"}"#,
+        );
+        let row = s
+            .add_integration(&k, &new("u1", IntegrationType::Telegram), &bot)
+            .await
+            .unwrap();
+        let mut platform = config(
+            IntegrationType::Telegram,
+            r#"{"bot_token":"9:AAplatform","bot_user_id":9,"bot_username":"shared","owner":"platform"}"#,
+        );
+        platform.external_id = Some("9:u1".into());
+        let shared = s
+            .add_integration(&k, &new("u1", IntegrationType::Telegram), &platform)
+            .await
+            .unwrap();
+        let ids = |rows: Vec<Integration>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.telegram_bots("7").await.unwrap()),
+            [row.id.clone()],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            ids(s.telegram_bots("9").await.unwrap()),
+            [shared.id.clone()],
+            "{}",
+            b.name
+        );
+        assert!(s.telegram_bots("8").await.unwrap().is_empty());
+
+        // A link code spends once, and only for its own bot.
+        let code = s
+            .issue_connect_key(
+                "u1",
+                Purpose::TelegramLink,
+                Some(&row.id),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.spend_link_code(&code, &[shared.id.clone()])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.spend_link_code(&code, &[shared.id.clone(), row.id.clone()])
+                .await
+                .unwrap(),
+            Some(row.id.clone())
+        );
+        assert_eq!(
+            s.spend_link_code(&code, &[row.id.clone()]).await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        assert!(s.link_telegram_chat(&k, &row, 4242).await.unwrap());
+        assert!(
+            !s.link_telegram_chat(&k, &row, 5151).await.unwrap(),
+            "a stale row does not pair"
+        );
+        let paired = s.integration(&row.id).await.unwrap().unwrap();
+        let chat = k
+            .open_config(&paired)
+            .unwrap()
+            .get(IntegrationType::Telegram, "owner_chat_id")
+            .unwrap();
+        assert_eq!(chat.as_deref().map(|c| c.as_str()), Some("4242"));
+
+        // Threads: claimed once, dismissed once, the newest open one by a reply.
+        let sidecar = SidecarStore::open(&b.url).unwrap();
+        for (n, label) in [(1, "Taxes"), (2, "Rent"), (3, "Trips")] {
+            let thread = ThreadRow {
+                notification_id: format!("ntf_{n}"),
+                integration_id: row.id.clone(),
+                chat_id: "4242".into(),
+                message_id: 100 + n,
+                session_id: format!("sess_{n}"),
+                label: Some(label.into()),
+            };
+            sidecar.add_thread(&thread).await.unwrap();
+        }
+        let claimed = s.claim_thread(&row.id, "ntf_1").await.unwrap().unwrap();
+        assert_eq!(
+            (claimed.session_id.as_str(), claimed.message_id),
+            ("sess_1", 101)
+        );
+        assert!(
+            s.claim_thread(&row.id, "ntf_1").await.unwrap().is_none(),
+            "{}",
+            b.name
+        );
+        assert!(s.dismiss_thread(&row.id, "ntf_2").await.unwrap().is_some());
+        assert!(s.claim_thread(&row.id, "ntf_2").await.unwrap().is_none());
+        assert!(
+            s.claim_thread(&shared.id, "ntf_3").await.unwrap().is_none(),
+            "another bot's row"
+        );
+        let newest = s
+            .claim_newest_thread(&row.id, "4242")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(newest.label.as_deref(), Some("Trips"), "{}", b.name);
+        assert!(
+            s.claim_newest_thread(&row.id, "4242")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // The outbox pages by its cursor, per user.
+        for (user, text) in [
+            ("u1", "one"),
+            ("u2", "theirs"),
+            ("u1", "two"),
+            ("u1", "three"),
+        ] {
+            let inbound = NewInbound {
+                user_id: user.into(),
+                profile_id: "prof_vzfin".into(),
+                integration_id: row.id.clone(),
+                chat_id: "4242".into(),
+                text: text.into(),
+                command: None,
+                claimed_session_id: None,
+            };
+            s.add_inbound(&inbound).await.unwrap();
+        }
+        let first = s.inbound("u1", 0, 2).await.unwrap();
+        assert_eq!(
+            first.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+            ["one", "two"],
+            "{}",
+            b.name
+        );
+        let rest = s.inbound("u1", first[1].seq, 10).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+            ["three"]
+        );
+
+        // Deleting the bot takes its threads and link codes along.
+        s.issue_connect_key(
+            "u1",
+            Purpose::TelegramLink,
+            Some(&row.id),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        s.delete_integration(&row.id).await.unwrap();
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM telegram_threads").await,
+            0,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            count(
+                &b.url,
+                "SELECT count(*) FROM connect_keys WHERE purpose = 'telegram_link'"
+            )
+            .await,
+            0
+        );
+    }
+    cleanup(backends).await;
+}
