@@ -1994,13 +1994,13 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
         let ids = |rows: Vec<Integration>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(
             ids(s.telegram_bots("7").await.unwrap()),
-            [row.id.clone()],
+            vec![row.id.clone()],
             "{}",
             b.name
         );
         assert_eq!(
             ids(s.telegram_bots("9").await.unwrap()),
-            [shared.id.clone()],
+            vec![shared.id.clone()],
             "{}",
             b.name
         );
@@ -2017,7 +2017,7 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             .await
             .unwrap();
         assert_eq!(
-            s.spend_link_code(&code, &[shared.id.clone()])
+            s.spend_link_code(&code, std::slice::from_ref(&shared.id))
                 .await
                 .unwrap(),
             None
@@ -2029,7 +2029,9 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             Some(row.id.clone())
         );
         assert_eq!(
-            s.spend_link_code(&code, &[row.id.clone()]).await.unwrap(),
+            s.spend_link_code(&code, std::slice::from_ref(&row.id))
+                .await
+                .unwrap(),
             None,
             "{}",
             b.name
