@@ -17,6 +17,7 @@
 //! ```
 
 pub mod channel;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod ids;

@@ -1,7 +1,9 @@
 //! Google OAuth over reqwest: refreshing an access token and revoking a
 //! grant, against `GOOGLE_TOKEN_URL` and `GOOGLE_REVOKE_URL`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use common::clock::unix_now;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -108,16 +110,9 @@ struct ErrorResponse {
     error: String,
 }
 
-/// The current time in unix seconds.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Whether a token expiring at `expires_at` is still good to use now.
 pub fn is_fresh(expires_at: i64) -> bool {
-    expires_at - EXPIRY_MARGIN.as_secs() as i64 > now()
+    expires_at - EXPIRY_MARGIN.as_secs() as i64 > unix_now()
 }
 
 /// Exchanges `refresh_token` for a new access token.
@@ -137,7 +132,7 @@ pub async fn refresh(
     .await?;
     Ok(Grant {
         access_token: token.access_token,
-        expires_at: now() + token.expires_in,
+        expires_at: unix_now() + token.expires_in,
     })
 }
 

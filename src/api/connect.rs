@@ -38,7 +38,6 @@ const SLACK_SCOPES: &str = "chat:write,im:write,users:read";
 const GMAIL_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.compose";
 
 /// The connect flows' settings, from the environment.
-#[derive(Clone)]
 pub struct ConnectConfig {
     /// Where the callbacks are reachable (`PUBLIC_BASE_URL`).
     public_base_url: Option<String>,
@@ -52,6 +51,12 @@ pub struct ConnectConfig {
     /// Base64 of Teller's raw 32-byte Ed25519 signing key.
     teller_signing_key: Option<Vec<u8>>,
     teller_environment: String,
+    /// Google's OAuth client and endpoints.
+    google: OAuthConfig,
+    /// Reads the connected mailbox's address.
+    gmail: GmailClient,
+    /// Checks a Teller Connect token, or why it cannot (a missing certificate).
+    teller: Result<TellerClient, String>,
     http: reqwest::Client,
 }
 
@@ -59,7 +64,7 @@ impl ConnectConfig {
     /// From `PUBLIC_BASE_URL`, `DASHBOARD_URL`, `SLACK_CLIENT_ID`,
     /// `SLACK_CLIENT_SECRET`, `SLACK_AUTHORIZE_URL`, `SLACK_API_BASE`,
     /// `GOOGLE_AUTHORIZE_URL`, `TELLER_SIGNING_PUBKEY`, `TELLER_ENVIRONMENT`
-    /// (Gmail's client and token URL: [`OAuthConfig::from_env`]).
+    /// and Gmail's ([`OAuthConfig::from_env`], [`GmailClient::from_env`]).
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let teller_signing_key = var("TELLER_SIGNING_PUBKEY")
@@ -89,6 +94,9 @@ impl ConnectConfig {
                 .unwrap_or_else(|| "https://accounts.google.com/o/oauth2/v2/auth".into()),
             teller_signing_key,
             teller_environment: var("TELLER_ENVIRONMENT").unwrap_or_else(|| "sandbox".into()),
+            google: OAuthConfig::from_env(),
+            gmail: GmailClient::from_env(),
+            teller: TellerClient::new(&TellerConfig::from_env()).map_err(|e| e.to_string()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()?,
@@ -180,8 +188,8 @@ pub async fn gmail_authorize(
     caller: Caller,
 ) -> Result<Redirect, ApiError> {
     let c = &state.connect;
-    let google = OAuthConfig::from_env();
-    let client_id = google
+    let client_id = c
+        .google
         .client_id
         .as_deref()
         .ok_or_else(|| not_configured("Gmail (GMAIL_CLIENT_ID)"))?;
@@ -384,9 +392,8 @@ async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         "bot_user_id": access["bot_user_id"].as_str(),
         "authed_user_id": access["authed_user"]["id"].as_str().unwrap_or_default(),
     });
-    connect(state, &spent.user_id, IntegrationType::Slack, config)
-        .await
-        .map(|_| ())
+    connect(state, &spent.user_id, IntegrationType::Slack, config).await?;
+    Ok(())
 }
 
 fn slack_error(v: &Value) -> String {
@@ -398,36 +405,53 @@ fn slack_error(v: &Value) -> String {
         .collect()
 }
 
+/// Why a provider's grant was not stored.
+enum NotStored {
+    /// The provider's answer lacks what the config needs.
+    Incomplete(String),
+    /// The account is another user's.
+    Conflict(String),
+    /// The store failed (logged).
+    Failed,
+}
+
+impl From<NotStored> for Refused {
+    fn from(e: NotStored) -> Self {
+        match e {
+            NotStored::Incomplete(m) => Refused::new("provider_error", m),
+            NotStored::Conflict(m) => Refused::new("conflict", m),
+            NotStored::Failed => Refused::new(
+                "server_error",
+                "The connection could not be saved; try again.",
+            ),
+        }
+    }
+}
+
 /// Validates and stores a connected account's config for `user_id`.
 async fn connect(
     state: &AppState,
     user_id: &str,
     kind: IntegrationType,
     config: Value,
-) -> Result<(common::model::Integration, bool), Refused> {
+) -> Result<(common::model::Integration, bool), NotStored> {
     let mut object = config;
     if let Value::Object(map) = &mut object {
         map.retain(|_, v| !v.is_null());
     }
     let bytes = Zeroizing::new(serde_json::to_vec(&object).unwrap_or_default());
     let valid = DecryptedConfig::validate(kind, bytes).map_err(|e| {
-        Refused::new(
-            "provider_error",
-            format!("The provider's answer was incomplete: {e}."),
-        )
+        NotStored::Incomplete(format!("The provider's answer was incomplete: {e}."))
     })?;
     state
         .store
         .connect_integration(&state.keyring, user_id, kind, &valid)
         .await
         .map_err(|e| match e {
-            common::store::StoreError::Conflict(m) => Refused::new("conflict", m),
+            common::store::StoreError::Conflict(m) => NotStored::Conflict(m),
             other => {
                 tracing::error!(error = %other, "could not store a connected integration");
-                Refused::new(
-                    "server_error",
-                    "The connection could not be saved; try again.",
-                )
+                NotStored::Failed
             }
         })
 }
@@ -452,10 +476,9 @@ async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         .connect
         .redirect_uri("gmail")
         .map_err(|e| Refused::new("server_error", e.message))?;
-    let google = OAuthConfig::from_env();
     let consent = oauth::exchange_code(
         &state.connect.http,
-        &google,
+        &state.connect.google,
         &code,
         &verifier,
         &redirect_uri,
@@ -474,7 +497,7 @@ async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         ));
     };
     let token = std::sync::Arc::new(consent.access_token);
-    let profile = GmailClient::from_env().profile(&token).await.map_err(|e| {
+    let profile = state.connect.gmail.profile(&token).await.map_err(|e| {
         Refused::new(
             "provider_error",
             format!("Gmail did not answer for the new grant: {e}."),
@@ -486,11 +509,10 @@ async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         "refresh_token": refresh_token.as_str(),
         "scopes": scopes,
         "access_token": token.as_str(),
-        "expires_at": oauth::now() + consent.expires_in,
+        "expires_at": common::clock::unix_now() + consent.expires_in,
     });
-    connect(state, &spent.user_id, IntegrationType::Gmail, config)
-        .await
-        .map(|_| ())
+    connect(state, &spent.user_id, IntegrationType::Gmail, config).await?;
+    Ok(())
 }
 
 /// `POST /v1/integrations/teller/nonce`.
@@ -585,7 +607,7 @@ pub async fn teller_callback(
             ));
         }
     }
-    let client = TellerClient::new(&TellerConfig::from_env()).map_err(ApiError::internal)?;
+    let client = c.teller.as_ref().map_err(ApiError::internal)?;
     let accounts = client.accounts(&body.access_token).await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -610,10 +632,10 @@ pub async fn teller_callback(
     });
     let (row, created) = connect(&state, &caller.0, IntegrationType::Teller, config)
         .await
-        .map_err(|r| match r.reason {
-            "conflict" => ApiError::new(StatusCode::CONFLICT, "CONFLICT", r.message),
-            "provider_error" => ApiError::invalid(r.message),
-            _ => ApiError::internal(r.message),
+        .map_err(|e| match e {
+            NotStored::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            NotStored::Incomplete(m) => ApiError::invalid(m),
+            NotStored::Failed => ApiError::internal("the enrollment could not be stored"),
         })?;
     let status = if created {
         StatusCode::CREATED

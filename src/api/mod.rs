@@ -37,8 +37,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Test notifications go through the platform's notifier.
     pub notifier: Arc<Notifier>,
-    pub connect: ConnectConfig,
-    pub telegram: telegram::TelegramConfig,
+    pub connect: Arc<ConnectConfig>,
+    pub telegram: Arc<telegram::TelegramConfig>,
     pub teller_webhook_secret: Option<Arc<zeroize::Zeroizing<String>>>,
 }
 
@@ -49,8 +49,8 @@ impl AppState {
             store,
             keyring: Arc::new(Keyring::from_env()?),
             notifier: Arc::new(crate::probe::notifier(db_url)?),
-            connect: ConnectConfig::from_env()?,
-            telegram: telegram::TelegramConfig::from_env()?,
+            connect: Arc::new(ConnectConfig::from_env()?),
+            telegram: Arc::new(telegram::TelegramConfig::from_env()?),
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
         })
     }

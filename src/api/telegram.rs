@@ -3,7 +3,7 @@
 //! chat with `/start <code>` or `/link <code>`, routing inbound messages to a
 //! profile into the outbox, and claiming notification threads.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -29,7 +29,6 @@ use super::error::ApiError;
 const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The Telegram settings of the server.
-#[derive(Clone)]
 pub struct TelegramConfig {
     api_base: String,
     platform_token: Option<Zeroizing<String>>,
@@ -641,9 +640,7 @@ async fn forward(state: &AppState, message: &common::store::InboundMessage) {
         return;
     };
     let body = serde_json::to_vec(message).unwrap_or_default();
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let timestamp = common::clock::unix_now().max(0) as u64;
     let mut request = state
         .telegram
         .http

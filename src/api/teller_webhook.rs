@@ -1,12 +1,11 @@
 //! `POST /api/teller/webhook`: Teller's events, signed with
 //! `Teller-Signature: t=<ts>,v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use common::clock::unix_now;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -71,12 +70,6 @@ pub async fn receive(
         );
     }
     Ok(Json(json!({"status": "ok"})))
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Whether `header` carries a `t` within the tolerance of `now` and one of

@@ -1,10 +1,11 @@
 //! The store side of the connect flows: single-use keys (OAuth `state`
 //! values, Teller nonces) and connecting an integration in place.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::clock::unix_now;
 use crate::config::ValidConfig;
 use crate::crypto::Keyring;
 use crate::ids::random_secret;
@@ -44,12 +45,6 @@ impl Purpose {
 pub struct SpentKey {
     pub user_id: String,
     pub verifier: Option<Zeroizing<String>>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Store {
