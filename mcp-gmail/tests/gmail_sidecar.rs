@@ -2,6 +2,9 @@
 //! client, against the fake Gmail and Google OAuth, while an operator
 //! changes the store with the `integrations` CLI.
 
+#[path = "../../tests/support/mcp.rs"]
+mod mcp;
+use mcp::{call, err, ok};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -9,7 +12,6 @@ use std::time::Duration;
 use fakes::Fault;
 use fakes::gmail::{self, FakeGmail};
 use mail_parser::MessageParser;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
@@ -168,46 +170,6 @@ impl World {
             .await
             .unwrap()
     }
-}
-
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
-    let Value::Object(args) = args else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
-        .await
-        .unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text())
-        .map(|t| t.text.clone())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn ok(result: CallToolResult) -> Value {
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "unexpected error: {}",
-        text(&result)
-    );
-    result.structured_content.expect("structured content")
-}
-
-fn err(result: CallToolResult) -> String {
-    assert_eq!(
-        result.is_error,
-        Some(true),
-        "expected an error, got {:?}",
-        result.structured_content
-    );
-    text(&result)
 }
 
 async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
