@@ -1,14 +1,15 @@
-//! What the sidecar benchmarks share: cold start, percentiles, memory.
-//! Included by each bench with `#[path]`.
+//! What the sidecar benchmarks share: cold start, percentiles, memory, and
+//! the baseline they are read against. Included by each bench with `#[path]`.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::store::{NewProfile, Store};
+use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{RoleClient, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The store at `db`, migrated, with user `u1`'s default profile `prof_a`
@@ -143,4 +144,65 @@ fn ms(d: Duration) -> f64 {
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Set when a benchmark spawns its own executable as the baseline.
+const BARE: &str = "BENCH_BARE_RMCP";
+
+/// The baseline: a bare rmcp stdio server, one tool that does nothing.
+#[derive(Clone)]
+struct Bare {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Bare {
+    #[tool(description = "Answers pong.")]
+    fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Bare {}
+
+/// When this executable was spawned as the baseline, serves it on stdio
+/// until the client leaves and returns true. A benchmark's `main` calls
+/// this first.
+pub async fn serve_bare_if_asked() -> anyhow::Result<bool> {
+    if std::env::var_os(BARE).is_none() {
+        return Ok(false);
+    }
+    let bare = Bare {
+        tool_router: Bare::tool_router(),
+    };
+    bare.serve(rmcp::transport::stdio())
+        .await?
+        .waiting()
+        .await?;
+    Ok(true)
+}
+
+/// Measures the baseline on this machine, as the sidecar was measured: cold
+/// start (median of `starts`) and a tool call round trip (`calls`).
+pub async fn print_baseline(starts: usize, calls: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_str().expect("a UTF-8 path");
+    let env = [(BARE, "1")];
+    let mut times = Vec::with_capacity(starts);
+    for _ in 0..starts {
+        times.push(cold_start(exe, &env).await?);
+    }
+    times.sort();
+    let (client, _) = spawn(exe, &env).await?;
+    let mut samples = time_calls(&client, "ping", Default::default(), calls).await?;
+    client.cancel().await?;
+    samples.sort();
+    println!(
+        "baseline on this machine, a bare rmcp stdio server (one tool, no store): cold start median {:.2} ms, tool call p50 {:.0} µs, p99 {:.0} µs",
+        ms(times[starts / 2]),
+        us(samples[calls / 2]),
+        us(samples[calls * 99 / 100])
+    );
+    Ok(())
 }

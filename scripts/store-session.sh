@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --quiet --bin integrations
-bin="$PWD/target/debug/integrations"
+bin="$PWD/target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-gnu}/debug/integrations"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 umask 077

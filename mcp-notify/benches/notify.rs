@@ -24,6 +24,9 @@ const CALLS: usize = 2_000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    if support::serve_bare_if_asked().await? {
+        return Ok(());
+    }
     let dir = tempfile::tempdir()?;
     let db = format!(
         "sqlite://{}?mode=rwc",
@@ -62,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     );
     support::print_memory(pid, CALLS)?;
     client.cancel().await?;
-    Ok(())
+    support::print_baseline(STARTS, CALLS).await
 }
 
 async fn seed(db: &str, keyring: &Keyring, url: &str) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use rmcp::{RoleServer, Service, ServiceExt};
 use super::{Identity, guarded_stdio};
 use crate::store::Store;
 
-#[derive(Args)]
+#[derive(Args, Default)]
 struct Cli {
     /// Store URL [env: INTEGRATIONS_DB]
     #[arg(long)]
@@ -51,14 +51,19 @@ where
     S: Service<RoleServer> + Send + 'static,
 {
     crate::logging::init();
-    let command = Cli::augment_args(
-        clap::Command::new(name)
-            .about(about)
-            .version(env!("CARGO_PKG_VERSION")),
-    );
-    let cli = match Cli::from_arg_matches(&command.get_matches()) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
+    // Spawned by the runtime, a sidecar has no arguments: it serves at once.
+    let cli = if std::env::args_os().len() > 1 {
+        let command = Cli::augment_args(
+            clap::Command::new(name)
+                .about(about)
+                .version(env!("CARGO_PKG_VERSION")),
+        );
+        match Cli::from_arg_matches(&command.get_matches()) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    } else {
+        Cli::default()
     };
     match run(cli, tools, server).await {
         Ok(code) => code,
