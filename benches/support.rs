@@ -40,30 +40,79 @@ pub async fn spawn(
     Ok((().serve(transport).await?, pid))
 }
 
-/// Times `n` calls of `tool` with `arguments`, each of which must succeed.
-pub async fn time_calls(
+/// Times one call of `tool` with `arguments`, which must succeed.
+async fn time_call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &'static str,
+    arguments: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Duration> {
+    let call = CallToolRequestParams::new(tool).with_arguments(arguments.clone());
+    let t = Instant::now();
+    let result = client.call_tool(call).await?;
+    let took = t.elapsed();
+    anyhow::ensure!(
+        result.is_error != Some(true),
+        "{tool} failed: {:?}",
+        result.content
+    );
+    Ok(took)
+}
+
+/// Prints the median cold start of `binary` (spawned with only `env`) over
+/// `n` starts, beside the bare server's, the two alternated so that both
+/// meet the same machine.
+pub async fn cold_starts(binary: &str, env: &[(&str, &str)], n: usize) -> anyhow::Result<()> {
+    let (bare, bare_env) = bare()?;
+    let (mut starts, mut bare_starts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        starts.push(cold_start(binary, env).await?);
+        bare_starts.push(cold_start(&bare, &bare_env).await?);
+    }
+    starts.sort();
+    bare_starts.sort();
+    println!(
+        "cold start, spawn to tools/list answer, median of {n}: {:.2} ms (min {:.2}, max {:.2}); bare rmcp server: {:.2} ms",
+        ms(starts[n / 2]),
+        ms(starts[0]),
+        ms(starts[n - 1]),
+        ms(bare_starts[n / 2])
+    );
+    Ok(())
+}
+
+/// Prints p50 and p99 of `n` round trips of `tool` on `client` (`what` says
+/// what one is made of), beside the bare server's `ping`: each call is
+/// followed by one of the bare server's, so that both meet the same machine.
+pub async fn round_trips(
+    what: &str,
     client: &RunningService<RoleClient, ()>,
     tool: &'static str,
     arguments: serde_json::Map<String, serde_json::Value>,
     n: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(n);
+) -> anyhow::Result<()> {
+    let (bare, bare_env) = bare()?;
+    let (bare_client, _) = spawn(&bare, &bare_env).await?;
+    let no_arguments = serde_json::Map::new();
+    let (mut samples, mut bare_samples) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        let call = CallToolRequestParams::new(tool).with_arguments(arguments.clone());
-        let t = Instant::now();
-        let result = client.call_tool(call).await?;
-        samples.push(t.elapsed());
-        anyhow::ensure!(
-            result.is_error != Some(true),
-            "{tool} failed: {:?}",
-            result.content
-        );
+        samples.push(time_call(client, tool, &arguments).await?);
+        bare_samples.push(time_call(&bare_client, "ping", &no_arguments).await?);
     }
-    Ok(samples)
+    bare_client.cancel().await?;
+    samples.sort();
+    bare_samples.sort();
+    println!(
+        "{what}, n={n}: p50 {:.0} µs, p99 {:.0} µs; bare rmcp server's ping: p50 {:.0} µs, p99 {:.0} µs",
+        us(samples[n / 2]),
+        us(samples[n * 99 / 100]),
+        us(bare_samples[n / 2]),
+        us(bare_samples[n * 99 / 100])
+    );
+    Ok(())
 }
 
 /// Spawn → initialize → initialized → tools/list → its answer.
-pub async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Duration> {
+async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
@@ -92,29 +141,6 @@ pub async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Du
         }
     }
     anyhow::bail!("the sidecar closed before answering tools/list")
-}
-
-/// Prints the median, min and max of `starts`.
-pub fn print_starts(mut starts: Vec<Duration>) {
-    starts.sort();
-    let n = starts.len();
-    println!(
-        "cold start, spawn to tools/list answer: median {:.2} ms (min {:.2}, max {:.2}, n={n})",
-        ms(starts[n / 2]),
-        ms(starts[0]),
-        ms(starts[n - 1])
-    );
-}
-
-/// Prints p50 and p99 of `samples` for `what`.
-pub fn print_round_trips(what: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let n = samples.len();
-    println!(
-        "{what}: p50 {:.0} µs, p99 {:.0} µs (n={n})",
-        us(samples[n / 2]),
-        us(samples[n * 99 / 100])
-    );
 }
 
 /// Prints the peak RSS of process `pid` after `calls` calls, and what its
@@ -146,7 +172,8 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Set when a benchmark spawns its own executable as the baseline.
+/// Set when a benchmark spawns its own executable as the baseline, the
+/// bare server its figures are printed beside.
 const BARE: &str = "BENCH_BARE_RMCP";
 
 /// The baseline: a bare rmcp stdio server, one tool that does nothing.
@@ -183,26 +210,11 @@ pub async fn serve_bare_if_asked() -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Measures the baseline on this machine, as the sidecar was measured: cold
-/// start (median of `starts`) and a tool call round trip (`calls`).
-pub async fn print_baseline(starts: usize, calls: usize) -> anyhow::Result<()> {
+/// This executable as the bare server: its path and environment.
+fn bare() -> anyhow::Result<(String, [(&'static str, &'static str); 1])> {
     let exe = std::env::current_exe()?;
-    let exe = exe.to_str().expect("a UTF-8 path");
-    let env = [(BARE, "1")];
-    let mut times = Vec::with_capacity(starts);
-    for _ in 0..starts {
-        times.push(cold_start(exe, &env).await?);
-    }
-    times.sort();
-    let (client, _) = spawn(exe, &env).await?;
-    let mut samples = time_calls(&client, "ping", Default::default(), calls).await?;
-    client.cancel().await?;
-    samples.sort();
-    println!(
-        "baseline on this machine, a bare rmcp stdio server (one tool, no store): cold start median {:.2} ms, tool call p50 {:.0} µs, p99 {:.0} µs",
-        ms(times[starts / 2]),
-        us(samples[calls / 2]),
-        us(samples[calls * 99 / 100])
-    );
-    Ok(())
+    let exe = exe
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("not a UTF-8 path"))?;
+    Ok((exe.to_owned(), [(BARE, "1")]))
 }

@@ -3,6 +3,8 @@
 //! stdio against the fake Gmail on loopback: grant re-check, token from the
 //! encrypted config, one list and one metadata fetch per match, audit write
 //! (p50/p99 of 2,000).
+//! Times are printed beside those of a bare rmcp stdio server measured
+//! alongside (`support::serve_bare_if_asked`).
 //!
 //! ```sh
 //! cargo bench -p mcp-gmail --bench gmail
@@ -48,24 +50,23 @@ async fn main() -> anyhow::Result<()> {
         ("GMAIL_CLIENT_SECRET", gmail::CLIENT_SECRET),
     ];
 
-    let mut starts = Vec::with_capacity(STARTS);
-    for _ in 0..STARTS {
-        starts.push(support::cold_start(SIDECAR, &env).await?);
-    }
-    support::print_starts(starts);
+    support::cold_starts(SIDECAR, &env, STARTS).await?;
 
     let (client, pid) = support::spawn(SIDECAR, &env).await?;
     let arguments = json!({"query": "lunch", "max_results": 10});
     let arguments = arguments.as_object().cloned().unwrap_or_default();
-    let samples = support::time_calls(&client, "gmail_search", arguments, CALLS).await?;
-    support::print_round_trips(
+    support::round_trips(
         "gmail_search round trip (re-check + token + 1 list + 2 metadata fetches + audit write)",
-        samples,
-    );
+        &client,
+        "gmail_search",
+        arguments,
+        CALLS,
+    )
+    .await?;
     println!("  token refreshes at Google: {}", fake.refreshes());
     support::print_memory(pid, CALLS)?;
     client.cancel().await?;
-    support::print_baseline(STARTS, CALLS).await
+    Ok(())
 }
 
 async fn seed(db: &str, keyring: &Keyring) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 //! and the `notify_user` round trip over stdio to a webhook receiver on
 //! loopback, including the grant re-check, the delivery, the
 //! `notification_log` row and the audit write (p50/p99 of 2,000).
+//! Times are printed beside those of a bare rmcp stdio server measured
+//! alongside (`support::serve_bare_if_asked`).
 //!
 //! ```sh
 //! cargo bench -p mcp-notify --bench notify
@@ -44,28 +46,27 @@ async fn main() -> anyhow::Result<()> {
         ("NOTIFY_MAX_PER_MINUTE", "1000000"),
     ];
 
-    let mut starts = Vec::with_capacity(STARTS);
-    for _ in 0..STARTS {
-        starts.push(support::cold_start(SIDECAR, &env).await?);
-    }
-    support::print_starts(starts);
+    support::cold_starts(SIDECAR, &env, STARTS).await?;
 
     let (client, pid) = support::spawn(SIDECAR, &env).await?;
     let serde_json::Value::Object(arguments) = json!({"message": "**bench**: done"}) else {
         unreachable!()
     };
-    let samples = support::time_calls(&client, "notify_user", arguments, CALLS).await?;
+    support::round_trips(
+        "notify_user round trip to a loopback webhook (re-check + delivery + log + audit)",
+        &client,
+        "notify_user",
+        arguments,
+        CALLS,
+    )
+    .await?;
     anyhow::ensure!(
         receiver.received().len() == CALLS,
         "every notification arrived once"
     );
-    support::print_round_trips(
-        "notify_user round trip to a loopback webhook (re-check + delivery + log + audit)",
-        samples,
-    );
     support::print_memory(pid, CALLS)?;
     client.cancel().await?;
-    support::print_baseline(STARTS, CALLS).await
+    Ok(())
 }
 
 async fn seed(db: &str, keyring: &Keyring, url: &str) -> anyhow::Result<()> {

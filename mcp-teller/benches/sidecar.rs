@@ -1,6 +1,8 @@
 //! mcp-teller speed: cold start (spawn → `tools/list` answer, median of 20),
 //! the `teller_list_enrollments` round trip over stdio including the grant
 //! re-check and the audit write (p50/p99 of 5,000), and peak RSS.
+//! Times are printed beside those of a bare rmcp stdio server measured
+//! alongside (`support::serve_bare_if_asked`).
 //!
 //! ```sh
 //! cargo bench -p mcp-teller --bench sidecar
@@ -38,27 +40,20 @@ async fn main() -> anyhow::Result<()> {
         ("INTEGRATIONS_PROFILE_ID", "prof_a"),
     ];
 
-    let mut starts = Vec::with_capacity(STARTS);
-    for _ in 0..STARTS {
-        starts.push(support::cold_start(SIDECAR, &env).await?);
-    }
-    support::print_starts(starts);
+    support::cold_starts(SIDECAR, &env, STARTS).await?;
 
     let (client, pid) = support::spawn(SIDECAR, &env).await?;
-    let samples = support::time_calls(
+    support::round_trips(
+        "teller_list_enrollments round trip (re-check + audit write)",
         &client,
         "teller_list_enrollments",
         Default::default(),
         CALLS,
     )
     .await?;
-    support::print_round_trips(
-        "teller_list_enrollments round trip (re-check + audit write)",
-        samples,
-    );
     support::print_memory(pid, CALLS)?;
     client.cancel().await?;
-    support::print_baseline(STARTS, CALLS).await
+    Ok(())
 }
 
 async fn seed(db: &str, keyring: &Keyring) -> anyhow::Result<()> {
