@@ -16,11 +16,13 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+#[path = "support/cli.rs"]
+mod cli;
+use cli::BIN;
 #[path = "support/postgres.rs"]
 mod postgres;
 use postgres::drop_database;
 
-const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
 /// Secret values that must never come back or be logged.
@@ -92,22 +94,11 @@ impl Store {
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("INTEGRATIONS_DB", &self.url)
-            .env("INTEGRATIONS_KEYS", &self.keys);
-        cmd
+        cli::command(&self.url, &self.keys, args)
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "integrations {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        cli::run(&self.url, &self.keys, args)
     }
 
     fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> String {

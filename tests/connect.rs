@@ -16,11 +16,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+#[path = "support/cli.rs"]
+mod cli;
+use cli::BIN;
 #[path = "support/postgres.rs"]
 mod postgres;
 use postgres::drop_database;
 
-const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 const USER: &str = "u_amouzou";
 const PUBLIC: &str = "https://integrations.example";
 const DASHBOARD: &str = "https://app.example/settings/integrations";
@@ -146,19 +148,7 @@ impl World {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .env("INTEGRATIONS_DB", &self.url)
-            .env("INTEGRATIONS_KEYS", &self.keys)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "integrations {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        cli::run(&self.url, &self.keys, args)
     }
 
     async fn start(&mut self) {

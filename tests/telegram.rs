@@ -14,7 +14,10 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_integrations");
+#[path = "support/cli.rs"]
+mod cli;
+use cli::BIN;
+
 const USER: &str = "u_amouzou";
 
 struct World {
@@ -98,19 +101,7 @@ impl World {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .env("INTEGRATIONS_DB", &self.url)
-            .env("INTEGRATIONS_KEYS", &self.keys)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "integrations {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        cli::run(&self.url, &self.keys, args)
     }
 
     async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {

@@ -240,6 +240,15 @@ impl Refused {
     }
 }
 
+/// Where the browser lands after a callback of `kind`: the dashboard with
+/// `?connected=<kind>`, or a page saying why not.
+fn landing(c: &ConnectConfig, kind: &str, outcome: Result<(), Refused>) -> Response {
+    match outcome {
+        Ok(()) => Redirect::to(&c.dashboard("connected", kind)).into_response(),
+        Err(refused) => page(c, refused),
+    }
+}
+
 fn page(c: &ConnectConfig, refused: Refused) -> Response {
     let link = c.dashboard("error", refused.reason);
     let escape = |s: &str| {
@@ -324,10 +333,8 @@ pub async fn slack_callback(
     State(state): State<AppState>,
     Query(callback): Query<Callback>,
 ) -> Response {
-    match slack_connect(&state, &callback).await {
-        Ok(()) => Redirect::to(&state.connect.dashboard("connected", "slack")).into_response(),
-        Err(refused) => page(&state.connect, refused),
-    }
+    let outcome = slack_connect(&state, &callback).await;
+    landing(&state.connect, "slack", outcome)
 }
 
 async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
@@ -461,10 +468,8 @@ pub async fn gmail_callback(
     State(state): State<AppState>,
     Query(callback): Query<Callback>,
 ) -> Response {
-    match gmail_connect(&state, &callback).await {
-        Ok(()) => Redirect::to(&state.connect.dashboard("connected", "gmail")).into_response(),
-        Err(refused) => page(&state.connect, refused),
-    }
+    let outcome = gmail_connect(&state, &callback).await;
+    landing(&state.connect, "gmail", outcome)
 }
 
 async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
