@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub enum KeysCommand {
     /// Print a new keyring entry `kid=base64(32 bytes)`.
     Generate,
-    /// Re-encrypt every integration under the keyring's first key.
+    /// Re-encrypt every sealed value (integration configs, secrets) under the
+    /// keyring's first key.
     Rotate,
 }
 
@@ -31,35 +32,53 @@ pub async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<ExitCode
 
 async fn rotate(store: &Store) -> anyhow::Result<ExitCode> {
     let keyring = Keyring::from_env()?;
-    let bar = if std::io::stdout().is_terminal() {
+    // The bar goes to stderr, and only to a terminal: stdout keeps the
+    // report alone, whatever it is piped to.
+    let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(
-            Some(store.integration_count().await?),
-            ProgressDrawTarget::stdout(),
+            Some(store.sealed_count().await?),
+            ProgressDrawTarget::stderr(),
         );
         bar.set_style(ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} rows {eta}",
+            "{msg:15} {bar:40} {pos}/{len} values {eta}",
         )?);
         bar
     } else {
         ProgressBar::hidden()
     };
-    let report = store.rotate_keys(&keyring, |n| bar.set_position(n)).await?;
+    let report = store
+        .rotate_keys(&keyring, |noun, n| {
+            bar.set_message(noun.to_string());
+            bar.set_position(n);
+        })
+        .await?;
     bar.finish_and_clear();
-    println!(
-        "re-encrypted {} of {} integration(s) under key {}",
-        report.rotated,
-        report.total,
-        keyring.primary_kid()
-    );
-    if report.failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    let mut failed = false;
+    for column in &report.columns {
+        println!(
+            "re-encrypted {} of {} {} under key {}",
+            column.rotated,
+            column.total,
+            column.noun,
+            keyring.primary_kid()
+        );
+        if column.failed.is_empty() {
+            continue;
+        }
+        failed = true;
+        for e in &column.failed {
+            eprintln!("error: {e}");
+        }
+        eprintln!(
+            "{} {} could not be opened and were left unchanged ({}); keep their key in the keyring",
+            column.failed.len(),
+            column.noun,
+            column.column
+        );
     }
-    for e in &report.failed {
-        eprintln!("error: {e}");
-    }
-    eprintln!(
-        "{} integration(s) could not be opened and were left unchanged; keep their key in the keyring",
-        report.failed.len()
-    );
-    Ok(ExitCode::FAILURE)
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -21,7 +21,6 @@ mod cli;
 use cli::BIN;
 #[path = "support/postgres.rs"]
 mod postgres;
-use postgres::drop_database;
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -40,16 +39,8 @@ struct Store {
     url: String,
     keys: String,
     name: &'static str,
-    /// The admin URL and the database to drop, on PostgreSQL.
-    pg: Option<(String, String)>,
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some((admin, db)) = self.pg.take() {
-            drop_database(admin, db);
-        }
-    }
+    /// The database, on PostgreSQL (dropped with the store).
+    pg: Option<postgres::Database>,
 }
 
 impl Store {
@@ -61,23 +52,9 @@ impl Store {
 
     /// A fresh database on the server of `INTEGRATIONS_TEST_POSTGRES`, if set.
     async fn postgres() -> Option<Self> {
-        use sqlx::Connection;
-        let admin = std::env::var("INTEGRATIONS_TEST_POSTGRES")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let db = format!("api_{}", std::process::id()) + &format!("_{}", rand_suffix());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        let mut store = Self::with_url(
-            tempfile::tempdir().unwrap(),
-            format!("{base}/{db}"),
-            "postgres",
-        );
-        store.pg = Some((admin, db));
+        let db = postgres::Database::create("api")?;
+        let mut store = Self::with_url(tempfile::tempdir().unwrap(), db.url.clone(), "postgres");
+        store.pg = Some(db);
         Some(store)
     }
 
@@ -130,13 +107,6 @@ impl Store {
             .trim()
             .to_string()
     }
-}
-
-fn rand_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    format!("{:x}", h.finish())
 }
 
 /// A running `integrations serve`, its stderr kept for the log checks.

@@ -2,10 +2,12 @@
 //! attacker with the database file) would: real processes, a real SQLite file.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 
@@ -13,24 +15,49 @@ const BIN: &str = env!("CARGO_BIN_EXE_integrations");
 struct World {
     dir: tempfile::TempDir,
     keys: String,
+    /// The store: a SQLite file in `dir`, or a PostgreSQL database.
+    url: String,
+    _pg: Option<postgres::Database>,
 }
 
 impl World {
+    /// A world on a SQLite file.
     fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("store.db").display()
+        );
+        Self::on(dir, url, None)
+    }
+
+    /// A SQLite world and, with `INTEGRATIONS_TEST_POSTGRES`, a PostgreSQL one.
+    fn on_every_backend() -> Vec<Self> {
+        let mut worlds = vec![Self::new()];
+        match postgres::Database::create("cli") {
+            Some(db) => worlds.push(Self::on(
+                tempfile::tempdir().unwrap(),
+                db.url.clone(),
+                Some(db),
+            )),
+            None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+        }
+        worlds
+    }
+
+    fn on(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
         let world = Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             keys: String::new(),
+            url,
+            _pg: pg,
         };
         let keys = world.ok(&["keys", "generate"], None).trim().to_string();
         Self { keys, ..world }
     }
 
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("store.db")
-    }
-
     fn db_url(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.db_path().display())
+        self.url.clone()
     }
 
     fn command(&self, args: &[&str], keys: &str) -> Command {
@@ -116,15 +143,29 @@ impl World {
     /// Runs `f` on a raw connection to the database file, as someone holding it could.
     fn raw<T>(&self, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
         let url = self.db_url();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                f(&mut conn).await
-            })
+        block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            f(&mut conn).await
+        })
+    }
+
+    /// Adds secrets `(name, value)` of `user`, scope `all`, through the store.
+    fn add_secrets(&self, user: &str, secrets: &[(&str, &str)]) {
+        block_on(async {
+            let store = common::store::Store::connect(&self.url).await.unwrap();
+            let keyring = common::crypto::Keyring::parse(&self.keys).unwrap();
+            for (name, value) in secrets {
+                let secret = common::store::NewSecret {
+                    user_id: user.into(),
+                    name: (*name).into(),
+                    value: zeroize::Zeroizing::new((*value).into()),
+                    scope: common::model::Scope::All,
+                    profile_ids: Vec::new(),
+                };
+                store.add_secret(&keyring, &secret).await.unwrap();
+            }
+        })
     }
 
     fn set_sealed(&self, id: &str, sealed: &str) {
@@ -149,6 +190,15 @@ impl World {
             v
         })
     }
+}
+
+/// Runs `future` on a runtime of its own.
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -560,38 +610,59 @@ fn tampering_with_the_database_file_fails_safely_naming_the_row() {
 }
 
 #[test]
-fn keys_rotate_reseals_every_row_so_the_old_key_can_go() {
-    let w = World::new();
-    let ids: Vec<String> = (0..5)
-        .map(|n| {
-            w.add(
-                "teller",
-                &format!("u{n}"),
-                &teller(&format!("enr_{n}"), "PNC"),
-                &[],
-            )
-        })
-        .collect();
-    let old = w.keys.clone();
-    let new = World::new().keys;
-    let both = format!("{new},{old}");
-    let out = w.run_with_keys(&["keys", "rotate"], None, &both);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let new_kid = new.split('=').next().unwrap();
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("re-encrypted 5 of 5 integration(s) under key {new_kid}")
-    );
-    for id in &ids {
-        let out = w.run_with_keys(&["show", id, "--json"], None, &new);
+fn keys_rotate_reseals_integrations_and_secrets_so_the_old_key_can_go() {
+    for w in World::on_every_backend() {
+        w.profile("prof_a", "u1", "a");
+        let ids: Vec<String> = (0..5)
+            .map(|n| {
+                w.add(
+                    "teller",
+                    &format!("u{n}"),
+                    &teller(&format!("enr_{n}"), "PNC"),
+                    &[],
+                )
+            })
+            .collect();
+        // The CLI adds no secrets (the API does): seeded through the store.
+        w.add_secrets("u1", &[("API_KEY", "sk-one"), ("DB_PASSWORD", "two")]);
+        let env = ["secrets", "env", "--user", "u1", "--profile", "prof_a"];
+        let granted = "API_KEY=sk-one\nDB_PASSWORD=two\n";
+        assert_eq!(w.ok(&env, None), granted);
+
+        // The README's steps: the new key first, rotate, drop the old key.
+        let old = w.keys.clone();
+        let new = w.ok(&["keys", "generate"], None).trim().to_string();
+        let new_kid = new.split('=').next().unwrap();
+        let out = w.run_with_keys(&["keys", "rotate"], None, &format!("{new},{old}"));
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(w.sealed(id).starts_with(&format!("v1.{new_kid}.")));
+        // Piped, stdout holds the report alone: no progress bar.
+        assert_eq!(
+            text(&out.stdout),
+            format!(
+                "re-encrypted 5 of 5 integration(s) under key {new_kid}\n\
+                 re-encrypted 2 of 2 secret(s) under key {new_kid}\n"
+            )
+        );
+        for id in &ids {
+            let out = w.run_with_keys(&["show", id, "--json"], None, &new);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let out = w.run_with_keys(&env, None, &new);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), granted);
+        // The old key alone opens nothing any more.
+        let out = w.run_with_keys(&env, None, &old);
+        assert!(!out.status.success(), "{}", text(&out.stdout));
+
+        let out = w.run_with_keys(&["keys", "rotate"], None, &new);
+        assert_eq!(
+            text(&out.stdout),
+            format!(
+                "re-encrypted 0 of 5 integration(s) under key {new_kid}\n\
+                 re-encrypted 0 of 2 secret(s) under key {new_kid}\n"
+            )
+        );
     }
-    let out = w.run_with_keys(&["keys", "rotate"], None, &new);
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("re-encrypted 0 of 5 integration(s) under key {new_kid}")
-    );
 }
 
 #[test]

@@ -21,7 +21,6 @@ mod cli;
 use cli::BIN;
 #[path = "support/postgres.rs"]
 mod postgres;
-use postgres::drop_database;
 
 const USER: &str = "u_amouzou";
 const PUBLIC: &str = "https://integrations.example";
@@ -31,8 +30,8 @@ const WEBHOOK_SECRET: &str = "teller-webhook-secret";
 /// The fakes, a store, and a running server configured for them.
 struct World {
     _dir: tempfile::TempDir,
-    /// The admin URL and the database to drop, on PostgreSQL.
-    pg: Option<(String, String)>,
+    /// The database, on PostgreSQL (dropped with the world).
+    pg: Option<postgres::Database>,
     url: String,
     keys: String,
     slack: fakes::slack::FakeSlack,
@@ -49,33 +48,17 @@ struct World {
 impl World {
     async fn new(postgres: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let mut pg = None;
-        let url = if postgres {
-            use sqlx::Connection;
-            let admin = std::env::var("INTEGRATIONS_TEST_POSTGRES")
-                .ok()
-                .filter(|v| !v.is_empty())?;
-            let db = format!(
-                "connect_{}_{}",
-                std::process::id(),
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .subsec_nanos()
-            );
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-            pg = Some((admin, db));
-            url
+        let pg = if postgres {
+            Some(postgres::Database::create("connect")?)
         } else {
-            format!(
+            None
+        };
+        let url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!(
                 "sqlite://{}?mode=rwc",
                 dir.path().join("connect.db").display()
-            )
+            ),
         };
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -261,14 +244,6 @@ impl World {
     fn sign(&self, nonce: &str, token: &str, user: &str, enrollment: &str) -> String {
         let message = format!("{nonce}.{token}.{user}.{enrollment}.sandbox");
         STANDARD.encode(self.teller_key.sign(message.as_bytes()).as_ref())
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some((admin, db)) = self.pg.take() {
-            drop_database(admin, db);
-        }
     }
 }
 

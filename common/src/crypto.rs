@@ -99,13 +99,14 @@ impl fmt::Debug for Keyring {
     }
 }
 
-/// The associated data of an integration's config.
-fn config_aad(id: &str, user_id: &str, kind: IntegrationType) -> String {
+/// The associated data of an integration's config (`kind` as the `type`
+/// column stores it).
+pub(crate) fn config_aad(id: &str, user_id: &str, kind: impl fmt::Display) -> String {
     format!("user_integrations|{id}|{user_id}|{kind}")
 }
 
 /// The associated data of a user secret's value.
-fn secret_aad(id: &str, user_id: &str) -> String {
+pub(crate) fn secret_aad(id: &str, user_id: &str) -> String {
     format!("user_secrets|{id}|{user_id}")
 }
 
@@ -297,22 +298,20 @@ impl Keyring {
             })
     }
 
-    /// Re-seals the config of `integration` under the first key, or `None`
-    /// when it is sealed under that key already.
-    pub fn reseal_config(
+    /// Re-seals `sealed`, the value of row `id` sealed with `aad`, under the
+    /// first key, or `None` when it is sealed under that key already. (Key
+    /// rotation: [`crate::store::rotate`].)
+    pub(crate) fn reseal(
         &self,
-        integration: &Integration,
+        id: &str,
+        aad: &str,
+        sealed: &SealedConfig,
     ) -> Result<Option<SealedConfig>, OpenError> {
-        if integration.sealed.kid() == Some(self.primary_kid()) {
+        if sealed.kid() == Some(self.primary_kid()) {
             return Ok(None);
         }
-        let config = self.open_config(integration)?;
-        Ok(Some(self.seal_config(
-            &integration.id,
-            &integration.user_id,
-            integration.kind,
-            &config,
-        )))
+        let plaintext = self.open(id, aad, &sealed.0)?;
+        Ok(Some(SealedConfig(self.seal(aad, &plaintext))))
     }
 }
 

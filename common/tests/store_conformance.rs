@@ -244,7 +244,7 @@ async fn uniqueness_rules_refuse_and_write_nothing() {
         assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
         assert_eq!(ids_of(s, "u1").await.len(), 3);
         assert_eq!(ids_of(s, "u2").await.len(), 1);
-        assert_eq!(s.integration_count().await.unwrap(), 4);
+        assert_eq!(s.sealed_count().await.unwrap(), 4);
     }
     cleanup(backends).await;
 }
@@ -609,7 +609,8 @@ async fn racing_writers_of_one_user_leave_one_default_and_no_deleted_profile_in_
 }
 
 #[tokio::test]
-async fn rotation_reseals_every_row_under_the_first_key_and_reports_what_it_cannot_open() {
+async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_what_it_cannot_open()
+{
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
@@ -628,29 +629,66 @@ async fn rotation_reseals_every_row_under_the_first_key_and_reports_what_it_cann
                 .unwrap(),
             );
         }
+        profile(s, "u1", "prof_a", "a").await;
+        for n in 0..260 {
+            let name = format!("SECRET_{n}");
+            s.add_secret(
+                &old,
+                &new_secret("u1", &name, &format!("v{n}"), Scope::All, &[]),
+            )
+            .await
+            .unwrap();
+        }
         let stray = keyring();
         let lost = s
             .add_integration(&stray, &new("u9", IntegrationType::Gmail), &gmail())
             .await
             .unwrap();
+        let lost_secret = s
+            .add_secret(&stray, &new_secret("u9", "LOST", "x", Scope::All, &[]))
+            .await
+            .unwrap();
+        assert_eq!(s.sealed_count().await.unwrap(), 562, "{}", b.name);
 
         let new_entry = Keyring::generate_entry();
         let both = Keyring::parse(&format!("{},{}", *new_entry, *old_entry)).unwrap();
-        let mut seen = 0;
-        let report = s.rotate_keys(&both, |n| seen = n).await.unwrap();
+        let mut seen = Vec::new();
+        let report = s
+            .rotate_keys(&both, |noun, n| seen.push((noun.to_string(), n)))
+            .await
+            .unwrap();
+        let summary: Vec<_> = report
+            .columns
+            .iter()
+            .map(|c| (c.column.as_str(), c.total, c.rotated, c.failed.clone()))
+            .collect();
         assert_eq!(
-            (report.total, report.rotated, seen),
-            (301, 300, 301),
+            summary,
+            vec![
+                (
+                    "user_integrations.encrypted_config",
+                    301,
+                    300,
+                    vec![OpenError::UnknownKey {
+                        id: lost.id.clone(),
+                        kid: stray.primary_kid().into()
+                    }]
+                ),
+                (
+                    "user_secrets.encrypted_value",
+                    261,
+                    260,
+                    vec![OpenError::UnknownKey {
+                        id: lost_secret.id.clone(),
+                        kid: stray.primary_kid().into()
+                    }]
+                ),
+            ],
             "{}",
             b.name
         );
-        assert_eq!(
-            report.failed,
-            vec![OpenError::UnknownKey {
-                id: lost.id.clone(),
-                kid: stray.primary_kid().into()
-            }]
-        );
+        assert_eq!(seen.len(), 562);
+        assert_eq!(seen.last().unwrap(), &("secret(s)".to_string(), 562));
 
         let only_new = Keyring::parse(&new_entry).unwrap();
         for row in &rows {
@@ -658,12 +696,17 @@ async fn rotation_reseals_every_row_under_the_first_key_and_reports_what_it_cann
             assert_eq!(current.sealed.kid(), Some(only_new.primary_kid()));
             only_new.open_config(&current).unwrap();
         }
+        let granted = granted(s, &only_new, "u1", "prof_a").await;
+        assert_eq!(granted.len(), 260, "{}", b.name);
+        assert!(granted.contains(&("SECRET_7".to_string(), "v7".to_string())));
         // Running it again has nothing left to do.
-        let again = s.rotate_keys(&both, |_| {}).await.unwrap();
-        assert_eq!(
-            (again.total, again.rotated, again.failed.len()),
-            (301, 0, 1)
-        );
+        let again = s.rotate_keys(&both, |_, _| {}).await.unwrap();
+        let summary: Vec<_> = again
+            .columns
+            .iter()
+            .map(|c| (c.total, c.rotated, c.failed.len()))
+            .collect();
+        assert_eq!(summary, vec![(301, 0, 1), (261, 0, 1)]);
     }
     cleanup(backends).await;
 }

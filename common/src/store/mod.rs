@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 pub use connect::{Purpose, SpentKey};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
-pub use rotate::RotationReport;
+pub use rotate::{ColumnRotation, RotationReport};
 pub use secrets::{NewSecret, Secret, SecretUpdate};
 pub use snapshot::Snapshot;
 pub use telegram::{ClaimedThread, InboundMessage, NewInbound, THREAD_WINDOW};
