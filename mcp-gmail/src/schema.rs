@@ -72,7 +72,7 @@ pub struct SearchOut {
     pub messages: Vec<MessageSummary>,
     /// Gmail's estimate of all matches.
     pub result_size_estimate: u32,
-    /// Pass as page_token for the next page; null when there is none.
+    /// Pass as page_token for the next page; absent when there is none.
     pub next_page_token: Option<String>,
 }
 
@@ -141,7 +141,7 @@ pub struct AttachmentContentOut {
     pub filename: String,
     pub mime_type: String,
     pub size: u64,
-    /// The content of a text attachment; null for others, which come as an
+    /// The content of a text attachment; absent for others, which come as an
     /// embedded resource.
     pub text: Option<String>,
     pub truncated: bool,

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, GrantError, Identity, SidecarStore};
+use common::sidecar::{Backing, GrantError, Identity, SidecarStore, schema};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use google_gmail1::api::Message;
@@ -118,13 +118,18 @@ impl GmailServer {
         };
         Self {
             inner: Arc::new(inner),
-            tool_router: Self::tool_router(),
+            tool_router: Self::router(),
         }
     }
 
     /// Every tool definition, whatever a grant allows.
     pub fn tools() -> Vec<Tool> {
-        Self::tool_router().list_all()
+        Self::router().list_all()
+    }
+
+    /// The tools, their schemas made portable for every client.
+    fn router() -> ToolRouter<Self> {
+        schema::portable(Self::tool_router())
     }
 
     async fn store(&self) -> Result<&SidecarStore, ToolError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use common::crypto::Keyring;
 use common::sidecar::call::{self, note};
-use common::sidecar::{Decision, Identity, SidecarStore};
+use common::sidecar::{Decision, Identity, SidecarStore, schema};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -67,13 +67,18 @@ impl NotifyServer {
                 db_url,
                 notifier: OnceCell::new(),
             }),
-            tool_router: Self::tool_router(),
+            tool_router: Self::router(),
         }
     }
 
     /// The tool definitions, as `tools/list` returns them.
     pub fn tools() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
+        Self::router().list_all()
+    }
+
+    /// The tools, their schemas made portable for every client.
+    fn router() -> ToolRouter<Self> {
+        schema::portable(Self::tool_router())
     }
 
     async fn notifier(&self) -> Result<&Notifier, String> {
@@ -143,7 +148,7 @@ impl NotifyServer {
                     format!("Notification sent via {}", sent.channel)
                 };
                 let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-                result.structured_content = serde_json::to_value(&sent).ok();
+                result.structured_content = schema::structured(&sent).ok();
                 result
             }
             Err(e) => {

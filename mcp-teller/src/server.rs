@@ -5,7 +5,7 @@ use std::sync::Arc;
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, GrantError, Identity, SidecarStore};
+use common::sidecar::{Backing, GrantError, Identity, SidecarStore, schema};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -112,9 +112,9 @@ pub struct AccountOut {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct BalanceOut {
     pub account_id: String,
-    /// Exact decimal string as Teller sent it, or null.
+    /// Exact decimal string as Teller sent it; absent when Teller sent none.
     pub available: Option<String>,
-    /// Exact decimal string as Teller sent it, or null.
+    /// Exact decimal string as Teller sent it; absent when Teller sent none.
     pub ledger: Option<String>,
     pub currency: String,
 }
@@ -123,7 +123,7 @@ pub struct BalanceOut {
 pub struct TransactionsOut {
     pub account_id: String,
     pub transactions: Vec<TransactionOut>,
-    /// Pass as from_id to get the next, older page; null when there is none.
+    /// Pass as from_id to get the next, older page; absent when there is none.
     pub next_from_id: Option<String>,
 }
 
@@ -167,13 +167,18 @@ impl TellerServer {
         };
         Self {
             inner: Arc::new(inner),
-            tool_router: Self::tool_router(),
+            tool_router: Self::router(),
         }
     }
 
     /// The tool definitions, as `tools/list` returns them.
     pub fn tools() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
+        Self::router().list_all()
+    }
+
+    /// The tools, their schemas made portable for every client.
+    fn router() -> ToolRouter<Self> {
+        schema::portable(Self::tool_router())
     }
 
     async fn store(&self) -> Result<&SidecarStore, ToolError> {

@@ -41,7 +41,20 @@ pub fn ok(result: CallToolResult) -> Value {
         "unexpected error: {}",
         text(&result)
     );
-    result.structured_content.expect("structured content")
+    let data = result.structured_content.expect("structured content");
+    assert_no_null(&data);
+    data
+}
+
+/// Structured content says "none" by leaving a member out: the output
+/// schemas have no `null` type, and a client validates against them.
+fn assert_no_null(value: &Value) {
+    match value {
+        Value::Null => panic!("a null in structured content"),
+        Value::Array(items) => items.iter().for_each(assert_no_null),
+        Value::Object(members) => members.values().for_each(assert_no_null),
+        _ => {}
+    }
 }
 
 /// The text of a result that must be an error.

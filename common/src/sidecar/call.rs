@@ -155,9 +155,10 @@ impl ToolError {
     }
 }
 
-/// A successful call: readable `text` and the same `data` as structured content.
+/// A successful call: readable `text` and the same `data` as structured
+/// content ([`super::schema::structured`]: no `null` members).
 pub fn reply<T: Serialize>(text: String, data: &T) -> Result<CallToolResult, ToolError> {
-    let value = serde_json::to_value(data)
+    let value = super::schema::structured(data)
         .map_err(|e| ToolError::error("the result could not be encoded").with_detail(e))?;
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content = Some(value);

@@ -7,6 +7,7 @@ mod backing;
 pub mod call;
 mod local;
 mod notifications;
+pub mod schema;
 pub mod standalone;
 mod stdio;
 mod store;
