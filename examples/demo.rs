@@ -389,6 +389,7 @@ async fn seed(store: &Store, keyring: &Keyring, fakes: &Fakes) -> anyhow::Result
 }
 
 /// The directory holding the sidecar binaries, built (release) if needed.
+/// What is built, and cargo's progress, go to stderr: stdout is the demo's.
 fn sidecars() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
@@ -399,7 +400,6 @@ fn sidecars() -> anyhow::Result<PathBuf> {
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.args([
         "build",
-        "--quiet",
         "-p",
         "mcp-teller",
         "-p",
@@ -425,9 +425,15 @@ fn sidecars() -> anyhow::Result<PathBuf> {
             build.env_remove(name);
         }
     }
-    if dir.ends_with("release") {
+    let release = dir.ends_with("release");
+    if release {
         build.arg("--release");
     }
+    eprintln!(
+        "Building the sidecars mcp-teller, mcp-gmail and mcp-notify with cargo ({} profile; a first build takes a few minutes)",
+        if release { "release" } else { "dev" }
+    );
+    build.stdout(std::io::stderr());
     anyhow::ensure!(build.status()?.success(), "could not build the sidecars");
     Ok(dir.to_path_buf())
 }
