@@ -40,7 +40,7 @@ struct Store {
     keys: String,
     name: &'static str,
     /// The database, on PostgreSQL (dropped with the store).
-    pg: Option<postgres::Database>,
+    _pg: Option<postgres::Database>,
 }
 
 impl Store {
@@ -54,7 +54,7 @@ impl Store {
     async fn postgres() -> Option<Self> {
         let db = postgres::Database::create("api")?;
         let mut store = Self::with_url(tempfile::tempdir().unwrap(), db.url.clone(), "postgres");
-        store.pg = Some(db);
+        store._pg = Some(db);
         Some(store)
     }
 
@@ -64,7 +64,7 @@ impl Store {
             url,
             keys: String::new(),
             name,
-            pg: None,
+            _pg: None,
         };
         store.keys = store.cli(&["keys", "generate"]).trim().to_string();
         store

@@ -31,7 +31,7 @@ const WEBHOOK_SECRET: &str = "teller-webhook-secret";
 struct World {
     _dir: tempfile::TempDir,
     /// The database, on PostgreSQL (dropped with the world).
-    pg: Option<postgres::Database>,
+    _pg: Option<postgres::Database>,
     url: String,
     keys: String,
     slack: fakes::slack::FakeSlack,
@@ -65,7 +65,7 @@ impl World {
         let teller_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let mut world = Self {
             _dir: dir,
-            pg,
+            _pg: pg,
             url,
             keys: String::new(),
             slack: fakes::slack::FakeSlack::start().await.unwrap(),
