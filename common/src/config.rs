@@ -879,6 +879,49 @@ mod tests {
     }
 
     #[test]
+    fn a_request_config_becomes_a_config_without_showing_its_secrets() {
+        let input: ConfigInput = serde_json::from_str(
+            r#"{"api_key":"re_SECRETVALUE","from_address":"a@x.io","to_address":"b@x.io"}"#,
+        )
+        .unwrap();
+        assert_eq!(format!("{input:?}"), "ConfigInput(<redacted>)");
+        let v = DecryptedConfig::from_input(Email, &input).unwrap();
+        assert_eq!(
+            v.config
+                .get(Email, "api_key")
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some("re_SECRETVALUE")
+        );
+        assert_eq!(v.default_label, "a@x.io");
+        for (json, needle) in [
+            (
+                r#"{"api_key":12345678,"from_address":"a","to_address":"b"}"#,
+                "'api_key'",
+            ),
+            (
+                r#"{"api_key":"SECRETVALUE","from_address":"a"}"#,
+                "'to_address'",
+            ),
+            (
+                r#"{"SECRETVALUE":"x","api_key":"k","from_address":"a","to_address":"b"}"#,
+                "not one of",
+            ),
+        ] {
+            let input: ConfigInput = serde_json::from_str(json).unwrap();
+            let err = DecryptedConfig::from_input(Email, &input)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(
+                !err.contains("SECRETVALUE") && !err.contains("12345678"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn merged_replaces_adds_removes_and_names_fields_only() {
         let v = valid(
             Gmail,
