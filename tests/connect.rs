@@ -43,6 +43,11 @@ struct World {
     http: reqwest::Client,
     token: String,
     other_token: String,
+    /// Whether the server checks Teller Connect's signatures.
+    signed_teller: bool,
+    /// The binding cookie of each provider's last authorize: what the
+    /// browser that started the flow sends back to its callback.
+    cookies: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl World {
@@ -80,6 +85,8 @@ impl World {
                 .unwrap(),
             token: String::new(),
             other_token: String::new(),
+            signed_teller: true,
+            cookies: Default::default(),
         };
         world.keys = world.cli(&["keys", "generate"]).trim().to_string();
         world.token = world
@@ -101,7 +108,7 @@ impl World {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("INTEGRATIONS_DB", self.url.clone()),
             ("INTEGRATIONS_KEYS", self.keys.clone()),
             ("PUBLIC_BASE_URL", PUBLIC.into()),
@@ -127,7 +134,9 @@ impl World {
                 STANDARD.encode(self.teller_key.public_key().as_ref()),
             ),
             ("TELLER_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
-        ]
+        ];
+        env.retain(|(name, _)| self.signed_teller || *name != "TELLER_SIGNING_PUBKEY");
+        env
     }
 
     fn cli(&self, args: &[&str]) -> String {
@@ -175,7 +184,8 @@ impl World {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Follows an authorize endpoint to the provider: the query it sends there.
+    /// Follows an authorize endpoint to the provider: the query it sends
+    /// there; the binding cookie it set is kept for the callback.
     async fn authorize(&self, provider: &str) -> HashMap<String, String> {
         let response = self
             .http
@@ -188,25 +198,56 @@ impl World {
             .await
             .unwrap();
         assert!(response.status().is_redirection(), "{}", response.status());
+        self.keep_cookie(provider, &response);
         let location = response.headers()["location"].to_str().unwrap().to_string();
         let url = reqwest::Url::parse(&location).unwrap();
         url.query_pairs().into_owned().collect()
     }
 
-    /// The browser coming back to a callback: the redirect target, or the
-    /// status and page of a refusal.
+    /// Keeps the binding cookie `response` sets for `provider`'s callback.
+    fn keep_cookie(&self, provider: &str, response: &reqwest::Response) -> String {
+        let set = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert(provider.into(), value.into());
+        set
+    }
+
+    /// The browser that started the flow coming back to a callback: the
+    /// redirect target, or the status and page of a refusal.
     async fn callback(
         &self,
         provider: &str,
         query: &[(&str, &str)],
     ) -> Result<String, (StatusCode, String)> {
-        let response = self
+        let cookie = self.cookies.lock().unwrap().get(provider).cloned();
+        self.callback_from(provider, query, cookie.as_deref()).await
+    }
+
+    /// A browser with the binding cookie `cookie` (or none) coming back to
+    /// a callback.
+    async fn callback_from(
+        &self,
+        provider: &str,
+        query: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> Result<String, (StatusCode, String)> {
+        let mut request = self
             .http
             .get(format!("{}/api/{provider}/callback", self.base))
-            .query(query)
-            .send()
-            .await
-            .unwrap();
+            .query(query);
+        if let Some(cookie) = cookie {
+            request = request.header(
+                "cookie",
+                format!("theme=dark; integrations_connect={cookie}"),
+            );
+        }
+        let response = request.send().await.unwrap();
         let status = response.status();
         if status.is_redirection() {
             return Ok(response.headers()["location"].to_str().unwrap().to_string());
@@ -615,7 +656,9 @@ async fn teller_webhooks_are_verified_and_mark_disconnected_enrollments() {
                 .body(body);
             async move { request.send().await.unwrap().status() }
         };
-        let event = r#"{"id":"wh_1","type":"enrollment.disconnected","payload":{"enrollment_id":"enr_pnc","reason":"disconnected.account_locked"},"timestamp":"2026-11-23T12:00:00Z"}"#;
+        // After the connect above, before the reconnect below.
+        let happened = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+        let event: &'static str = format!(r#"{{"id":"wh_1","type":"enrollment.disconnected","payload":{{"enrollment_id":"enr_pnc","reason":"disconnected.account_locked"}},"timestamp":"{happened}"}}"#).leak();
         for header in [
             format!("t={now},v1={}", sign(now, event, "wrong-secret")),
             format!("t={},v1={}", now - 600, sign(now - 600, event, WEBHOOK_SECRET)),
@@ -629,6 +672,204 @@ async fn teller_webhooks_are_verified_and_mark_disconnected_enrollments() {
         assert_eq!(w.integrations("teller").await[0]["status"], "needs_reauth");
         let other = r#"{"id":"wh_2","type":"transactions.processed","payload":{},"timestamp":"2026-11-23T12:00:00Z"}"#;
         assert_eq!(post(format!("t={now},v1={}", sign(now, other, WEBHOOK_SECRET)), other).await, StatusCode::OK);
+
+        // The user reconnects; Teller redelivers the event from before: the row stays active.
+        let n = self::nonce(&w).await;
+        let body = json!({"accessToken": pnc, "user": {"id": "usr_1"}, "enrollment": {"id": "enr_pnc", "institution": {"name": "PNC"}}, "signatures": [w.sign(&n, pnc, "usr_1", "enr_pnc")], "nonce": n});
+        let (status, _) = w.api("POST", "/v1/integrations/teller/callback", body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(w.integrations("teller").await[0]["status"], "active");
+        assert_eq!(post(format!("t={now},v1={}", sign(now, event, WEBHOOK_SECRET)), event).await, StatusCode::OK);
+        assert_eq!(w.integrations("teller").await[0]["status"], "active");
+
+        // A timestamp at the edge of i64 is refused, and the server keeps serving.
+        let header = format!("t={},v1={}", i64::MIN, sign(i64::MIN, event, WEBHOOK_SECRET));
+        assert_eq!(post(header, event).await, StatusCode::UNAUTHORIZED);
+        let header = format!("t={},v1={}", i64::MAX, sign(i64::MAX, event, WEBHOOK_SECRET));
+        assert_eq!(post(header, event).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(w.integrations("teller").await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_completed_in_another_browser_connects_nothing() {
+    each_backend(async |w: World| {
+        // The cookie is the callback's alone, unreadable by scripts, sent on
+        // the provider's top-level redirect, and only over https here.
+        let response = w
+            .http
+            .get(format!("{}/v1/integrations/slack/authorize", w.base))
+            .bearer_auth(&w.token)
+            .header("accept", "text/html, application/json;q=0.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let set = w.keep_cookie("slack", &response);
+        for attribute in [
+            "Path=/api/slack/callback",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Max-Age=600",
+        ] {
+            assert!(
+                set.split("; ").any(|a| a == attribute),
+                "{attribute}: {set}"
+            );
+        }
+        let body: Value = response.json().await.unwrap();
+        let url = reqwest::Url::parse(body["url"].as_str().unwrap()).unwrap();
+        assert!(
+            url.as_str()
+                .starts_with("https://slack.example/oauth/v2/authorize?"),
+            "{url}"
+        );
+        let state: String = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into();
+
+        // The caller sends the consent link to someone else, who completes it
+        // in their own browser (no cookie, or their own): refused, spent, nothing written.
+        let code = [
+            ("code", fakes::slack::OAUTH_CODE),
+            ("state", state.as_str()),
+        ];
+        refused(
+            w.callback_from("slack", &code, None).await,
+            "not started in this browser",
+        );
+        let other = w.authorize("slack").await["state"].clone();
+        refused(
+            w.callback_from(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &other)],
+                Some("someone-elses-cookie"),
+            )
+            .await,
+            "not started in this browser",
+        );
+        refused(w.callback("slack", &code).await, "already used");
+        assert!(w.integrations("slack").await.is_empty());
+
+        // Gmail likewise: the code is never even exchanged.
+        let query = w.authorize("gmail").await;
+        let redirect = format!("{PUBLIC}/api/gmail/callback");
+        let code = w
+            .google
+            .authorize(&query["code_challenge"], &redirect, true);
+        refused(
+            w.callback_from(
+                "gmail",
+                &[("code", &code), ("state", &query["state"])],
+                None,
+            )
+            .await,
+            "not started in this browser",
+        );
+        assert_eq!(w.google.exchanges(), 0);
+        assert!(w.integrations("gmail").await.is_empty());
+
+        // The browser that started it connects, and its cookie is removed.
+        let state = w.authorize("slack").await["state"].clone();
+        let cookie = w.cookies.lock().unwrap()["slack"].clone();
+        let response = w
+            .http
+            .get(format!("{}/api/slack/callback", w.base))
+            .query(&[("code", fakes::slack::OAUTH_CODE), ("state", &state)])
+            .header("cookie", format!("integrations_connect={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_redirection());
+        let cleared = response.headers()["set-cookie"].to_str().unwrap();
+        assert!(
+            cleared.starts_with("integrations_connect=;") && cleared.contains("Max-Age=0"),
+            "{cleared}"
+        );
+        assert_eq!(w.integrations("slack").await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teller_token_proves_its_enrollment_and_changes_only_through_teller_connect() {
+    each_backend(async |mut w: World| {
+        // Without Teller's signing key, only the token itself can prove the enrollment.
+        w.signed_teller = false;
+        w.server.kill().await.unwrap();
+        w.start().await;
+        let connect = async |token: &str, user_token: &str, enrollment: &str| {
+            w.api_as(
+                user_token,
+                "POST",
+                "/v1/integrations/teller/callback",
+                json!({
+                    "accessToken": token, "user": {"id": "usr_x"},
+                    "enrollment": {"id": enrollment, "institution": {"name": "PNC"}},
+                }),
+            )
+            .await
+        };
+        // Someone's own token that shows no account at all (every account
+        // revoked) claims another user's enrollment id: refused.
+        let chase = fakes::teller::CHASE_TOKEN;
+        for account in ["acc_chase_checking", "acc_chase_card"] {
+            let status = w
+                .http
+                .delete(format!("{}/accounts/{account}", w.teller.base_url()))
+                .basic_auth(chase, Some(""))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::NO_CONTENT);
+        }
+        let other = w.other_token.clone();
+        let (status, body) = connect(chase, &other, "enr_pnc").await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("VALIDATION_FAILED")),
+            "{body}"
+        );
+        // So the enrollment's owner can still connect it.
+        let (status, row) = connect(fakes::teller::PNC_TOKEN, &w.token.clone(), "enr_pnc").await;
+        assert_eq!(status, StatusCode::CREATED, "{row}");
+        let id = row["id"].as_str().unwrap().to_string();
+
+        // A PATCH changes neither the token nor the enrollment.
+        for change in [
+            json!({"access_token": chase}),
+            json!({"enrollment_id": "enr_chase"}),
+        ] {
+            let (status, body) = w
+                .api(
+                    "PATCH",
+                    &format!("/v1/integrations/{id}"),
+                    json!({"config": change}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Teller Connect"),
+                "{body}"
+            );
+        }
+        let (status, tested) = w
+            .api("POST", &format!("/v1/integrations/{id}/test"), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tested}");
+        assert!(
+            tested["detail"].as_str().unwrap().contains("account"),
+            "{tested}"
+        );
     })
     .await;
 }

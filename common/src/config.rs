@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize as _, Deserializer as _};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
@@ -89,13 +89,172 @@ const WEBHOOK: &[Field] = &[
     field("secret", false, true, Text),
 ];
 
-/// Fields only the server's own flows write: a pairing's chat, a bot's
-/// webhook secret, the platform bot's mark.
-const SERVER_MANAGED: &[(IntegrationType, &str)] = &[
-    (IntegrationType::Telegram, "owner_chat_id"),
-    (IntegrationType::Telegram, "webhook_secret"),
-    (IntegrationType::Telegram, "owner"),
+/// Fields only the server's own flows write, and which flow: a pairing's
+/// chat, a bot's webhook secret, the platform bot's mark; a Teller token and
+/// its enrollment, which only Teller Connect proves belong together.
+const SERVER_MANAGED: &[(IntegrationType, &str, &str)] = &[
+    (
+        IntegrationType::Telegram,
+        "owner_chat_id",
+        "is set by the server (pairing, webhook), not by a change",
+    ),
+    (
+        IntegrationType::Telegram,
+        "webhook_secret",
+        "is set by the server (pairing, webhook), not by a change",
+    ),
+    (
+        IntegrationType::Telegram,
+        "owner",
+        "is set by the server (pairing, webhook), not by a change",
+    ),
+    (
+        IntegrationType::Teller,
+        "access_token",
+        "changes only by connecting the bank again through Teller Connect",
+    ),
+    (
+        IntegrationType::Teller,
+        "enrollment_id",
+        "changes only by connecting the bank again through Teller Connect",
+    ),
 ];
+
+/// A value written into a config: text is copied only into the config's
+/// zeroizing buffer; JSON null leaves the field out.
+#[derive(Debug, Clone)]
+pub enum FieldValue<'a> {
+    /// A string, secret or not.
+    Text(&'a str),
+    /// Any other JSON value (numbers, lists, null).
+    Json(Value),
+}
+
+impl<'a> From<&'a str> for FieldValue<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<i64> for FieldValue<'_> {
+    fn from(n: i64) -> Self {
+        Self::Json(n.into())
+    }
+}
+
+impl<'a> From<&'a Value> for FieldValue<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::String(text) => Self::Text(text),
+            other => Self::Json(other.clone()),
+        }
+    }
+}
+
+impl FieldValue<'_> {
+    /// The most bytes this value takes in JSON (escaping grows a string up
+    /// to six times: `\u00XX`).
+    fn max_len(&self) -> usize {
+        match self {
+            Self::Text(text) => 6 * text.len() + 2,
+            Self::Json(value) => value.to_string().len(),
+        }
+    }
+}
+
+/// A config object as a request sent it: its string values are held in
+/// zeroizing buffers from the moment they are parsed, and nothing else is
+/// kept of them. Turned into a config by [`DecryptedConfig::from_input`].
+#[derive(Default)]
+pub struct ConfigInput(Vec<(String, InputValue)>);
+
+enum InputValue {
+    Text(Zeroizing<String>),
+    Json(Value),
+}
+
+impl fmt::Debug for ConfigInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfigInput(<redacted>)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ConfigInput {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(InputVisitor)
+    }
+}
+
+struct InputVisitor;
+
+impl<'de> Visitor<'de> for InputVisitor {
+    type Value = ConfigInput;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(InputField)?;
+            fields.push((key, value));
+        }
+        Ok(ConfigInput(fields))
+    }
+}
+
+/// One value of a [`ConfigInput`]: a string into a zeroizing buffer, any
+/// other JSON as it is.
+struct InputField;
+
+impl<'de> DeserializeSeed<'de> for InputField {
+    type Value = InputValue;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InputField {
+    type Value = InputValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(InputValue::Text(Zeroizing::new(v.to_owned())))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(InputValue::Json(v.into()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(InputValue::Json(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(InputValue::Json(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(InputValue::Json(v.into()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(InputValue::Json(Value::Null))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(InputValue::Json)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(InputValue::Json)
+    }
+}
 
 fn fields(kind: IntegrationType) -> &'static [Field] {
     match kind {
@@ -217,13 +376,45 @@ impl DecryptedConfig {
     pub fn with_fields(
         &self,
         kind: IntegrationType,
-        updates: &[(&str, Value)],
+        updates: &[(&str, FieldValue<'_>)],
     ) -> Result<ValidConfig, ConfigError> {
         self.rewritten(
             kind,
             |name| updates.iter().any(|(n, _)| *n == name),
-            updates.iter().map(|(name, value)| (*name, value)),
+            updates.iter().map(|(name, value)| (*name, value.clone())),
         )
+    }
+
+    /// A new `kind` config of `fields` (a provider's grant), validated.
+    pub fn from_fields(
+        kind: IntegrationType,
+        fields: &[(&str, FieldValue<'_>)],
+    ) -> Result<ValidConfig, ConfigError> {
+        Self::empty().with_fields(kind, fields)
+    }
+
+    /// A new `kind` config of the fields a request sent, validated.
+    pub fn from_input(
+        kind: IntegrationType,
+        input: &ConfigInput,
+    ) -> Result<ValidConfig, ConfigError> {
+        Self::empty().rewritten(
+            kind,
+            |_| false,
+            input.0.iter().map(|(name, value)| {
+                let value = match value {
+                    InputValue::Text(text) => FieldValue::Text(text),
+                    InputValue::Json(json) => FieldValue::Json(json.clone()),
+                };
+                (name.as_str(), value)
+            }),
+        )
+    }
+
+    fn empty() -> Self {
+        Self {
+            json: Zeroizing::new(b"{}".to_vec()),
+        }
     }
 
     /// This `kind` config with `changes` merged in: a field set to JSON null
@@ -235,41 +426,42 @@ impl DecryptedConfig {
         kind: IntegrationType,
         changes: &Map<String, Value>,
     ) -> Result<ValidConfig, ConfigError> {
-        if let Some(name) = changes
-            .keys()
-            .find(|name| SERVER_MANAGED.contains(&(kind, name.as_str())))
-        {
-            return Err(ConfigError(format!(
-                "{kind} config field '{name}' is set by the server (pairing, webhook), not by a change"
-            )));
+        if let Some(name) = changes.keys().find_map(|name| {
+            SERVER_MANAGED
+                .iter()
+                .find(|(k, field, _)| *k == kind && field == name)
+        }) {
+            let (_, name, why) = name;
+            return Err(ConfigError(format!("{kind} config field '{name}' {why}")));
         }
         self.rewritten(
             kind,
             |name| changes.contains_key(name),
             changes
                 .iter()
-                .filter(|(_, value)| !value.is_null())
-                .map(|(name, value)| (name.as_str(), value)),
+                .map(|(name, value)| (name.as_str(), FieldValue::from(value))),
         )
     }
 
-    /// Writes the stored fields that `replaced` does not name, then `added`,
-    /// into a new zeroizing buffer, and validates the result.
+    /// Writes the stored fields that `replaced` does not name, then `added`
+    /// (but for nulls), into a new zeroizing buffer, and validates the result.
     fn rewritten<'a>(
         &self,
         kind: IntegrationType,
         replaced: impl Fn(&str) -> bool,
-        added: impl Iterator<Item = (&'a str, &'a Value)>,
+        added: impl Iterator<Item = (&'a str, FieldValue<'a>)>,
     ) -> Result<ValidConfig, ConfigError> {
         let scanned = scan(kind, &self.json, Mode::Validate)?;
-        let added: Vec<(&str, &Value)> = added.collect();
+        let added: Vec<(&str, FieldValue)> = added
+            .filter(|(_, value)| !matches!(value, FieldValue::Json(Value::Null)))
+            .collect();
         let extra: usize = added
             .iter()
-            .map(|(name, value)| name.len() + value.as_str().map_or(32, str::len) + 8)
+            .map(|(name, value)| 6 * name.len() + value.max_len() + 4)
             .sum();
         // Escaping can grow a string up to six times (`\u00XX`): sized so
         // that the buffer holding secrets is never reallocated.
-        let mut json = Zeroizing::new(Vec::with_capacity(6 * (self.json.len() + extra) + 2));
+        let mut json = Zeroizing::new(Vec::with_capacity(6 * self.json.len() + extra + 2));
         json.push(b'{');
         for (f, v) in &scanned {
             if replaced(f.name) {
@@ -282,7 +474,10 @@ impl DecryptedConfig {
             }
         }
         for (name, value) in added {
-            write_field(&mut json, name, value);
+            match value {
+                FieldValue::Text(text) => write_field(&mut json, name, text),
+                FieldValue::Json(v) => write_field(&mut json, name, &v),
+            }
         }
         json.push(b'}');
         Self::validate(kind, json)
@@ -661,7 +856,7 @@ mod tests {
                 Gmail,
                 &[
                     ("access_token", "ya29.NEW".into()),
-                    ("expires_at", 1_900_000_000.into()),
+                    ("expires_at", 1_900_000_000i64.into()),
                 ],
             )
             .unwrap();
@@ -681,6 +876,49 @@ mod tests {
         );
         let refused = v.config.with_fields(Gmail, &[("password", "x".into())]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn a_request_config_becomes_a_config_without_showing_its_secrets() {
+        let input: ConfigInput = serde_json::from_str(
+            r#"{"api_key":"re_SECRETVALUE","from_address":"a@x.io","to_address":"b@x.io"}"#,
+        )
+        .unwrap();
+        assert_eq!(format!("{input:?}"), "ConfigInput(<redacted>)");
+        let v = DecryptedConfig::from_input(Email, &input).unwrap();
+        assert_eq!(
+            v.config
+                .get(Email, "api_key")
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some("re_SECRETVALUE")
+        );
+        assert_eq!(v.default_label, "a@x.io");
+        for (json, needle) in [
+            (
+                r#"{"api_key":12345678,"from_address":"a","to_address":"b"}"#,
+                "'api_key'",
+            ),
+            (
+                r#"{"api_key":"SECRETVALUE","from_address":"a"}"#,
+                "'to_address'",
+            ),
+            (
+                r#"{"SECRETVALUE":"x","api_key":"k","from_address":"a","to_address":"b"}"#,
+                "not one of",
+            ),
+        ] {
+            let input: ConfigInput = serde_json::from_str(json).unwrap();
+            let err = DecryptedConfig::from_input(Email, &input)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(
+                !err.contains("SECRETVALUE") && !err.contains("12345678"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,8 @@ impl OpenError {
 fn row_words(id: &str) -> (&'static str, &'static str) {
     if id.starts_with("sec_") {
         ("secret", "value")
+    } else if id.starts_with(CONNECT_KEY_ROW) {
+        ("connect key", "PKCE verifier")
     } else {
         ("integration", "config")
     }
@@ -108,6 +110,14 @@ pub(crate) fn config_aad(id: &str, user_id: &str, kind: impl fmt::Display) -> St
 /// The associated data of a user secret's value.
 pub(crate) fn secret_aad(id: &str, user_id: &str) -> String {
     format!("user_secrets|{id}|{user_id}")
+}
+
+/// How a connect key is named in an [`OpenError`] (never by its hash).
+const CONNECT_KEY_ROW: &str = "connect_key";
+
+/// The associated data of a connect key's PKCE verifier.
+fn verifier_aad(key_sha256: &str, user_id: &str) -> String {
+    format!("connect_keys|{key_sha256}|{user_id}")
 }
 
 fn valid_kid(kid: &str) -> bool {
@@ -285,16 +295,34 @@ impl Keyring {
     /// Opens the value of `secret`, checking that it belongs to that row.
     pub fn open_secret(&self, secret: &Secret) -> Result<Zeroizing<String>, OpenError> {
         let aad = secret_aad(&secret.id, &secret.user_id);
-        let mut bytes = self.open(&secret.id, &aad, &secret.sealed.0)?;
+        self.open_text(&secret.id, &aad, &secret.sealed.0)
+    }
+
+    /// Seals the PKCE `verifier` of the connect key whose SHA-256 is
+    /// `key_sha256`, issued to `user_id`, under the first key.
+    pub fn seal_verifier(&self, key_sha256: &str, user_id: &str, verifier: &str) -> String {
+        self.seal(&verifier_aad(key_sha256, user_id), verifier.as_bytes())
+    }
+
+    /// Opens a verifier sealed by [`Keyring::seal_verifier`] for that key and user.
+    pub fn open_verifier(
+        &self,
+        key_sha256: &str,
+        user_id: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<String>, OpenError> {
+        self.open_text(CONNECT_KEY_ROW, &verifier_aad(key_sha256, user_id), sealed)
+    }
+
+    fn open_text(&self, id: &str, aad: &str, sealed: &str) -> Result<Zeroizing<String>, OpenError> {
+        let mut bytes = self.open(id, aad, sealed)?;
         // Moves the buffer into the string (no copy); bytes that are not
         // UTF-8 are zeroized on their way out.
         String::from_utf8(std::mem::take(&mut *bytes))
             .map(Zeroizing::new)
             .map_err(|e| {
                 drop(Zeroizing::new(e.into_bytes()));
-                OpenError::Malformed {
-                    id: secret.id.clone(),
-                }
+                OpenError::Malformed { id: id.to_string() }
             })
     }
 

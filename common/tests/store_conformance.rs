@@ -874,7 +874,7 @@ async fn a_sidecar_reads_grants_and_writes_its_rows_the_same_on_both_backends() 
         assert!(elsewhere.is_none(), "{}", b.name);
 
         sidecar
-            .set_status(&pnc.id, Status::NeedsReauth)
+            .set_status(&pnc.id, &pnc.sealed, Status::NeedsReauth)
             .await
             .unwrap();
         assert_eq!(
@@ -1873,12 +1873,18 @@ async fn update_integration_reseals_a_merged_config_and_guards_the_external_id()
 
         // Refused: another bot or enrollment, a removed required field, an
         // unknown field; with other fields beside them, nothing is written.
-        let refusals: [(&Integration, serde_json::Value, &str); 4] = [
+        let refusals: [(&Integration, serde_json::Value, &str); 5] = [
             (&tg, serde_json::json!({"bot_user_id": 8}), "'bot_user_id'"),
             (
                 &bank,
                 serde_json::json!({"enrollment_id": "enr_2"}),
                 "'enrollment_id'",
+            ),
+            // A Teller token proves its enrollment only through Teller Connect.
+            (
+                &bank,
+                serde_json::json!({"access_token": "test_token_CANARY"}),
+                "through Teller Connect",
             ),
             (&tg, serde_json::json!({"bot_token": null}), "'bot_token'"),
             (
@@ -2189,6 +2195,150 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             .await,
             0
         );
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn a_provider_verdict_does_not_undo_a_reconnect_on_both_backends() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let (row, _) = s
+            .connect_integration(&k, "u1", IntegrationType::Teller, &teller("enr_pnc", "PNC"))
+            .await
+            .unwrap();
+        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let status = async || s.integration(&row.id).await.unwrap().unwrap().status;
+
+        // A sidecar read `row`, the provider refused its token; meanwhile the
+        // user connected the bank again: the verdict on the old grant is dropped.
+        let before_failure = std::time::SystemTime::now();
+        let (again, created) = s
+            .connect_integration(&k, "u1", IntegrationType::Teller, &teller("enr_pnc", "PNC"))
+            .await
+            .unwrap();
+        assert!(!created);
+        let marked = sidecar
+            .set_status(&row.id, &row.sealed, Status::NeedsReauth)
+            .await
+            .unwrap();
+        assert!(!marked, "{}", b.name);
+        assert_eq!(status().await, Status::Active, "{}", b.name);
+        // Teller's webhook of an event from before the reconnect: dropped too.
+        let marked = s
+            .mark_enrollment_disconnected("enr_pnc", before_failure)
+            .await
+            .unwrap();
+        assert!(!marked, "{}", b.name);
+        assert_eq!(status().await, Status::Active, "{}", b.name);
+
+        // A verdict on the grant the row holds lands; so does a later event.
+        assert!(
+            sidecar
+                .set_status(&row.id, &again.sealed, Status::NeedsReauth)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        assert_eq!(status().await, Status::NeedsReauth);
+        s.connect_integration(&k, "u1", IntegrationType::Teller, &teller("enr_pnc", "PNC"))
+            .await
+            .unwrap();
+        assert_eq!(status().await, Status::Active);
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert!(
+            s.mark_enrollment_disconnected("enr_pnc", later)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status().await, Status::NeedsReauth, "{}", b.name);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn an_oauth_state_spends_once_and_only_for_the_browser_that_holds_its_cookie() {
+    use common::store::{Purpose, SpentState};
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let ttl = std::time::Duration::from_secs(60);
+        let issue = async || {
+            s.issue_oauth_state(
+                &k,
+                "u1",
+                Purpose::GmailState,
+                "cookie-1",
+                Some("VERIFIER_CANARY"),
+                ttl,
+            )
+            .await
+            .unwrap()
+        };
+
+        // Sealed, and the cookie kept only as its hash.
+        let state = issue().await;
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM connect_keys WHERE verifier LIKE '%VERIFIER_CANARY%' OR binding_sha256 = 'cookie-1'").await,
+            0,
+            "{}",
+            b.name
+        );
+        // Not spendable as a plain connect key, nor for another purpose.
+        assert!(
+            s.spend_connect_key(&state, Purpose::GmailState)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            s.spend_oauth_state(&k, &state, Purpose::SlackState, Some("cookie-1"))
+                .await
+                .unwrap(),
+            SpentState::Unknown
+        ));
+        let spent = s
+            .spend_oauth_state(&k, &state, Purpose::GmailState, Some("cookie-1"))
+            .await
+            .unwrap();
+        let SpentState::Spent { user_id, verifier } = spent else {
+            panic!("{}: {spent:?}", b.name);
+        };
+        assert_eq!(
+            (user_id.as_str(), verifier.as_deref().map(String::as_str)),
+            ("u1", Some("VERIFIER_CANARY"))
+        );
+        assert!(matches!(
+            s.spend_oauth_state(&k, &state, Purpose::GmailState, Some("cookie-1"))
+                .await
+                .unwrap(),
+            SpentState::Unknown
+        ));
+
+        // Another browser (another cookie, or none) is refused, and the state is spent.
+        for cookie in [Some("cookie-2"), None] {
+            let state = issue().await;
+            assert!(
+                matches!(
+                    s.spend_oauth_state(&k, &state, Purpose::GmailState, cookie)
+                        .await
+                        .unwrap(),
+                    SpentState::OtherBrowser
+                ),
+                "{}",
+                b.name
+            );
+            assert!(matches!(
+                s.spend_oauth_state(&k, &state, Purpose::GmailState, Some("cookie-1"))
+                    .await
+                    .unwrap(),
+                SpentState::Unknown
+            ));
+        }
     }
     cleanup(backends).await;
 }

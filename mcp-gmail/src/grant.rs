@@ -122,10 +122,7 @@ impl Mailbox {
         let updated = self.config.with_fields(
             IntegrationType::Gmail,
             &[
-                (
-                    "access_token",
-                    Value::String(grant.access_token.to_string()),
-                ),
+                ("access_token", grant.access_token.as_str().into()),
                 ("expires_at", grant.expires_at.into()),
             ],
         );

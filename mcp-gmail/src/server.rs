@@ -271,7 +271,11 @@ impl GmailServer {
     async fn dead_grant(&self, mailbox: &Mailbox, why: &str) -> ToolError {
         if let Ok(store) = self.store().await
             && let Err(e) = store
-                .set_status(&mailbox.integration.id, Status::NeedsReauth)
+                .set_status(
+                    &mailbox.integration.id,
+                    &mailbox.integration.sealed,
+                    Status::NeedsReauth,
+                )
                 .await
         {
             tracing::warn!(integration = %mailbox.integration.id, error = %e, "could not mark the integration needs_reauth");

@@ -220,7 +220,7 @@ impl Notifier {
             && failure.reauth
             && let Err(e) = self
                 .store
-                .set_status(&integration.id, Status::NeedsReauth)
+                .set_status(&integration.id, &integration.sealed, Status::NeedsReauth)
                 .await
         {
             tracing::warn!(integration = %integration.id, error = %e, "could not mark needs_reauth");

@@ -255,7 +255,9 @@ impl TellerServer {
         let message = match &e {
             TellerError::Unauthorized { .. } | TellerError::Disconnected { .. } => {
                 if let Ok(store) = self.store().await
-                    && let Err(err) = store.set_status(&integration.id, Status::NeedsReauth).await
+                    && let Err(err) = store
+                        .set_status(&integration.id, &integration.sealed, Status::NeedsReauth)
+                        .await
                 {
                     tracing::warn!(integration = %integration.id, error = %err, "could not mark the integration needs_reauth");
                 }

@@ -1,26 +1,27 @@
 //! Connecting the integrations that a plain POST cannot create: Slack and
-//! Gmail through OAuth (a single-use `state` bound to the user; PKCE for
-//! Google), and Teller through Teller Connect (a single-use nonce and an
-//! Ed25519 signature).
+//! Gmail through OAuth (a single-use `state` bound to the user and, by a
+//! cookie, to the browser that started the flow; PKCE for Google), and
+//! Teller through Teller Connect (a single-use nonce and an Ed25519
+//! signature, and a token that shows the enrollment's accounts).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::config::DecryptedConfig;
+use common::config::{DecryptedConfig, FieldValue};
 use common::ids::random_secret;
 use common::model::IntegrationType;
-use common::store::Purpose;
+use common::store::{Purpose, SpentState};
 use mcp_gmail::client::GmailClient;
 use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_teller::client::{TellerClient, TellerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -34,6 +35,8 @@ use crate::output::{IntegrationView, redacted_config};
 const KEY_TTL: Duration = Duration::from_secs(10 * 60);
 /// What the Slack app asks for: DMs to the user who connects it.
 const SLACK_SCOPES: &str = "chat:write,im:write,users:read";
+/// The cookie that binds an OAuth flow to the browser that started it.
+const BINDING_COOKIE: &str = "integrations_connect";
 /// What the Gmail connection asks for: read, send and drafts.
 const GMAIL_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.compose";
 
@@ -121,6 +124,28 @@ impl ConnectConfig {
         ))
     }
 
+    /// The `Set-Cookie` of the binding cookie for `provider`'s callback:
+    /// `value` for 10 minutes, or (empty) removing it.
+    fn binding_cookie(&self, provider: &str, value: &str) -> Option<HeaderValue> {
+        let base = self.public_base_url.as_deref().unwrap_or_default();
+        let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+        let prefix = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+        let max_age = if value.is_empty() {
+            0
+        } else {
+            KEY_TTL.as_secs()
+        };
+        let secure = if base.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        HeaderValue::from_str(&format!(
+            "{BINDING_COOKIE}={value}; Path={prefix}/api/{provider}/callback; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        ))
+        .ok()
+    }
+
     /// The dashboard with `?key=value` added.
     fn dashboard(&self, key: &str, value: &str) -> String {
         let sep = if self.dashboard_url.contains('?') {
@@ -155,22 +180,72 @@ fn with_query(url: &str, params: &[(&str, &str)]) -> String {
     )
 }
 
+/// `GET /v1/integrations/{slack,gmail}/authorize` with `Accept:
+/// application/json`: where to send the browser.
+#[derive(Serialize, JsonSchema)]
+pub struct AuthorizeUrl {
+    /// The provider's consent page, with this flow's `state`.
+    pub url: String,
+}
+
+/// The answer of an authorize endpoint: `{"url"}` to a caller that accepts
+/// JSON (a page's `fetch`), a redirect otherwise; the binding cookie either way.
+fn authorize_answer(
+    c: &ConnectConfig,
+    provider: &str,
+    binding: &str,
+    headers: &HeaderMap,
+    url: String,
+) -> Response {
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            range
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    let mut response = if wants_json {
+        Json(AuthorizeUrl { url }).into_response()
+    } else {
+        Redirect::to(&url).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = c.binding_cookie(provider, binding) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// `GET /v1/integrations/slack/authorize`: to Slack's consent page.
 pub async fn slack_authorize(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Redirect, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let c = &state.connect;
     let client_id = c
         .slack_client_id
         .as_deref()
         .ok_or_else(|| not_configured("Slack (SLACK_CLIENT_ID)"))?;
     let redirect_uri = c.redirect_uri("slack")?;
+    let binding = random_secret("", 32);
     let key = state
         .store
-        .issue_connect_key(&caller.0, Purpose::SlackState, None, KEY_TTL)
+        .issue_oauth_state(
+            &state.keyring,
+            &caller.0,
+            Purpose::SlackState,
+            &binding,
+            None,
+            KEY_TTL,
+        )
         .await?;
-    Ok(Redirect::to(&with_query(
+    let url = with_query(
         &c.slack_authorize_url,
         &[
             ("client_id", client_id),
@@ -178,7 +253,8 @@ pub async fn slack_authorize(
             ("redirect_uri", &redirect_uri),
             ("state", &key),
         ],
-    )))
+    );
+    Ok(authorize_answer(c, "slack", &binding, &headers, url))
 }
 
 /// `GET /v1/integrations/gmail/authorize`: to Google's consent page, with
@@ -186,7 +262,8 @@ pub async fn slack_authorize(
 pub async fn gmail_authorize(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Redirect, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let c = &state.connect;
     let client_id = c
         .google
@@ -196,11 +273,19 @@ pub async fn gmail_authorize(
     let redirect_uri = c.redirect_uri("gmail")?;
     let verifier = random_secret("", 64);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let binding = random_secret("", 32);
     let key = state
         .store
-        .issue_connect_key(&caller.0, Purpose::GmailState, Some(&verifier), KEY_TTL)
+        .issue_oauth_state(
+            &state.keyring,
+            &caller.0,
+            Purpose::GmailState,
+            &binding,
+            Some(&verifier),
+            KEY_TTL,
+        )
         .await?;
-    Ok(Redirect::to(&with_query(
+    let url = with_query(
         &c.google_authorize_url,
         &[
             ("client_id", client_id),
@@ -214,7 +299,8 @@ pub async fn gmail_authorize(
             ("prompt", "consent"),
             ("include_granted_scopes", "true"),
         ],
-    )))
+    );
+    Ok(authorize_answer(c, "gmail", &binding, &headers, url))
 }
 
 /// What a provider sends back to a callback.
@@ -241,12 +327,30 @@ impl Refused {
 }
 
 /// Where the browser lands after a callback of `kind`: the dashboard with
-/// `?connected=<kind>`, or a page saying why not.
+/// `?connected=<kind>`, or a page saying why not; the binding cookie is
+/// removed either way.
 fn landing(c: &ConnectConfig, kind: &str, outcome: Result<(), Refused>) -> Response {
-    match outcome {
+    let mut response = match outcome {
         Ok(()) => Redirect::to(&c.dashboard("connected", kind)).into_response(),
         Err(refused) => page(c, refused),
+    };
+    if let Some(cookie) = c.binding_cookie(kind, "") {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
+    response
+}
+
+/// The binding cookie the browser brought back, if any.
+fn binding_from(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == BINDING_COOKIE && !value.is_empty()).then_some(value)
+        })
 }
 
 fn page(c: &ConnectConfig, refused: Refused) -> Response {
@@ -274,13 +378,21 @@ fn page(c: &ConnectConfig, refused: Refused) -> Response {
         .into_response()
 }
 
-/// The state and code of a callback, with the state spent (once).
+/// A spent OAuth state: whose flow it was, and its PKCE verifier.
+struct Spent {
+    user_id: String,
+    verifier: Option<Zeroizing<String>>,
+}
+
+/// The state and code of a callback, with the state spent (once) by the
+/// browser that started the flow.
 async fn spend(
     state: &AppState,
     callback: &Callback,
+    headers: &HeaderMap,
     purpose: Purpose,
     provider: &str,
-) -> Result<(common::store::SpentKey, String), Refused> {
+) -> Result<(Spent, String), Refused> {
     let Some(key) = callback
         .state
         .as_deref()
@@ -293,13 +405,32 @@ async fn spend(
     };
     let spent = state
         .store
-        .spend_connect_key(key, purpose)
+        .spend_oauth_state(&state.keyring, key, purpose, binding_from(headers))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read the connect state");
-            Refused::new("server_error", "The server could not check this link; try again.")
-        })?
-        .ok_or_else(|| Refused::new("invalid_state", "This link has expired, was already used, or was not issued here: start connecting again from the dashboard."))?;
+            Refused::new(
+                "server_error",
+                "The server could not check this link; try again.",
+            )
+        })?;
+    let spent = match spent {
+        SpentState::Spent { user_id, verifier } => Spent { user_id, verifier },
+        SpentState::Unknown => {
+            return Err(Refused::new(
+                "invalid_state",
+                "This link has expired, was already used, or was not issued here: start connecting again from the dashboard.",
+            ));
+        }
+        SpentState::OtherBrowser => {
+            return Err(Refused::new(
+                "other_browser",
+                format!(
+                    "This {provider} consent was not started in this browser, so it was not connected: start connecting again from the dashboard, in the browser you use it in."
+                ),
+            ));
+        }
+    };
     if let Some(error) = &callback.error {
         let message = if error == "access_denied" {
             format!("{provider} access was not granted.")
@@ -331,14 +462,43 @@ async fn spend(
 /// `GET /api/slack/callback`.
 pub async fn slack_callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {
-    let outcome = slack_connect(&state, &callback).await;
+    let outcome = slack_connect(&state, &callback, &headers).await;
     landing(&state.connect, "slack", outcome)
 }
 
-async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
-    let (spent, code) = spend(state, callback, Purpose::SlackState, "Slack").await?;
+/// Slack's `oauth.v2.access` answer; its token goes straight into a
+/// zeroizing buffer, and fields not named here are never kept.
+#[derive(Deserialize)]
+struct SlackAccess {
+    #[serde(default)]
+    ok: bool,
+    error: Option<String>,
+    access_token: Option<Zeroizing<String>>,
+    bot_user_id: Option<String>,
+    team: Option<SlackTeam>,
+    authed_user: Option<SlackUser>,
+}
+
+#[derive(Deserialize)]
+struct SlackTeam {
+    id: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SlackUser {
+    id: Option<String>,
+}
+
+async fn slack_connect(
+    state: &AppState,
+    callback: &Callback,
+    headers: &HeaderMap,
+) -> Result<(), Refused> {
+    let (spent, code) = spend(state, callback, headers, Purpose::SlackState, "Slack").await?;
     let c = &state.connect;
     let (Some(client_id), Some(client_secret)) = (&c.slack_client_id, &c.slack_client_secret)
     else {
@@ -351,7 +511,7 @@ async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         .redirect_uri("slack")
         .map_err(|e| Refused::new("server_error", e.message))?;
     let unreachable = |_| Refused::new("provider_error", "Slack could not be reached; try again.");
-    let access: Value = c
+    let access: SlackAccess = c
         .http
         .post(format!("{}/oauth.v2.access", c.slack_api_base))
         .form(&[
@@ -366,17 +526,19 @@ async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
         .json()
         .await
         .map_err(unreachable)?;
-    let (Some(true), Some(token)) = (access["ok"].as_bool(), access["access_token"].as_str())
-    else {
+    let (true, Some(token)) = (access.ok, &access.access_token) else {
         return Err(Refused::new(
             "provider_error",
-            format!("Slack refused the connection ({}).", slack_error(&access)),
+            format!(
+                "Slack refused the connection ({}).",
+                slack_error(access.error.as_deref())
+            ),
         ));
     };
     let checked: Value = c
         .http
         .post(format!("{}/auth.test", c.slack_api_base))
-        .bearer_auth(token)
+        .bearer_auth(token.as_str())
         .send()
         .await
         .map_err(unreachable)?
@@ -388,28 +550,37 @@ async fn slack_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
             "provider_error",
             format!(
                 "Slack did not accept the new token ({}).",
-                slack_error(&checked)
+                slack_error(checked["error"].as_str())
             ),
         ));
     }
-    let config = json!({
-        "bot_token": token,
-        "team_id": access["team"]["id"].as_str().or(checked["team_id"].as_str()).unwrap_or_default(),
-        "team_name": access["team"]["name"].as_str().or(checked["team"].as_str()),
-        "bot_user_id": access["bot_user_id"].as_str(),
-        "authed_user_id": access["authed_user"]["id"].as_str().unwrap_or_default(),
-    });
-    connect(state, &spent.user_id, IntegrationType::Slack, config).await?;
+    let team = access.team.as_ref();
+    let fields = [
+        ("bot_token", Some(token.as_str())),
+        (
+            "team_id",
+            team.and_then(|t| t.id.as_deref())
+                .or(checked["team_id"].as_str()),
+        ),
+        (
+            "team_name",
+            team.and_then(|t| t.name.as_deref())
+                .or(checked["team"].as_str()),
+        ),
+        ("bot_user_id", access.bot_user_id.as_deref()),
+        (
+            "authed_user_id",
+            access.authed_user.as_ref().and_then(|u| u.id.as_deref()),
+        ),
+    ]
+    .map(|(name, value)| (name, value.map(FieldValue::Text)));
+    connect(state, &spent.user_id, IntegrationType::Slack, &fields).await?;
     Ok(())
 }
 
-fn slack_error(v: &Value) -> String {
-    v["error"]
-        .as_str()
-        .unwrap_or("no reason given")
-        .chars()
-        .take(64)
-        .collect()
+/// A provider's error code, bounded (or that none was given).
+fn slack_error(code: Option<&str>) -> String {
+    code.unwrap_or("no reason given").chars().take(64).collect()
 }
 
 /// Why a provider's grant was not stored.
@@ -435,19 +606,19 @@ impl From<NotStored> for Refused {
     }
 }
 
-/// Validates and stores a connected account's config for `user_id`.
+/// Validates and stores a connected account's config of `fields` (those
+/// the provider did not give are left out) for `user_id`.
 async fn connect(
     state: &AppState,
     user_id: &str,
     kind: IntegrationType,
-    config: Value,
+    fields: &[(&str, Option<FieldValue<'_>>)],
 ) -> Result<(common::model::Integration, bool), NotStored> {
-    let mut object = config;
-    if let Value::Object(map) = &mut object {
-        map.retain(|_, v| !v.is_null());
-    }
-    let bytes = Zeroizing::new(serde_json::to_vec(&object).unwrap_or_default());
-    let valid = DecryptedConfig::validate(kind, bytes).map_err(|e| {
+    let given: Vec<(&str, FieldValue)> = fields
+        .iter()
+        .filter_map(|(name, value)| Some((*name, value.clone()?)))
+        .collect();
+    let valid = DecryptedConfig::from_fields(kind, &given).map_err(|e| {
         NotStored::Incomplete(format!("The provider's answer was incomplete: {e}."))
     })?;
     state
@@ -466,14 +637,19 @@ async fn connect(
 /// `GET /api/gmail/callback`.
 pub async fn gmail_callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {
-    let outcome = gmail_connect(&state, &callback).await;
+    let outcome = gmail_connect(&state, &callback, &headers).await;
     landing(&state.connect, "gmail", outcome)
 }
 
-async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refused> {
-    let (spent, code) = spend(state, callback, Purpose::GmailState, "Google").await?;
+async fn gmail_connect(
+    state: &AppState,
+    callback: &Callback,
+    headers: &HeaderMap,
+) -> Result<(), Refused> {
+    let (spent, code) = spend(state, callback, headers, Purpose::GmailState, "Google").await?;
     let verifier = spent
         .verifier
         .ok_or_else(|| Refused::new("invalid_state", "This link was not issued for Gmail."))?;
@@ -508,15 +684,21 @@ async fn gmail_connect(state: &AppState, callback: &Callback) -> Result<(), Refu
             format!("Gmail did not answer for the new grant: {e}."),
         )
     })?;
-    let scopes: Vec<&str> = consent.scope.split_whitespace().collect();
-    let config = json!({
-        "email": profile.email_address.unwrap_or_default(),
-        "refresh_token": refresh_token.as_str(),
-        "scopes": scopes,
-        "access_token": token.as_str(),
-        "expires_at": common::clock::unix_now() + consent.expires_in,
-    });
-    connect(state, &spent.user_id, IntegrationType::Gmail, config).await?;
+    let scopes: Vec<Value> = consent.scope.split_whitespace().map(Value::from).collect();
+    let fields = [
+        (
+            "email",
+            profile.email_address.as_deref().map(FieldValue::Text),
+        ),
+        ("refresh_token", Some(FieldValue::Text(&refresh_token))),
+        ("scopes", Some(FieldValue::Json(scopes.into()))),
+        ("access_token", Some(FieldValue::Text(&token))),
+        (
+            "expires_at",
+            Some((common::clock::unix_now() + consent.expires_in).into()),
+        ),
+    ];
+    connect(state, &spent.user_id, IntegrationType::Gmail, &fields).await?;
     Ok(())
 }
 
@@ -586,13 +768,14 @@ pub async fn teller_callback(
             .nonce
             .as_deref()
             .ok_or_else(|| unsigned("the nonce is missing"))?;
-        let message = format!(
+        // It holds the access token: a zeroizing buffer.
+        let message = Zeroizing::new(format!(
             "{nonce}.{}.{}.{}.{}",
             body.access_token.as_str(),
             body.user.id,
             body.enrollment.id,
             c.teller_environment
-        );
+        ));
         let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
         let signed = body.signatures.iter().any(|s| {
             STANDARD
@@ -620,22 +803,35 @@ pub async fn teller_callback(
             format!("Teller did not accept the enrollment's access token: {e}"),
         )
     })?;
-    // The token must be the enrollment's own: another enrollment's id is refused.
-    if accounts
-        .iter()
-        .any(|a| a.enrollment_id != body.enrollment.id)
+    // The token must prove the enrollment: it shows at least one of its
+    // accounts and none of another's. A token that sees nothing proves
+    // nothing, and would let anyone claim someone else's enrollment id.
+    if accounts.is_empty()
+        || accounts
+            .iter()
+            .any(|a| a.enrollment_id != body.enrollment.id)
     {
         return Err(ApiError::invalid(
-            "the access token does not belong to that enrollment",
+            "the access token does not belong to that enrollment (Teller shows none of its accounts for it)",
         ));
     }
-    let config = json!({
-        "enrollment_id": body.enrollment.id,
-        "access_token": body.access_token.as_str(),
-        "institution_name": body.enrollment.institution.name,
-        "institution_id": body.enrollment.institution.id,
-    });
-    let (row, created) = connect(&state, &caller.0, IntegrationType::Teller, config)
+    let fields = [
+        ("enrollment_id", Some(FieldValue::Text(&body.enrollment.id))),
+        ("access_token", Some(FieldValue::Text(&body.access_token))),
+        (
+            "institution_name",
+            Some(FieldValue::Text(&body.enrollment.institution.name)),
+        ),
+        (
+            "institution_id",
+            body.enrollment
+                .institution
+                .id
+                .as_deref()
+                .map(FieldValue::Text),
+        ),
+    ];
+    let (row, created) = connect(&state, &caller.0, IntegrationType::Teller, &fields)
         .await
         .map_err(|e| match e {
             NotStored::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),

@@ -4,13 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::config::DecryptedConfig;
+use common::config::{ConfigInput, DecryptedConfig};
 use common::model::{Integration, IntegrationType, Scope};
 use common::store::{IntegrationUpdate, NewIntegration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
 use super::AppState;
 use super::auth::Caller;
@@ -41,7 +40,8 @@ pub struct CreateIntegration {
     #[serde(rename = "type")]
     pub kind: String,
     /// The type's config fields (secret ones are never returned).
-    pub config: Map<String, Value>,
+    #[schemars(with = "Map<String, Value>")]
+    pub config: ConfigInput,
     pub label: Option<String>,
     pub is_default: Option<bool>,
     /// `all` (default) or `agents`.
@@ -142,9 +142,8 @@ pub async fn create(
             ),
         ));
     }
-    let json = Zeroizing::new(serde_json::to_vec(&body.config).map_err(ApiError::internal)?);
-    let config =
-        DecryptedConfig::validate(kind, json).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let config = DecryptedConfig::from_input(kind, &body.config)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let profile_ids = body.profile_ids.unwrap_or_default();
     let scope = body.scope.unwrap_or(if profile_ids.is_empty() {
         Scope::All

@@ -6,13 +6,16 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
-use super::connect::{Nonce, TellerEnrollment};
+use super::connect::{AuthorizeUrl, Nonce, TellerEnrollment};
 use super::error::ErrorBody;
 use super::integrations::{CreateIntegration, Deleted, IntegrationList, PatchIntegration, Tested};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
 use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
 use crate::output::IntegrationView;
+
+/// What an authorize endpoint answers.
+const AUTHORIZE: &str = "with `Accept: application/json`, the consent page's URL (otherwise a 303 redirect to it); either way it sets the cookie the callback checks";
 
 /// One operation of the document.
 struct Operation {
@@ -93,8 +96,6 @@ fn build() -> Value {
 /// `/healthz` and the document itself, which need no token.
 fn with_open_routes(mut paths: Map<String, Value>) -> Map<String, Value> {
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "{\"status\": \"ok\"}"}}}}));
-    paths.insert("/v1/integrations/slack/authorize".into(), json!({"get": {"summary": "Redirect to Slack's consent page with a single-use state", "responses": {"303": {"description": "to Slack"}}}}));
-    paths.insert("/v1/integrations/gmail/authorize".into(), json!({"get": {"summary": "Redirect to Google's consent page with a single-use state and PKCE", "responses": {"303": {"description": "to Google"}}}}));
     paths.insert("/v1/inbound".into(), json!({"get": {"summary": "The outbox of inbound Telegram messages after a cursor", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}, {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "{\"messages\": [...], \"next_cursor\"}"}}}}));
     for (path, summary) in [
         ("/api/slack/callback", "Slack's OAuth redirect (browser)"),
@@ -250,6 +251,24 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             ok: (200, "deleted", schema::<SecretDeleted>(g)),
             also: None,
             errors: &[404],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/integrations/slack/authorize",
+            summary: "Start connecting Slack: a single-use state, bound to this browser by a cookie",
+            body: None,
+            ok: (200, AUTHORIZE, schema::<AuthorizeUrl>(g)),
+            also: None,
+            errors: &[503],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/integrations/gmail/authorize",
+            summary: "Start connecting Gmail: a single-use state with PKCE, bound to this browser by a cookie",
+            body: None,
+            ok: (200, AUTHORIZE, schema::<AuthorizeUrl>(g)),
+            also: None,
+            errors: &[503],
         },
         Operation {
             method: "post",

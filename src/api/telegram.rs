@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::config::DecryptedConfig;
+use common::config::{DecryptedConfig, FieldValue};
 use common::ids::random_token;
 use common::model::{Integration, IntegrationType, Scope};
 use common::store::{NewInbound, NewIntegration, Purpose};
@@ -90,17 +90,17 @@ impl TelegramConfig {
 
     /// The webhook secret of the platform's bot: derived from its token, so
     /// that every pairing agrees on it.
-    fn platform_secret(&self) -> Option<String> {
+    fn platform_secret(&self) -> Option<Zeroizing<String>> {
         let token = self.platform_token.as_ref()?;
         let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).ok()?;
         mac.update(b"telegram webhook secret");
-        Some(
+        Some(Zeroizing::new(
             mac.finalize()
                 .into_bytes()
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect(),
-        )
+        ))
     }
 }
 
@@ -196,22 +196,24 @@ async fn connect_bot(
     caller: &Caller,
     token: &str,
     bound: Option<String>,
-    secret: String,
+    secret: Zeroizing<String>,
     platform: bool,
 ) -> Result<(StatusCode, Json<Connected>), ApiError> {
     let (bot_id, username) = who_is(state, token).await?;
     let url = webhook_url(state, bot_id)?;
-    let mut config = json!({"bot_token": token, "bot_user_id": bot_id, "bot_username": username});
-    if platform {
-        config["owner"] = json!("platform");
+    let owned = if platform {
+        ("owner", FieldValue::Text("platform"))
     } else {
-        config["webhook_secret"] = json!(secret);
-    }
-    let mut valid = DecryptedConfig::validate(
-        IntegrationType::Telegram,
-        Zeroizing::new(serde_json::to_vec(&config).map_err(ApiError::internal)?),
-    )
-    .map_err(|e| ApiError::invalid(e.to_string()))?;
+        ("webhook_secret", FieldValue::Text(&secret))
+    };
+    let fields = [
+        ("bot_token", FieldValue::Text(token)),
+        ("bot_user_id", bot_id.into()),
+        ("bot_username", FieldValue::Text(&username)),
+        owned,
+    ];
+    let mut valid = DecryptedConfig::from_fields(IntegrationType::Telegram, &fields)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     if platform {
         // Every user pairs the same bot: one row each.
         valid.external_id = Some(format!("{bot_id}:{}", caller.0));
@@ -231,7 +233,7 @@ async fn connect_bot(
         .await?;
     let set = state
         .telegram
-        .call(token, "setWebhook", json!({"url": url, "secret_token": secret, "allowed_updates": ["message", "callback_query"]}))
+        .call(token, "setWebhook", json!({"url": url, "secret_token": secret.as_str(), "allowed_updates": ["message", "callback_query"]}))
         .await;
     if let Err(why) = set {
         state.store.delete_integration(&row.id).await?;
@@ -272,7 +274,7 @@ pub async fn connect(
             "this bot is already connected",
         ));
     }
-    let secret = random_token(32);
+    let secret = Zeroizing::new(random_token(32));
     connect_bot(&state, &caller, token, body.bound_profile_id, secret, false).await
 }
 
@@ -305,7 +307,7 @@ pub async fn regenerate_link_code(
         .await?
         .filter(|i| i.user_id == caller.0 && i.kind == IntegrationType::Telegram)
         .ok_or_else(|| ApiError::not_found("telegram integration", &body.id))?;
-    let username = field(&state, &row, "bot_username").unwrap_or_default();
+    let username = field(&state, &row, "bot_username").map_or_else(String::new, |u| u.to_string());
     let link_url = link_url(&state, &row, &username).await?;
     Ok(Json(Connected {
         id: row.id,
@@ -315,13 +317,9 @@ pub async fn regenerate_link_code(
 }
 
 /// A clear or secret text field of a Telegram row's config.
-fn field(state: &AppState, row: &Integration, name: &str) -> Option<String> {
+fn field(state: &AppState, row: &Integration, name: &str) -> Option<Zeroizing<String>> {
     let config = state.keyring.open_config(row).ok()?;
-    config
-        .get(IntegrationType::Telegram, name)
-        .ok()
-        .flatten()
-        .map(|v| v.to_string())
+    config.get(IntegrationType::Telegram, name).ok().flatten()
 }
 
 /// `GET /v1/inbound?after=`.
@@ -435,9 +433,8 @@ async fn record_failure(state: &AppState, rows: &[Integration], error: &str) {
 
 /// The row of `rows` paired with `chat`.
 fn owned_by<'a>(state: &AppState, rows: &'a [Integration], chat: i64) -> Option<&'a Integration> {
-    rows.iter().find(|row| {
-        field(state, row, "owner_chat_id").as_deref() == Some(chat.to_string().as_str())
-    })
+    rows.iter()
+        .find(|row| field(state, row, "owner_chat_id").is_some_and(|id| *id == chat.to_string()))
 }
 
 async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyhow::Result<()> {
@@ -517,14 +514,14 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
 }
 
 /// The token to answer as: the platform's own for its shared bot.
-fn bot_token(state: &AppState, rows: &[Integration]) -> anyhow::Result<String> {
+fn bot_token(state: &AppState, rows: &[Integration]) -> anyhow::Result<Zeroizing<String>> {
     let row = rows
         .first()
         .ok_or_else(|| anyhow::anyhow!("no row for this bot"))?;
-    if field(state, row, "owner").as_deref() == Some("platform")
+    if field(state, row, "owner").is_some_and(|owner| owner.as_str() == "platform")
         && let Some(token) = &state.telegram.platform_token
     {
-        return Ok(token.to_string());
+        return Ok(token.clone());
     }
     field(state, row, "bot_token").ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
 }

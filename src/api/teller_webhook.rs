@@ -1,6 +1,8 @@
 //! `POST /api/teller/webhook`: Teller's events, signed with
 //! `Teller-Signature: t=<ts>,v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,7 +18,7 @@ use super::AppState;
 use super::error::ApiError;
 
 /// How far a signature's timestamp may be from now.
-const TOLERANCE_SECS: i64 = 180;
+const TOLERANCE_SECS: u64 = 180;
 
 #[derive(Deserialize)]
 struct Event {
@@ -24,6 +26,8 @@ struct Event {
     kind: String,
     #[serde(default)]
     payload: Value,
+    /// When the event happened (RFC 3339); a redelivery keeps it.
+    timestamp: Option<String>,
 }
 
 /// The shared secret, from `TELLER_WEBHOOK_SECRET`.
@@ -50,18 +54,27 @@ pub async fn receive(
         .get("teller-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !verify(secret.as_bytes(), header, &body, unix_now()) {
+    let Some(signed_at) = verify(secret.as_bytes(), header, &body, unix_now()) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             "the Teller-Signature does not verify",
         ));
-    }
+    };
     let event: Event = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid("the event is not the JSON Teller sends"))?;
     if event.kind == "enrollment.disconnected" {
         let enrollment = event.payload["enrollment_id"].as_str().unwrap_or_default();
-        let marked = state.store.mark_enrollment_disconnected(enrollment).await?;
+        // An event without its time is taken as happening when it was signed.
+        let happened_at = event
+            .timestamp
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(signed_at));
+        let marked = state
+            .store
+            .mark_enrollment_disconnected(enrollment, happened_at)
+            .await?;
         tracing::info!(
             enrollment,
             marked,
@@ -72,9 +85,10 @@ pub async fn receive(
     Ok(Json(json!({"status": "ok"})))
 }
 
-/// Whether `header` carries a `t` within the tolerance of `now` and one of
-/// its `v1` values is the HMAC of `"<t>.<body>"` (compared in constant time).
-fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
+/// The `t` of `header` (unix seconds) when it is within the tolerance of
+/// `now` and one of its `v1` values is the HMAC of `"<t>.<body>"` (compared
+/// in constant time); `None` otherwise.
+fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> Option<u64> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
@@ -84,13 +98,12 @@ fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
             _ => {}
         }
     }
-    let Some((t, at)) = timestamp else {
-        return false;
-    };
-    if (now - at).abs() > TOLERANCE_SECS {
-        return false;
+    let (t, at) = timestamp?;
+    // `at` is the sender's: any i64, so no arithmetic that can overflow.
+    if now.abs_diff(at) > TOLERANCE_SECS {
+        return None;
     }
-    signatures.iter().any(|signature| {
+    let signed = signatures.iter().any(|signature| {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
             return false;
         };
@@ -98,7 +111,8 @@ fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
         mac.update(b".");
         mac.update(body);
         mac.verify_slice(signature).is_ok()
-    })
+    });
+    u64::try_from(at).ok().filter(|_| signed)
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -145,13 +159,28 @@ mod tests {
             (format!("t={now},v1=zz{}", &good[2..]), false),
         ];
         for (header, expected) in cases {
-            assert_eq!(verify(secret, &header, body, now), expected, "{header}");
+            assert_eq!(
+                verify(secret, &header, body, now).is_some(),
+                expected,
+                "{header}"
+            );
         }
-        assert!(!verify(
-            secret,
-            &format!("t={now},v1={good}"),
-            b"{\"type\":\"y\"}",
-            now
-        ));
+        assert_eq!(
+            verify(secret, &format!("t={now},v1={good}"), body, now),
+            Some(now as u64)
+        );
+        assert!(
+            verify(secret, &format!("t={},v1={good}", i64::MIN), body, now).is_none(),
+            "an extreme timestamp is refused, not overflowed"
+        );
+        assert!(
+            verify(
+                secret,
+                &format!("t={now},v1={good}"),
+                b"{\"type\":\"y\"}",
+                now
+            )
+            .is_none()
+        );
     }
 }

@@ -96,14 +96,24 @@ impl LocalSqlite {
         Snapshot::from_rows(profiles, integrations)
     }
 
-    pub async fn set_status(&self, id: &str, status: Status) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.run(move |conn| {
-            conn.prepare_cached(SET_STATUS)?
-                .execute((status.as_str(), crate::store::now(), &id))
-        })
-        .await?;
-        Ok(())
+    pub async fn set_status(
+        &self,
+        id: &str,
+        judged: &SealedConfig,
+        status: Status,
+    ) -> Result<bool, StoreError> {
+        let (id, judged) = (id.to_string(), judged.0.clone());
+        let changed = self
+            .run(move |conn| {
+                conn.prepare_cached(SET_STATUS)?.execute((
+                    status.as_str(),
+                    crate::store::now(),
+                    &id,
+                    &judged,
+                ))
+            })
+            .await?;
+        Ok(changed == 1)
     }
 
     pub async fn swap_config(

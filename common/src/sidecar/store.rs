@@ -16,9 +16,10 @@ use super::{AuditEntry, GrantError, Identity};
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// Sets an integration's status, touching the row only when it changes.
-pub(super) const SET_STATUS: &str =
-    "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1";
+/// Sets an integration's status while it still holds the sealed config `$4`
+/// (compare-and-swap), touching the row only when the status changes.
+pub(super) const SET_STATUS: &str = "UPDATE user_integrations SET status = $1, updated_at = $2 \
+     WHERE id = $3 AND encrypted_config = $4 AND status <> $1";
 
 /// The longest `audit_log.detail` kept, in characters.
 const DETAIL_CHARS: usize = 500;
@@ -102,20 +103,30 @@ impl SidecarStore {
         Ok(Some((integration, config)))
     }
 
-    /// Records a provider's verdict on an integration's grant.
-    pub async fn set_status(&self, id: &str, status: Status) -> Result<(), StoreError> {
+    /// Records a provider's verdict on the grant of integration `id` whose
+    /// sealed config was `judged`, only while the row still holds it: a
+    /// grant the user connected again meanwhile keeps its status. `false`
+    /// when nothing changed.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        judged: &SealedConfig,
+        status: Status,
+    ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Local(local) => local.set_status(id, status).await,
+            Backend::Local(local) => local.set_status(id, judged, status).await,
             Backend::Postgres(store) => {
-                with_pool!(store, |pool| {
+                let changed = with_pool!(store, |pool| {
                     sqlx::query(SET_STATUS)
                         .bind(status.as_str())
                         .bind(crate::store::now())
                         .bind(id)
+                        .bind(&judged.0)
                         .execute(pool)
-                        .await?;
+                        .await?
+                        .rows_affected()
                 });
-                Ok(())
+                Ok(changed == 1)
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The store side of the connect flows: single-use keys (OAuth `state`
-//! values, Teller nonces) and connecting an integration in place.
+//! values bound to a browser, Teller nonces, Telegram link codes) and
+//! connecting an integration in place.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use zeroize::Zeroizing;
 
@@ -40,17 +41,33 @@ impl Purpose {
     }
 }
 
-/// A spent key: whose it was, and the PKCE verifier stored with it.
+/// A spent key: whose it was.
 #[derive(Debug)]
 pub struct SpentKey {
     pub user_id: String,
-    pub verifier: Option<Zeroizing<String>>,
+}
+
+/// What spending an OAuth `state` found.
+#[derive(Debug)]
+pub enum SpentState {
+    /// Missing, altered, expired, spent, or issued for another purpose.
+    Unknown,
+    /// Issued to a browser that did not come back with it: spent, and to
+    /// be refused.
+    OtherBrowser,
+    /// Spent by the browser that started the flow.
+    Spent {
+        user_id: String,
+        /// The PKCE verifier sealed beside the state, opened.
+        verifier: Option<Zeroizing<String>>,
+    },
 }
 
 impl Store {
     /// Issues a single-use key for `purpose`, bound to `user_id` and valid
-    /// for `ttl`, with a PKCE `verifier` if any; only its SHA-256 is kept.
-    /// Expired keys are swept on the way.
+    /// for `ttl`, with a `verifier` if any (a Telegram link code's
+    /// integration id); only its SHA-256 is kept. Expired keys are swept on
+    /// the way.
     pub async fn issue_connect_key(
         &self,
         user_id: &str,
@@ -59,6 +76,48 @@ impl Store {
         ttl: Duration,
     ) -> Result<Zeroizing<String>, StoreError> {
         let key = random_secret("", KEY_LEN);
+        let hash = sha256_hex(&key);
+        self.insert_key(&hash, user_id, purpose, verifier, None, ttl)
+            .await?;
+        Ok(key)
+    }
+
+    /// Issues the `state` of an OAuth flow for `purpose`, bound to `user_id`
+    /// and to the browser that holds `binding` (a cookie; only its SHA-256 is
+    /// kept), with the PKCE `verifier`, if any, sealed beside it.
+    pub async fn issue_oauth_state(
+        &self,
+        keyring: &Keyring,
+        user_id: &str,
+        purpose: Purpose,
+        binding: &str,
+        verifier: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let key = random_secret("", KEY_LEN);
+        let hash = sha256_hex(&key);
+        let sealed = verifier.map(|v| keyring.seal_verifier(&hash, user_id, v));
+        self.insert_key(
+            &hash,
+            user_id,
+            purpose,
+            sealed.as_deref(),
+            Some(&sha256_hex(binding)),
+            ttl,
+        )
+        .await?;
+        Ok(key)
+    }
+
+    async fn insert_key(
+        &self,
+        hash: &str,
+        user_id: &str,
+        purpose: Purpose,
+        verifier: Option<&str>,
+        binding_sha256: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = unix_now();
         with_pool!(self, |pool| {
             sqlx::query("DELETE FROM connect_keys WHERE expires_at < $1")
@@ -66,32 +125,35 @@ impl Store {
                 .execute(pool)
                 .await?;
             sqlx::query(
-                "INSERT INTO connect_keys (key_sha256, user_id, purpose, verifier, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO connect_keys (key_sha256, user_id, purpose, verifier, binding_sha256, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(sha256_hex(&key))
+            .bind(hash)
             .bind(user_id)
             .bind(purpose.as_str())
             .bind(verifier)
+            .bind(binding_sha256)
             .bind(now + ttl.as_secs() as i64)
             .execute(pool)
             .await?;
         });
-        Ok(key)
+        Ok(())
     }
 
-    /// Spends `key` if it was issued for `purpose` and has not expired: it
-    /// works once, whoever races for it. `None` for a missing, altered,
-    /// expired, spent or other-purpose key.
+    /// Spends `key` if it was issued for `purpose` by
+    /// [`Store::issue_connect_key`] and has not expired: it works once,
+    /// whoever races for it. `None` for a missing, altered, expired, spent
+    /// or other-purpose key, and for an OAuth state (which only
+    /// [`Store::spend_oauth_state`] spends).
     pub async fn spend_connect_key(
         &self,
         key: &str,
         purpose: Purpose,
     ) -> Result<Option<SpentKey>, StoreError> {
-        let spent: Option<(String, Option<String>)> = with_pool!(self, |pool| {
+        let spent: Option<(String,)> = with_pool!(self, |pool| {
             sqlx::query_as(
                 "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND expires_at >= $3 \
-                 RETURNING user_id, verifier",
+                 AND binding_sha256 IS NULL RETURNING user_id",
             )
             .bind(sha256_hex(key))
             .bind(purpose.as_str())
@@ -99,10 +161,43 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(spent.map(|(user_id, verifier)| SpentKey {
-            user_id,
-            verifier: verifier.map(Zeroizing::new),
-        }))
+        Ok(spent.map(|(user_id,)| SpentKey { user_id }))
+    }
+
+    /// Spends the OAuth state `key` of `purpose`, once, whoever races for
+    /// it; `binding` is the cookie the callback's browser brought back. A
+    /// state that comes back without its browser's cookie is spent too, and
+    /// answers [`SpentState::OtherBrowser`].
+    pub async fn spend_oauth_state(
+        &self,
+        keyring: &Keyring,
+        key: &str,
+        purpose: Purpose,
+        binding: Option<&str>,
+    ) -> Result<SpentState, StoreError> {
+        let hash = sha256_hex(key);
+        let spent: Option<(String, Option<String>, String)> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND expires_at >= $3 \
+                 AND binding_sha256 IS NOT NULL RETURNING user_id, verifier, binding_sha256",
+            )
+            .bind(&hash)
+            .bind(purpose.as_str())
+            .bind(unix_now())
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((user_id, verifier, bound_to)) = spent else {
+            return Ok(SpentState::Unknown);
+        };
+        // Hashes of a random cookie: comparing them reveals nothing usable.
+        if binding.map(sha256_hex).as_deref() != Some(bound_to.as_str()) {
+            return Ok(SpentState::OtherBrowser);
+        }
+        let verifier = verifier
+            .map(|sealed| keyring.open_verifier(&hash, &user_id, &sealed))
+            .transpose()?;
+        Ok(SpentState::Spent { user_id, verifier })
     }
 
     /// Spends the link code `key` if it belongs to one of the Telegram
@@ -190,7 +285,7 @@ impl Store {
                         keyring.seal_config(&integration.id, user_id, kind, &config.config);
                     let at = now();
                     sqlx::query(
-                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3 WHERE id = $4",
+                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3 WHERE id = $4",
                     )
                     .bind(&sealed.0)
                     .bind(Status::Active.as_str())
@@ -222,19 +317,25 @@ impl Store {
     }
 
     /// Marks the Teller enrollment `enrollment_id` `needs_reauth` (Teller's
-    /// `enrollment.disconnected` webhook); `false` when no row has it.
+    /// `enrollment.disconnected` webhook, of an event that `happened_at`),
+    /// unless the row was connected again since: a late event does not undo
+    /// a reconnect. `false` when no row was marked.
     pub async fn mark_enrollment_disconnected(
         &self,
         enrollment_id: &str,
+        happened_at: SystemTime,
     ) -> Result<bool, StoreError> {
+        let happened_at = humantime::format_rfc3339_micros(happened_at).to_string();
         let changed = with_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE type = $3 AND external_id = $4",
+                "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE type = $3 AND external_id = $4 \
+                 AND COALESCE(connected_at, created_at) < $5",
             )
             .bind(Status::NeedsReauth.as_str())
             .bind(now())
             .bind(IntegrationType::Teller.as_str())
             .bind(enrollment_id)
+            .bind(&happened_at)
             .execute(pool)
             .await?
             .rows_affected()

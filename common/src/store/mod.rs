@@ -26,7 +26,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use connect::{Purpose, SpentKey};
+pub use connect::{Purpose, SpentKey, SpentState};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
 pub use rotate::{ColumnRotation, RotationReport};
