@@ -113,10 +113,10 @@ pub(crate) fn secret_aad(id: &str, user_id: &str) -> String {
 }
 
 /// How a connect key is named in an [`OpenError`] (never by its hash).
-const CONNECT_KEY_ROW: &str = "connect_key";
+pub(crate) const CONNECT_KEY_ROW: &str = "connect_key";
 
 /// The associated data of a connect key's PKCE verifier.
-fn verifier_aad(key_sha256: &str, user_id: &str) -> String {
+pub(crate) fn verifier_aad(key_sha256: &str, user_id: &str) -> String {
     format!("connect_keys|{key_sha256}|{user_id}")
 }
 

@@ -648,7 +648,26 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
             .add_secret(&stray, &new_secret("u9", "LOST", "x", Scope::All, &[]))
             .await
             .unwrap();
-        assert_eq!(s.sealed_count().await.unwrap(), 562, "{}", b.name);
+        // A Google flow in progress: its PKCE verifier is sealed too; a
+        // Telegram link code keeps a clear integration id in the same column.
+        use common::store::{Purpose, SpentState};
+        let minute = std::time::Duration::from_secs(60);
+        let state = s
+            .issue_oauth_state(
+                &old,
+                "u1",
+                Purpose::GmailState,
+                "cookie",
+                Some("VERIFIER"),
+                minute,
+            )
+            .await
+            .unwrap();
+        let link = s
+            .issue_connect_key("u1", Purpose::TelegramLink, Some("int_link"), minute)
+            .await
+            .unwrap();
+        assert_eq!(s.sealed_count().await.unwrap(), 563, "{}", b.name);
 
         let new_entry = Keyring::generate_entry();
         let both = Keyring::parse(&format!("{},{}", *new_entry, *old_entry)).unwrap();
@@ -683,12 +702,16 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
                         kid: stray.primary_kid().into()
                     }]
                 ),
+                ("connect_keys.verifier", 1, 1, vec![]),
             ],
             "{}",
             b.name
         );
-        assert_eq!(seen.len(), 562);
-        assert_eq!(seen.last().unwrap(), &("secret(s)".to_string(), 562));
+        assert_eq!(seen.len(), 563);
+        assert_eq!(
+            seen.last().unwrap(),
+            &("connect flow verifier(s)".to_string(), 563)
+        );
 
         let only_new = Keyring::parse(&new_entry).unwrap();
         for row in &rows {
@@ -699,6 +722,21 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
         let granted = granted(s, &only_new, "u1", "prof_a").await;
         assert_eq!(granted.len(), 260, "{}", b.name);
         assert!(granted.contains(&("SECRET_7".to_string(), "v7".to_string())));
+        let spent = s
+            .spend_oauth_state(&only_new, &state, Purpose::GmailState, Some("cookie"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&spent, SpentState::Spent { verifier: Some(v), .. } if v.as_str() == "VERIFIER"),
+            "{}: {spent:?}",
+            b.name
+        );
+        assert_eq!(
+            s.spend_link_code(&link, &["int_link".to_string()])
+                .await
+                .unwrap(),
+            Some("int_link".to_string())
+        );
         // Running it again has nothing left to do.
         let again = s.rotate_keys(&both, |_, _| {}).await.unwrap();
         let summary: Vec<_> = again
@@ -706,7 +744,7 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
             .iter()
             .map(|c| (c.total, c.rotated, c.failed.len()))
             .collect();
-        assert_eq!(summary, vec![(301, 0, 1), (261, 0, 1)]);
+        assert_eq!(summary, vec![(301, 0, 1), (261, 0, 1), (0, 0, 0)]);
     }
     cleanup(backends).await;
 }

@@ -3,7 +3,7 @@
 //! [`SEALED`] lists every column that holds `v1.` envelopes; rotation walks
 //! them all, so a sealed column is rotated as soon as it has its entry there.
 
-use crate::crypto::{Keyring, OpenError, config_aad, secret_aad};
+use crate::crypto::{CONNECT_KEY_ROW, Keyring, OpenError, config_aad, secret_aad, verifier_aad};
 use crate::model::SealedConfig;
 
 use super::{Store, StoreError, with_pool};
@@ -23,11 +23,16 @@ pub(crate) struct SealedColumn {
     pub id: &'static str,
     /// The sealed column; a NULL is skipped.
     pub sealed: &'static str,
+    /// The rows whose column is sealed, as an SQL condition (`TRUE`: all).
+    pub only: &'static str,
     /// The columns the associated data is built from, read as text, in the
     /// order `aad` takes them.
     pub aad_columns: &'static [&'static str],
     /// The associated data of a row, from its `aad_columns`.
     pub aad: fn(&[String]) -> String,
+    /// How a value that does not open is named in the report, where its id
+    /// must not be shown (a connect key's hash); `None`: by its id.
+    pub shown_as: Option<&'static str>,
 }
 
 /// Every column that holds values sealed by the keyring. A new sealed
@@ -38,16 +43,31 @@ pub(crate) const SEALED: &[SealedColumn] = &[
         table: "user_integrations",
         id: "id",
         sealed: "encrypted_config",
+        only: "TRUE",
         aad_columns: &["id", "user_id", "type"],
         aad: |c| config_aad(&c[0], &c[1], &c[2]),
+        shown_as: None,
     },
     SealedColumn {
         noun: "secret(s)",
         table: "user_secrets",
         id: "id",
         sealed: "encrypted_value",
+        only: "TRUE",
         aad_columns: &["id", "user_id"],
         aad: |c| secret_aad(&c[0], &c[1]),
+        shown_as: None,
+    },
+    SealedColumn {
+        noun: "connect flow verifier(s)",
+        table: "connect_keys",
+        id: "key_sha256",
+        sealed: "verifier",
+        // A Telegram link code keeps its integration id there, in clear.
+        only: "purpose = 'gmail_state'",
+        aad_columns: &["key_sha256", "user_id"],
+        aad: |c| verifier_aad(&c[0], &c[1]),
+        shown_as: Some(CONNECT_KEY_ROW),
     },
 ];
 
@@ -90,8 +110,9 @@ impl SealedColumn {
             .map(|c| format!(", CAST({c} AS TEXT)"))
             .collect();
         format!(
-            "SELECT {id}, {sealed}{aad} FROM {table} WHERE {sealed} IS NOT NULL AND {condition}",
+            "SELECT {id}, {sealed}{aad} FROM {table} WHERE {sealed} IS NOT NULL AND {only} AND {condition}",
             id = self.id,
+            only = self.only,
             sealed = self.sealed,
             table = self.table,
         )
@@ -119,8 +140,8 @@ impl Store {
         let mut total = 0;
         for column in SEALED {
             let sql = format!(
-                "SELECT COUNT(*) FROM {} WHERE {} IS NOT NULL",
-                column.table, column.sealed
+                "SELECT COUNT(*) FROM {} WHERE {} IS NOT NULL AND {}",
+                column.table, column.sealed, column.only
             );
             let (n,): (i64,) =
                 with_pool!(self, |pool| { sqlx::query_as(&sql).fetch_one(pool).await? });
@@ -207,11 +228,12 @@ impl Store {
         );
         let reread = column.select(&format!("{} = $1", column.id));
         loop {
-            let new = match keyring.reseal(&row.id, &row.aad, &row.sealed) {
-                Ok(Some(new)) => new,
-                Ok(None) => return Ok(Ok(false)),
-                Err(e) => return Ok(Err(e)),
-            };
+            let new =
+                match keyring.reseal(column.shown_as.unwrap_or(&row.id), &row.aad, &row.sealed) {
+                    Ok(Some(new)) => new,
+                    Ok(None) => return Ok(Ok(false)),
+                    Err(e) => return Ok(Err(e)),
+                };
             let current = with_pool!(self, |pool| {
                 let swapped = sqlx::query(&swap)
                     .bind(&new.0)
