@@ -11,10 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v st >/dev/null 2>&1; then
+# `python3 -m schemathesis.cli` is `st`, found whether or not pip's scripts
+# are on PATH.
+if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
     echo "installing schemathesis (pip)"
     python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
-    hash -r
 fi
 
 cargo build --locked --quiet --bin integrations -p integrations
@@ -82,7 +83,7 @@ base=$(sed -n 's/^listening on //p' "$dir/serve.out")
 # reason); scripts/schemathesis_hooks.py names the seeded profiles.
 status=0
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
-st --config-file scripts/schemathesis.toml run "$base/v1/openapi.json" \
+python3 -m schemathesis.cli --config-file scripts/schemathesis.toml run "$base/v1/openapi.json" \
     -H "Authorization: Bearer $token" \
     --checks all \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-60}" \
