@@ -14,7 +14,6 @@ pub struct IntegrationView {
     pub user_id: String,
     /// slack, telegram, gmail, teller, email or webhook.
     #[serde(rename = "type")]
-    #[schemars(with = "String")]
     pub kind: IntegrationType,
     pub label: String,
     /// Secret fields show as "********"; unknown fields are left out.
@@ -22,12 +21,10 @@ pub struct IntegrationView {
     pub enabled: bool,
     pub is_default: bool,
     /// `all` or `agents`.
-    #[schemars(with = "String")]
     pub scope: Scope,
     pub profile_ids: Vec<String>,
     pub bound_profile_id: Option<String>,
     /// `active` or `needs_reauth`.
-    #[schemars(with = "String")]
     pub status: Status,
     pub created_at: String,
     pub updated_at: String,

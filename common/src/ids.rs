@@ -1,6 +1,7 @@
 //! Identifiers: generated ids and tokens, and the rules for ids and slugs
 //! that come from the platform.
 
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
@@ -52,14 +53,25 @@ pub fn new_secret_id() -> String {
     format!("sec_{}", random_token(21))
 }
 
+/// The longest user or profile id.
+pub const MAX_IDENT: usize = 128;
+/// What an id may hold besides ASCII letters and digits (`-` last, so that
+/// the list reads literally inside a regex character class).
+const IDENT_PUNCT: &str = "_.:@-";
+/// The longest profile slug.
+pub const MAX_SLUG: usize = 64;
+/// What a slug may hold after its first character, besides lowercase
+/// letters and digits.
+const SLUG_PUNCT: &str = "_-";
+
 /// Checks a user or profile id coming from the platform: 1 to 128 characters
 /// of `A-Z a-z 0-9 _ - . : @`.
 pub fn validate_ident(what: &str, value: &str) -> Result<(), String> {
     let ok = !value.is_empty()
-        && value.len() <= 128
+        && value.len() <= MAX_IDENT
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || IDENT_PUNCT.as_bytes().contains(&b));
     if ok {
         Ok(())
     } else {
@@ -74,11 +86,13 @@ pub fn validate_ident(what: &str, value: &str) -> Result<(), String> {
 /// with a letter or digit, at most 64 characters (it is typed as `@slug`).
 pub fn validate_slug(value: &str) -> Result<(), String> {
     let mut bytes = value.bytes();
-    let ok = value.len() <= 64
+    let ok = value.len() <= MAX_SLUG
         && bytes
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && bytes.all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || SLUG_PUNCT.as_bytes().contains(&b)
+        });
     if ok {
         Ok(())
     } else {
@@ -87,6 +101,22 @@ pub fn validate_slug(value: &str) -> Result<(), String> {
             value.escape_debug()
         ))
     }
+}
+
+/// The JSON Schema of what [`validate_ident`] accepts.
+pub fn ident_schema() -> Value {
+    json!({
+        "type": "string",
+        "pattern": format!("^[A-Za-z0-9{IDENT_PUNCT}]{{1,{MAX_IDENT}}}$"),
+    })
+}
+
+/// The JSON Schema of what [`validate_slug`] accepts.
+pub fn slug_schema() -> Value {
+    json!({
+        "type": "string",
+        "pattern": format!("^[a-z0-9][a-z0-9{SLUG_PUNCT}]{{0,{}}}$", MAX_SLUG - 1),
+    })
 }
 
 #[cfg(test)]

@@ -1336,7 +1336,7 @@ async fn secrets_are_sealed_unique_by_name_and_granted_by_scope() {
         )
         .await
         .unwrap();
-        let too_big = "x".repeat(64 * 1024 + 1);
+        let too_big = "x".repeat(8 * 1024 + 1);
         for (name, value) in [
             ("lower", "v"),
             ("1ABC", "v"),
@@ -1351,6 +1351,11 @@ async fn secrets_are_sealed_unique_by_name_and_granted_by_scope() {
                 .unwrap_err();
             assert!(matches!(err, StoreError::Invalid(_)), "{name}: {err}");
         }
+        // The limit counts characters, as the API's document says.
+        let longest = "é".repeat(8 * 1024);
+        s.add_secret(&k, &new_secret("u3", "LONGEST", &longest, Scope::All, &[]))
+            .await
+            .unwrap();
         for (ids, expected) in [
             (
                 &["prof_a", "prof_x"][..],

@@ -304,10 +304,13 @@ pub async fn gmail_authorize(
 }
 
 /// What a provider sends back to a callback.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct Callback {
+    /// The authorization code, on consent.
     code: Option<String>,
+    /// The single-use state this server issued with the redirect.
     state: Option<String>,
+    /// The provider's error code, when consent was not given.
     error: Option<String>,
 }
 

@@ -15,6 +15,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::{Params, Payload};
 use super::error::{ApiError, bounded};
+use super::openapi::rules;
 use crate::output::{IntegrationView, redacted_config};
 
 /// `GET /v1/integrations` filter.
@@ -23,6 +24,7 @@ use crate::output::{IntegrationView, redacted_config};
 pub struct ListQuery {
     /// Only integrations of this type.
     #[serde(rename = "type")]
+    #[schemars(with = "Option<IntegrationType>")]
     pub kind: Option<String>,
 }
 
@@ -35,6 +37,7 @@ pub struct IntegrationList {
 /// `POST /v1/integrations`: an email or webhook integration.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = rules::agents_need_profiles, transform = config_of_its_type)]
 pub struct CreateIntegration {
     /// `email` or `webhook`; the others connect through their own flows.
     #[serde(rename = "type")]
@@ -42,30 +45,63 @@ pub struct CreateIntegration {
     /// The type's config fields (secret ones are never returned).
     #[schemars(with = "Map<String, Value>")]
     pub config: ConfigInput,
+    #[serde(default)]
+    #[schemars(schema_with = "rules::non_blank_or_null")]
     pub label: Option<String>,
     pub is_default: Option<bool>,
     /// `all` (default) or `agents`.
-    #[schemars(with = "Option<String>")]
     pub scope: Option<Scope>,
     /// With scope `agents`: the profiles granted.
+    #[serde(default)]
+    #[schemars(schema_with = "rules::profile_ids_or_null")]
     pub profile_ids: Option<Vec<String>>,
+}
+
+/// The types `POST /v1/integrations` creates; the others connect through
+/// their own flows.
+const CREATED_HERE: [IntegrationType; 2] = [IntegrationType::Email, IntegrationType::Webhook];
+
+/// `type` is one of [`CREATED_HERE`], and `config` the config of that type.
+fn config_of_its_type(schema: &mut schemars::Schema) {
+    let branches: Vec<Value> = CREATED_HERE
+        .iter()
+        .map(|kind| {
+            serde_json::json!({"properties": {
+                "type": {"const": kind.as_str()},
+                "config": common::config::config_schema(*kind),
+            }})
+        })
+        .collect();
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.insert(
+            "type".into(),
+            serde_json::json!({"enum": CREATED_HERE.map(IntegrationType::as_str)}),
+        );
+        properties.insert("config".into(), serde_json::json!({"type": "object"}));
+    }
+    schema.insert("oneOf".into(), Value::Array(branches));
 }
 
 /// `PATCH /v1/integrations/{id}`: any of these fields.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = rules::listed_profiles_not_empty)]
 pub struct PatchIntegration {
     /// Fields merged into the config (null removes an optional one).
     pub config: Option<Map<String, Value>>,
     pub enabled: Option<bool>,
-    #[schemars(with = "Option<String>")]
     pub scope: Option<Scope>,
     /// Sent alone, merged with the current scope.
+    #[serde(default)]
+    #[schemars(schema_with = "rules::profile_ids_or_null")]
     pub profile_ids: Option<Vec<String>>,
     pub is_default: Option<bool>,
+    #[serde(default)]
+    #[schemars(schema_with = "rules::non_blank_or_null")]
     pub label: Option<String>,
     /// Telegram only; null unbinds.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(schema_with = "rules::ident_or_null")]
     pub bound_profile_id: Option<Option<String>>,
 }
 
@@ -133,7 +169,7 @@ pub async fn create(
     Payload(body): Payload<CreateIntegration>,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let kind = kind_of(&body.kind)?;
-    if !matches!(kind, IntegrationType::Email | IntegrationType::Webhook) {
+    if !CREATED_HERE.contains(&kind) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UNSUPPORTED_TYPE",

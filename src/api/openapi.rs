@@ -1,34 +1,308 @@
 //! `GET /v1/openapi.json`: the OpenAPI 3.1 document of the API, its schemas
-//! generated from the very types the handlers take and return.
+//! generated from the very types the handlers take and return, with the
+//! rules the server checks ([`rules`]) taken from the checks themselves.
 
 use axum::Json;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
-use super::connect::{AuthorizeUrl, Nonce, TellerEnrollment};
+use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
 use super::error::ErrorBody;
-use super::integrations::{CreateIntegration, Deleted, IntegrationList, PatchIntegration, Tested};
+use super::integrations::{
+    CreateIntegration, Deleted, IntegrationList, ListQuery, PatchIntegration, Tested,
+};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
-use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
+use super::telegram::{
+    ConnectBot, ConnectPlatform, Connected, InboundPage, InboundQuery, Regenerate,
+};
 use crate::output::IntegrationView;
 
-/// What an authorize endpoint answers.
-const AUTHORIZE: &str = "with `Accept: application/json`, the consent page's URL (otherwise a 303 redirect to it); either way it sets the cookie the callback checks";
+/// The schemas of the fields the server checks beyond their JSON type, for
+/// `#[schemars(schema_with = ...)]` and `transform`: each is built from the
+/// constants of the check it describes, so the two cannot drift apart.
+pub mod rules {
+    use common::model::Scope;
+    use schemars::{Schema, SchemaGenerator};
+    use serde_json::{Value, json};
+
+    fn schema(value: Value) -> Schema {
+        Schema::try_from(value).unwrap_or_default()
+    }
+
+    fn or_null(value: Value) -> Schema {
+        schema(json!({"anyOf": [value, {"type": "null"}]}))
+    }
+
+    fn profile_ids() -> Value {
+        json!({"type": "array", "items": common::ids::ident_schema()})
+    }
+
+    /// A profile slug (`common::ids::validate_slug`).
+    pub fn slug(_: &mut SchemaGenerator) -> Schema {
+        schema(common::ids::slug_schema())
+    }
+
+    /// A profile id (`common::ids::validate_ident`), or null.
+    pub fn ident_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(common::ids::ident_schema())
+    }
+
+    /// A list of profile ids, or null.
+    pub fn profile_ids_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(profile_ids())
+    }
+
+    /// A secret's name (an environment variable's).
+    pub fn secret_name(_: &mut SchemaGenerator) -> Schema {
+        schema(common::store::secret_name_schema())
+    }
+
+    /// A secret's name, or null.
+    pub fn secret_name_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(common::store::secret_name_schema())
+    }
+
+    /// A secret's value.
+    pub fn secret_value(_: &mut SchemaGenerator) -> Schema {
+        schema(common::store::secret_value_schema())
+    }
+
+    /// A secret's value, or null.
+    pub fn secret_value_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(common::store::secret_value_schema())
+    }
+
+    /// Text that is not blank once trimmed (a label), or null.
+    pub fn non_blank_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(common::config::non_blank_schema())
+    }
+
+    /// A Telegram bot token from @BotFather.
+    pub fn bot_token(_: &mut SchemaGenerator) -> Schema {
+        schema(super::super::telegram::token_schema())
+    }
+
+    /// A 64-bit integer in a query string (which has no null).
+    pub fn int64(_: &mut SchemaGenerator) -> Schema {
+        schema(
+            json!({"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX}),
+        )
+    }
+
+    /// Scope `agents` needs at least one profile id
+    /// (`common::scope::ScopeError::NoProfiles`).
+    pub fn agents_need_profiles(schema: &mut Schema) {
+        schema.insert(
+            "if".into(),
+            json!({"properties": {"scope": {"const": Scope::Agents.as_str()}}, "required": ["scope"]}),
+        );
+        let mut ids = profile_ids();
+        ids["minItems"] = json!(1);
+        schema.insert(
+            "then".into(),
+            json!({"properties": {"profile_ids": ids}, "required": ["profile_ids"]}),
+        );
+    }
+
+    /// In a change, a list of profile ids without scope `all` means scope
+    /// `agents` (`common::scope::merge`), so it may not be empty.
+    pub fn listed_profiles_not_empty(schema: &mut Schema) {
+        schema.insert(
+            "if".into(),
+            json!({
+                "properties": {
+                    "profile_ids": {"type": "array"},
+                    "scope": {"not": {"const": Scope::All.as_str()}},
+                },
+                "required": ["profile_ids"],
+            }),
+        );
+        schema.insert(
+            "then".into(),
+            json!({"properties": {"profile_ids": {"minItems": 1}}}),
+        );
+    }
+}
+
+/// What a response carries.
+enum Content {
+    Json(Schema),
+    /// A page for a person (the OAuth callbacks' refusals).
+    Html,
+    /// A redirect, with `Location`.
+    Redirect,
+}
+
+/// What an authorize endpoint answers, either way setting the cookie its
+/// callback checks.
+const AUTHORIZE_JSON: &str =
+    "with `Accept: application/json`: the consent page's URL; sets the cookie the callback checks";
+const AUTHORIZE_REDIRECT: &str =
+    "otherwise: a redirect to the consent page; sets the cookie the callback checks";
 
 /// One operation of the document.
 struct Operation {
     method: &'static str,
     path: &'static str,
     summary: &'static str,
+    /// Whether it takes the bearer token (401 without a valid one).
+    secured: bool,
+    /// The schemas of the path's `{parameters}` that are checked; the
+    /// others are any string.
+    path_params: Vec<(&'static str, Value)>,
+    /// The struct its query string deserializes into.
+    query: Option<Schema>,
+    /// Headers it requires: name, description.
+    headers: &'static [(&'static str, &'static str)],
+    /// A JSON body (400 when it is not that, 413 when too large).
     body: Option<Schema>,
-    /// Status, description, schema of the success response.
-    ok: (u16, &'static str, Schema),
-    /// Another success status with the same body (201 of an upsert).
-    also: Option<(u16, &'static str)>,
-    /// The error statuses it may answer besides 401.
+    /// Its success responses, and any answered in its own shape.
+    responses: Vec<(u16, &'static str, Content)>,
+    /// The error statuses it may answer besides those that follow from its
+    /// shape (401, 400, 404 for a path id, 413).
     errors: &'static [u16],
+}
+
+impl Operation {
+    fn new(method: &'static str, path: &'static str, summary: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            summary,
+            secured: true,
+            path_params: Vec::new(),
+            query: None,
+            headers: &[],
+            body: None,
+            responses: Vec::new(),
+            errors: &[],
+        }
+    }
+
+    fn open(mut self) -> Self {
+        self.secured = false;
+        self
+    }
+
+    fn path_param(mut self, name: &'static str, schema: Value) -> Self {
+        self.path_params.push((name, schema));
+        self
+    }
+
+    fn query(mut self, schema: Schema) -> Self {
+        self.query = Some(schema);
+        self
+    }
+
+    fn headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    fn body(mut self, schema: Schema) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    fn ok(mut self, status: u16, description: &'static str, content: Content) -> Self {
+        self.responses.push((status, description, content));
+        self
+    }
+
+    fn errors(mut self, errors: &'static [u16]) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The `{names}` of its path template.
+    fn templated(&self) -> Vec<&'static str> {
+        self.path
+            .split('{')
+            .skip(1)
+            .filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
+            .collect()
+    }
+
+    /// Every error status it may answer.
+    fn error_statuses(&self) -> Vec<u16> {
+        let mut statuses = Vec::new();
+        if self.secured {
+            statuses.push(401);
+        }
+        if self.body.is_some() || self.query.is_some() {
+            statuses.push(400);
+        }
+        if !self.templated().is_empty() {
+            statuses.push(404);
+        }
+        if self.body.is_some() {
+            statuses.push(413);
+        }
+        statuses.extend(self.errors);
+        statuses.sort_unstable();
+        statuses.dedup();
+        statuses
+    }
+
+    fn parameters(&self) -> Vec<Value> {
+        let mut parameters: Vec<Value> = self
+            .templated()
+            .into_iter()
+            .map(|name| {
+                let schema = self
+                    .path_params
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(|| json!({"type": "string"}), |(_, s)| s.clone());
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
+        for (name, description) in self.headers {
+            parameters.push(json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}}));
+        }
+        if let Some(query) = &self.query {
+            let required = query.get("required").cloned().unwrap_or(json!([]));
+            let properties = query.get("properties").and_then(Value::as_object);
+            for (name, schema) in properties.into_iter().flatten() {
+                let mut schema = schema.clone();
+                let description = schema
+                    .as_object_mut()
+                    .and_then(|s| s.remove("description"))
+                    .unwrap_or(Value::Null);
+                parameters.push(json!({
+                    "name": name,
+                    "in": "query",
+                    "required": required.as_array().is_some_and(|r| r.contains(&json!(name))),
+                    "description": description,
+                    "schema": without_null(schema),
+                }));
+            }
+        }
+        parameters
+    }
+}
+
+/// A query parameter's schema without `null`: a query string has none.
+fn without_null(mut schema: Value) -> Value {
+    if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
+        if let [one] = types.as_slice() {
+            schema["type"] = one.clone();
+        }
+    }
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let rest: Vec<Value> = any
+            .iter()
+            .filter(|s| s.get("type") != Some(&json!("null")))
+            .cloned()
+            .collect();
+        if let [one] = rest.as_slice() {
+            return one.clone();
+        }
+    }
+    schema
 }
 
 pub async fn document() -> Json<Value> {
@@ -46,33 +320,34 @@ fn build() -> Value {
     let mut paths = Map::new();
     for op in ops {
         let mut responses = Map::new();
-        responses.insert(
-            op.ok.0.to_string(),
-            json!({"description": op.ok.1, "content": {"application/json": {"schema": op.ok.2}}}),
-        );
-        if let Some((status, description)) = op.also {
-            responses.insert(
-                status.to_string(),
-                json!({"description": description, "content": {"application/json": {"schema": op.ok.2}}}),
-            );
+        for (status, description, content) in &op.responses {
+            let response = match content {
+                Content::Json(schema) => {
+                    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+                }
+                Content::Html => {
+                    json!({"description": description, "content": {"text/html": {"schema": {"type": "string"}}}})
+                }
+                Content::Redirect => {
+                    json!({"description": description, "headers": {"Location": {"required": true, "schema": {"type": "string"}}}})
+                }
+            };
+            responses.insert(status.to_string(), response);
         }
-        for status in [401].iter().chain(op.errors) {
-            responses.insert(status.to_string(), json!({"description": describe(*status), "content": {"application/json": {"schema": error}}}));
+        for status in op.error_statuses() {
+            responses.entry(status.to_string()).or_insert_with(|| {
+                json!({"description": describe(status), "content": {"application/json": {"schema": error}}})
+            });
         }
         let mut operation = json!({"summary": op.summary, "responses": responses});
-        if let Some(body) = op.body {
+        if !op.secured {
+            operation["security"] = json!([]);
+        }
+        if let Some(body) = &op.body {
             operation["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": body}}});
         }
-        let mut parameters = Vec::new();
-        if op.path.contains("{id}") {
-            parameters.push(
-                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
-            );
-        }
-        if op.path == "/v1/integrations" && op.method == "get" {
-            parameters.push(json!({"name": "type", "in": "query", "required": false, "schema": {"type": "string"}, "description": "only integrations of this type"}));
-        }
+        let parameters = op.parameters();
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
         }
@@ -85,28 +360,12 @@ fn build() -> Value {
         "openapi": "3.1.0",
         "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token)."},
         "security": [{"bearer": []}],
-        "paths": with_open_routes(paths),
+        "paths": paths,
         "components": {
             "schemas": g.take_definitions(true),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"}},
         },
     })
-}
-
-/// `/healthz` and the document itself, which need no token.
-fn with_open_routes(mut paths: Map<String, Value>) -> Map<String, Value> {
-    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "{\"status\": \"ok\"}"}}}}));
-    paths.insert("/v1/inbound".into(), json!({"get": {"summary": "The outbox of inbound Telegram messages after a cursor", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}, {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "{\"messages\": [...], \"next_cursor\"}"}}}}));
-    for (path, summary) in [
-        ("/api/slack/callback", "Slack's OAuth redirect (browser)"),
-        ("/api/gmail/callback", "Google's OAuth redirect (browser)"),
-    ] {
-        paths.insert(path.into(), json!({"get": {"summary": summary, "security": [], "responses": {"303": {"description": "to DASHBOARD_URL?connected=<type>"}, "400": {"description": "a readable page; nothing written"}}}}));
-    }
-    paths.insert("/api/teller/webhook".into(), json!({"post": {"summary": "Teller's events, signed with Teller-Signature", "security": [], "responses": {"200": {"description": "accepted"}, "401": {"description": "bad signature"}}}}));
-    paths.insert("/api/telegram/webhook/{bot_user_id}".into(), json!({"post": {"summary": "Telegram's updates, with X-Telegram-Bot-Api-Secret-Token", "security": [], "responses": {"200": {"description": "accepted"}, "401": {"description": "bad secret"}}}}));
-    paths.insert("/v1/openapi.json".into(), json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}));
-    paths
 }
 
 fn describe(status: u16) -> &'static str {
@@ -116,7 +375,7 @@ fn describe(status: u16) -> &'static str {
         404 => "NOT_FOUND (another user's row answers the same)",
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
-        502 => "DELIVERY_FAILED",
+        502 => "DELIVERY_FAILED: the provider refused or could not be reached",
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
     }
@@ -126,199 +385,184 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
 
+fn json<T: JsonSchema>(g: &mut SchemaGenerator) -> Content {
+    Content::Json(schema::<T>(g))
+}
+
+/// The inline schema of a query struct (its properties become parameters).
+fn query<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+fn from_json(value: Value) -> Schema {
+    Schema::try_from(value).unwrap_or_default()
+}
+
+fn literal(value: Value) -> Content {
+    Content::Json(from_json(value))
+}
+
 fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
+    let profile_id = common::ids::ident_schema();
     vec![
-        Operation {
-            method: "get",
-            path: "/v1/integrations",
-            summary: "List your integrations, secrets redacted",
-            body: None,
-            ok: (200, "the integrations", schema::<IntegrationList>(g)),
-            also: None,
-            errors: &[400],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations",
-            summary: "Create an email or webhook integration",
-            body: Some(schema::<CreateIntegration>(g)),
-            ok: (
-                201,
-                "the new integration, redacted",
-                schema::<IntegrationView>(g),
-            ),
-            also: None,
-            errors: &[400, 409, 413],
-        },
-        Operation {
-            method: "patch",
-            path: "/v1/integrations/{id}",
-            summary: "Update config, enabled, scope, profile_ids, is_default, label or bound_profile_id",
-            body: Some(schema::<PatchIntegration>(g)),
-            ok: (
-                200,
-                "the integration, redacted",
-                schema::<IntegrationView>(g),
-            ),
-            also: None,
-            errors: &[400, 404, 409, 413],
-        },
-        Operation {
-            method: "delete",
-            path: "/v1/integrations/{id}",
-            summary: "Revoke downstream where the provider allows, then delete",
-            body: None,
-            ok: (200, "deleted", schema::<Deleted>(g)),
-            also: None,
-            errors: &[404],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/{id}/test",
-            summary: "A test notification, or for Gmail and Teller an authenticated read",
-            body: None,
-            ok: (200, "the test passed", schema::<Tested>(g)),
-            also: None,
-            errors: &[404, 502],
-        },
-        Operation {
-            method: "get",
-            path: "/v1/profiles",
-            summary: "List your mirrored profiles",
-            body: None,
-            ok: (200, "the profiles", schema::<ProfileList>(g)),
-            also: None,
-            errors: &[],
-        },
-        Operation {
-            method: "put",
-            path: "/v1/profiles/{id}",
-            summary: "Create or update a profile (201 when created)",
-            body: Some(schema::<PutProfile>(g)),
-            ok: (200, "the profile, updated", schema::<ProfileView>(g)),
-            also: Some((201, "the profile, created")),
-            errors: &[400, 409, 413],
-        },
-        Operation {
-            method: "delete",
-            path: "/v1/profiles/{id}",
-            summary: "Delete a profile; it leaves every profile_ids",
-            body: None,
-            ok: (200, "deleted", schema::<ProfileDeleted>(g)),
-            also: None,
-            errors: &[404],
-        },
-        Operation {
-            method: "get",
-            path: "/v1/secrets",
-            summary: "List your secrets (never their values)",
-            body: None,
-            ok: (200, "the secrets", schema::<SecretList>(g)),
-            also: None,
-            errors: &[],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/secrets",
-            summary: "Create a secret",
-            body: Some(schema::<CreateSecret>(g)),
-            ok: (
-                201,
-                "the secret, without its value",
-                schema::<SecretView>(g),
-            ),
-            also: None,
-            errors: &[400, 409, 413],
-        },
-        Operation {
-            method: "patch",
-            path: "/v1/secrets/{id}",
-            summary: "Update name, value, scope or profile_ids",
-            body: Some(schema::<PatchSecret>(g)),
-            ok: (
-                200,
-                "the secret, without its value",
-                schema::<SecretView>(g),
-            ),
-            also: None,
-            errors: &[400, 404, 409, 413],
-        },
-        Operation {
-            method: "delete",
-            path: "/v1/secrets/{id}",
-            summary: "Delete a secret",
-            body: None,
-            ok: (200, "deleted", schema::<SecretDeleted>(g)),
-            also: None,
-            errors: &[404],
-        },
-        Operation {
-            method: "get",
-            path: "/v1/integrations/slack/authorize",
-            summary: "Start connecting Slack: a single-use state, bound to this browser by a cookie",
-            body: None,
-            ok: (200, AUTHORIZE, schema::<AuthorizeUrl>(g)),
-            also: None,
-            errors: &[503],
-        },
-        Operation {
-            method: "get",
-            path: "/v1/integrations/gmail/authorize",
-            summary: "Start connecting Gmail: a single-use state with PKCE, bound to this browser by a cookie",
-            body: None,
-            ok: (200, AUTHORIZE, schema::<AuthorizeUrl>(g)),
-            also: None,
-            errors: &[503],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/teller/nonce",
-            summary: "A single-use nonce for Teller Connect",
-            body: None,
-            ok: (201, "the nonce", schema::<Nonce>(g)),
-            also: None,
-            errors: &[],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/teller/callback",
-            summary: "Teller Connect's onSuccess: store the enrollment (200 when it updates one in place)",
-            body: Some(schema::<TellerEnrollment>(g)),
-            ok: (
-                201,
-                "the enrollment, redacted",
-                schema::<IntegrationView>(g),
-            ),
-            also: Some((200, "the enrollment, updated in place")),
-            errors: &[400, 409, 502],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/telegram/connect",
-            summary: "Connect the user's own Telegram bot",
-            body: Some(schema::<ConnectBot>(g)),
-            ok: (201, "the bot and its pairing link", schema::<Connected>(g)),
-            also: None,
-            errors: &[400, 409, 502],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/telegram/connect-platform",
-            summary: "Pair the platform's shared Telegram bot",
-            body: Some(schema::<ConnectPlatform>(g)),
-            ok: (201, "the pairing and its link", schema::<Connected>(g)),
-            also: None,
-            errors: &[400, 409, 502, 503],
-        },
-        Operation {
-            method: "post",
-            path: "/v1/integrations/telegram/regenerate-link-code",
-            summary: "A new pairing link (earlier ones stop working)",
-            body: Some(schema::<Regenerate>(g)),
-            ok: (200, "the new link", schema::<Connected>(g)),
-            also: None,
-            errors: &[404],
-        },
+        Operation::new("get", "/v1/integrations", "List your integrations, secrets redacted")
+            .query(query::<ListQuery>(g))
+            .ok(200, "the integrations", json::<IntegrationList>(g)),
+        Operation::new("post", "/v1/integrations", "Create an email or webhook integration")
+            .body(schema::<CreateIntegration>(g))
+            .ok(201, "the new integration, redacted", json::<IntegrationView>(g))
+            .errors(&[409]),
+        Operation::new(
+            "patch",
+            "/v1/integrations/{id}",
+            "Update config, enabled, scope, profile_ids, is_default, label or bound_profile_id",
+        )
+        .body(schema::<PatchIntegration>(g))
+        .ok(200, "the integration, redacted", json::<IntegrationView>(g))
+        .errors(&[409]),
+        Operation::new(
+            "delete",
+            "/v1/integrations/{id}",
+            "Revoke downstream where the provider allows, then delete",
+        )
+        .ok(200, "deleted", json::<Deleted>(g))
+        .errors(&[502]),
+        Operation::new(
+            "post",
+            "/v1/integrations/{id}/test",
+            "A test notification, or for Gmail and Teller an authenticated read",
+        )
+        .ok(200, "the test passed", json::<Tested>(g))
+        .errors(&[502]),
+        Operation::new(
+            "get",
+            "/v1/integrations/slack/authorize",
+            "Start connecting Slack: a single-use state, bound to this browser by a cookie",
+        )
+        .ok(200, AUTHORIZE_JSON, json::<AuthorizeUrl>(g))
+        .ok(303, AUTHORIZE_REDIRECT, Content::Redirect)
+        .errors(&[503]),
+        Operation::new(
+            "get",
+            "/v1/integrations/gmail/authorize",
+            "Start connecting Gmail: a single-use state with PKCE, bound to this browser by a cookie",
+        )
+        .ok(200, AUTHORIZE_JSON, json::<AuthorizeUrl>(g))
+        .ok(303, AUTHORIZE_REDIRECT, Content::Redirect)
+        .errors(&[503]),
+        Operation::new("get", "/api/slack/callback", "Slack's OAuth redirect (browser)")
+            .open()
+            .query(query::<Callback>(g))
+            .ok(303, "to DASHBOARD_URL?connected=slack", Content::Redirect)
+            .ok(400, "a readable page; nothing written", Content::Html),
+        Operation::new("get", "/api/gmail/callback", "Google's OAuth redirect (browser)")
+            .open()
+            .query(query::<Callback>(g))
+            .ok(303, "to DASHBOARD_URL?connected=gmail", Content::Redirect)
+            .ok(400, "a readable page; nothing written", Content::Html),
+        Operation::new(
+            "post",
+            "/v1/integrations/teller/nonce",
+            "A single-use nonce for Teller Connect",
+        )
+        .ok(201, "the nonce", json::<Nonce>(g)),
+        Operation::new(
+            "post",
+            "/v1/integrations/teller/callback",
+            "Teller Connect's onSuccess: store the enrollment (200 when it updates one in place)",
+        )
+        .body(schema::<TellerEnrollment>(g))
+        .ok(201, "the enrollment, redacted", json::<IntegrationView>(g))
+        .ok(200, "the enrollment, updated in place", json::<IntegrationView>(g))
+        .errors(&[409, 502]),
+        Operation::new("post", "/api/teller/webhook", "Teller's events, signed with Teller-Signature")
+            .open()
+            .headers(&[("Teller-Signature", "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">")])
+            .body(from_json(json!({"type": "object"})))
+            .ok(200, "accepted", literal(json!({"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]})))
+            .errors(&[401, 503]),
+        Operation::new(
+            "post",
+            "/v1/integrations/telegram/connect",
+            "Connect the user's own Telegram bot",
+        )
+        .body(schema::<ConnectBot>(g))
+        .ok(201, "the bot and its pairing link", json::<Connected>(g))
+        .errors(&[409, 502, 503]),
+        Operation::new(
+            "post",
+            "/v1/integrations/telegram/connect-platform",
+            "Pair the platform's shared Telegram bot",
+        )
+        .body(schema::<ConnectPlatform>(g))
+        .ok(201, "the pairing and its link", json::<Connected>(g))
+        .errors(&[409, 502, 503]),
+        Operation::new(
+            "post",
+            "/v1/integrations/telegram/regenerate-link-code",
+            "A new pairing link (earlier ones stop working)",
+        )
+        .body(schema::<Regenerate>(g))
+        .ok(200, "the new link", json::<Connected>(g))
+        .errors(&[404]),
+        Operation::new(
+            "post",
+            "/api/telegram/webhook/{bot_user_id}",
+            "Telegram's updates, with X-Telegram-Bot-Api-Secret-Token",
+        )
+        .open()
+        .path_param("bot_user_id", super::telegram::bot_id_schema())
+        .headers(&[("X-Telegram-Bot-Api-Secret-Token", "the secret_token given to setWebhook")])
+        .body(from_json(json!({"type": "object"})))
+        .ok(200, "accepted (whatever its handling did)", literal(json!({"type": "object", "properties": {"ok": {"const": true}}, "required": ["ok"]})))
+        .errors(&[401]),
+        Operation::new(
+            "get",
+            "/v1/inbound",
+            "The outbox of inbound Telegram messages after a cursor",
+        )
+        .query(query::<InboundQuery>(g))
+        .ok(200, "the messages and the next cursor", json::<InboundPage>(g)),
+        Operation::new("get", "/v1/profiles", "List your mirrored profiles")
+            .ok(200, "the profiles", json::<ProfileList>(g)),
+        Operation::new(
+            "put",
+            "/v1/profiles/{id}",
+            "Create or update a profile (201 when created)",
+        )
+        .path_param("id", profile_id.clone())
+        .body(schema::<PutProfile>(g))
+        .ok(200, "the profile, updated", json::<ProfileView>(g))
+        .ok(201, "the profile, created", json::<ProfileView>(g))
+        .errors(&[409]),
+        Operation::new(
+            "delete",
+            "/v1/profiles/{id}",
+            "Delete a profile; it leaves every profile_ids",
+        )
+        .ok(200, "deleted", json::<ProfileDeleted>(g)),
+        Operation::new("get", "/v1/secrets", "List your secrets (never their values)")
+            .ok(200, "the secrets", json::<SecretList>(g)),
+        Operation::new("post", "/v1/secrets", "Create a secret")
+            .body(schema::<CreateSecret>(g))
+            .ok(201, "the secret, without its value", json::<SecretView>(g))
+            .errors(&[409]),
+        Operation::new(
+            "patch",
+            "/v1/secrets/{id}",
+            "Update name, value, scope or profile_ids",
+        )
+        .body(schema::<PatchSecret>(g))
+        .ok(200, "the secret, without its value", json::<SecretView>(g))
+        .errors(&[409]),
+        Operation::new("delete", "/v1/secrets/{id}", "Delete a secret")
+            .ok(200, "deleted", json::<SecretDeleted>(g)),
+        Operation::new("get", "/v1/openapi.json", "This document")
+            .open()
+            .ok(200, "OpenAPI 3.1", literal(json!({"type": "object"}))),
+        Operation::new("get", "/healthz", "Liveness")
+            .open()
+            .ok(200, "alive", literal(json!({"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}))),
     ]
 }
 

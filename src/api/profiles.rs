@@ -12,12 +12,14 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
+use super::openapi::rules;
 
 /// `PUT /v1/profiles/{id}`: creates or updates the profile.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutProfile {
     /// Unique among the user's profiles; what `@slug` routing uses.
+    #[schemars(schema_with = "rules::slug")]
     pub slug: String,
     /// Defaults to the slug.
     pub name: Option<String>,

@@ -13,32 +13,41 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
+use super::openapi::rules;
 
 /// `POST /v1/secrets`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = rules::agents_need_profiles)]
 pub struct CreateSecret {
     /// An environment variable name: `^[A-Z_][A-Z0-9_]*$`, unique per user.
+    #[schemars(schema_with = "rules::secret_name")]
     pub name: String,
     /// Stored encrypted; never returned.
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "rules::secret_value")]
     pub value: Zeroizing<String>,
     /// `all` (default) or `agents`.
-    #[schemars(with = "Option<String>")]
     pub scope: Option<Scope>,
+    #[serde(default)]
+    #[schemars(schema_with = "rules::profile_ids_or_null")]
     pub profile_ids: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/secrets/{id}`: any of these fields.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = rules::listed_profiles_not_empty)]
 pub struct PatchSecret {
+    #[serde(default)]
+    #[schemars(schema_with = "rules::secret_name_or_null")]
     pub name: Option<String>,
-    #[schemars(with = "Option<String>")]
+    #[serde(default)]
+    #[schemars(schema_with = "rules::secret_value_or_null")]
     pub value: Option<Zeroizing<String>>,
-    #[schemars(with = "Option<String>")]
     pub scope: Option<Scope>,
     /// Sent alone, merged with the current scope.
+    #[serde(default)]
+    #[schemars(schema_with = "rules::profile_ids_or_null")]
     pub profile_ids: Option<Vec<String>>,
 }
 
@@ -48,7 +57,6 @@ pub struct SecretView {
     pub id: String,
     pub name: String,
     /// `all` or `agents`.
-    #[schemars(with = "String")]
     pub scope: Scope,
     pub profile_ids: Vec<String>,
     pub created_at: String,

@@ -24,6 +24,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::{Params, Payload};
 use super::error::ApiError;
+use super::openapi::rules;
 
 /// How long a link code may wait for its `/start`.
 const LINK_TTL: Duration = Duration::from_secs(15 * 60);
@@ -109,9 +110,11 @@ impl TelegramConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectBot {
     /// From @BotFather: `<bot id>:<secret>`.
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "rules::bot_token")]
     pub bot_token: Zeroizing<String>,
     /// The profile the bot speaks for.
+    #[serde(default)]
+    #[schemars(schema_with = "rules::ident_or_null")]
     pub bound_profile_id: Option<String>,
 }
 
@@ -119,6 +122,8 @@ pub struct ConnectBot {
 #[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectPlatform {
+    #[serde(default)]
+    #[schemars(schema_with = "rules::ident_or_null")]
     pub bound_profile_id: Option<String>,
 }
 
@@ -138,16 +143,39 @@ pub struct Regenerate {
     pub id: String,
 }
 
+/// The most digits a bot id has.
+const MAX_BOT_ID_DIGITS: usize = 20;
+/// How long the secret half of a bot token is.
+const TOKEN_SECRET_LEN: std::ops::RangeInclusive<usize> = 20..=100;
+
+fn valid_bot_id(id: &str) -> bool {
+    (1..=MAX_BOT_ID_DIGITS).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn valid_token_shape(token: &str) -> bool {
     let Some((id, secret)) = token.split_once(':') else {
         return false;
     };
-    (1..=20).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_digit())
-        && (20..=100).contains(&secret.len())
+    valid_bot_id(id)
+        && TOKEN_SECRET_LEN.contains(&secret.len())
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The JSON Schema of a bot id, as the webhook's path holds it.
+pub fn bot_id_schema() -> Value {
+    json!({"type": "string", "pattern": format!("^[0-9]{{1,{MAX_BOT_ID_DIGITS}}}$")})
+}
+
+/// The JSON Schema of a bot token [`valid_token_shape`] accepts (surrounding
+/// whitespace, which is trimmed, left out).
+pub fn token_schema() -> Value {
+    json!({"type": "string", "pattern": format!(
+        "^[0-9]{{1,{MAX_BOT_ID_DIGITS}}}:[A-Za-z0-9_-]{{{},{}}}$",
+        TOKEN_SECRET_LEN.start(),
+        TOKEN_SECRET_LEN.end()
+    )})
 }
 
 /// `getMe`: the bot's id and username.
@@ -327,12 +355,16 @@ fn field(state: &AppState, row: &Integration, name: &str) -> Option<Zeroizing<St
 #[serde(deny_unknown_fields)]
 pub struct InboundQuery {
     /// The last `seq` already consumed; 0 for all.
+    #[serde(default)]
+    #[schemars(schema_with = "rules::int64")]
     pub after: Option<i64>,
     /// At most this many (default 100, at most 1000).
+    #[serde(default)]
+    #[schemars(schema_with = "rules::int64")]
     pub limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct InboundPage {
     pub messages: Vec<common::store::InboundMessage>,
     /// Pass as `after` for the next page.
@@ -374,7 +406,7 @@ pub async fn webhook(
             "the secret token does not match",
         )
     };
-    if bot_id.is_empty() || bot_id.len() > 20 || !bot_id.bytes().all(|b| b.is_ascii_digit()) {
+    if !valid_bot_id(&bot_id) {
         return Err(refused());
     }
     let presented = headers

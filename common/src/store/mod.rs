@@ -30,7 +30,7 @@ pub use connect::{Purpose, SpentKey, SpentState};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
 pub use rotate::{ColumnRotation, RotationReport};
-pub use secrets::{NewSecret, Secret, SecretUpdate};
+pub use secrets::{NewSecret, Secret, SecretUpdate, secret_name_schema, secret_value_schema};
 pub use snapshot::Snapshot;
 pub use telegram::{ClaimedThread, InboundMessage, NewInbound, THREAD_WINDOW};
 pub use tokens::ApiToken;

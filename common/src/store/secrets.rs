@@ -15,8 +15,9 @@ use super::rows::{ProfileRow, profile_ids_json, profiles, select_profiles};
 use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 const MAX_NAME: usize = 128;
-/// The largest value, in bytes.
-const MAX_VALUE: usize = 64 * 1024;
+/// The longest value, in characters: with JSON's worst escaping (six bytes a
+/// character) it still fits in a request body of 64 KiB.
+const MAX_VALUE: usize = 8 * 1024;
 
 /// The columns of `user_secrets`, in [`SecretRow`] order.
 macro_rules! select_secrets {
@@ -64,7 +65,7 @@ pub struct NewSecret {
     pub user_id: String,
     /// `^[A-Z_][A-Z0-9_]*$`, at most 128 characters.
     pub name: String,
-    /// At most 64 KiB, no NUL (it becomes an environment value).
+    /// At most 8192 characters, no NUL (it becomes an environment value).
     pub value: Zeroizing<String>,
     pub scope: Scope,
     pub profile_ids: Vec<String>,
@@ -360,12 +361,22 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// A secret's value: at most [`MAX_VALUE`] bytes, no NUL. The refusal never
-/// repeats it.
+/// The JSON Schema of a secret's name, as [`validate_name`] checks it.
+pub fn secret_name_schema() -> serde_json::Value {
+    serde_json::json!({"type": "string", "pattern": format!("^[A-Z_][A-Z0-9_]{{0,{}}}$", MAX_NAME - 1)})
+}
+
+/// The JSON Schema of a secret's value, as [`validate_value`] checks it.
+pub fn secret_value_schema() -> serde_json::Value {
+    serde_json::json!({"type": "string", "maxLength": MAX_VALUE, "pattern": "^[^\\u0000]*$"})
+}
+
+/// A secret's value: at most [`MAX_VALUE`] characters, no NUL. The refusal
+/// never repeats it.
 fn validate_value(value: &str) -> Result<(), StoreError> {
-    if value.len() > MAX_VALUE {
+    if value.chars().count() > MAX_VALUE {
         return Err(StoreError::Invalid(format!(
-            "a secret value may be at most {MAX_VALUE} bytes"
+            "a secret value may be at most {MAX_VALUE} characters"
         )));
     }
     if value.contains('\0') {

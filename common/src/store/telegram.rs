@@ -17,7 +17,7 @@ use super::{Store, StoreError, now, with_pool};
 pub const THREAD_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A message written to the outbox, as `GET /v1/inbound` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct InboundMessage {
     /// The cursor: pass the last one seen as `after`.
     pub seq: i64,
