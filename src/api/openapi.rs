@@ -115,6 +115,7 @@ fn describe(status: u16) -> &'static str {
         404 => "NOT_FOUND (another user's row answers the same)",
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
+        429 => "RATE_LIMITED: NOTIFY_MAX_PER_MINUTE tests a minute; see Retry-After",
         502 => "DELIVERY_FAILED",
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
@@ -178,7 +179,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             body: None,
             ok: (200, "the test passed", schema::<Tested>(g)),
             also: None,
-            errors: &[404, 502],
+            errors: &[404, 429, 502],
         },
         Operation {
             method: "get",
