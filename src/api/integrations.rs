@@ -251,7 +251,12 @@ async fn admit_test(
     let _turn = state.test_turn.lock().await;
     let recent = state
         .store
-        .audited_since(&caller.0, "api", "integration_test", mcp_notify::notifier::WINDOW)
+        .audited_since(
+            &caller.0,
+            "api",
+            "integration_test",
+            mcp_notify::notifier::WINDOW,
+        )
         .await?;
     let limit = state.notifier.max_per_minute();
     if let Some(wait) = mcp_notify::notifier::retry_in(&recent, limit) {

@@ -126,7 +126,10 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
     match state.store.rehash_telegram_chats(&state.keyring).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, "Telegram chats re-hashed under the keyring's first key"),
+        Ok(n) => tracing::info!(
+            rows = n,
+            "Telegram chats re-hashed under the keyring's first key"
+        ),
         Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;

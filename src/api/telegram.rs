@@ -407,7 +407,9 @@ pub async fn webhook(
         None
     } else {
         let own = state.store.telegram_own_bot(&bot_id).await?;
-        let secret = own.as_ref().and_then(|row| field(&state, row, "webhook_secret"));
+        let secret = own
+            .as_ref()
+            .and_then(|row| field(&state, row, "webhook_secret"));
         if !secret.is_some_and(|e| same(&e)) {
             return Err(refused());
         }
@@ -422,7 +424,12 @@ pub async fn webhook(
         .as_i64()
         .or(update["callback_query"]["message"]["chat"]["id"].as_i64());
     let owner = match chat {
-        Some(chat) => state.store.telegram_chat(&state.keyring, &bot.id, chat).await,
+        Some(chat) => {
+            state
+                .store
+                .telegram_chat(&state.keyring, &bot.id, chat)
+                .await
+        }
         None => Ok(None),
     };
     let handled = match &owner {
@@ -520,7 +527,14 @@ async fn handle(
     match command.as_deref() {
         Some(c @ ("help" | "start" | "agents")) => {
             // A redelivered command is answered once.
-            let recorded = record(state, row, &at, text, if c == "agents" { c } else { "help" }).await;
+            let recorded = record(
+                state,
+                row,
+                &at,
+                text,
+                if c == "agents" { c } else { "help" },
+            )
+            .await;
             if !matches!(recorded, Ok(false)) {
                 reply(match c {
                     "agents" => agents(state, row).await?,
@@ -555,8 +569,7 @@ fn bot_token(state: &AppState, bot: &Bot) -> anyhow::Result<String> {
             .map(|token| token.to_string())
             .ok_or_else(|| anyhow::anyhow!("the platform's bot has no token here"));
     };
-    field(state, row, "bot_token")
-        .ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
+    field(state, row, "bot_token").ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
 }
 
 /// A bot command (`/name` or `/name@bot`) and its argument.

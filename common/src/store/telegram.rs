@@ -99,9 +99,9 @@ impl Store {
     /// bot, or a pairing of the platform's bot (external id `<bot>:<user>`).
     pub async fn telegram_bot_in_use(&self, bot_user_id: &str) -> Result<bool, StoreError> {
         let pattern = format!("{bot_user_id}:%");
-        let found: Option<i64> = with_pool!(self, |pool| {
+        let found: Option<String> = with_pool!(self, |pool| {
             sqlx::query_scalar(
-                "SELECT 1 FROM user_integrations WHERE type = $1 AND (external_id = $2 OR external_id LIKE $3) LIMIT 1",
+                "SELECT id FROM user_integrations WHERE type = $1 AND (external_id = $2 OR external_id LIKE $3) LIMIT 1",
             )
             .bind(IntegrationType::Telegram.as_str())
             .bind(bot_user_id)
@@ -233,7 +233,9 @@ impl Store {
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(integration = %row.id, error = %e, "a Telegram row's chat was not re-hashed"),
+                    Err(e) => {
+                        tracing::warn!(integration = %row.id, error = %e, "a Telegram row's chat was not re-hashed")
+                    }
                 }
             }
         }
@@ -269,8 +271,13 @@ impl Store {
         notification_id: &str,
         profile_id: &str,
     ) -> Result<Option<ClaimedThread>, StoreError> {
-        self.end_thread("claimed_at", integration_id, notification_id, Some(profile_id))
-            .await
+        self.end_thread(
+            "claimed_at",
+            integration_id,
+            notification_id,
+            Some(profile_id),
+        )
+        .await
     }
 
     /// Dismisses it ("Keep my chat"), with the same rules as a claim, of
