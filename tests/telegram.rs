@@ -10,6 +10,7 @@ use fakes::webhook::FakeWebhook;
 use reqwest::StatusCode;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -34,6 +35,11 @@ struct World {
 
 impl World {
     async fn new(platform: bool) -> Self {
+        Self::with_env(platform, &[]).await
+    }
+
+    /// A world whose server also gets `extra` in its environment.
+    async fn with_env(platform: bool, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("tg.db").display());
         let mut world = Self {
@@ -71,6 +77,7 @@ impl World {
                 "INBOUND_FORWARD_SECRET",
                 "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
             )
+            .envs(extra.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
         if platform {
@@ -150,6 +157,81 @@ impl World {
         let (status, page) = self.api("GET", "/v1/inbound?after=0", Value::Null).await;
         assert_eq!(status, StatusCode::OK);
         page["messages"].as_array().unwrap().clone()
+    }
+
+    /// The forwarded outbox rows, once there are at least `n` (the forward
+    /// runs after Telegram got its answer).
+    async fn forwarded(&self, n: usize) -> Vec<fakes::webhook::Delivery> {
+        for _ in 0..400 {
+            let received = self.forward.received();
+            if received.len() >= n {
+                return received;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} forwards arrived, not {n}",
+            self.forward.received().len()
+        );
+    }
+
+    /// An agent of `profile` in the session `session`: mcp-notify on this store.
+    async fn agent(&self, profile: &str, session: &str) -> RunningService<RoleClient, ()> {
+        let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
+        let command = tokio::process::Command::new(sidecar).configure(|cmd| {
+            cmd.env_clear()
+                .env("INTEGRATIONS_DB", &self.url)
+                .env("INTEGRATIONS_KEYS", &self.keys)
+                .env("INTEGRATIONS_USER_ID", USER)
+                .env("INTEGRATIONS_PROFILE_ID", profile)
+                .env("INTEGRATIONS_SESSION_ID", session)
+                .env("TELEGRAM_API_BASE", self.telegram.base_url());
+        });
+        ().serve(TokioChildProcess::new(command).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// `agent` notifies through the bot `id` with thread-claim buttons
+    /// labelled `label`: the message id and the claim and keep buttons' data.
+    async fn notify_thread(
+        &self,
+        agent: &RunningService<RoleClient, ()>,
+        id: &str,
+        message: &str,
+        label: &str,
+    ) -> (i64, String, String) {
+        let args = json!({"message": message, "channel": format!("telegram:{id}"), "claim_thread": true, "claim_thread_label": label});
+        let result = agent
+            .call_tool(
+                CallToolRequestParams::new("notify_user")
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{:?}", result.content);
+        let sent = self
+            .telegram
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|m| m.reply_markup.is_some())
+            .unwrap();
+        let buttons = sent.reply_markup.unwrap()["inline_keyboard"][0].clone();
+        (
+            sent.message_id,
+            buttons[0]["callback_data"].as_str().unwrap().to_string(),
+            buttons[1]["callback_data"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The text of the last answer to a tap.
+    fn last_answer(&self) -> String {
+        self.telegram
+            .answered()
+            .last()
+            .and_then(|a| a.text.clone())
+            .unwrap_or_default()
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -494,7 +576,7 @@ async fn the_owners_messages_are_routed_into_the_outbox_and_forwarded() {
     assert_eq!(lines.lines().count(), 4);
 
     // Each outbox row is also POSTed, signed like an outbound webhook.
-    let forwarded = w.forward.received();
+    let forwarded = w.forwarded(6).await;
     assert_eq!(forwarded.len(), 6);
     assert!(
         forwarded[0]
@@ -531,41 +613,8 @@ async fn notification_threads_are_claimed_once_by_the_owner() {
     let w = World::new(false).await;
     let (id, code) = w.connect(json!({"bot_token": tg::BOT_TOKEN})).await;
     w.say(tg::OWNER_CHAT, &format!("/start {code}")).await;
-    let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
-    let command = tokio::process::Command::new(sidecar).configure(|cmd| {
-        cmd.env_clear()
-            .env("INTEGRATIONS_DB", &w.url)
-            .env("INTEGRATIONS_KEYS", &w.keys)
-            .env("INTEGRATIONS_USER_ID", USER)
-            .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
-            .env("INTEGRATIONS_SESSION_ID", "sess_taxes")
-            .env("TELEGRAM_API_BASE", w.telegram.base_url());
-    });
-    let agent = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
-    let notify = async |message: &str| {
-        let args = json!({"message": message, "channel": format!("telegram:{id}"), "claim_thread": true, "claim_thread_label": "Taxes"});
-        let result = agent
-            .call_tool(
-                CallToolRequestParams::new("notify_user")
-                    .with_arguments(args.as_object().unwrap().clone()),
-            )
-            .await
-            .unwrap();
-        assert_ne!(result.is_error, Some(true), "{:?}", result.content);
-        let sent = w
-            .telegram
-            .sent()
-            .into_iter()
-            .rev()
-            .find(|m| m.reply_markup.is_some())
-            .unwrap();
-        let buttons = sent.reply_markup.unwrap()["inline_keyboard"][0].clone();
-        (
-            sent.message_id,
-            buttons[0]["callback_data"].as_str().unwrap().to_string(),
-            buttons[1]["callback_data"].as_str().unwrap().to_string(),
-        )
-    };
+    let agent = w.agent("prof_vzfin", "sess_taxes").await;
+    let notify = async |message: &str| w.notify_thread(&agent, &id, message, "Taxes").await;
 
     // A stranger's tap is refused; two racing taps of the owner claim it once.
     let (message, claim, _) = notify("Your tax form is ready.").await;
@@ -782,5 +831,176 @@ async fn the_platform_bot_pairs_each_user_and_keeps_its_webhook() {
     assert!(
         w.telegram.deleted_webhooks().is_empty(),
         "the shared bot's webhook was deleted"
+    );
+}
+
+/// Connects the fake's first bot granted to every profile and pairs the owner.
+async fn paired_bot(w: &World) -> String {
+    let (id, code) = w.connect(json!({"bot_token": tg::BOT_TOKEN})).await;
+    w.say(tg::OWNER_CHAT, &format!("/start {code}")).await;
+    assert!(w.last_reply(tg::OWNER_CHAT).contains("Linked"));
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_joins_only_a_thread_of_its_profile_while_it_is_granted() {
+    let w = World::new(false).await;
+    let id = paired_bot(&w).await;
+    let finance = w.agent("prof_vzfin", "sess_taxes").await;
+
+    // A message routed to @coding does not carry the finance agent's session.
+    w.notify_thread(&finance, &id, "Your tax form is ready.", "Taxes")
+        .await;
+    w.say(tg::OWNER_CHAT, "@coding fix the build").await;
+    let last = w.inbound().await.pop().unwrap();
+    assert_eq!(
+        (
+            &last["profile_id"],
+            &last["claimed_session_id"],
+            &last["text"]
+        ),
+        (&json!("prof_coding"), &Value::Null, &json!("fix the build"))
+    );
+    // ...while one routed to @vzfin does.
+    w.say(tg::OWNER_CHAT, "@vzfin here it is").await;
+    let last = w.inbound().await.pop().unwrap();
+    assert_eq!(last["claimed_session_id"], "sess_taxes");
+
+    // Once the bot is no longer granted to vzfin, its thread is not claimed,
+    // by a tap or by a reply.
+    let (message, claim, _) = w
+        .notify_thread(&finance, &id, "Quarterly estimate due.", "Estimates")
+        .await;
+    let (status, _) = w
+        .api(
+            "PATCH",
+            &format!("/v1/integrations/{id}"),
+            json!({"scope": "agents", "profile_ids": ["prof_coding"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    w.telegram
+        .deliver(
+            tg::BOT_TOKEN,
+            tg::callback_update(tg::OWNER_CHAT, tg::OWNER_CHAT, message, &claim),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !w.last_answer().contains("Replies now go"),
+        "{}",
+        w.last_answer()
+    );
+    w.say(tg::OWNER_CHAT, "@coding and the tests").await;
+    assert_eq!(
+        w.inbound().await.pop().unwrap()["claimed_session_id"],
+        Value::Null
+    );
+    assert_eq!(
+        w.count(
+            "SELECT count(*) FROM telegram_threads WHERE label = 'Estimates' AND claimed_at IS NULL"
+        )
+        .await,
+        1
+    );
+    finance.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_gets_its_answer_before_a_slow_forward_and_a_redelivery_writes_nothing() {
+    let w = World::new(false).await;
+    paired_bot(&w).await;
+    // The forward target holds its answer for a while...
+    w.forward.faults().inject(fakes::Fault::delay(
+        "/inbound",
+        std::time::Duration::from_secs(5),
+    ));
+    let update = json!({"update_id": 900_000_001, "message": tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, "hello?")["message"]});
+    assert_eq!(
+        w.telegram
+            .deliver(tg::BOT_TOKEN, update.clone())
+            .await
+            .unwrap(),
+        200
+    );
+    // ...and Telegram had its 200 before the forward was answered.
+    assert!(
+        w.forward.received().is_empty(),
+        "the webhook waited for the forward"
+    );
+    // Telegram redelivers the same update: still one row, one forward.
+    assert_eq!(
+        w.telegram.deliver(tg::BOT_TOKEN, update).await.unwrap(),
+        200
+    );
+    let forwarded = w.forwarded(1).await;
+    let inbound = w.inbound().await;
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    assert_eq!(
+        w.count("SELECT count(*) FROM inbound_messages WHERE update_id = 900000001")
+            .await,
+        1
+    );
+    let body: Value = serde_json::from_slice(&forwarded[0].body).unwrap();
+    assert_eq!(body["id"], inbound[0]["id"]);
+    // A redelivered command is answered once.
+    let agents = json!({"update_id": 900_000_002, "message": tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, "/agents")["message"]});
+    for _ in 0..2 {
+        w.telegram
+            .deliver(tg::BOT_TOKEN, agents.clone())
+            .await
+            .unwrap();
+    }
+    let answers = w
+        .telegram
+        .sent()
+        .iter()
+        .filter(|m| m.text.contains("Your agents here"))
+        .count();
+    assert_eq!(answers, 1);
+    assert_eq!(w.forwarded(2).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_endpoint_counts_against_the_notification_rate_limit() {
+    let w = World::with_env(false, &[("NOTIFY_MAX_PER_MINUTE", "2")]).await;
+    let id = paired_bot(&w).await;
+    let sent_before = w.telegram.sent().len();
+    for _ in 0..2 {
+        let (status, body) = w
+            .api("POST", &format!("/v1/integrations/{id}/test"), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let response = w
+        .http
+        .post(format!("{}/v1/integrations/{id}/test", w.base))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 a minute")
+    );
+    assert_eq!(
+        w.telegram.sent().len(),
+        sent_before + 2,
+        "nothing sent past the limit"
+    );
+    let (_, document) = w.api("GET", "/v1/openapi.json", Value::Null).await;
+    assert!(
+        document["paths"]["/v1/integrations/{id}/test"]["post"]["responses"]["429"].is_object()
     );
 }

@@ -22,6 +22,16 @@ use crate::store::Secret;
 
 const VERSION: &str = "v1";
 const NONCE_LEN: usize = 12;
+/// What a key's lookup key is derived with.
+const LOOKUP_LABEL: &[u8] = b"integrations lookup hash v1";
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
 
 /// Why a keyring could not be loaded. Never contains key material.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,9 @@ fn row_words(id: &str) -> (&'static str, &'static str) {
 struct KeyEntry {
     kid: String,
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 of the key with a fixed label: the key of
+    /// [`Keyring::lookup_hash`], never the sealing key itself.
+    lookup: Zeroizing<[u8; 32]>,
 }
 
 /// The keys that open sealed configs; the first one seals.
@@ -157,9 +170,12 @@ impl Keyring {
                 return Err(KeyringError::DuplicateKid(kid.to_string()));
             }
             let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes));
+            let mut lookup = Zeroizing::new([0u8; 32]);
+            lookup.copy_from_slice(&hmac_sha256(&bytes, LOOKUP_LABEL));
             keys.push(KeyEntry {
                 kid: kid.to_string(),
                 cipher,
+                lookup,
             });
         }
         if keys.is_empty() {
@@ -205,6 +221,18 @@ impl Keyring {
     /// The id of the key that seals new values.
     pub fn primary_kid(&self) -> &str {
         &self.keys[0].kid
+    }
+
+    /// A keyed hash of `value` for a clear, indexed lookup column:
+    /// `<kid>.<hex HMAC-SHA256>` under a key derived from the first key.
+    /// The column reveals nothing about `value`; a row hashed under another
+    /// key (its prefix says which) is found again once re-hashed under the
+    /// first one.
+    pub fn lookup_hash(&self, value: &str) -> String {
+        let key = &self.keys[0];
+        let mac = hmac_sha256(key.lookup.as_ref(), value.as_bytes());
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{hex}", key.kid)
     }
 
     fn seal(&self, aad: &str, plaintext: &[u8]) -> String {

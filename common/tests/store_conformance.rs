@@ -663,8 +663,7 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
             )
             .await
             .unwrap();
-        let link = s
-            .issue_connect_key("u1", Purpose::TelegramLink, Some("int_link"), minute)
+        s.issue_connect_key("u1", Purpose::TelegramLink, Some("int_link"), minute)
             .await
             .unwrap();
         assert_eq!(s.sealed_count().await.unwrap(), 563, "{}", b.name);
@@ -732,10 +731,14 @@ async fn rotation_reseals_every_sealed_column_under_the_first_key_and_reports_wh
             b.name
         );
         assert_eq!(
-            s.spend_link_code(&link, &["int_link".to_string()])
-                .await
-                .unwrap(),
-            Some("int_link".to_string())
+            count(
+                &b.url,
+                "SELECT count(*) FROM connect_keys WHERE verifier = 'int_link'"
+            )
+            .await,
+            1,
+            "{}: a link code's clear integration id is left alone",
+            b.name
         );
         // Running it again has nothing left to do.
         let again = s.rotate_keys(&both, |_, _| {}).await.unwrap();
@@ -1168,6 +1171,7 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             chat_id: "424242".into(),
             message_id: 101,
             session_id: "sess_1".into(),
+            profile_id: "prof_a".into(),
             label: Some("taxes".into()),
         };
         sidecar.add_thread(&thread).await.unwrap();
@@ -2064,7 +2068,8 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
-        let k = keyring();
+        let entry = Keyring::generate_entry();
+        let k = Keyring::parse(&entry).unwrap();
         profile(s, "u1", "prof_vzfin", "vzfin").await;
         let bot = config(
             IntegrationType::Telegram,
@@ -2083,20 +2088,16 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             .add_integration(&k, &new("u1", IntegrationType::Telegram), &platform)
             .await
             .unwrap();
-        let ids = |rows: Vec<Integration>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(s.telegram_bots("7").await.unwrap()),
-            vec![row.id.clone()],
+            s.telegram_own_bot("7").await.unwrap().map(|r| r.id),
+            Some(row.id.clone()),
             "{}",
             b.name
         );
-        assert_eq!(
-            ids(s.telegram_bots("9").await.unwrap()),
-            vec![shared.id.clone()],
-            "{}",
-            b.name
-        );
-        assert!(s.telegram_bots("8").await.unwrap().is_empty());
+        assert!(s.telegram_own_bot("9").await.unwrap().is_none());
+        assert!(s.telegram_bot_in_use("7").await.unwrap());
+        assert!(s.telegram_bot_in_use("9").await.unwrap());
+        assert!(!s.telegram_bot_in_use("8").await.unwrap());
 
         // A link code spends once, and only for its own bot.
         let code = s
@@ -2108,27 +2109,76 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             )
             .await
             .unwrap();
+        let spent = |bot: &'static str| {
+            let code = code.clone();
+            async move { s.spend_link_code(&code, bot).await.unwrap().map(|r| r.id) }
+        };
+        assert_eq!(spent("9").await, None, "another bot's code");
+        assert_eq!(spent("7").await, Some(row.id.clone()));
+        assert_eq!(spent("7").await, None, "{}", b.name);
+        // A paired chat is found by its keyed hash, for its own bot only;
+        // the clear column does not hold the chat id.
+        assert!(s.telegram_chat(&k, "7", 4242).await.unwrap().is_none());
+        assert!(s.link_telegram_chat(&k, &row, 4242).await.unwrap());
         assert_eq!(
-            s.spend_link_code(&code, std::slice::from_ref(&shared.id))
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            s.spend_link_code(&code, &[shared.id.clone(), row.id.clone()])
-                .await
-                .unwrap(),
-            Some(row.id.clone())
-        );
-        assert_eq!(
-            s.spend_link_code(&code, std::slice::from_ref(&row.id))
-                .await
-                .unwrap(),
-            None,
+            s.telegram_chat(&k, "7", 4242).await.unwrap().map(|r| r.id),
+            Some(row.id.clone()),
             "{}",
             b.name
         );
-        assert!(s.link_telegram_chat(&k, &row, 4242).await.unwrap());
+        assert!(s.telegram_chat(&k, "9", 4242).await.unwrap().is_none());
+        assert!(s.telegram_chat(&k, "7", 4243).await.unwrap().is_none());
+        assert_eq!(
+            count(
+                &b.url,
+                "SELECT count(*) FROM user_integrations WHERE chat_hash LIKE '%4242%'"
+            )
+            .await,
+            0
+        );
+        let shared_paired = s.integration(&shared.id).await.unwrap().unwrap();
+        assert!(
+            s.link_telegram_chat(&k, &shared_paired, 5151)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.telegram_chat(&k, "9", 5151).await.unwrap().map(|r| r.id),
+            Some(shared.id.clone())
+        );
+        // Under a new first key, the server's start re-hashes the pairings.
+        let rotated = Keyring::parse(&format!(
+            "{},{}",
+            Keyring::generate_entry().as_str(),
+            entry.as_str()
+        ))
+        .unwrap();
+        assert!(
+            s.telegram_chat(&rotated, "7", 4242)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.rehash_telegram_chats(&rotated).await.unwrap(),
+            2,
+            "{}",
+            b.name
+        );
+        assert_eq!(s.rehash_telegram_chats(&rotated).await.unwrap(), 0);
+        assert_eq!(
+            s.telegram_chat(&rotated, "7", 4242)
+                .await
+                .unwrap()
+                .map(|r| r.id),
+            Some(row.id.clone())
+        );
+        assert!(
+            s.telegram_chat(&rotated, "7", 5151)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(
             !s.link_telegram_chat(&k, &row, 5151).await.unwrap(),
             "a stale row does not pair"
@@ -2150,57 +2200,127 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
                 chat_id: "4242".into(),
                 message_id: 100 + n,
                 session_id: format!("sess_{n}"),
+                profile_id: if n == 3 { "prof_coding" } else { "prof_vzfin" }.into(),
                 label: Some(label.into()),
             };
             sidecar.add_thread(&thread).await.unwrap();
         }
-        let claimed = s.claim_thread(&row.id, "ntf_1").await.unwrap().unwrap();
+        assert!(
+            s.claim_thread(&row.id, "ntf_1", "prof_coding")
+                .await
+                .unwrap()
+                .is_none(),
+            "another profile's claim"
+        );
+        assert_eq!(
+            s.thread_profile(&row.id, "ntf_1").await.unwrap().as_deref(),
+            Some("prof_vzfin")
+        );
+        let claimed = s
+            .claim_thread(&row.id, "ntf_1", "prof_vzfin")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (claimed.session_id.as_str(), claimed.message_id),
             ("sess_1", 101)
         );
         assert!(
-            s.claim_thread(&row.id, "ntf_1").await.unwrap().is_none(),
+            s.claim_thread(&row.id, "ntf_1", "prof_vzfin")
+                .await
+                .unwrap()
+                .is_none(),
             "{}",
             b.name
         );
         assert!(s.dismiss_thread(&row.id, "ntf_2").await.unwrap().is_some());
-        assert!(s.claim_thread(&row.id, "ntf_2").await.unwrap().is_none());
         assert!(
-            s.claim_thread(&shared.id, "ntf_3").await.unwrap().is_none(),
-            "another bot's row"
-        );
-        let newest = s
-            .claim_newest_thread(&row.id, "4242")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(newest.label.as_deref(), Some("Trips"), "{}", b.name);
-        assert!(
-            s.claim_newest_thread(&row.id, "4242")
+            s.claim_thread(&row.id, "ntf_2", "prof_vzfin")
                 .await
                 .unwrap()
                 .is_none()
         );
+        assert!(
+            s.claim_thread(&shared.id, "ntf_3", "prof_coding")
+                .await
+                .unwrap()
+                .is_none(),
+            "another bot's row"
+        );
 
-        // The outbox pages by its cursor, per user.
-        for (user, text) in [
-            ("u1", "one"),
-            ("u2", "theirs"),
-            ("u1", "two"),
-            ("u1", "three"),
-        ] {
-            let inbound = NewInbound {
-                user_id: user.into(),
-                profile_id: "prof_vzfin".into(),
-                integration_id: row.id.clone(),
-                chat_id: "4242".into(),
-                text: text.into(),
-                command: None,
-                claimed_session_id: None,
-            };
-            s.add_inbound(&inbound).await.unwrap();
+        // The outbox pages by its cursor, per user; an update is written
+        // once; a reply claims the newest open thread of its own profile.
+        let inbound = |user: &str, update_id: i64, text: &str, continue_thread: bool| NewInbound {
+            user_id: user.into(),
+            profile_id: "prof_vzfin".into(),
+            integration_id: row.id.clone(),
+            chat_id: "4242".into(),
+            text: text.into(),
+            command: None,
+            bot_id: "7".into(),
+            update_id,
+            continue_thread,
+        };
+        for (user, update, text) in [("u1", 1, "one"), ("u2", 2, "theirs"), ("u1", 3, "two")] {
+            assert!(
+                s.add_inbound(&inbound(user, update, text, false))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         }
+        // ntf_3 is prof_coding's: a prof_vzfin reply does not join it.
+        let reply = s
+            .add_inbound(&inbound("u1", 4, "three", true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (reply.text.as_str(), reply.claimed_session_id),
+            ("three", None),
+            "{}",
+            b.name
+        );
+        assert!(
+            s.add_inbound(&inbound("u1", 4, "three again", true))
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: a redelivered update",
+            b.name
+        );
+        let open_for_vzfin = ThreadRow {
+            notification_id: "ntf_4".into(),
+            integration_id: row.id.clone(),
+            chat_id: "4242".into(),
+            message_id: 104,
+            session_id: "sess_4".into(),
+            profile_id: "prof_vzfin".into(),
+            label: Some("Bills".into()),
+        };
+        sidecar.add_thread(&open_for_vzfin).await.unwrap();
+        assert!(
+            s.add_inbound(&inbound("u1", 3, "two again", true))
+                .await
+                .unwrap()
+                .is_none(),
+            "a redelivered reply claims nothing"
+        );
+        let joined = s
+            .add_inbound(&inbound("u1", 5, "paid", true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (joined.text.as_str(), joined.claimed_session_id.as_deref()),
+            ("[Switched to Bills thread] paid", Some("sess_4")),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM telegram_threads WHERE notification_id = 'ntf_3' AND claimed_at IS NULL").await,
+            1
+        );
         let first = s.inbound("u1", 0, 2).await.unwrap();
         assert_eq!(
             first.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
@@ -2211,7 +2331,7 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
         let rest = s.inbound("u1", first[1].seq, 10).await.unwrap();
         assert_eq!(
             rest.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
-            ["three"]
+            ["three", "[Switched to Bills thread] paid"]
         );
 
         // Deleting the bot takes its threads and link codes along.

@@ -14,8 +14,28 @@ use crate::deliver::{Delivered, Failure, Outgoing, Providers, Source, Urgency};
 
 /// The longest message accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 20_000;
+/// The longest `claim_thread_label`, in characters: it is shown in
+/// Telegram's answer to a tap (at most 200 characters, with our sentence
+/// around it) and in the reply it switches.
+pub const MAX_LABEL_CHARS: usize = 64;
 /// The rate limit's window.
-const WINDOW: Duration = Duration::from_secs(60);
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// How long until one more may go, for `recent` (when each one that counts
+/// was sent, oldest first, within [`WINDOW`]) under `limit` a window:
+/// `None` while under the limit.
+pub fn retry_in(recent: &[SystemTime], limit: usize) -> Option<Duration> {
+    if recent.len() < limit {
+        return None;
+    }
+    // When the oldest one that counts leaves the window.
+    Some(
+        recent
+            .get(recent.len() - limit)
+            .and_then(|oldest| (*oldest + WINDOW).duration_since(SystemTime::now()).ok())
+            .unwrap_or(WINDOW),
+    )
+}
 
 /// What to send.
 #[derive(Debug, Clone, Default)]
@@ -144,12 +164,7 @@ impl Notifier {
                 .recent_notifications(&who.user_id, &who.profile_id, WINDOW)
                 .await
                 .map_err(|e| unavailable(&e))?;
-            if recent.len() >= self.max_per_minute {
-                // When the oldest notification that counts leaves the window.
-                let retry_in = recent
-                    .get(recent.len() - self.max_per_minute)
-                    .and_then(|oldest| (*oldest + WINDOW).duration_since(SystemTime::now()).ok())
-                    .unwrap_or(WINDOW);
+            if let Some(retry_in) = retry_in(&recent, self.max_per_minute) {
                 return Err(NotifyError::RateLimited {
                     limit: self.max_per_minute,
                     retry_in,
@@ -289,12 +304,19 @@ impl Notifier {
                 chat_id: chat.clone(),
                 message_id: *message_id,
                 session_id: session.clone(),
+                profile_id: who.profile_id.clone(),
                 label: request.claim_thread_label.clone(),
             };
             if let Err(e) = self.store.add_thread(&thread).await {
                 tracing::warn!(error = %e, "could not record the thread");
             }
         }
+    }
+
+    /// `NOTIFY_MAX_PER_MINUTE`: the notifications an agent may send in a
+    /// minute, and the tests a user may run.
+    pub fn max_per_minute(&self) -> usize {
+        self.max_per_minute
     }
 
     /// The store, for callers that look integrations up themselves.
@@ -340,6 +362,16 @@ fn validate(request: &Request) -> Result<(), NotifyError> {
     }
     if request.claim_thread_label.is_some() && !request.claim_thread {
         return invalid("claim_thread_label goes with claim_thread: true.");
+    }
+    if let Some(chars) = request
+        .claim_thread_label
+        .as_ref()
+        .map(|l| l.chars().count())
+        .filter(|&n| n > MAX_LABEL_CHARS)
+    {
+        return Err(NotifyError::Invalid(format!(
+            "The claim_thread_label has {chars} characters; at most {MAX_LABEL_CHARS} fit Telegram's buttons and tap answers. Shorten it."
+        )));
     }
     Ok(())
 }

@@ -51,6 +51,8 @@ pub struct NotifyArgs {
     /// continue this session from the chat.
     pub claim_thread: Option<bool>,
     /// Telegram only: what the thread is about, shown when it is claimed.
+    /// At most 64 characters.
+    #[schemars(length(max = crate::notifier::MAX_LABEL_CHARS))]
     pub claim_thread_label: Option<String>,
     /// Repeating a call with the same key within 24 hours sends nothing and
     /// returns the first result.

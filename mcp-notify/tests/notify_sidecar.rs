@@ -467,7 +467,7 @@ async fn claim_thread_buttons_record_a_thread_and_need_telegram_and_a_session() 
     assert_eq!(buttons[1]["callback_data"], format!("keep:{notification}"));
     let threads = w
         .rows(&format!(
-            "SELECT integration_id, chat_id, message_id, session_id, label FROM telegram_threads WHERE notification_id = '{notification}'"
+            "SELECT integration_id, chat_id, message_id, session_id, label, profile_id FROM telegram_threads WHERE notification_id = '{notification}'"
         ))
         .await;
     assert_eq!(
@@ -477,9 +477,33 @@ async fn claim_thread_buttons_record_a_thread_and_need_telegram_and_a_session() 
             Some(fakes::telegram::OWNER_CHAT.to_string()),
             Some(last.message_id.to_string()),
             Some("sess_test".into()),
-            Some("Q3 taxes".into())
+            Some("Q3 taxes".into()),
+            Some("prof_vzfin".into())
         ]]
     );
+
+    // The label fits Telegram's tap answers: the schema says so, and a
+    // longer one is refused with a sentence naming it, before any send.
+    let tools = agent.list_all_tools().await.unwrap();
+    let schema = serde_json::to_value(&tools[0].input_schema).unwrap();
+    assert_eq!(
+        schema["properties"]["claim_thread_label"]["maxLength"], 64,
+        "{schema}"
+    );
+    let before = w.telegram.sent().len();
+    let too_long = refused(
+        &notify(
+            &agent,
+            json!({"message": "x", "channel": "telegram", "claim_thread": true, "claim_thread_label": "é".repeat(65)}),
+        )
+        .await,
+    );
+    assert!(
+        too_long.contains("claim_thread_label has 65 characters; at most 64"),
+        "{too_long}"
+    );
+    assert_eq!(w.telegram.sent().len(), before);
+    ok(&notify(&agent, json!({"message": "x", "channel": "telegram", "claim_thread": true, "claim_thread_label": "é".repeat(64)})).await);
 
     let on_slack = refused(
         &notify(

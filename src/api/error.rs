@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (a 429).
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error response.
@@ -25,7 +27,8 @@ pub struct ErrorBody {
 #[derive(Serialize, JsonSchema)]
 pub struct ErrorDetail {
     /// One of UNAUTHORIZED, NOT_FOUND, VALIDATION_FAILED, PROFILE_NOT_FOUND,
-    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE, INTERNAL.
+    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE,
+    /// RATE_LIMITED, INTERNAL.
     pub code: String,
     pub message: String,
 }
@@ -36,6 +39,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 429 `RATE_LIMITED`, with `Retry-After: <seconds>`.
+    pub fn rate_limited(message: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
         }
     }
 
@@ -103,6 +115,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

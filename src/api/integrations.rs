@@ -258,6 +258,7 @@ pub async fn test(
     Path(id): Path<String>,
 ) -> Result<Json<Tested>, ApiError> {
     let integration = owned(&state, &caller, &id).await?;
+    admit_test(&state, &caller, &integration).await?;
     match crate::probe::run(&state.notifier, &state.keyring, &integration).await {
         Ok(detail) => Ok(Json(Tested {
             status: "ok",
@@ -270,4 +271,54 @@ pub async fn test(
             format!("the test of {} failed: {e:#}", bounded(&integration.id)),
         )),
     }
+}
+
+/// Counts a test against the caller's limit (`NOTIFY_MAX_PER_MINUTE` tests a
+/// minute, as for an agent's notifications): each test is one `audit_log`
+/// row, written before it runs; past the limit, a 429 with `Retry-After`.
+/// A looped test would otherwise spend the shared bot's Telegram quota or
+/// make the server POST to a URL again and again.
+async fn admit_test(
+    state: &AppState,
+    caller: &Caller,
+    integration: &Integration,
+) -> Result<(), ApiError> {
+    let _turn = state.test_turn.lock().await;
+    let recent = state
+        .store
+        .audited_since(
+            &caller.0,
+            "api",
+            "integration_test",
+            mcp_notify::notifier::WINDOW,
+        )
+        .await?;
+    let limit = state.notifier.max_per_minute();
+    if let Some(wait) = mcp_notify::notifier::retry_in(&recent, limit) {
+        let seconds = (wait.as_secs_f64().ceil() as u64).max(1);
+        return Err(ApiError::rate_limited(
+            format!("too many tests: at most {limit} a minute; try again in {seconds} seconds"),
+            seconds,
+        ));
+    }
+    let identity = common::sidecar::Identity {
+        user_id: caller.0.clone(),
+        profile_id: String::new(),
+        session_id: None,
+    };
+    let entry = common::sidecar::AuditEntry {
+        identity: &identity,
+        server: "api",
+        tool: "integration_test",
+        integration_id: Some(&integration.id),
+        decision: common::sidecar::Decision::Allow,
+        detail: None,
+        duration: std::time::Duration::ZERO,
+    };
+    state
+        .notifier
+        .store()
+        .audit(&entry)
+        .await
+        .map_err(ApiError::internal)
 }

@@ -40,6 +40,9 @@ pub struct AppState {
     pub connect: Arc<ConnectConfig>,
     pub telegram: Arc<telegram::TelegramConfig>,
     pub teller_webhook_secret: Option<Arc<zeroize::Zeroizing<String>>>,
+    /// Held from a test's rate-limit count to its audit row, so that
+    /// parallel tests cannot all pass the count first.
+    pub test_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             connect: Arc::new(ConnectConfig::from_env()?),
             telegram: Arc::new(telegram::TelegramConfig::from_env()?),
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
+            test_turn: Arc::default(),
         })
     }
 }
@@ -120,6 +124,14 @@ pub fn router(state: AppState) -> Router {
 /// Serves the API on `listen` until SIGTERM or Ctrl-C; requests in flight
 /// finish first.
 pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+    match state.store.rehash_telegram_chats(&state.keyring).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "Telegram chats re-hashed under the keyring's first key"
+        ),
+        Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "integrations API listening");
     // The bound address on stdout, for whoever started us with port 0.

@@ -375,6 +375,7 @@ fn describe(status: u16) -> &'static str {
         404 => "NOT_FOUND (another user's row answers the same)",
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
+        429 => "RATE_LIMITED: NOTIFY_MAX_PER_MINUTE tests a minute; see Retry-After",
         502 => "DELIVERY_FAILED: the provider refused or could not be reached",
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
@@ -433,7 +434,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             "A test notification, or for Gmail and Teller an authenticated read",
         )
         .ok(200, "the test passed", json::<Tested>(g))
-        .errors(&[502]),
+        .errors(&[429, 502]),
         Operation::new(
             "get",
             "/v1/integrations/slack/authorize",

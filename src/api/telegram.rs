@@ -294,7 +294,7 @@ pub async fn connect(
         ));
     }
     if let Some(id) = token.split(':').next()
-        && !state.store.telegram_bots(id).await?.is_empty()
+        && state.store.telegram_bot_in_use(id).await?
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -390,9 +390,21 @@ pub async fn inbound(
 
 // ---- the webhook -----------------------------------------------------------
 
+/// The bot an update came to.
+struct Bot {
+    /// Its id, from the webhook's path.
+    id: String,
+    /// A user's own bot's row; `None` for the platform's shared bot.
+    own: Option<Integration>,
+}
+
 /// `POST /api/telegram/webhook/{bot_user_id}`: Telegram's updates. An update
 /// with the right secret is always answered 200, whatever its handling did
-/// (Telegram would redeliver it again and again); failures are logged.
+/// (Telegram would redeliver it again and again); failures are logged. The
+/// work per update is bounded whatever the number of users of a bot: the
+/// secret is checked against one row (none for the platform's bot), the
+/// chat's row is one indexed read, and the forward to `INBOUND_FORWARD_URL`
+/// runs after the answer.
 pub async fn webhook(
     State(state): State<AppState>,
     Path(bot_id): Path<String>,
@@ -418,32 +430,54 @@ pub async fn webhook(
     };
     // The platform's bot is checked before any row is read.
     let platform = state.telegram.platform_bot_id().as_deref() == Some(bot_id.as_str());
-    if platform && !state.telegram.platform_secret().is_some_and(|e| same(&e)) {
-        return Err(refused());
-    }
-    let rows = state.store.telegram_bots(&bot_id).await?;
-    let own_secret = rows
-        .first()
-        .and_then(|row| field(&state, row, "webhook_secret"));
-    if !platform && !own_secret.is_some_and(|e| same(&e)) {
-        return Err(refused());
-    }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(update) => {
-            if let Err(e) = handle(&state, &rows, &update).await {
-                tracing::warn!(bot = %bot_id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
-                record_failure(&state, &rows, &format!("{e:#}")).await;
-            }
+    let own = if platform {
+        if !state.telegram.platform_secret().is_some_and(|e| same(&e)) {
+            return Err(refused());
         }
-        Err(_) => tracing::warn!(bot = %bot_id, "a Telegram update was not JSON"),
+        None
+    } else {
+        let own = state.store.telegram_own_bot(&bot_id).await?;
+        let secret = own
+            .as_ref()
+            .and_then(|row| field(&state, row, "webhook_secret"));
+        if !secret.is_some_and(|e| same(&e)) {
+            return Err(refused());
+        }
+        own
+    };
+    let bot = Bot { id: bot_id, own };
+    let Ok(update) = serde_json::from_slice::<Value>(&body) else {
+        tracing::warn!(bot = %bot.id, "a Telegram update was not JSON");
+        return Ok(Json(json!({"ok": true})));
+    };
+    let chat = update["message"]["chat"]["id"]
+        .as_i64()
+        .or(update["callback_query"]["message"]["chat"]["id"].as_i64());
+    let owner = match chat {
+        Some(chat) => {
+            state
+                .store
+                .telegram_chat(&state.keyring, &bot.id, chat)
+                .await
+        }
+        None => Ok(None),
+    };
+    let handled = match &owner {
+        Ok(owner) => handle(&state, &bot, owner.as_ref(), &update).await,
+        Err(e) => Err(anyhow::anyhow!("the chat's row was not read: {e}")),
+    };
+    if let Err(e) = handled {
+        tracing::warn!(bot = %bot.id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
+        let row = owner.ok().flatten().or(bot.own);
+        record_failure(&state, row.as_ref(), &format!("{e:#}")).await;
     }
     Ok(Json(json!({"ok": true})))
 }
 
 /// Keeps a failed update in the audit log, where operators look: Telegram
 /// is told 200 whatever happened, so this is the only trace besides the log.
-async fn record_failure(state: &AppState, rows: &[Integration], error: &str) {
-    let Some(row) = rows.first() else { return };
+async fn record_failure(state: &AppState, row: Option<&Integration>, error: &str) {
+    let Some(row) = row else { return };
     let identity = common::sidecar::Identity {
         user_id: row.user_id.clone(),
         profile_id: String::new(),
@@ -463,15 +497,21 @@ async fn record_failure(state: &AppState, rows: &[Integration], error: &str) {
     }
 }
 
-/// The row of `rows` paired with `chat`.
-fn owned_by<'a>(state: &AppState, rows: &'a [Integration], chat: i64) -> Option<&'a Integration> {
-    rows.iter()
-        .find(|row| field(state, row, "owner_chat_id").is_some_and(|id| *id == chat.to_string()))
+/// The update as this bot received it.
+struct Update<'a> {
+    bot: &'a Bot,
+    id: i64,
+    chat: i64,
 }
 
-async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyhow::Result<()> {
+async fn handle(
+    state: &AppState,
+    bot: &Bot,
+    owner: Option<&Integration>,
+    update: &Value,
+) -> anyhow::Result<()> {
     if let Some(query) = update.get("callback_query") {
-        return tap(state, rows, query).await;
+        return tap(state, bot, owner, query).await;
     }
     let Some(message) = update.get("message") else {
         return Ok(());
@@ -483,7 +523,7 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
     if message["chat"]["type"].as_str() != Some("private") {
         return Ok(());
     }
-    let token = bot_token(state, rows)?;
+    let token = bot_token(state, bot)?;
     let reply = |text: String| {
         let token = token.clone();
         async move {
@@ -502,41 +542,45 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
     };
     let (command, argument) = command_of(text);
     if matches!(command.as_deref(), Some("start" | "link")) && !argument.is_empty() {
-        reply(pair(state, rows, chat, argument).await?).await;
+        reply(pair(state, bot, owner, chat, argument).await?).await;
         return Ok(());
     }
     // Only the owner's chat is heard.
-    let Some(row) = owned_by(state, rows, chat) else {
+    let Some(row) = owner else {
         return Ok(());
     };
+    let at = Update {
+        bot,
+        id: update["update_id"].as_i64().unwrap_or_default(),
+        chat,
+    };
     match command.as_deref() {
-        Some("help") | Some("start") => {
-            reply("Write to me to talk to your agents. Start with @slug to pick one; /agents lists them; /new starts a new conversation; /end ends it.".into()).await;
-            record(state, row, chat, text, Some("help"), None).await
-        }
-        Some("agents") => {
-            reply(agents(state, row).await?).await;
-            record(state, row, chat, text, Some("agents"), None).await
-        }
-        Some(c @ ("new" | "end")) => record(state, row, chat, text, Some(c), None).await,
-        _ => match resolver::route(&state.store, &row.id, text).await {
-            Ok(route) => {
-                // A reply without a tap continues the newest open thread.
-                let claimed = state
-                    .store
-                    .claim_newest_thread(&row.id, &chat.to_string())
-                    .await?;
-                let text = match &claimed {
-                    Some(thread) => format!(
-                        "[Switched to {} thread] {}",
-                        thread.label.as_deref().unwrap_or("agent"),
-                        route.text
-                    ),
-                    None => route.text,
-                };
-                let session = claimed.map(|t| t.session_id);
-                write_inbound(state, row, chat, &route.profile_id, &text, None, session).await
+        Some(c @ ("help" | "start" | "agents")) => {
+            // A redelivered command is answered once.
+            let recorded = record(
+                state,
+                row,
+                &at,
+                text,
+                if c == "agents" { c } else { "help" },
+            )
+            .await;
+            if !matches!(recorded, Ok(false)) {
+                reply(match c {
+                    "agents" => agents(state, row).await?,
+                    _ => "Write to me to talk to your agents. Start with @slug to pick one; /agents lists them; /new starts a new conversation; /end ends it.".into(),
+                })
+                .await;
             }
+            recorded.map(|_| ())
+        }
+        Some(c @ ("new" | "end")) => record(state, row, &at, text, c).await.map(|_| ()),
+        _ => match resolver::route(&state.store, &row.id, text).await {
+            // A reply without a tap continues the newest open thread of the
+            // profile it was routed to, which `route` found granted now.
+            Ok(route) => write_inbound(state, row, &at, &route.profile_id, &route.text, None)
+                .await
+                .map(|_| ()),
             Err(e) => {
                 reply(format!("This message was not delivered: {e}.")).await;
                 Ok(())
@@ -546,15 +590,14 @@ async fn handle(state: &AppState, rows: &[Integration], update: &Value) -> anyho
 }
 
 /// The token to answer as: the platform's own for its shared bot.
-fn bot_token(state: &AppState, rows: &[Integration]) -> anyhow::Result<Zeroizing<String>> {
-    let row = rows
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no row for this bot"))?;
-    if field(state, row, "owner").is_some_and(|owner| owner.as_str() == "platform")
-        && let Some(token) = &state.telegram.platform_token
-    {
-        return Ok(token.clone());
-    }
+fn bot_token(state: &AppState, bot: &Bot) -> anyhow::Result<Zeroizing<String>> {
+    let Some(row) = bot.own.as_ref() else {
+        return state
+            .telegram
+            .platform_token
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the platform's bot has no token here"));
+    };
     field(state, row, "bot_token").ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
 }
 
@@ -575,24 +618,23 @@ fn command_of(text: &str) -> (Option<String>, &str) {
 /// `/start <code>` or `/link <code>`: claims the code once for this bot.
 async fn pair(
     state: &AppState,
-    rows: &[Integration],
+    bot: &Bot,
+    owner: Option<&Integration>,
     chat: i64,
     code: &str,
 ) -> anyhow::Result<String> {
-    if let Some(row) = owned_by(state, rows, chat) {
+    if let Some(row) = owner {
         return Ok(format!("This chat is already linked to {}.", row.label));
     }
-    let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-    let spent = state.store.spend_link_code(code, &ids).await?;
-    let Some(row) = spent.and_then(|id| rows.iter().find(|row| row.id == id)) else {
+    let Some(row) = state.store.spend_link_code(code, &bot.id).await? else {
         return Ok("That link code is not valid: it is wrong, already used, or expired. Create a new link in Settings → Integrations.".into());
     };
-    if field(state, row, "owner_chat_id").is_some() {
+    if field(state, &row, "owner_chat_id").is_some() {
         return Ok("This bot is already linked to another chat.".into());
     }
     if !state
         .store
-        .link_telegram_chat(&state.keyring, row, chat)
+        .link_telegram_chat(&state.keyring, &row, chat)
         .await?
     {
         return Ok("The bot changed meanwhile; try the link again.".into());
@@ -622,48 +664,61 @@ async fn agents(state: &AppState, row: &Integration) -> anyhow::Result<String> {
     })
 }
 
-/// Records a command for the platform, routed like a message.
+/// Records a command for the platform, routed like a message; `false` when
+/// the update was already recorded.
 async fn record(
     state: &AppState,
     row: &Integration,
-    chat: i64,
+    at: &Update<'_>,
     text: &str,
-    command: Option<&str>,
-    session: Option<String>,
-) -> anyhow::Result<()> {
+    command: &str,
+) -> anyhow::Result<bool> {
     let profile = match resolver::route(&state.store, &row.id, "").await {
         Ok(route) => route.profile_id,
         Err(e) => anyhow::bail!("the command was not recorded: {e}"),
     };
-    write_inbound(state, row, chat, &profile, text, command, session).await
+    write_inbound(state, row, at, &profile, text, Some(command)).await
 }
 
+/// Writes the update's outbox row (a message continues its profile's newest
+/// open thread) and forwards it after the answer; `false` when the update
+/// was already written (Telegram redelivered it).
 async fn write_inbound(
     state: &AppState,
     row: &Integration,
-    chat: i64,
+    at: &Update<'_>,
     profile_id: &str,
     text: &str,
     command: Option<&str>,
-    session: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let written = state
         .store
         .add_inbound(&NewInbound {
             user_id: row.user_id.clone(),
             profile_id: profile_id.to_string(),
             integration_id: row.id.clone(),
-            chat_id: chat.to_string(),
+            chat_id: at.chat.to_string(),
             text: text.to_string(),
             command: command.map(str::to_string),
-            claimed_session_id: session,
+            bot_id: at.bot.id.clone(),
+            update_id: at.id,
+            continue_thread: command.is_none(),
         })
         .await?;
-    forward(state, &written).await;
-    Ok(())
+    let Some(written) = written else {
+        return Ok(false);
+    };
+    if state.telegram.forward_url.is_some() {
+        let state = state.clone();
+        tokio::spawn(async move { forward(&state, &written).await });
+    }
+    Ok(true)
 }
 
-/// POSTs an outbox row to `INBOUND_FORWARD_URL`, signed like outbound webhooks.
+/// POSTs an outbox row to `INBOUND_FORWARD_URL`, signed like outbound
+/// webhooks. It runs in a task of its own after Telegram got its answer,
+/// bounded by the client's 15-second timeout; a forward that fails is
+/// logged, and the row stays in the outbox (`GET /v1/inbound`).
 async fn forward(state: &AppState, message: &common::store::InboundMessage) {
     let Some(url) = &state.telegram.forward_url else {
         return;
@@ -693,15 +748,20 @@ async fn forward(state: &AppState, message: &common::store::InboundMessage) {
     }
 }
 
-/// A tap on a notification's `📎 Reply here` or `💬 Keep my chat`.
-async fn tap(state: &AppState, rows: &[Integration], query: &Value) -> anyhow::Result<()> {
+/// A tap on a notification's `📎 Reply here` or `💬 Keep my chat`. A claim
+/// holds only while the thread's profile is still granted the bot.
+async fn tap(
+    state: &AppState,
+    bot: &Bot,
+    owner: Option<&Integration>,
+    query: &Value,
+) -> anyhow::Result<()> {
     let id = query["id"].as_str().unwrap_or_default();
     let from = query["from"]["id"].as_i64();
     let chat = query["message"]["chat"]["id"].as_i64();
     let message_id = query["message"]["message_id"].as_i64();
     let data = query["data"].as_str().unwrap_or_default();
-    let owner = chat.and_then(|chat| owned_by(state, rows, chat));
-    let token = bot_token(state, rows)?;
+    let token = bot_token(state, bot)?;
     let answer = |text: &str| {
         let body = json!({"callback_query_id": id, "text": text});
         let token = token.clone();
@@ -721,7 +781,7 @@ async fn tap(state: &AppState, rows: &[Integration], query: &Value) -> anyhow::R
     };
     let (action, notification) = data.split_once(':').unwrap_or((data, ""));
     match action {
-        "claim" => match state.store.claim_thread(&row.id, notification).await? {
+        "claim" => match claim(state, row, notification).await? {
             Some(thread) => {
                 let label = thread.label.unwrap_or_else(|| "your agent".into());
                 let edit = json!({"chat_id": chat, "message_id": message_id, "text": format!("📎 Threaded: your replies here go to the {label} thread.")});
@@ -739,4 +799,24 @@ async fn tap(state: &AppState, rows: &[Integration], query: &Value) -> anyhow::R
         _ => answer("This button is not known here.").await,
     }
     Ok(())
+}
+
+/// Claims a thread by its button, if its profile is still granted the bot.
+async fn claim(
+    state: &AppState,
+    row: &Integration,
+    notification: &str,
+) -> anyhow::Result<Option<common::store::ClaimedThread>> {
+    let Some(profile_id) = state.store.thread_profile(&row.id, notification).await? else {
+        return Ok(None);
+    };
+    let profiles = state.store.profiles(&row.user_id).await?;
+    let profile = profiles.iter().find(|p| p.id == profile_id);
+    if !common::scope::is_granted(row, profile) {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .claim_thread(&row.id, notification, &profile_id)
+        .await?)
 }

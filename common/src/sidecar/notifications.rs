@@ -40,6 +40,9 @@ pub struct ThreadRow {
     pub chat_id: String,
     pub message_id: i64,
     pub session_id: String,
+    /// The profile whose agent sent it: only a message routed to this
+    /// profile joins the thread.
+    pub profile_id: String,
     pub label: Option<String>,
 }
 
@@ -53,8 +56,8 @@ const SENT_WITH_KEY: &str = "SELECT notification_id, user_id, profile_id, sessio
 const RECENT: &str = "SELECT created_at FROM notification_log \
      WHERE user_id = $1 AND profile_id = $2 AND source = 'agent' AND created_at >= $3 ORDER BY created_at";
 
-const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id, profile_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -254,6 +257,7 @@ impl SidecarStore {
                             &row.label,
                             &at,
                             &row.notification_id,
+                            &row.profile_id,
                         ))
                     })
                     .await?;
@@ -267,6 +271,7 @@ impl SidecarStore {
                     .bind(&row.label)
                     .bind(&at)
                     .bind(&row.notification_id)
+                    .bind(&row.profile_id)
                     .execute(pool)
                     .await?;
             }),

@@ -200,34 +200,37 @@ impl Store {
         Ok(SpentState::Spent { user_id, verifier })
     }
 
-    /// Spends the link code `key` if it belongs to one of the Telegram
-    /// integrations `integration_ids` (a code of another bot stays unspent);
-    /// the integration it pairs.
+    /// Spends the link code `key` if it belongs to a row of the Telegram
+    /// bot `bot_user_id` (a code of another bot stays unspent): one `DELETE`
+    /// by the code's hash, whatever the number of rows of the bot. The row
+    /// it pairs.
     pub async fn spend_link_code(
         &self,
         key: &str,
-        integration_ids: &[String],
-    ) -> Result<Option<String>, StoreError> {
+        bot_user_id: &str,
+    ) -> Result<Option<Integration>, StoreError> {
         let hash = sha256_hex(key);
-        let now = unix_now();
-        for id in integration_ids {
-            let spent = with_pool!(self, |pool| {
-                sqlx::query(
-                    "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND verifier = $3 AND expires_at >= $4",
-                )
-                .bind(&hash)
-                .bind(Purpose::TelegramLink.as_str())
-                .bind(id)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
-            if spent == 1 {
-                return Ok(Some(id.clone()));
-            }
+        let pattern = format!("{bot_user_id}:%");
+        let spent: Option<Option<String>> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND expires_at >= $3 \
+                 AND EXISTS (SELECT 1 FROM user_integrations u WHERE u.id = connect_keys.verifier \
+                   AND u.type = $4 AND (u.external_id = $5 OR u.external_id LIKE $6)) \
+                 RETURNING verifier",
+            )
+            .bind(&hash)
+            .bind(Purpose::TelegramLink.as_str())
+            .bind(unix_now())
+            .bind(IntegrationType::Telegram.as_str())
+            .bind(bot_user_id)
+            .bind(&pattern)
+            .fetch_optional(pool)
+            .await?
+        });
+        match spent.flatten() {
+            Some(id) => self.integration(&id).await,
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// Drops the outstanding link codes of `integration_id`.

@@ -7,6 +7,7 @@
 //! locked`; a per-user advisory lock on PostgreSQL, so that two writers of one
 //! user's rows never interleave.
 
+mod audit;
 mod connect;
 mod integrations;
 mod profiles;

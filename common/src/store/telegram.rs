@@ -1,6 +1,8 @@
 //! Telegram's server side in the store: the bots a webhook belongs to,
-//! pairing a chat, claiming notification threads, and the outbox of inbound
-//! messages the platform consumes.
+//! pairing a chat (found again by a keyed hash in `chat_hash`, one indexed
+//! read however many users share the platform's bot), claiming
+//! notification threads of one profile, and the outbox of inbound messages
+//! the platform consumes, one row per Telegram update.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +13,7 @@ use crate::ids::random_token;
 use crate::model::{Integration, IntegrationType};
 
 use super::rows::{IntegrationRow, integrations, select_integrations};
-use super::{Store, StoreError, now, with_pool};
+use super::{Store, StoreError, begin_for_user, now, with_pool};
 
 /// A notification's thread row stays claimable this long.
 pub const THREAD_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -43,7 +45,14 @@ pub struct NewInbound {
     pub chat_id: String,
     pub text: String,
     pub command: Option<String>,
-    pub claimed_session_id: Option<String>,
+    /// The bot and the Telegram update the message came in: one row per
+    /// pair, however often Telegram redelivers the update.
+    pub bot_id: String,
+    pub update_id: i64,
+    /// Continue the newest open thread of this chat and of `profile_id` (a
+    /// reply without a tap): its session is claimed with the row, and the
+    /// text says `[Switched to <label> thread]`.
+    pub continue_thread: bool,
 }
 
 /// A notification thread that a tap or a reply claimed.
@@ -54,6 +63,29 @@ pub struct ClaimedThread {
     pub message_id: i64,
 }
 
+/// What a paired chat's `chat_hash` is a keyed hash of.
+fn chat_hash(keyring: &Keyring, bot_id: &str, chat_id: i64) -> String {
+    keyring.lookup_hash(&format!("telegram_chat|{bot_id}|{chat_id}"))
+}
+
+/// The bot of a Telegram row: its external id `<bot>` or `<bot>:<user>`.
+fn bot_of(integration: &Integration) -> &str {
+    let external = integration.external_id.as_deref().unwrap_or_default();
+    external.split(':').next().unwrap_or_default()
+}
+
+/// The chat a Telegram row is paired with, from its sealed config.
+fn paired_chat(keyring: &Keyring, integration: &Integration) -> Result<Option<i64>, StoreError> {
+    let config = keyring.open_config(integration)?;
+    let chat = config
+        .get(IntegrationType::Telegram, "owner_chat_id")
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(chat.and_then(|c| c.parse().ok()))
+}
+
+const SWAP_PAIRED: &str = "UPDATE user_integrations SET encrypted_config = $1, chat_hash = $2 \
+     WHERE id = $3 AND encrypted_config = $4";
+
 /// The oldest `sent_at` still within [`THREAD_WINDOW`].
 fn window_start() -> String {
     let start = SystemTime::now()
@@ -63,21 +95,64 @@ fn window_start() -> String {
 }
 
 impl Store {
-    /// The rows of the Telegram bot `bot_user_id`: a user's own bot, or every
-    /// user's pairing of the platform's bot (external id `<bot>:<user>`).
-    pub async fn telegram_bots(&self, bot_user_id: &str) -> Result<Vec<Integration>, StoreError> {
+    /// Whether any row holds the Telegram bot `bot_user_id`: a user's own
+    /// bot, or a pairing of the platform's bot (external id `<bot>:<user>`).
+    pub async fn telegram_bot_in_use(&self, bot_user_id: &str) -> Result<bool, StoreError> {
         let pattern = format!("{bot_user_id}:%");
-        with_pool!(self, |pool| {
-            let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
-                "WHERE type = $1 AND (external_id = $2 OR external_id LIKE $3) ORDER BY created_at, id"
-            ))
+        let found: Option<String> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT id FROM user_integrations WHERE type = $1 AND (external_id = $2 OR external_id LIKE $3) LIMIT 1",
+            )
             .bind(IntegrationType::Telegram.as_str())
             .bind(bot_user_id)
             .bind(&pattern)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
+    /// The row of a user's own bot `bot_user_id` (one at most).
+    pub async fn telegram_own_bot(
+        &self,
+        bot_user_id: &str,
+    ) -> Result<Option<Integration>, StoreError> {
+        with_pool!(self, |pool| {
+            let rows: Vec<IntegrationRow> =
+                sqlx::query_as(select_integrations!("WHERE type = $1 AND external_id = $2"))
+                    .bind(IntegrationType::Telegram.as_str())
+                    .bind(bot_user_id)
+                    .fetch_all(pool)
+                    .await?;
+            Ok(integrations(rows)?.into_iter().next())
+        })
+    }
+
+    /// The row of the bot `bot_user_id` paired with `chat_id`: one indexed
+    /// read by `chat_hash`, then that row's config confirms the chat.
+    pub async fn telegram_chat(
+        &self,
+        keyring: &Keyring,
+        bot_user_id: &str,
+        chat_id: i64,
+    ) -> Result<Option<Integration>, StoreError> {
+        let hash = chat_hash(keyring, bot_user_id, chat_id);
+        let rows = with_pool!(self, |pool| {
+            let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
+                "WHERE chat_hash = $1 AND type = $2 ORDER BY created_at, id LIMIT 2"
+            ))
+            .bind(&hash)
+            .bind(IntegrationType::Telegram.as_str())
             .fetch_all(pool)
             .await?;
-            integrations(rows)
-        })
+            integrations(rows)?
+        });
+        for row in rows {
+            if bot_of(&row) == bot_user_id && paired_chat(keyring, &row)? == Some(chat_id) {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
     }
 
     /// Pairs `integration` with its owner's private chat, unless another
@@ -101,29 +176,118 @@ impl Store {
             IntegrationType::Telegram,
             &linked.config,
         );
-        self.swap_sealed(&integration.id, &integration.sealed, &sealed)
-            .await
+        let hash = chat_hash(keyring, bot_of(integration), chat_id);
+        self.swap_paired(integration, &sealed.0, &hash).await
+    }
+
+    async fn swap_paired(
+        &self,
+        integration: &Integration,
+        sealed: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(self, |pool| {
+            sqlx::query(SWAP_PAIRED)
+                .bind(sealed)
+                .bind(hash)
+                .bind(&integration.id)
+                .bind(&integration.sealed.0)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Gives every paired Telegram row a `chat_hash` under the keyring's
+    /// first key: rows paired before hashes existed, or hashed under a key
+    /// that has since stopped being the first (after `keys rotate`). The
+    /// server runs it at start, when its keyring is new; a row whose config
+    /// does not open is left as it was. Returns the rows re-hashed.
+    pub async fn rehash_telegram_chats(&self, keyring: &Keyring) -> Result<u64, StoreError> {
+        let prefix = format!("{}.", keyring.primary_kid());
+        let mut after = String::new();
+        let mut rehashed = 0;
+        loop {
+            let page = with_pool!(self, |pool| {
+                let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
+                    "WHERE type = $1 AND (chat_hash IS NULL OR substr(chat_hash, 1, $2) <> $3) \
+                     AND id > $4 ORDER BY id LIMIT 256"
+                ))
+                .bind(IntegrationType::Telegram.as_str())
+                .bind(prefix.len() as i32)
+                .bind(&prefix)
+                .bind(&after)
+                .fetch_all(pool)
+                .await?;
+                integrations(rows)?
+            });
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            for row in page {
+                match paired_chat(keyring, &row) {
+                    Ok(Some(chat)) => {
+                        let hash = chat_hash(keyring, bot_of(&row), chat);
+                        if self.swap_paired(&row, &row.sealed.0, &hash).await? {
+                            rehashed += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(integration = %row.id, error = %e, "a Telegram row's chat was not re-hashed")
+                    }
+                }
+            }
+        }
+        Ok(rehashed)
+    }
+
+    /// The profile of the thread row of the notification `notification_id`
+    /// on `integration_id`, so that a claim can check its grant first.
+    pub async fn thread_profile(
+        &self,
+        integration_id: &str,
+        notification_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let found: Option<Option<String>> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT profile_id FROM telegram_threads WHERE integration_id = $1 AND notification_id = $2",
+            )
+            .bind(integration_id)
+            .bind(notification_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.flatten())
     }
 
     /// Claims the thread row of the notification `notification_id` on
-    /// `integration_id`, once: `None` when it is missing, older than
-    /// [`THREAD_WINDOW`], or already claimed or dismissed.
+    /// `integration_id`, once, if it belongs to `profile_id` (whose grant
+    /// the caller checked): `None` when it is missing, of another profile,
+    /// older than [`THREAD_WINDOW`], or already claimed or dismissed.
     pub async fn claim_thread(
         &self,
         integration_id: &str,
         notification_id: &str,
+        profile_id: &str,
     ) -> Result<Option<ClaimedThread>, StoreError> {
-        self.end_thread("claimed_at", integration_id, notification_id)
-            .await
+        self.end_thread(
+            "claimed_at",
+            integration_id,
+            notification_id,
+            Some(profile_id),
+        )
+        .await
     }
 
-    /// Dismisses it ("Keep my chat"), with the same rules as a claim.
+    /// Dismisses it ("Keep my chat"), with the same rules as a claim, of
+    /// whichever profile.
     pub async fn dismiss_thread(
         &self,
         integration_id: &str,
         notification_id: &str,
     ) -> Result<Option<ClaimedThread>, StoreError> {
-        self.end_thread("dismissed_at", integration_id, notification_id)
+        self.end_thread("dismissed_at", integration_id, notification_id, None)
             .await
     }
 
@@ -132,11 +296,12 @@ impl Store {
         column: &'static str,
         integration_id: &str,
         notification_id: &str,
+        profile_id: Option<&str>,
     ) -> Result<Option<ClaimedThread>, StoreError> {
         let sql = format!(
             "UPDATE telegram_threads SET {column} = $1 \
              WHERE integration_id = $2 AND notification_id = $3 AND claimed_at IS NULL \
-             AND dismissed_at IS NULL AND sent_at >= $4 \
+             AND dismissed_at IS NULL AND sent_at >= $4 AND ($5 IS NULL OR profile_id = $5) \
              RETURNING session_id, label, message_id"
         );
         Ok(with_pool!(self, |pool| {
@@ -145,45 +310,54 @@ impl Store {
                 .bind(integration_id)
                 .bind(notification_id)
                 .bind(window_start())
+                .bind(profile_id)
                 .fetch_optional(pool)
                 .await?
         }))
     }
 
-    /// Claims the newest open thread of `chat_id` on `integration_id` (a
-    /// reply without a tap), once.
-    pub async fn claim_newest_thread(
+    /// Writes one inbound message to the outbox, claiming the thread it
+    /// continues in the same transaction; `None` (and no claim) when the
+    /// outbox already holds this bot's update.
+    pub async fn add_inbound(
         &self,
-        integration_id: &str,
-        chat_id: &str,
-    ) -> Result<Option<ClaimedThread>, StoreError> {
-        Ok(with_pool!(self, |pool| {
-            sqlx::query_as::<_, ClaimedThread>(
-                "UPDATE telegram_threads SET claimed_at = $1 \
-                 WHERE (integration_id, chat_id, message_id) IN ( \
-                   SELECT integration_id, chat_id, message_id FROM telegram_threads \
-                   WHERE integration_id = $2 AND chat_id = $3 AND claimed_at IS NULL \
-                   AND dismissed_at IS NULL AND sent_at >= $4 \
-                   ORDER BY sent_at DESC, message_id DESC LIMIT 1) \
-                 AND claimed_at IS NULL AND dismissed_at IS NULL \
-                 RETURNING session_id, label, message_id",
-            )
-            .bind(now())
-            .bind(integration_id)
-            .bind(chat_id)
-            .bind(window_start())
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
-    /// Writes one inbound message to the outbox.
-    pub async fn add_inbound(&self, new: &NewInbound) -> Result<InboundMessage, StoreError> {
+        new: &NewInbound,
+    ) -> Result<Option<InboundMessage>, StoreError> {
         let id = format!("inb_{}", random_token(21));
         Ok(with_pool!(self, |pool| {
-            sqlx::query_as::<_, InboundMessage>(
-                "INSERT INTO inbound_messages (id, user_id, profile_id, integration_id, chat_id, text, command, claimed_session_id, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            let mut tx = begin_for_user(pool, &new.user_id).await?;
+            let claimed = if new.continue_thread {
+                sqlx::query_as::<_, ClaimedThread>(
+                    "UPDATE telegram_threads SET claimed_at = $1 \
+                     WHERE (integration_id, chat_id, message_id) IN ( \
+                       SELECT integration_id, chat_id, message_id FROM telegram_threads \
+                       WHERE integration_id = $2 AND chat_id = $3 AND profile_id = $4 \
+                       AND claimed_at IS NULL AND dismissed_at IS NULL AND sent_at >= $5 \
+                       ORDER BY sent_at DESC, message_id DESC LIMIT 1) \
+                     AND claimed_at IS NULL AND dismissed_at IS NULL \
+                     RETURNING session_id, label, message_id",
+                )
+                .bind(now())
+                .bind(&new.integration_id)
+                .bind(&new.chat_id)
+                .bind(&new.profile_id)
+                .bind(window_start())
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            let text = match &claimed {
+                Some(thread) => format!(
+                    "[Switched to {} thread] {}",
+                    thread.label.as_deref().unwrap_or("agent"),
+                    new.text
+                ),
+                None => new.text.clone(),
+            };
+            let written = sqlx::query_as::<_, InboundMessage>(
+                "INSERT INTO inbound_messages (id, user_id, profile_id, integration_id, chat_id, text, command, claimed_session_id, received_at, bot_id, update_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING \
                  RETURNING seq, id, user_id, profile_id, integration_id, chat_id, text, command, claimed_session_id, received_at",
             )
             .bind(&id)
@@ -191,12 +365,19 @@ impl Store {
             .bind(&new.profile_id)
             .bind(&new.integration_id)
             .bind(&new.chat_id)
-            .bind(&new.text)
+            .bind(&text)
             .bind(&new.command)
-            .bind(&new.claimed_session_id)
+            .bind(claimed.map(|t| t.session_id))
             .bind(now())
-            .fetch_one(pool)
-            .await?
+            .bind(&new.bot_id)
+            .bind(new.update_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // A redelivered update: the claim above is rolled back with it.
+            if written.is_some() {
+                tx.commit().await?;
+            }
+            written
         }))
     }
 
