@@ -7,6 +7,7 @@
 //! locked`; a per-user advisory lock on PostgreSQL, so that two writers of one
 //! user's rows never interleave.
 
+pub(crate) mod capabilities;
 mod connect;
 mod integrations;
 mod profiles;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
 pub use connect::{Purpose, SpentKey};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;
