@@ -11,6 +11,7 @@ use super::error::ErrorBody;
 use super::integrations::{CreateIntegration, Deleted, IntegrationList, PatchIntegration, Tested};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
+use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
 use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
 use crate::output::IntegrationView;
 
@@ -300,6 +301,24 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             also: None,
             errors: &[404],
         },
+        Operation {
+            method: "post",
+            path: "/v1/sessions",
+            summary: "Mint a running agent's capability token: its plan over streamable HTTP",
+            body: Some(schema::<CreateSession>(g)),
+            ok: (201, "the plan, in Claude Code's .mcp.json form", schema::<SessionCreated>(g)),
+            also: None,
+            errors: &[400, 413],
+        },
+        Operation {
+            method: "delete",
+            path: "/v1/sessions/{id}",
+            summary: "Revoke every capability token of a session",
+            body: None,
+            ok: (200, "how many tokens were revoked", schema::<SessionRevoked>(g)),
+            also: None,
+            errors: &[],
+        },
     ]
 }
 
@@ -324,6 +343,8 @@ mod tests {
             ("/v1/profiles/{id}", &["put", "delete"]),
             ("/v1/secrets", &["get", "post"]),
             ("/v1/secrets/{id}", &["patch", "delete"]),
+            ("/v1/sessions", &["post"]),
+            ("/v1/sessions/{id}", &["delete"]),
         ] {
             for m in methods {
                 assert!(doc["paths"][path][m].is_object(), "{m} {path}");
