@@ -12,9 +12,9 @@ use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use google_gmail1::api::Message;
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -170,12 +170,7 @@ impl GmailServer {
         let store = self.store().await?;
         let keyring = self.keyring().await?;
         let opened = store
-            .open_granted(
-                keyring,
-                who,
-                IntegrationType::Gmail,
-                |_| true,
-            )
+            .open_granted(keyring, who, IntegrationType::Gmail, |_| true)
             .await;
         let mailbox = match opened {
             Ok(Some((integration, config))) => Mailbox::new(integration, config),

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use common::crypto::Keyring;
 use common::sidecar::call::{self, note};
 use common::sidecar::{Caller, Decision, Identity, SidecarStore};
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
 use rmcp::service::RequestContext;
@@ -134,10 +134,7 @@ impl NotifyServer {
             claim_thread_label: args.claim_thread_label,
             idempotency_key: args.idempotency_key,
         };
-        match notifier
-            .notify(&who, &request, Source::Agent)
-            .await
-        {
+        match notifier.notify(&who, &request, Source::Agent).await {
             Ok(sent) => {
                 outcome(Some(&sent.integration_id), Decision::Allow);
                 let text = if sent.replayed {

@@ -6,9 +6,9 @@ use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
 use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore};
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
 use rmcp::service::RequestContext;
@@ -204,12 +204,9 @@ impl TellerServer {
         let store = self.store().await?;
         let keyring = self.keyring().await?;
         let opened = store
-            .open_granted(
-                keyring,
-                who,
-                IntegrationType::Teller,
-                |i| i.external_id.as_deref() == Some(enrollment_id),
-            )
+            .open_granted(keyring, who, IntegrationType::Teller, |i| {
+                i.external_id.as_deref() == Some(enrollment_id)
+            })
             .await;
         let (integration, config) = match opened {
             Ok(Some(found)) => found,

@@ -80,7 +80,10 @@ pub async fn create(
         ResolveError::ProfileNotFound { profile_id, .. } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "PROFILE_NOT_FOUND",
-            format!("profile '{}' is not one of your profiles", bounded(&profile_id)),
+            format!(
+                "profile '{}' is not one of your profiles",
+                bounded(&profile_id)
+            ),
         ),
         ResolveError::Invalid(message) => ApiError::invalid(message),
         ResolveError::Store(e) => e.into(),

@@ -152,7 +152,11 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 fn refused(gate: &Gate, refusal: Refusal, session: Option<&str>, presented: bool) -> Response {
     tracing::warn!(
         server = gate.server,
-        reason = if presented { refusal.as_str() } else { "no token" },
+        reason = if presented {
+            refusal.as_str()
+        } else {
+            "no token"
+        },
         session,
         "refused an MCP request"
     );
@@ -188,9 +192,10 @@ fn refused(gate: &Gate, refusal: Refusal, session: Option<&str>, presented: bool
         } else {
             "Bearer"
         };
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     response
 }

@@ -103,7 +103,14 @@ impl LocalSqlite {
             .run(move |conn| {
                 conn.prepare_cached(SELECT_CAPABILITY)?
                     .query_row([&hash], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
                     })
                     .optional()
             })
