@@ -34,7 +34,7 @@ pub enum Command {
     Test { id: String },
     /// Send a platform notification to a profile through its granted channels, in parallel.
     Notify(NotifyArgs),
-    /// Serve the REST API (/v1/integrations, /v1/profiles, /v1/secrets) until SIGTERM.
+    /// Serve the REST API (/v1/integrations, /v1/profiles, /v1/secrets, /v1/sessions) and the sidecars' MCP endpoints (/mcp/teller, /mcp/gmail, /mcp/notify) until SIGTERM.
     Serve {
         /// The address to listen on; port 0 picks a free one (printed on stdout).
         #[arg(long, default_value = "127.0.0.1:8080")]

@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(args) => notify::notify(&url, args).await,
         Command::Serve { listen } => {
             let state = api::AppState::from_env(store, &url)?;
-            api::serve(state, listen).await?;
+            api::serve(state, &url, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens(command) => tokens::run(&store, command).await,

@@ -1,8 +1,8 @@
-//! mcp-gmail: the user's Gmail for agents, over MCP on stdio.
+//! mcp-gmail: the user's Gmail for agents, over MCP on stdio or streamable HTTP.
 //!
 //! Every tool call re-reads the store, re-checks that the user's Gmail
 //! integration is enabled and granted to the running profile (identity from
-//! the spawn environment only), decrypts that one row, refreshes its access
+//! the spawn environment, or over HTTP from the request's capability token), decrypts that one row, refreshes its access
 //! token when it is about to expire (writing it back encrypted), and calls
 //! Gmail through `google-gmail1`.
 //!
@@ -11,7 +11,7 @@
 //! use mcp_gmail::GmailServer;
 //! use rmcp::ServiceExt;
 //! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let server = GmailServer::new(identity, common::store::Store::url_from_env());
+//! let server = GmailServer::new(common::sidecar::Caller::Spawned(identity), common::store::Store::url_from_env());
 //! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```

@@ -8,10 +8,11 @@ use base64::engine::general_purpose::STANDARD;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, GrantError, Identity, SidecarStore, schema};
+use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore, schema};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use google_gmail1::api::Message;
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -40,7 +41,8 @@ const ALL_HEADERS: &[&str] = &[];
 /// Message metadata fetched at once for a search page.
 const SEARCH_FETCHES: usize = 5;
 
-/// The gmail MCP server for one running agent.
+/// The gmail MCP server: for the one running agent of its spawn
+/// environment (stdio), or for each HTTP request's verified token.
 #[derive(Clone)]
 pub struct GmailServer {
     inner: Arc<Inner>,
@@ -48,7 +50,7 @@ pub struct GmailServer {
 }
 
 struct Inner {
-    identity: Identity,
+    caller: Caller,
     backing: Backing,
     gmail: OnceCell<GmailClient>,
     oauth: OnceCell<(reqwest::Client, OAuthConfig)>,
@@ -107,11 +109,11 @@ fn max_chars(requested: Option<i64>) -> usize {
 }
 
 impl GmailServer {
-    /// A server for `identity` over the store at `db_url`; nothing is opened
+    /// A server for `caller` over the store at `db_url`; nothing is opened
     /// until the first request.
-    pub fn new(identity: Identity, db_url: String) -> Self {
+    pub fn new(caller: Caller, db_url: String) -> Self {
         let inner = Inner {
-            identity,
+            caller,
             backing: Backing::new("mcp-gmail", db_url),
             gmail: OnceCell::new(),
             oauth: OnceCell::new(),
@@ -160,8 +162,8 @@ impl GmailServer {
 
     /// The user's Gmail integration if it is granted to this profile and
     /// allows `access`, opened; the same answer whether it exists or not.
-    async fn mailbox(&self, access: Access) -> Result<Mailbox, ToolError> {
-        let mailbox = self.granted_mailbox().await?;
+    async fn mailbox(&self, who: &Identity, access: Access) -> Result<Mailbox, ToolError> {
+        let mailbox = self.granted_mailbox(who).await?;
         if !mailbox.allows(access) {
             return Err(ToolError::deny(access.missing()));
         }
@@ -169,16 +171,11 @@ impl GmailServer {
     }
 
     /// The user's Gmail integration if it is granted to this profile, opened.
-    async fn granted_mailbox(&self) -> Result<Mailbox, ToolError> {
+    async fn granted_mailbox(&self, who: &Identity) -> Result<Mailbox, ToolError> {
         let store = self.store().await?;
         let keyring = self.keyring().await?;
         let opened = store
-            .open_granted(
-                keyring,
-                &self.inner.identity,
-                IntegrationType::Gmail,
-                |_| true,
-            )
+            .open_granted(keyring, who, IntegrationType::Gmail, |_| true)
             .await;
         let mailbox = match opened {
             Ok(Some((integration, config))) => Mailbox::new(integration, config),
@@ -293,11 +290,12 @@ impl GmailServer {
     /// `call` gets the client, the token and the mailbox's address.
     async fn with_gmail<'c, T>(
         &self,
+        who: &Identity,
         access: Access,
         item: String,
         call: impl Fn(GmailClient, Arc<Zeroizing<String>>, String) -> BoxFuture<'c, Result<T, Failure>>,
     ) -> Result<(Mailbox, T), ToolError> {
-        let mut mailbox = self.mailbox(access).await?;
+        let mut mailbox = self.mailbox(who, access).await?;
         let gmail = self.gmail().await;
         let token = self.token(&mut mailbox, false).await?;
         // One deadline for all of the tool's requests (a search's fetches).
@@ -357,10 +355,12 @@ impl GmailServer {
     /// Composes and sends (or saves as a draft) one message.
     async fn compose(
         &self,
+        who: &Identity,
         args: &ComposeArgs,
         access: Access,
     ) -> Result<(Mailbox, Composed), ToolError> {
         self.with_gmail(
+            who,
             access,
             "message or thread by that id".into(),
             |gmail, token, from| {
@@ -557,7 +557,11 @@ impl GmailServer {
         annotations(title = "Search mail", read_only_hint = true, open_world_hint = true),
         output_schema = schema_for_output::<SearchOut>()
     )]
-    async fn gmail_search(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
+    async fn gmail_search(
+        &self,
+        Extension(who): Extension<Identity>,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> CallToolResult {
         call::outcome(async move {
             let args = &args;
             let max = args.max_results.unwrap_or(10).clamp(1, 50) as u32;
@@ -566,6 +570,7 @@ impl GmailServer {
             }
             let (_, (list, metas)) = self
                 .with_gmail(
+                    &who,
                     Access::Read,
                     "such page of results".into(),
                     |gmail, token, _| {
@@ -659,6 +664,7 @@ impl GmailServer {
     )]
     async fn gmail_read_message(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<ReadMessageArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
@@ -666,7 +672,7 @@ impl GmailServer {
             valid_id("message_id", &args.message_id)?;
             let item = format!("message {}", quoted(&args.message_id));
             let (_, message) = self
-                .with_gmail(Access::Read, item, |gmail, token, _| {
+                .with_gmail(&who, Access::Read, item, |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
                         let message = gmail
@@ -690,6 +696,7 @@ impl GmailServer {
     )]
     async fn gmail_read_thread(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<ReadThreadArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
@@ -697,7 +704,7 @@ impl GmailServer {
             valid_id("thread_id", &args.thread_id)?;
             let item = format!("thread {}", quoted(&args.thread_id));
             let (_, thread) = self
-                .with_gmail(Access::Read, item, |gmail, token, _| {
+                .with_gmail(&who, Access::Read, item, |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
                         let thread = gmail
@@ -736,10 +743,10 @@ impl GmailServer {
         annotations(title = "List labels", read_only_hint = true, open_world_hint = true),
         output_schema = schema_for_output::<LabelsOut>()
     )]
-    async fn gmail_list_labels(&self) -> CallToolResult {
+    async fn gmail_list_labels(&self, Extension(who): Extension<Identity>) -> CallToolResult {
         call::outcome(async move {
             let (_, labels) = self
-                .with_gmail(Access::Read, "labels".into(), |gmail, token, _| {
+                .with_gmail(&who, Access::Read, "labels".into(), |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
                         let labels = gmail.labels(token).await?;
@@ -780,6 +787,7 @@ impl GmailServer {
     )]
     async fn gmail_get_attachment(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<AttachmentArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
@@ -792,7 +800,7 @@ impl GmailServer {
                 quoted(&args.message_id)
             );
             let (_, (meta, data)) = self
-                .with_gmail(Access::Read, item, |gmail, token, _| Box::pin(async move {
+                .with_gmail(&who, Access::Read, item, |gmail, token, _| Box::pin(async move {
                     let (gmail, token) = (&gmail, &token);
                     let message = gmail.message(token, &args.message_id, "full", ALL_HEADERS).await?;
                     let listed = read::attachments(&message.payload.unwrap_or_default());
@@ -868,10 +876,11 @@ impl GmailServer {
     )]
     async fn gmail_send_message(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<ComposeArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
-            let (mailbox, sent) = self.compose(&args, Access::Send).await?;
+            let (mailbox, sent) = self.compose(&who, &args, Access::Send).await?;
             let out = SentOut {
                 message_id: sent.message_id,
                 thread_id: sent.thread_id,
@@ -895,10 +904,11 @@ impl GmailServer {
     )]
     async fn gmail_create_draft(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<ComposeArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
-            let (_, draft) = self.compose(&args, Access::Draft).await?;
+            let (_, draft) = self.compose(&who, &args, Access::Draft).await?;
             let out = DraftOut {
                 draft_id: draft.draft_id.unwrap_or_default(),
                 message_id: draft.message_id,
@@ -928,10 +938,11 @@ impl ServerHandler for GmailServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let who = self.inner.caller.identity(&context)?;
         let mut tools = self.tool_router.list_all();
-        if let Ok(mailbox) = self.granted_mailbox().await {
+        if let Ok(mailbox) = self.granted_mailbox(&who).await {
             tools.retain(|t| mailbox.allows(access_of(&t.name)));
         }
         Ok(ListToolsResult::with_all_items(tools))
@@ -944,7 +955,7 @@ impl ServerHandler for GmailServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let auditor = call::Auditor {
             store: self.store().await.ok(),
-            identity: &self.inner.identity,
+            caller: &self.inner.caller,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use common::crypto::Keyring;
 use common::sidecar::call::{self, note};
-use common::sidecar::{Decision, Identity, SidecarStore, schema};
+use common::sidecar::{Caller, Decision, Identity, SidecarStore, schema};
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -20,7 +21,8 @@ use crate::notifier::{Notifier, NotifyError, Request, Sent};
 
 const SERVER: &str = "notify";
 
-/// The notify MCP server for one running agent.
+/// The notify MCP server: for the one running agent of its spawn
+/// environment (stdio), or for each HTTP request's verified token.
 #[derive(Clone)]
 pub struct NotifyServer {
     inner: Arc<Inner>,
@@ -28,7 +30,7 @@ pub struct NotifyServer {
 }
 
 struct Inner {
-    identity: Identity,
+    caller: Caller,
     db_url: String,
     notifier: OnceCell<Notifier>,
 }
@@ -60,12 +62,12 @@ pub struct NotifyArgs {
 }
 
 impl NotifyServer {
-    /// A server for `identity` over the store at `db_url`; nothing is opened
+    /// A server for `caller` over the store at `db_url`; nothing is opened
     /// until the first tool call.
-    pub fn new(identity: Identity, db_url: String) -> Self {
+    pub fn new(caller: Caller, db_url: String) -> Self {
         Self {
             inner: Arc::new(Inner {
-                identity,
+                caller,
                 db_url,
                 notifier: OnceCell::new(),
             }),
@@ -118,7 +120,11 @@ impl NotifyServer {
         annotations(title = "Notify the user", read_only_hint = false, destructive_hint = false, open_world_hint = true),
         output_schema = schema_for_output::<Sent>()
     )]
-    async fn notify_user(&self, Parameters(args): Parameters<NotifyArgs>) -> CallToolResult {
+    async fn notify_user(
+        &self,
+        Extension(who): Extension<Identity>,
+        Parameters(args): Parameters<NotifyArgs>,
+    ) -> CallToolResult {
         let notifier = match self.notifier().await {
             Ok(n) => n,
             Err(message) => {
@@ -135,10 +141,7 @@ impl NotifyServer {
             claim_thread_label: args.claim_thread_label,
             idempotency_key: args.idempotency_key,
         };
-        match notifier
-            .notify(&self.inner.identity, &request, Source::Agent)
-            .await
-        {
+        match notifier.notify(&who, &request, Source::Agent).await {
             Ok(sent) => {
                 outcome(Some(&sent.integration_id), Decision::Allow);
                 let text = if sent.replayed {
@@ -179,7 +182,7 @@ impl ServerHandler for NotifyServer {
         let notifier = self.notifier().await.ok();
         let auditor = call::Auditor {
             store: notifier.map(|n| n.store()),
-            identity: &self.inner.identity,
+            caller: &self.inner.caller,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -1,15 +1,15 @@
-//! mcp-teller: read-only Teller bank data for agents, over MCP on stdio.
+//! mcp-teller: read-only Teller bank data for agents, over MCP on stdio or streamable HTTP.
 //!
 //! Every tool call re-reads the store, re-checks that the enrollment is
 //! enabled and granted to the running profile (identity from the spawn
-//! environment only), decrypts that one row and calls Teller.
+//! environment, or over HTTP from the request's capability token), decrypts that one row and calls Teller.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use mcp_teller::TellerServer;
 //! use rmcp::ServiceExt;
 //! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let server = TellerServer::new(identity, common::store::Store::url_from_env());
+//! let server = TellerServer::new(common::sidecar::Caller::Spawned(identity), common::store::Store::url_from_env());
 //! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```

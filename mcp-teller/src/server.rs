@@ -5,7 +5,8 @@ use std::sync::Arc;
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
 use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, GrantError, Identity, SidecarStore, schema};
+use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore, schema};
+use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -21,7 +22,8 @@ use crate::client::{TellerClient, TellerConfig, TellerError, TransactionQuery};
 
 const SERVER: &str = "teller";
 
-/// The teller MCP server for one running agent.
+/// The teller MCP server: for the one running agent of its spawn
+/// environment (stdio), or for each HTTP request's verified token.
 #[derive(Clone)]
 pub struct TellerServer {
     inner: Arc<Inner>,
@@ -29,7 +31,7 @@ pub struct TellerServer {
 }
 
 struct Inner {
-    identity: Identity,
+    caller: Caller,
     backing: Backing,
     client: OnceCell<TellerClient>,
 }
@@ -157,11 +159,11 @@ pub struct RoutingOut {
 // ---- the server ------------------------------------------------------------
 
 impl TellerServer {
-    /// A server for `identity` over the store at `db_url`; nothing is opened
+    /// A server for `caller` over the store at `db_url`; nothing is opened
     /// until the first tool call.
-    pub fn new(identity: Identity, db_url: String) -> Self {
+    pub fn new(caller: Caller, db_url: String) -> Self {
         let inner = Inner {
-            identity,
+            caller,
             backing: Backing::new("mcp-teller", db_url),
             client: OnceCell::new(),
         };
@@ -201,17 +203,15 @@ impl TellerServer {
     /// its access token; otherwise the same answer whether it exists or not.
     async fn enrollment(
         &self,
+        who: &Identity,
         enrollment_id: &str,
     ) -> Result<(Integration, Zeroizing<String>), ToolError> {
         let store = self.store().await?;
         let keyring = self.keyring().await?;
         let opened = store
-            .open_granted(
-                keyring,
-                &self.inner.identity,
-                IntegrationType::Teller,
-                |i| i.external_id.as_deref() == Some(enrollment_id),
-            )
+            .open_granted(keyring, who, IntegrationType::Teller, |i| {
+                i.external_id.as_deref() == Some(enrollment_id)
+            })
             .await;
         let (integration, config) = match opened {
             Ok(Some(found)) => found,
@@ -294,10 +294,11 @@ impl TellerServer {
     /// Calls Teller for a granted enrollment, mapping its failures.
     async fn with_enrollment<T>(
         &self,
+        who: &Identity,
         enrollment_id: &str,
         call: impl AsyncFnOnce(&TellerClient, &str) -> Result<T, TellerError>,
     ) -> Result<(Integration, T), ToolError> {
-        let (integration, token) = self.enrollment(enrollment_id).await?;
+        let (integration, token) = self.enrollment(who, enrollment_id).await?;
         let client = self.client().await?;
         match call(client, &token).await {
             Ok(value) => Ok((integration, value)),
@@ -332,11 +333,11 @@ impl TellerServer {
         annotations(title = "List bank enrollments", read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<EnrollmentsOut>()
     )]
-    async fn teller_list_enrollments(&self) -> CallToolResult {
+    async fn teller_list_enrollments(&self, Extension(who): Extension<Identity>) -> CallToolResult {
         call::outcome(async {
             let store = self.store().await?;
             let granted = store
-                .granted(&self.inner.identity, IntegrationType::Teller)
+                .granted(&who, IntegrationType::Teller)
                 .await
                 .map_err(|e| ToolError::error("The integrations store is not answering; try again shortly.").with_detail(e))?;
             let enrollments: Vec<EnrollmentOut> = granted
@@ -370,11 +371,12 @@ impl TellerServer {
     )]
     async fn teller_list_accounts(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<EnrollmentArgs>,
     ) -> CallToolResult {
         call::outcome(async {
             let (_, accounts) = self
-                .with_enrollment(&args.enrollment_id, async |c, token| {
+                .with_enrollment(&who, &args.enrollment_id, async |c, token| {
                     c.accounts(token).await
                 })
                 .await?;
@@ -422,11 +424,12 @@ impl TellerServer {
     )]
     async fn teller_get_balance(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<AccountArgs>,
     ) -> CallToolResult {
         call::outcome(async {
             let (_, (account, balance)) = self
-                .with_enrollment(&args.enrollment_id, async |c, token| {
+                .with_enrollment(&who, &args.enrollment_id, async |c, token| {
                     let account = c.account(token, &args.account_id).await?;
                     let balance = c.balance(token, &args.account_id).await?;
                     Ok((account, balance))
@@ -464,6 +467,7 @@ impl TellerServer {
     )]
     async fn teller_list_transactions(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<TransactionsArgs>,
     ) -> CallToolResult {
         call::outcome(async {
@@ -477,7 +481,7 @@ impl TellerServer {
                 end_date: args.end_date.clone(),
             };
             let (_, list) = self
-                .with_enrollment(&args.enrollment_id, async |c, token| {
+                .with_enrollment(&who, &args.enrollment_id, async |c, token| {
                     c.transactions(token, &args.account_id, &query).await
                 })
                 .await?;
@@ -538,11 +542,12 @@ impl TellerServer {
     )]
     async fn teller_get_account_details(
         &self,
+        Extension(who): Extension<Identity>,
         Parameters(args): Parameters<AccountArgs>,
     ) -> CallToolResult {
         call::outcome(async {
             let (_, details) = self
-                .with_enrollment(&args.enrollment_id, async |c, token| {
+                .with_enrollment(&who, &args.enrollment_id, async |c, token| {
                     c.details(token, &args.account_id).await
                 })
                 .await?;
@@ -580,7 +585,7 @@ impl ServerHandler for TellerServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let auditor = call::Auditor {
             store: self.store().await.ok(),
-            identity: &self.inner.identity,
+            caller: &self.inner.caller,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

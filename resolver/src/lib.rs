@@ -1,7 +1,10 @@
 //! The resolver: for a user and a running profile, which MCP servers the
 //! platform spawns (command, args, environment), which tools the agent may
 //! call, which notification channels it may use, and which inbound chat
-//! surfaces route to it. Also where an inbound message goes.
+//! surfaces route to it. Also where an inbound message goes. Over HTTP
+//! ([`mint`]), the same servers as endpoints of the sidecars' service, with
+//! one capability token for the running agent instead of any reference to a
+//! secret.
 //!
 //! It reads clear-text metadata only and never holds a keyring: secrets reach
 //! the sidecars by reference (`INTEGRATIONS_KEYS_FILE` or a `${VAR}`
@@ -19,9 +22,11 @@
 //! ```
 
 mod env;
+mod http;
 mod plan;
 mod route;
 
 pub use env::SidecarEnv;
+pub use http::{HttpPlan, mint};
 pub use plan::{InboundSurface, Plan, PlanRequest, ResolveError, Routing, ServerSpec, plan};
 pub use route::{Route, RouteError, route};

@@ -35,6 +35,24 @@ enum Command {
         bin_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+        /// How the agent reaches its servers: spawned on stdio, or over
+        /// streamable HTTP at `--url` with a capability token minted now.
+        #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+        transport: Transport,
+        /// The sidecars' HTTP service, which serves /mcp/<server> (with `--transport http`).
+        #[arg(long, required_if_eq("transport", "http"))]
+        url: Option<String>,
+        /// How long the token is valid (with `--transport http`), e.g. 30m or 12h.
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// End every capability token of a session at once: its next request is refused.
+    Revoke {
+        #[arg(long)]
+        session: String,
+        /// Only this user's tokens of the session.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Decide which profile a message arriving on a Slack or Telegram integration goes to.
     Route {
@@ -43,6 +61,12 @@ enum Command {
         #[arg(long)]
         text: String,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Stdio,
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,12 +99,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             session,
             bin_dir,
             format,
+            transport,
+            url: base_url,
+            ttl,
         } => {
             let bin_dir = match bin_dir {
                 Some(dir) => std::path::absolute(dir)?,
                 None => own_dir()?,
             };
-            let env = SidecarEnv::from_process(&url);
+            // Over HTTP the sidecars' service has the settings: none is
+            // handed to the agent.
+            let env = match transport {
+                Transport::Stdio => SidecarEnv::from_process(&url),
+                Transport::Http => SidecarEnv::from_vars(&url, std::iter::empty()),
+            };
             let request = PlanRequest {
                 user_id: &user,
                 profile_id: &profile,
@@ -88,11 +120,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir: &bin_dir,
             };
             let plan = resolver::plan(&store, &env, &request).await?;
-            let out = match format {
-                Format::Json => serde_json::to_value(&plan)?,
-                Format::ClaudeCode => plan.claude_code(),
+            let out = match (transport, base_url) {
+                (Transport::Http, Some(base_url)) => {
+                    let plan = resolver::mint(&store, plan, &base_url, ttl).await?;
+                    match format {
+                        Format::Json => plan.json(),
+                        Format::ClaudeCode => plan.claude_code(),
+                    }
+                }
+                _ => match format {
+                    Format::Json => serde_json::to_value(&plan)?,
+                    Format::ClaudeCode => plan.claude_code(),
+                },
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Revoke { session, user } => {
+            let revoked = store.revoke_session(user.as_deref(), &session).await?;
+            println!("{}", serde_json::json!({ "revoked": revoked }));
         }
         Command::Route { integration, text } => {
             let route = resolver::route(&store, &integration, &text).await?;

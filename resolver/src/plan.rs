@@ -72,6 +72,9 @@ pub enum ResolveError {
     /// Unknown, or a profile of another user: the same answer for both.
     #[error("profile '{profile_id}' is not a profile of user '{user_id}'")]
     ProfileNotFound { user_id: String, profile_id: String },
+    /// The request itself is wrong (a sentence saying what to change).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

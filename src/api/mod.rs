@@ -10,6 +10,7 @@ mod integrations;
 mod openapi;
 mod profiles;
 mod secrets;
+mod sessions;
 mod telegram;
 mod teller_webhook;
 
@@ -24,6 +25,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use common::crypto::Keyring;
+use common::sidecar::http::{self, HttpConfig};
+use common::sidecar::{Backing, Caller};
 use common::store::Store;
 use mcp_notify::Notifier;
 
@@ -43,6 +46,9 @@ pub struct AppState {
     /// Held from a test's rate-limit count to its audit row, so that
     /// parallel tests cannot all pass the count first.
     pub test_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Where agents reach the MCP endpoints (`MCP_PUBLIC_URL`, else this
+    /// server's own address): the base of a minted plan's URLs.
+    pub mcp_url: Arc<str>,
 }
 
 impl AppState {
@@ -56,6 +62,7 @@ impl AppState {
             telegram: Arc::new(telegram::TelegramConfig::from_env()?),
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
             test_turn: Arc::default(),
+            mcp_url: std::env::var("MCP_PUBLIC_URL").unwrap_or_default().into(),
         })
     }
 }
@@ -112,6 +119,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/secrets/{id}",
             axum::routing::patch(secrets::patch).delete(secrets::delete),
         )
+        .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/{id}", axum::routing::delete(sessions::revoke))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -121,9 +130,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listen` until SIGTERM or Ctrl-C; requests in flight
-/// finish first.
-pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+/// The three sidecars' MCP endpoints (`/mcp/teller`, `/mcp/gmail`,
+/// `/mcp/notify`) over the store at `db_url`, as `mcp-<server> serve` serves
+/// each.
+fn mcp_routes(db_url: &str, config: &HttpConfig) -> Router {
+    let tokens = Arc::new(Backing::new("integrations", db_url.to_string()));
+    let db = || db_url.to_string();
+    Router::new()
+        .merge(http::mount(
+            "teller",
+            mcp_teller::TellerServer::new(Caller::Token, db()),
+            tokens.clone(),
+            config,
+        ))
+        .merge(http::mount(
+            "gmail",
+            mcp_gmail::GmailServer::new(Caller::Token, db()),
+            tokens.clone(),
+            config,
+        ))
+        .merge(http::mount(
+            "notify",
+            mcp_notify::NotifyServer::new(Caller::Token, db()),
+            tokens,
+            config,
+        ))
+}
+
+/// Serves the API and the sidecars' MCP endpoints over the store at
+/// `db_url` on `listen` until SIGTERM or Ctrl-C; requests in flight finish
+/// first.
+pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> anyhow::Result<()> {
     match state.store.rehash_telegram_chats(&state.keyring).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -133,30 +170,23 @@ pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "integrations API listening");
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "integrations API listening");
+    if state.mcp_url.is_empty() {
+        state.mcp_url = format!("http://{bound}").into();
+    }
+    let config = HttpConfig::from_env(bound);
+    let app = mcp_routes(db_url, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown())
+    println!("listening on http://{bound}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            http::shutdown_signal().await;
+            config.close_sessions();
+        })
         .await?;
     tracing::info!("integrations API stopped");
     Ok(())
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

@@ -14,6 +14,7 @@ use super::integrations::{
 };
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
+use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
 use super::telegram::{
     ConnectBot, ConnectPlatform, Connected, InboundPage, InboundQuery, Regenerate,
 };
@@ -564,6 +565,19 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         Operation::new("get", "/healthz", "Liveness")
             .open()
             .ok(200, "alive", literal(json!({"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}))),
+        Operation::new(
+            "post",
+            "/v1/sessions",
+            "Mint a running agent's capability token: its plan over streamable HTTP",
+        )
+        .body(schema::<CreateSession>(g))
+        .ok(201, "the plan, in Claude Code's .mcp.json form", json::<SessionCreated>(g)),
+        Operation::new(
+            "delete",
+            "/v1/sessions/{id}",
+            "Revoke every capability token of a session (200 even when none was the caller's)",
+        )
+        .ok(200, "how many tokens were revoked", json::<SessionRevoked>(g)),
     ]
 }
 
@@ -588,6 +602,8 @@ mod tests {
             ("/v1/profiles/{id}", &["put", "delete"]),
             ("/v1/secrets", &["get", "post"]),
             ("/v1/secrets/{id}", &["patch", "delete"]),
+            ("/v1/sessions", &["post"]),
+            ("/v1/sessions/{id}", &["delete"]),
         ] {
             for m in methods {
                 assert!(doc["paths"][path][m].is_object(), "{m} {path}");

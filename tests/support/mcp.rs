@@ -8,8 +8,8 @@ use rmcp::service::RunningService;
 use serde_json::Value;
 
 /// Calls `tool` with `args` (a JSON object).
-pub async fn call(
-    client: &RunningService<RoleClient, ()>,
+pub async fn call<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
     tool: &str,
     args: Value,
 ) -> CallToolResult {

@@ -15,7 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde::Serialize;
 
-use super::{AuditEntry, Decision, Identity, SidecarStore};
+use super::{AuditEntry, Caller, Decision, Identity, SidecarStore};
 
 tokio::task_local! {
     static NOTE: RefCell<Note>;
@@ -46,30 +46,34 @@ pub async fn noted<F: Future>(call: F) -> (F::Output, Note) {
 }
 
 /// Where a sidecar's calls are audited: its store (none when it cannot be
-/// opened: the tool then fails too), identity and server name.
+/// opened: the tool then fails too), where its identity comes from, and its
+/// server name.
 pub struct Auditor<'a> {
     pub store: Option<&'a SidecarStore>,
-    pub identity: &'a Identity,
+    pub caller: &'a Caller,
     pub server: &'a str,
 }
 
-/// One tool call of a sidecar, the way every sidecar runs it: routed with a
-/// fresh note, then its one audit row written.
+/// One tool call of a sidecar, the way every sidecar runs it: the caller's
+/// identity put where the tools read it (`Extension<Identity>`), routed with
+/// a fresh note, then its one audit row written.
 pub async fn audited<S: Send + Sync + 'static>(
     handler: &S,
     router: &ToolRouter<S>,
     request: CallToolRequestParams,
-    context: RequestContext<RoleServer>,
+    mut context: RequestContext<RoleServer>,
     auditor: Auditor<'_>,
 ) -> Result<CallToolResponse, ErrorData> {
     let started = Instant::now();
+    let identity = auditor.caller.identity(&context)?;
+    context.extensions.insert(identity.clone());
     let tool = request.name.to_string();
     let (response, note) =
         noted(router.call(ToolCallContext::new(handler, request, context))).await;
     if let Some(store) = auditor.store {
         audit(
             store,
-            auditor.identity,
+            &identity,
             auditor.server,
             &tool,
             started,

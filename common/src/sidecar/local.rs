@@ -11,12 +11,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::model::{IntegrationType, SealedConfig, Status};
+use crate::store::capabilities::SELECT_CAPABILITY;
 use crate::store::rotate::SWAP_SEALED;
 use crate::store::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
-use crate::store::{Snapshot, StoreError};
+use crate::store::{Capability, Snapshot, StoreError};
 
 use super::store::{AuditRow, INSERT_AUDIT, SET_STATUS};
 
@@ -94,6 +95,27 @@ impl LocalSqlite {
             })
             .await?;
         Snapshot::from_rows(profiles, integrations)
+    }
+
+    /// The capability token row of SHA-256 `hash`.
+    pub async fn capability(&self, hash: String) -> Result<Option<Capability>, StoreError> {
+        let row = self
+            .run(move |conn| {
+                conn.prepare_cached(SELECT_CAPABILITY)?
+                    .query_row([&hash], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .await?;
+        row.map(Capability::from_columns).transpose()
     }
 
     pub async fn set_status(

@@ -5,6 +5,7 @@
 
 mod backing;
 pub mod call;
+pub mod http;
 mod local;
 mod notifications;
 pub mod schema;
@@ -13,6 +14,9 @@ mod stdio;
 mod store;
 
 use std::time::Duration;
+
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 
 use crate::crypto::OpenError;
 use crate::store::StoreError;
@@ -38,6 +42,34 @@ impl Identity {
         match (user.or_else(|| var("INTEGRATIONS_USER_ID")), profile.or_else(|| var("INTEGRATIONS_PROFILE_ID"))) {
             (Some(user_id), Some(profile_id)) => Ok(Self { user_id, profile_id, session_id: var("INTEGRATIONS_SESSION_ID") }),
             _ => Err("no identity: set INTEGRATIONS_USER_ID and INTEGRATIONS_PROFILE_ID (or pass --user and --profile)".into()),
+        }
+    }
+}
+
+/// Where a sidecar's handler takes the running agent's identity from: the
+/// transport decides, the handler is the same.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Fixed at spawn, from the environment (stdio, `call`).
+    Spawned(Identity),
+    /// Each HTTP request's capability token, verified by [`http`] before the
+    /// request reaches the handler.
+    Token,
+}
+
+impl Caller {
+    /// The identity of the request in `context`.
+    pub fn identity(&self, context: &RequestContext<RoleServer>) -> Result<Identity, ErrorData> {
+        match self {
+            Self::Spawned(identity) => Ok(identity.clone()),
+            Self::Token => context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Identity>())
+                .cloned()
+                .ok_or_else(|| {
+                    ErrorData::internal_error("the request carries no verified identity", None)
+                }),
         }
     }
 }

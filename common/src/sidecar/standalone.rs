@@ -1,14 +1,21 @@
-//! The command line every sidecar shares: serve MCP on stdio, print the tool
-//! schemas (`--list-tools`), or run one call by hand (`call <tool> '<json>'`).
+//! The command line every sidecar shares: serve MCP on stdio, or over
+//! streamable HTTP (`serve`), print the tool schemas (`--list-tools`), or run
+//! one call by hand (`call <tool> '<json>'`).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, FromArgMatches, Subcommand};
 use rmcp::model::{CallToolRequestParams, Tool};
-use rmcp::{RoleServer, Service, ServiceExt};
+use rmcp::{ServerHandler, ServiceExt};
 
-use super::{Identity, guarded_stdio};
+use super::http::{self, HttpConfig};
+use super::{Backing, Caller, Identity, guarded_stdio};
 use crate::store::Store;
+
+/// Where `serve` listens unless told otherwise.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8790";
 
 #[derive(Args, Default)]
 struct Cli {
@@ -37,18 +44,25 @@ enum Command {
         #[arg(default_value = "{}")]
         arguments: String,
     },
+    /// Serve MCP over streamable HTTP at /mcp/<server> for many agents, each
+    /// identified by its capability token (`resolver plan --transport http`).
+    Serve {
+        /// The address to listen on; port 0 picks a free port (printed on stdout).
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
 }
 
-/// The `main` of sidecar `name` (`about` for `--help`): `tools` lists its
-/// tools, `server` builds it for an identity and a store URL.
+/// The `main` of sidecar `name` (`mcp-<server>`; `about` for `--help`):
+/// `tools` lists its tools, `server` builds it for a caller and a store URL.
 pub async fn main<S>(
     name: &'static str,
     about: &'static str,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Identity, String) -> S,
+    server: impl FnOnce(Caller, String) -> S,
 ) -> ExitCode
 where
-    S: Service<RoleServer> + Send + 'static,
+    S: ServerHandler + Clone + Send + Sync + 'static,
 {
     crate::logging::init();
     // Spawned by the runtime, a sidecar has no arguments: it serves at once.
@@ -65,7 +79,7 @@ where
     } else {
         Cli::default()
     };
-    match run(cli, tools, server).await {
+    match run(name, cli, tools, server).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{name}: {e:#}");
@@ -75,32 +89,71 @@ where
 }
 
 async fn run<S>(
+    name: &'static str,
     cli: Cli,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Identity, String) -> S,
+    server: impl FnOnce(Caller, String) -> S,
 ) -> anyhow::Result<ExitCode>
 where
-    S: Service<RoleServer> + Send + 'static,
+    S: ServerHandler + Clone + Send + Sync + 'static,
 {
     if cli.list_tools {
         println!("{}", serde_json::to_string_pretty(&tools())?);
         return Ok(ExitCode::SUCCESS);
     }
+    let db = cli.db.unwrap_or_else(Store::url_from_env);
+    if let Some(Command::Serve { listen }) = cli.command {
+        let server_name = name.strip_prefix("mcp-").unwrap_or(name);
+        let handler = server(Caller::Token, db.clone());
+        serve(name, server_name, handler, db, listen).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let identity = Identity::from_env(cli.user, cli.profile).map_err(anyhow::Error::msg)?;
-    let server = server(identity, cli.db.unwrap_or_else(Store::url_from_env));
+    let server = server(Caller::Spawned(identity), db);
     match cli.command {
         None => {
             server.serve(guarded_stdio()).await?.waiting().await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Call { tool, arguments }) => call(server, tool, &arguments).await,
+        Some(Command::Serve { .. }) => unreachable!("served above"),
     }
+}
+
+/// Serves `handler` at `/mcp/<server>` (and `/healthz`) on `listen` until
+/// SIGTERM or Ctrl-C; requests in flight finish first.
+async fn serve<S>(
+    name: &'static str,
+    server: &'static str,
+    handler: S,
+    db: String,
+    listen: SocketAddr,
+) -> anyhow::Result<()>
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let config = HttpConfig::from_env(bound);
+    let tokens = Arc::new(Backing::new(name, db));
+    let app = http::mount(server, handler, tokens, &config)
+        .route("/healthz", axum::routing::get(http::healthz));
+    tracing::info!(addr = %bound, "{name} listening");
+    // The bound address on stdout, for whoever started us with port 0.
+    println!("listening on http://{bound}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            http::shutdown_signal().await;
+            config.close_sessions();
+        })
+        .await?;
+    Ok(())
 }
 
 /// One call through a real MCP session held in memory.
 async fn call<S>(server: S, tool: String, arguments: &str) -> anyhow::Result<ExitCode>
 where
-    S: Service<RoleServer> + Send + 'static,
+    S: ServerHandler + Send + 'static,
 {
     let arguments = match serde_json::from_str(arguments) {
         Ok(serde_json::Value::Object(map)) => map,

@@ -6,7 +6,8 @@ use crate::config::DecryptedConfig;
 use crate::crypto::Keyring;
 use crate::model::{Integration, IntegrationType, SealedConfig, Status};
 use crate::scope::is_granted;
-use crate::store::{Snapshot, Store, StoreError, with_pool};
+use crate::store::capabilities::capability_hash;
+use crate::store::{Capability, Snapshot, Store, StoreError, with_pool};
 
 use super::local::LocalSqlite;
 use super::{AuditEntry, GrantError, Identity};
@@ -101,6 +102,18 @@ impl SidecarStore {
         };
         let config = keyring.open_config(&integration)?;
         Ok(Some((integration, config)))
+    }
+
+    /// The stored row of a presented capability token, re-read now; `None`
+    /// when it is not one that was minted.
+    pub async fn capability(&self, token: &str) -> Result<Option<Capability>, StoreError> {
+        let Some(hash) = capability_hash(token) else {
+            return Ok(None);
+        };
+        match &self.backend {
+            Backend::Local(local) => local.capability(hash).await,
+            Backend::Postgres(store) => store.capability(token).await,
+        }
     }
 
     /// Records a provider's verdict on the grant of integration `id` whose

@@ -8,6 +8,7 @@
 //! user's rows never interleave.
 
 mod audit;
+pub(crate) mod capabilities;
 mod connect;
 mod integrations;
 mod profiles;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use profiles::NewProfile;

@@ -1,0 +1,240 @@
+//! MCP over streamable HTTP (rmcp's `StreamableHttpService`), behind a
+//! capability-token check.
+//!
+//! Every HTTP request to `/mcp/<server>` carries `Authorization: Bearer
+//! <token>`. Before rmcp reads the body, [`check`] re-reads the token's row
+//! (known, not expired, not revoked, this server among its servers) and puts
+//! the agent's [`Identity`] in the request's extensions, where
+//! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
+//! then checks the grant exactly as on stdio. A refused token is a 401 (with
+//! `WWW-Authenticate: Bearer`) or a 403, never a tool result; no verdict is
+//! cached, so a revocation takes effect on the next request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use super::{Backing, Identity};
+use crate::store::Refusal;
+
+/// The largest request body an MCP endpoint reads.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// The transport settings every MCP endpoint of one process shares.
+#[derive(Clone)]
+pub struct HttpConfig {
+    rmcp: StreamableHttpServerConfig,
+}
+
+impl HttpConfig {
+    /// For a server bound to `bound`: `Host` must be a loopback name, the
+    /// bound address, or one of `MCP_ALLOWED_HOSTS`; a request with an
+    /// `Origin` must come from the server's own loopback origin or one of
+    /// `MCP_ALLOWED_ORIGINS` (both comma-separated); a request without one
+    /// (not a browser) passes.
+    pub fn from_env(bound: SocketAddr) -> Self {
+        let listed = |name: &str| -> Vec<String> {
+            std::env::var(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let port = bound.port();
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if !bound.ip().is_unspecified() {
+            hosts.push(bound.ip().to_string());
+        }
+        hosts.extend(listed("MCP_ALLOWED_HOSTS"));
+        let mut origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|host| format!("http://{host}:{port}"))
+            .collect();
+        origins.extend(listed("MCP_ALLOWED_ORIGINS"));
+        let rmcp = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(hosts)
+            .with_allowed_origins(origins)
+            .enforce_origin_validation()
+            .with_max_request_body_bytes(MAX_BODY);
+        Self { rmcp }
+    }
+
+    /// Ends every open MCP session and stream: called when the process
+    /// begins to shut down, so that long-lived streams do not hold it.
+    pub fn close_sessions(&self) {
+        self.rmcp.cancellation_token.cancel();
+    }
+}
+
+/// What the token check of one endpoint needs: its server's name and the store.
+#[derive(Clone)]
+struct Gate {
+    server: &'static str,
+    tokens: Arc<Backing>,
+}
+
+/// The route `/mcp/<server>` serving `handler` (built with
+/// [`Caller::Token`](super::Caller::Token)) over streamable HTTP, both the
+/// session handshake and the stateless protocol, behind the token check.
+/// `tokens` opens the store the tokens are checked in.
+pub fn mount<S>(
+    server: &'static str,
+    handler: S,
+    tokens: Arc<Backing>,
+    config: &HttpConfig,
+) -> Router
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config.rmcp.clone(),
+    );
+    Router::new()
+        .route_service(&format!("/mcp/{server}"), service)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Gate { server, tokens },
+            check,
+        ))
+}
+
+/// The token check in front of an endpoint: 401 or 403 here, or the
+/// request goes on with the token's [`Identity`] and without the token.
+async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let Some(token) = bearer(request.headers()) else {
+        return refused(&gate, Refusal::Unknown, None, false);
+    };
+    let store = match gate.tokens.store().await {
+        Ok(store) => store,
+        Err(e) => return unavailable(&gate, e.detail.unwrap_or(e.message)),
+    };
+    let capability = match store.capability(&token).await {
+        Ok(Some(capability)) => capability,
+        Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+        Err(e) => return unavailable(&gate, e.to_string()),
+    };
+    if let Err(refusal) = capability.admits(gate.server) {
+        return refused(&gate, refusal, Some(&capability.session_id), true);
+    }
+    request.headers_mut().remove(header::AUTHORIZATION);
+    request.extensions_mut().insert(Identity {
+        user_id: capability.user_id,
+        profile_id: capability.profile_id,
+        session_id: Some(capability.session_id),
+    });
+    next.run(request).await
+}
+
+/// The bearer token of `headers`, if there is one.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+        .filter(|token| !token.is_empty())
+}
+
+/// The answer to a refused token, logged without the token.
+fn refused(gate: &Gate, refusal: Refusal, session: Option<&str>, presented: bool) -> Response {
+    tracing::warn!(
+        server = gate.server,
+        reason = if presented {
+            refusal.as_str()
+        } else {
+            "no token"
+        },
+        session,
+        "refused an MCP request"
+    );
+    let (status, message) = match refusal {
+        Refusal::Unknown if !presented => (
+            StatusCode::UNAUTHORIZED,
+            "send this agent's capability token as 'Authorization: Bearer <token>'".to_string(),
+        ),
+        Refusal::Unknown => (
+            StatusCode::UNAUTHORIZED,
+            "the capability token is not valid".to_string(),
+        ),
+        Refusal::Expired => (
+            StatusCode::UNAUTHORIZED,
+            "the capability token has expired; the platform must mint a new one".to_string(),
+        ),
+        Refusal::Revoked => (
+            StatusCode::UNAUTHORIZED,
+            "the capability token was revoked".to_string(),
+        ),
+        Refusal::NotGranted => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "this capability token does not grant the {} server",
+                gate.server
+            ),
+        ),
+    };
+    let mut response = error(status, &message);
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = if presented {
+            "Bearer error=\"invalid_token\""
+        } else {
+            "Bearer"
+        };
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
+}
+
+fn unavailable(gate: &Gate, detail: String) -> Response {
+    tracing::error!(server = gate.server, error = %detail, "cannot check a capability token");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the integrations store is not answering; try again shortly",
+    )
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {"message": message}})),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process is serving.
+pub async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

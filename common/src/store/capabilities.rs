@@ -1,0 +1,238 @@
+//! Capability tokens: what an agent sends to the sidecars' HTTP endpoints
+//! instead of holding the keyring. One token is minted for one running agent
+//! (user, profile, session, the servers its plan grants, an expiry); only its
+//! SHA-256 is stored, and every request re-reads its row, so that a
+//! revocation takes effect on the next request, on every replica.
+
+use std::time::{Duration, SystemTime};
+
+use zeroize::Zeroizing;
+
+use crate::ids::{random_secret, validate_ident};
+
+use super::tokens::sha256_hex;
+use super::{Store, StoreError, conflict_on_unique, now, with_pool};
+
+/// What every capability token starts with, so that a leaked one is recognizable.
+const PREFIX: &str = "mct_";
+/// Random characters after the prefix (192 bits).
+const RANDOM_LEN: usize = 32;
+/// The longest lifetime a token may be given.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The lifetime of a token when none is asked for.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Reads the row of a token's SHA-256 (`$1`); columns in [`Capability`] order.
+pub(crate) const SELECT_CAPABILITY: &str = "SELECT user_id, profile_id, session_id, servers, expires_at, revoked_at \
+     FROM capability_tokens WHERE token_sha256 = $1";
+
+/// The agent a capability token was minted for, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    pub user_id: String,
+    pub profile_id: String,
+    pub session_id: String,
+    /// The MCP servers the token may call, e.g. `["notify", "teller"]`.
+    pub servers: Vec<String>,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Why a presented capability token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a token we minted (or altered): HTTP 401.
+    Unknown,
+    Expired,
+    Revoked,
+    /// A valid token at a server its plan did not grant: HTTP 403.
+    NotGranted,
+}
+
+impl Refusal {
+    /// Why, in a few words for a log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown token",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::NotGranted => "server not in the token's plan",
+        }
+    }
+}
+
+impl Capability {
+    /// From the columns of [`SELECT_CAPABILITY`].
+    pub(crate) fn from_columns(
+        (user_id, profile_id, session_id, servers, expires_at, revoked_at): CapabilityColumns,
+    ) -> Result<Self, StoreError> {
+        let servers = serde_json::from_str(&servers).map_err(|_| {
+            StoreError::Invalid("a capability token row has a corrupt servers column".into())
+        })?;
+        Ok(Self {
+            user_id,
+            profile_id,
+            session_id,
+            servers,
+            expires_at,
+            revoked_at,
+        })
+    }
+
+    /// Whether this token may call `server` now.
+    pub fn admits(&self, server: &str) -> Result<(), Refusal> {
+        if self.revoked_at.is_some() {
+            Err(Refusal::Revoked)
+        } else if self.expires_at <= now() {
+            Err(Refusal::Expired)
+        } else if !self.servers.iter().any(|s| s == server) {
+            Err(Refusal::NotGranted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The columns of one `capability_tokens` row, in [`SELECT_CAPABILITY`] order.
+pub(crate) type CapabilityColumns = (String, String, String, String, String, Option<String>);
+
+/// The SHA-256 a presented token is looked up by; `None` when it cannot be
+/// one of ours (so that no query runs for it).
+pub(crate) fn capability_hash(token: &str) -> Option<String> {
+    (token.starts_with(PREFIX) && token.len() == PREFIX.len() + RANDOM_LEN)
+        .then(|| sha256_hex(token))
+}
+
+/// A token minted for one running agent.
+#[derive(Debug)]
+pub struct MintedToken {
+    /// The token text: shown once, never stored.
+    pub token: Zeroizing<String>,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+impl Store {
+    /// Mints a capability token for `servers` of the running agent
+    /// (`user_id`, `profile_id`, `session_id`), valid for `ttl` (at most
+    /// [`MAX_TTL`]). Only its SHA-256 is stored.
+    pub async fn mint_capability(
+        &self,
+        user_id: &str,
+        profile_id: &str,
+        session_id: &str,
+        servers: &[&str],
+        ttl: Duration,
+    ) -> Result<MintedToken, StoreError> {
+        validate_ident("user id", user_id).map_err(StoreError::Invalid)?;
+        validate_ident("profile id", profile_id).map_err(StoreError::Invalid)?;
+        validate_ident("session id", session_id).map_err(StoreError::Invalid)?;
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(StoreError::Invalid(format!(
+                "a token's lifetime must be between 1 second and {} days",
+                MAX_TTL.as_secs() / 86_400
+            )));
+        }
+        let token = random_secret(PREFIX, RANDOM_LEN);
+        let expires_at = humantime::format_rfc3339_micros(SystemTime::now() + ttl).to_string();
+        let servers = serde_json::to_string(servers)
+            .map_err(|e| StoreError::Invalid(format!("the servers cannot be encoded: {e}")))?;
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO capability_tokens (token_sha256, user_id, profile_id, session_id, servers, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(sha256_hex(&token))
+            .bind(user_id)
+            .bind(profile_id)
+            .bind(session_id)
+            .bind(&servers)
+            .bind(&expires_at)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map_err(conflict_on_unique(|| {
+                "a token collided with an existing one; mint it again".into()
+            }))?;
+        });
+        Ok(MintedToken { token, expires_at })
+    }
+
+    /// Revokes every live token of session `session_id` (only `user_id`'s,
+    /// when given); returns how many it revoked.
+    pub async fn revoke_session(
+        &self,
+        user_id: Option<&str>,
+        session_id: &str,
+    ) -> Result<u64, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE capability_tokens SET revoked_at = $1 \
+                 WHERE session_id = $2 AND ($3 IS NULL OR user_id = $3) AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(session_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    /// The stored row of a presented token, `None` when it is not one we
+    /// minted. Looked up by SHA-256: no comparison runs on the secret.
+    pub async fn capability(&self, token: &str) -> Result<Option<Capability>, StoreError> {
+        let Some(hash) = capability_hash(token) else {
+            return Ok(None);
+        };
+        let row: Option<CapabilityColumns> = with_pool!(self, |pool| {
+            sqlx::query_as(SELECT_CAPABILITY)
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Capability::from_columns).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capability(expires_in: i64, revoked: bool) -> Capability {
+        let at = if expires_in >= 0 {
+            SystemTime::now() + Duration::from_secs(expires_in as u64)
+        } else {
+            SystemTime::now() - Duration::from_secs((-expires_in) as u64)
+        };
+        Capability {
+            user_id: "u".into(),
+            profile_id: "p".into(),
+            session_id: "s".into(),
+            servers: vec!["notify".into(), "teller".into()],
+            expires_at: humantime::format_rfc3339_micros(at).to_string(),
+            revoked_at: revoked.then(now),
+        }
+    }
+
+    #[test]
+    fn a_token_admits_only_its_servers_until_it_expires_or_is_revoked() {
+        assert_eq!(capability(60, false).admits("teller"), Ok(()));
+        assert_eq!(
+            capability(60, false).admits("gmail"),
+            Err(Refusal::NotGranted)
+        );
+        assert_eq!(
+            capability(-1, false).admits("teller"),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(capability(60, true).admits("teller"), Err(Refusal::Revoked));
+    }
+
+    #[test]
+    fn only_our_token_shape_is_looked_up() {
+        assert!(capability_hash("mct_").is_none());
+        assert!(capability_hash(&format!("itk_{}", "a".repeat(32))).is_none());
+        assert!(capability_hash(&format!("mct_{}", "a".repeat(32))).is_some());
+    }
+}

@@ -1,0 +1,114 @@
+//! A plan over streamable HTTP: the same servers, each an endpoint of the
+//! sidecars' service with one capability token minted for this running agent.
+//! It holds no keyring reference, no store URL and no provider secret: the
+//! token is all the agent gets, and it opens only these servers until it
+//! expires or its session is revoked.
+
+use std::time::Duration;
+
+use common::store::Store;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::plan::{Plan, ResolveError};
+
+/// A plan whose servers are reached over HTTP with one capability token.
+pub struct HttpPlan {
+    plan: Plan,
+    base_url: String,
+    token: Zeroizing<String>,
+    /// When the token stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for HttpPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPlan")
+            .field("session_id", &self.plan.session_id)
+            .field("expires_at", &self.expires_at)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Mints the capability token of `plan`'s running agent (its session must be
+/// known) for the plan's servers, valid for `ttl`, served under `base_url`
+/// (e.g. `https://mcp.example.com`, which serves `/mcp/<server>`).
+pub async fn mint(
+    store: &Store,
+    plan: Plan,
+    base_url: &str,
+    ttl: Duration,
+) -> Result<HttpPlan, ResolveError> {
+    let base_url = base_url.trim_end_matches('/');
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ResolveError::Invalid(
+            "the base URL must start with http:// or https://".into(),
+        ));
+    }
+    let session = plan.session_id.as_deref().ok_or_else(|| {
+        ResolveError::Invalid(
+            "a plan over HTTP needs the session id: its token is minted for that session".into(),
+        )
+    })?;
+    let servers: Vec<&str> = plan.servers.iter().map(|s| s.name.as_str()).collect();
+    let minted = store
+        .mint_capability(&plan.user_id, &plan.profile_id, session, &servers, ttl)
+        .await?;
+    Ok(HttpPlan {
+        base_url: base_url.to_string(),
+        token: minted.token,
+        expires_at: minted.expires_at,
+        plan,
+    })
+}
+
+impl HttpPlan {
+    /// The session the token was minted for.
+    pub fn session_id(&self) -> &str {
+        self.plan.session_id.as_deref().unwrap_or_default()
+    }
+
+    fn entry(&self, name: &str) -> Value {
+        json!({
+            "type": "http",
+            "url": format!("{}/mcp/{name}", self.base_url),
+            "headers": {"Authorization": format!("Bearer {}", self.token.as_str())},
+        })
+    }
+
+    /// `{"mcpServers": {...}}` as Claude Code's `.mcp.json` reads it.
+    pub fn claude_code(&self) -> Value {
+        let servers: serde_json::Map<String, Value> = self
+            .plan
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), self.entry(&s.name)))
+            .collect();
+        json!({ "mcpServers": servers })
+    }
+
+    /// The whole plan, each server as its HTTP endpoint.
+    pub fn json(&self) -> Value {
+        let p = &self.plan;
+        let servers: Vec<Value> = p
+            .servers
+            .iter()
+            .map(|s| {
+                let mut entry = self.entry(&s.name);
+                entry["name"] = json!(s.name);
+                entry
+            })
+            .collect();
+        json!({
+            "user_id": p.user_id,
+            "profile_id": p.profile_id,
+            "session_id": p.session_id,
+            "expires_at": self.expires_at,
+            "servers": servers,
+            "allowed_tools": p.allowed_tools,
+            "notification_channels": p.notification_channels,
+            "inbound": p.inbound,
+        })
+    }
+}

@@ -1,0 +1,634 @@
+//! The sidecars as a service (issue 16): MCP over streamable HTTP with
+//! per-session capability tokens. `mcp-teller serve` and `integrations serve`
+//! run as processes against the fake Teller; tokens are minted by the real
+//! `resolver plan --transport http` (and `POST /v1/sessions`); the agent is
+//! rmcp's streamable-HTTP client; the CLI changes the store meanwhile. On
+//! SQLite and, with `INTEGRATIONS_TEST_POSTGRES`, on PostgreSQL.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rmcp::model::{ClientConfig, ProtocolVersion};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/mcp.rs"]
+mod mcp;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+const USER: &str = "u_amouzou";
+const OTHER: &str = "u_other";
+
+/// A store (SQLite file or fresh PostgreSQL database) with a keyring, two
+/// profiles and a Teller enrollment granted to `prof_vzfin`.
+struct Store {
+    _dir: tempfile::TempDir,
+    url: String,
+    keys: String,
+    teller_id: String,
+    _pg: Option<postgres::Database>,
+}
+
+impl Store {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("http.db").display());
+        Self::seeded(dir, url, None)
+    }
+
+    async fn postgres() -> Option<Self> {
+        let db = postgres::Database::create("http")?;
+        Some(Self::seeded(
+            tempfile::tempdir().unwrap(),
+            db.url.clone(),
+            Some(db),
+        ))
+    }
+
+    fn seeded(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
+        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
+        let mut store = Self {
+            _dir: dir,
+            url,
+            keys,
+            teller_id: String::new(),
+            _pg: pg,
+        };
+        for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
+            store.cli(&["profiles", "add", id, "--user", USER, "--slug", slug]);
+        }
+        store.cli(&[
+            "profiles",
+            "add",
+            "prof_theirs",
+            "--user",
+            OTHER,
+            "--slug",
+            "theirs",
+        ]);
+        let config = json!({"enrollment_id": "enr_pnc", "access_token": fakes::teller::PNC_TOKEN, "institution_name": "PNC"});
+        let mut add = cli::command(
+            &store.url,
+            &store.keys,
+            &[
+                "add",
+                "teller",
+                "--user",
+                USER,
+                "--agents",
+                "prof_vzfin",
+                "--config",
+                "-",
+            ],
+        );
+        let mut child = add
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        store.teller_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        store
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        cli::run(&self.url, &self.keys, args)
+    }
+
+    /// A binary of the workspace beside `integrations`.
+    fn bin(name: &str) -> std::path::PathBuf {
+        Path::new(cli::BIN).with_file_name(name)
+    }
+
+    /// `resolver <args>` on this store, with nothing else in its environment
+    /// but a keyring and a provider secret it must never hand out.
+    fn resolver(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(Self::bin("resolver"))
+            .args(args)
+            .env_clear()
+            .env("INTEGRATIONS_DB", &self.url)
+            .env("INTEGRATIONS_KEYS_FILE", "/etc/integrations/keys.json")
+            .env("GMAIL_CLIENT_SECRET", "CANARY-client-secret")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `resolver plan ... --transport http` for `profile` in `session`.
+    fn http_plan(&self, profile: &str, session: &str, base: &str, format: &str) -> String {
+        let out = self.resolver(&[
+            "plan",
+            "--user",
+            USER,
+            "--profile",
+            profile,
+            "--session",
+            session,
+            "--transport",
+            "http",
+            "--url",
+            base,
+            "--format",
+            format,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The token of server `name` in a Claude Code plan.
+    fn token_of(plan: &Value, name: &str) -> String {
+        plan["mcpServers"][name]["headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap()
+            .to_string()
+    }
+
+    async fn query(&self, sql: &str) -> Vec<(String,)> {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+        }
+    }
+
+    async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+/// A serving process: its base URL and its stderr, kept for the log checks.
+struct Served {
+    _child: tokio::process::Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", "debug")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
+            .await
+            .expect("the server starts")
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_string();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            _child: child,
+            base,
+            log,
+        }
+    }
+
+    /// `mcp-teller serve` on a free port.
+    async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
+        Self::start(
+            &Store::bin("mcp-teller"),
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[
+                ("INTEGRATIONS_DB", &store.url),
+                ("INTEGRATIONS_KEYS", &store.keys),
+                ("TELLER_API_BASE", teller.base_url()),
+            ],
+        )
+        .await
+    }
+
+    /// A raw POST to `path`: its status, `WWW-Authenticate` and body.
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, challenge, response.text().await.unwrap_or_default())
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// rmcp's streamable-HTTP client at `url` with `token`: the stateless
+/// protocol of 2026-07-28, or (`handshake`) the session of 2025-11-25.
+async fn agent(
+    url: &str,
+    token: &str,
+    handshake: bool,
+) -> RunningService<RoleClient, ClientConfig> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token),
+    );
+    if handshake {
+        ClientConfig::default()
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+            .serve(transport)
+            .await
+            .unwrap()
+    } else {
+        let stateless = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        ClientConfig::default()
+            .serve_with_lifecycle(transport, stateless)
+            .await
+            .unwrap()
+    }
+}
+
+async fn enrollments(agent: &RunningService<RoleClient, ClientConfig>) -> usize {
+    let result = mcp::call(agent, "teller_list_enrollments", json!({})).await;
+    mcp::ok(result)["enrollments"].as_array().unwrap().len()
+}
+
+/// The request got past the token and Origin checks (rmcp answers the
+/// bare `tools/list` itself).
+fn assert_passes(status: StatusCode) {
+    assert!(
+        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+        "{status}"
+    );
+}
+
+fn assert_unauthorized((status, challenge, body): (StatusCode, Option<String>, String)) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        challenge
+            .as_deref()
+            .is_some_and(|c| c.starts_with("Bearer")),
+        "{challenge:?}"
+    );
+}
+
+async fn teller_over_http(store: &Store) {
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let served = Served::teller(store, &teller).await;
+    let url = format!("{}/mcp/teller", served.base);
+
+    // The plan: each server an http entry with the token, no key material.
+    let text = store.http_plan("prof_vzfin", "sess_1", &served.base, "claude-code");
+    for canary in [
+        "keys.json",
+        "CANARY",
+        "INTEGRATIONS_",
+        store.url.as_str(),
+        store.keys.as_str(),
+        fakes::teller::PNC_TOKEN,
+        "command",
+    ] {
+        assert!(!text.contains(canary), "the plan holds {canary}: {text}");
+    }
+    let plan: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(plan["mcpServers"]["teller"]["type"], "http");
+    assert_eq!(plan["mcpServers"]["teller"]["url"], url);
+    let token = Store::token_of(&plan, "teller");
+    assert_eq!(token, Store::token_of(&plan, "notify"));
+    assert!(token.starts_with("mct_"));
+
+    // Both transports of rmcp 3.9: the stateless protocol and the session.
+    let stateless = agent(&url, &token, false).await;
+    let session = agent(&url, &token, true).await;
+    assert_eq!(
+        session.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2025_11_25
+    );
+    assert_eq!(
+        stateless.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2026_07_28
+    );
+    assert_eq!(enrollments(&stateless).await, 1);
+    assert_eq!(enrollments(&session).await, 1);
+    let accounts = mcp::call(
+        &session,
+        "teller_list_accounts",
+        json!({"enrollment_id": "enr_pnc"}),
+    )
+    .await;
+    assert!(!mcp::ok(accounts)["accounts"].as_array().unwrap().is_empty());
+
+    // Identity never comes from arguments: the same denial as on stdio.
+    let refused = mcp::err(
+        mcp::call(
+            &stateless,
+            "teller_list_accounts",
+            json!({"enrollment_id": "enr_pnc", "user_id": OTHER}),
+        )
+        .await,
+    );
+    assert!(!refused.is_empty());
+
+    // The audit rows carry the token's session.
+    let rows = store
+        .query(
+            "SELECT tool FROM audit_log WHERE session_id = 'sess_1' AND profile_id = 'prof_vzfin'",
+        )
+        .await;
+    assert!(
+        rows.iter().any(|(t,)| t == "teller_list_accounts"),
+        "{rows:?}"
+    );
+
+    // A scope change is seen on the next call, with stdio's sentence.
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
+    assert_eq!(enrollments(&stateless).await, 0);
+    let denied = mcp::err(
+        mcp::call(
+            &session,
+            "teller_list_accounts",
+            json!({"enrollment_id": "enr_pnc"}),
+        )
+        .await,
+    );
+    assert!(
+        denied.contains("No Teller enrollment 'enr_pnc' is available to this agent"),
+        "{denied}"
+    );
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
+    assert_eq!(enrollments(&session).await, 1);
+
+    // A token whose plan did not grant teller: 403, not a tool result.
+    let coding: Value = serde_json::from_str(&store.http_plan(
+        "prof_coding",
+        "sess_2",
+        &served.base,
+        "claude-code",
+    ))
+    .unwrap();
+    assert!(coding["mcpServers"].get("teller").is_none());
+    let coding_token = Store::token_of(&coding, "notify");
+    let (status, _, _) = served.post("/mcp/teller", Some(&coding_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Missing, unknown and altered tokens: 401 with WWW-Authenticate.
+    assert_unauthorized(served.post("/mcp/teller", None, None).await);
+    assert_unauthorized(served.post("/mcp/teller", Some("mct_nonsense"), None).await);
+    let mut altered = token.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_unauthorized(served.post("/mcp/teller", Some(&altered), None).await);
+
+    // An expired token: 401.
+    let expiring: Value =
+        serde_json::from_str(&store.http_plan("prof_vzfin", "sess_3", &served.base, "claude-code"))
+            .unwrap();
+    let expiring = Store::token_of(&expiring, "teller");
+    assert_passes(served.post("/mcp/teller", Some(&expiring), None).await.0);
+    store
+        .execute("UPDATE capability_tokens SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE session_id = 'sess_3'")
+        .await;
+    assert_unauthorized(served.post("/mcp/teller", Some(&expiring), None).await);
+
+    // Origin: a foreign one is refused, the server's own and none pass.
+    let (status, _, _) = served
+        .post("/mcp/teller", Some(&token), Some("http://evil.example"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let own = served.base.replace("127.0.0.1", "localhost");
+    assert_passes(served.post("/mcp/teller", Some(&token), Some(&own)).await.0);
+    assert_passes(served.post("/mcp/teller", Some(&token), None).await.0);
+
+    // Revoking the session ends its token on the next request.
+    let out = store.resolver(&["revoke", "--session", "sess_1"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"revoked":1}"#
+    );
+    assert_unauthorized(served.post("/mcp/teller", Some(&token), None).await);
+    let after = stateless
+        .call_tool(rmcp::model::CallToolRequestParams::new(
+            "teller_list_enrollments",
+        ))
+        .await;
+    assert!(after.is_err(), "a revoked token was served: {after:?}");
+
+    let health = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // The log says why tokens were refused, and never holds one.
+    let log = served.log();
+    assert!(log.contains("revoked"), "{log}");
+    for secret in [&token, &coding_token, &expiring, &altered] {
+        assert!(!log.contains(secret.as_str()), "a token was logged");
+    }
+    let _ = session.cancel().await;
+    let _ = stateless.cancel().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teller_over_http_with_capability_tokens_on_sqlite() {
+    teller_over_http(&Store::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teller_over_http_with_capability_tokens_on_postgres() {
+    match Store::postgres().await {
+        Some(store) => teller_over_http(&store).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
+
+async fn integrations_serve_mints_and_serves(store: &Store) {
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let served = Served::start(
+        Path::new(cli::BIN),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("INTEGRATIONS_DB", &store.url),
+            ("INTEGRATIONS_KEYS", &store.keys),
+            ("TELLER_API_BASE", teller.base_url()),
+        ],
+    )
+    .await;
+    let api = |user: &str| {
+        store
+            .cli(&["tokens", "create", "--user", user])
+            .trim()
+            .to_string()
+    };
+    let (mine, theirs) = (api(USER), api(OTHER));
+    let http = reqwest::Client::new();
+    let mint = |token: String, body: Value| {
+        let http = http.clone();
+        let url = format!("{}/v1/sessions", served.base);
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Another user's API token cannot mint for this user's profile.
+    let (status, body) = mint(
+        theirs.clone(),
+        json!({"profile_id": "prof_vzfin", "session_id": "sess_r"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "PROFILE_NOT_FOUND");
+
+    let (status, body) = mint(
+        mine.clone(),
+        json!({"profile_id": "prof_vzfin", "session_id": "sess_r", "ttl_seconds": 600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["session_id"], "sess_r");
+    assert!(body["expires_at"].is_string());
+    let text = body.to_string();
+    for canary in [
+        store.keys.as_str(),
+        store.url.as_str(),
+        fakes::teller::PNC_TOKEN,
+        "INTEGRATIONS_",
+    ] {
+        assert!(!text.contains(canary), "the plan holds {canary}");
+    }
+    let plan = &body["plan"];
+    let token = Store::token_of(plan, "teller");
+    for name in ["teller", "notify"] {
+        assert_eq!(
+            plan["mcpServers"][name]["url"],
+            format!("{}/mcp/{name}", served.base)
+        );
+    }
+
+    // One process serves all three beside the API.
+    let teller_agent = agent(
+        plan["mcpServers"]["teller"]["url"].as_str().unwrap(),
+        &token,
+        false,
+    )
+    .await;
+    assert_eq!(enrollments(&teller_agent).await, 1);
+    let notify_agent = agent(
+        plan["mcpServers"]["notify"]["url"].as_str().unwrap(),
+        &token,
+        true,
+    )
+    .await;
+    let tools = notify_agent.list_all_tools().await.unwrap();
+    assert_eq!(
+        tools.iter().map(|t| t.name.as_ref()).collect::<Vec<_>>(),
+        ["notify_user"]
+    );
+    assert_eq!(
+        served.post("/mcp/gmail", Some(&token), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Another user's DELETE revokes nothing; the owner's does.
+    let revoke = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/v1/sessions/sess_r", served.base);
+        async move {
+            let response = http.delete(url).bearer_auth(token).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(revoke(theirs).await.1["revoked"], 0);
+    assert_eq!(enrollments(&teller_agent).await, 1);
+    let (status, body) = revoke(mine).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["revoked"], 1);
+    assert_unauthorized(served.post("/mcp/teller", Some(&token), None).await);
+    assert_unauthorized(served.post("/mcp/notify", Some(&token), None).await);
+    assert!(!served.log().contains(&token), "a token was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_serve_mints_over_rest_and_serves_every_sidecar_on_sqlite() {
+    integrations_serve_mints_and_serves(&Store::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_serve_mints_over_rest_and_serves_every_sidecar_on_postgres() {
+    match Store::postgres().await {
+        Some(store) => integrations_serve_mints_and_serves(&store).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
