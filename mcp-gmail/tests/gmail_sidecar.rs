@@ -758,6 +758,22 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
     assert!(message.contains("rate limiting"), "{message}");
     assert_eq!(label_requests() - before, 4, "one try and three retries");
     w.gmail.faults().clear_faults();
+    // A wait that fits, then an absurd Retry-After: given up at once, within the deadline.
+    w.gmail
+        .faults()
+        .inject(Fault::status("/labels", 429, rate(429)).retry_after(1));
+    w.gmail
+        .faults()
+        .inject(Fault::status("/labels", 429, rate(429)).retry_after(u64::MAX));
+    let absurd = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&agent, "gmail_list_labels", labels.clone()),
+    )
+    .await
+    .expect("the call outlived its deadline");
+    let message = err(absurd);
+    assert!(message.contains("rate limiting"), "{message}");
+    ok(call(&agent, "gmail_list_labels", labels.clone()).await);
 
     // A 401 that persists: one refresh, one retry, then reported.
     let unauthorized = json!({"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}], "status": "UNAUTHENTICATED"}});
@@ -806,7 +822,7 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
         .into_iter()
         .filter(|(_, _, d, _)| d == "error")
         .count();
-    assert_eq!(errors, 6);
+    assert_eq!(errors, 7);
     agent.cancel().await.unwrap();
 }
 

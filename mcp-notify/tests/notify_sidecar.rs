@@ -814,6 +814,66 @@ async fn retries_are_bounded_and_never_duplicate_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_ends_the_call_within_its_deadline() {
+    let w = World::new().await;
+    let short = [("NOTIFY_DEADLINE_MS", "3000")];
+    let coding = w.sidecar("prof_coding", &short).await;
+    let vzfin = w.sidecar("prof_vzfin", &short).await;
+    let forever = u64::MAX;
+    // Well before any absurd wait, and past the 3 s deadline only if it hangs.
+    let bounded = |result| async {
+        tokio::time::timeout(Duration::from_secs(10), result)
+            .await
+            .expect("the call outlived its deadline")
+    };
+    w.webhook
+        .faults()
+        .inject(Fault::status("/hooks/agent", 429, json!({})).retry_after(forever));
+    w.slack.faults().inject(
+        Fault::status(
+            "/chat.postMessage",
+            429,
+            json!({"ok": false, "error": "ratelimited"}),
+        )
+        .retry_after(forever),
+    );
+    w.telegram.faults().inject(Fault::status(
+        "/sendMessage",
+        429,
+        json!({"ok": false, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": forever}}),
+    ));
+    for (agent, channel) in [
+        (&coding, "webhook"),
+        (&vzfin, "slack"),
+        (&vzfin, "telegram"),
+    ] {
+        let asked = json!({"message": "now", "channel": channel});
+        let m = refused(&bounded(notify(agent, asked.clone())).await);
+        assert!(
+            m.starts_with("The notification was not delivered")
+                && m.contains("longer than this call may take"),
+            "{channel}: {m}"
+        );
+        ok(&bounded(notify(agent, asked)).await);
+    }
+    let log = w
+        .rows("SELECT channel, status FROM notification_log ORDER BY id")
+        .await;
+    let audit = w
+        .rows("SELECT decision FROM audit_log WHERE tool = 'notify_user' ORDER BY id")
+        .await;
+    for (n, channel) in ["webhook", "slack", "telegram"].iter().enumerate() {
+        assert!(log[2 * n][0].as_ref().unwrap().starts_with(channel));
+        assert_eq!(log[2 * n][1].as_deref(), Some("failed"));
+        assert_eq!(log[2 * n + 1][1].as_deref(), Some("sent"));
+        assert_eq!(audit[2 * n], [Some("error".into())]);
+        assert_eq!(audit[2 * n + 1], [Some("allow".into())]);
+    }
+    coding.cancel().await.unwrap();
+    vzfin.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_sends_once_and_the_rate_limit_holds_across_sidecars() {
     let w = World::new().await;
     let limit = [("NOTIFY_MAX_PER_MINUTE", "3")];

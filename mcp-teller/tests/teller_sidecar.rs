@@ -478,7 +478,7 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
             .env("INTEGRATIONS_USER_ID", USER)
             .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
             .env("TELLER_API_BASE", w.teller.base_url())
-            .env("TELLER_TIMEOUT_MS", "400")
+            .env("TELLER_TIMEOUT_MS", "1500")
             .env("RUST_LOG", "trace");
     });
     let (transport, stderr) = TokioChildProcess::builder(command)
@@ -506,7 +506,7 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
     );
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
 
-    faults.inject(Fault::delay("/accounts", Duration::from_millis(1500)));
+    faults.inject(Fault::delay("/accounts", Duration::from_millis(3000)));
     let m = err(call(&agent, "teller_list_accounts", chase.clone()).await);
     assert!(m.contains("did not answer in time"), "{m}");
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
@@ -532,6 +532,21 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
     let m = err(call(&agent, "teller_list_accounts", chase.clone()).await);
     assert!(m.contains("rate limiting"), "{m}");
     faults.clear_faults();
+    ok(call(&agent, "teller_list_accounts", chase.clone()).await);
+
+    // A wait that fits, then an absurd Retry-After: given up at once, within the deadline.
+    faults.inject(Fault::status("/accounts", 429, teller_error("rate_limited")).retry_after(1));
+    faults.inject(
+        Fault::status("/accounts", 429, teller_error("rate_limited")).retry_after(u64::MAX),
+    );
+    let absurd = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&agent, "teller_list_accounts", chase.clone()),
+    )
+    .await
+    .expect("the call outlived its deadline");
+    let m = err(absurd);
+    assert!(m.contains("rate limiting"), "{m}");
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
 
     for (status, code) in [(401, "missing_credentials"), (403, "invalid_access_token")] {
