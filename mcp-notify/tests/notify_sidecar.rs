@@ -921,6 +921,65 @@ async fn an_idempotency_key_sends_once_and_the_rate_limit_holds_across_sidecars(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_racing_send_a_key_once_and_keep_the_limit() {
+    let w = World::new().await;
+    let limit = [("NOTIFY_MAX_PER_MINUTE", "3")];
+    let one = w.sidecar("prof_coding", &limit).await;
+    let two = w.sidecar("prof_coding", &limit).await;
+    let hook = |key: Option<&str>| json!({"message": "race", "channel": "webhook", "idempotency_key": key});
+    // The first delivery is slow (within NOTIFY_TIMEOUT_MS): both calls are in flight at once.
+    w.webhook
+        .faults()
+        .inject(Fault::delay("/hooks/agent", Duration::from_millis(500)));
+    let (a, b) = tokio::join!(
+        notify(&one, hook(Some("job-7"))),
+        notify(&two, hook(Some("job-7")))
+    );
+    assert_eq!(w.webhook.received().len(), 1, "a key raced through twice");
+    let (sent, busy) = if a.is_error == Some(true) {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let sent = ok(&sent);
+    assert!(
+        refused(&busy).contains("being sent right now"),
+        "{}",
+        text(&busy)
+    );
+    let again = ok(&notify(&two, hook(Some("job-7"))).await);
+    assert_eq!(
+        (again["replayed"].clone(), again["notification_id"].clone()),
+        (json!(true), sent["notification_id"].clone())
+    );
+
+    // A failed delivery frees its key for a retry.
+    w.webhook
+        .faults()
+        .inject(Fault::status("/hooks/agent", 400, json!({})));
+    refused(&notify(&one, hook(Some("job-8"))).await);
+    let retried = ok(&notify(&two, hook(Some("job-8"))).await);
+    assert_eq!(retried["replayed"], false);
+
+    // The last place of the minute, raced for: one gets it.
+    let limited = [("NOTIFY_MAX_PER_MINUTE", "1")];
+    let three = w.sidecar("prof_vzfin", &limited).await;
+    let four = w.sidecar("prof_vzfin", &limited).await;
+    w.slack.faults().inject(Fault::delay(
+        "/chat.postMessage",
+        Duration::from_millis(500),
+    ));
+    let slack = json!({"message": "race", "channel": "slack"});
+    let (a, b) = tokio::join!(notify(&three, slack.clone()), notify(&four, slack));
+    assert_eq!(w.slack.posted().len(), 1, "the limit was passed by a race");
+    let late = if a.is_error == Some(true) { a } else { b };
+    assert!(refused(&late).contains("Try again in"), "{}", text(&late));
+    for c in [one, two, three, four] {
+        c.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_platform_notifications_tests_and_revokes() {
     let w = World::new().await;
     let out = w.cli_output(
