@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod ids;
 pub mod logging;
 pub mod model;
+pub mod retry;
 pub mod scope;
 pub mod sidecar;
 pub mod store;

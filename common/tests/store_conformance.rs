@@ -7,7 +7,7 @@ use common::crypto::{Keyring, OpenError};
 use common::model::{Integration, IntegrationType, Scope, Status};
 use common::scope::{ScopeError, is_granted};
 use common::sidecar::{
-    AuditEntry, Decision, Identity, LoggedNotification, SidecarStore, ThreadRow,
+    AuditEntry, Claim, Decision, Identity, LoggedNotification, NewClaim, SidecarStore, ThreadRow,
 };
 use common::store::{
     IntegrationUpdate, NewIntegration, NewProfile, NewSecret, SecretUpdate, Store, StoreError,
@@ -1140,26 +1140,6 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             sidecar.sent_with_key("u2", "prof_a", "k").await.unwrap(),
             None
         );
-        let minute = std::time::Duration::from_secs(60);
-        assert_eq!(
-            sidecar
-                .recent_notifications("u1", "prof_a", minute)
-                .await
-                .unwrap()
-                .len(),
-            2,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            sidecar
-                .recent_notifications("u1", "prof_b", minute)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-
         assert_eq!(
             sidecar.sent_with_key("u1", "prof_b", "k").await.unwrap(),
             None,
@@ -1181,6 +1161,128 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             b.name
         );
         assert_eq!(count(&b.url, "SELECT count(*) FROM telegram_threads WHERE message_id = 101 AND notification_id = 'ntf_2' AND claimed_at IS NULL").await, 1);
+    }
+    cleanup(backends).await;
+}
+
+fn claim(n: usize, profile: &str, key: Option<&str>) -> NewClaim {
+    NewClaim {
+        notification_id: format!("ntf_{n}"),
+        user_id: "u1".into(),
+        profile_id: profile.into(),
+        source: "agent".into(),
+        idempotency_key: key.map(str::to_string),
+        limit: Some((3, std::time::Duration::from_secs(60))),
+    }
+}
+
+/// The log row that ends claim `n`.
+fn logged(n: usize, key: Option<&str>, status: &str) -> LoggedNotification {
+    LoggedNotification {
+        notification_id: format!("ntf_{n}"),
+        user_id: "u1".into(),
+        profile_id: Some("prof_a".into()),
+        session_id: None,
+        integration_id: Some("int_x".into()),
+        channel: "slack".into(),
+        urgency: "normal".into(),
+        source: "agent".into(),
+        status: status.into(),
+        error: None,
+        attempts: 1,
+        idempotency_key: key.map(str::to_string),
+        message: "hello".into(),
+        provider_message_id: None,
+    }
+}
+
+#[tokio::test]
+async fn claims_hold_a_key_until_it_fails_and_count_the_minute_on_both_backends() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = SidecarStore::open(&b.url).unwrap();
+        let k = Some("k");
+        assert_eq!(
+            s.claim(&claim(1, "prof_a", k)).await.unwrap(),
+            Claim::Granted
+        );
+        assert_eq!(
+            s.claim(&claim(2, "prof_a", k)).await.unwrap(),
+            Claim::Pending,
+            "{}",
+            b.name
+        );
+        s.log_notification(&logged(1, k, "failed")).await.unwrap();
+        assert_eq!(
+            s.claim(&claim(3, "prof_a", k)).await.unwrap(),
+            Claim::Granted,
+            "a failure frees the key"
+        );
+        s.log_notification(&logged(3, k, "sent")).await.unwrap();
+        assert_eq!(s.claim(&claim(4, "prof_a", k)).await.unwrap(), Claim::Sent);
+        assert_eq!(
+            s.sent_with_key("u1", "prof_a", "k")
+                .await
+                .unwrap()
+                .unwrap()
+                .notification_id,
+            "ntf_3"
+        );
+        // Two claims count (the failed one too); the limit is three.
+        assert_eq!(
+            s.claim(&claim(5, "prof_a", None)).await.unwrap(),
+            Claim::Granted
+        );
+        let Claim::Limited(counted) = s.claim(&claim(6, "prof_a", None)).await.unwrap() else {
+            panic!("{}: the fourth claim of the minute passed", b.name)
+        };
+        assert_eq!(counted.len(), 3);
+        s.release_claim("ntf_5").await.unwrap();
+        assert_eq!(
+            s.claim(&claim(7, "prof_a", None)).await.unwrap(),
+            Claim::Granted,
+            "a released claim does not count"
+        );
+        assert_eq!(
+            s.claim(&claim(8, "prof_b", k)).await.unwrap(),
+            Claim::Granted,
+            "keys and counts are per profile"
+        );
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_racing_for_one_key_or_the_last_place_of_the_minute_get_one_claim() {
+    let backends = backends().await;
+    for b in &backends {
+        let one = std::sync::Arc::new(SidecarStore::open(&b.url).unwrap());
+        let two = std::sync::Arc::new(SidecarStore::open(&b.url).unwrap());
+        for round in 0..10 {
+            let key = format!("key-{round}");
+            let racing = [(&one, 2 * round), (&two, 2 * round + 1)].map(|(store, n)| {
+                let (store, mut claim) = (store.clone(), claim(100 + n, "prof_race", Some(&key)));
+                claim.limit = None;
+                tokio::spawn(async move { store.claim(&claim).await.unwrap() })
+            });
+            let mut won = 0;
+            for task in racing {
+                won += usize::from(task.await.unwrap() == Claim::Granted);
+            }
+            assert_eq!(won, 1, "{}: key {key}", b.name);
+        }
+        let racing = (0..6).map(|n| {
+            let (store, claim) = (
+                if n % 2 == 0 { &one } else { &two }.clone(),
+                claim(200 + n, "prof_count", None),
+            );
+            tokio::spawn(async move { store.claim(&claim).await.unwrap() })
+        });
+        let mut won = 0;
+        for task in racing.collect::<Vec<_>>() {
+            won += usize::from(task.await.unwrap() == Claim::Granted);
+        }
+        assert_eq!(won, 3, "{}: the limit is three a minute", b.name);
     }
     cleanup(backends).await;
 }

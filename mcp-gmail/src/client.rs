@@ -24,10 +24,9 @@ const ME: &str = "me";
 /// How long one Gmail call may take, retries included, unless
 /// `GMAIL_TIMEOUT_MS` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Rate-limited requests are retried at most this many times...
+/// Rate-limited requests are retried at most this many times, and never
+/// wait past the call's deadline.
 const MAX_RETRIES: u32 = 3;
-/// ...and never wait longer than this in all.
-const RETRY_BUDGET: Duration = Duration::from_secs(8);
 
 type Connector = HttpsConnector<HttpConnector>;
 
@@ -84,19 +83,20 @@ impl GetToken for Bearer {
 }
 
 /// Our retry policy, applied by the hub: a rate-limited request waits for
-/// `Retry-After` (or an exponential backoff) within [`RETRY_BUDGET`].
+/// `Retry-After` (or an exponential backoff) while the call's deadline
+/// allows ([`::common::retry::Backoff`]).
 struct Backoff {
-    retries: u32,
-    waited: Duration,
+    waits: ::common::retry::Backoff,
     /// The last `Retry-After` Gmail sent, for the report when we give up.
     retry_after: Option<u64>,
 }
 
 impl Backoff {
-    fn new() -> Self {
+    /// The retries of one call that may take `timeout` in all.
+    fn new(timeout: Duration) -> Self {
         Self {
-            retries: 0,
-            waited: Duration::ZERO,
+            waits: ::common::retry::Backoff::until(Instant::now() + timeout)
+                .max_retries(MAX_RETRIES),
             retry_after: None,
         }
     }
@@ -108,21 +108,17 @@ impl Delegate for Backoff {
         if !is_rate_limit(status, error) {
             return Retry::Abort;
         }
-        self.retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let wait = match self.retry_after {
-            Some(seconds) => Duration::from_secs(seconds),
-            None => Duration::from_millis(250 << self.retries),
-        };
-        if self.retries >= MAX_RETRIES || self.waited + wait > RETRY_BUDGET {
-            return Retry::Abort;
+        let asked = ::common::retry::retry_after(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        self.retry_after = asked.map(|d| d.as_secs());
+        match self.waits.next_wait(asked) {
+            Some(wait) => Retry::After(wait),
+            None => Retry::Abort,
         }
-        self.retries += 1;
-        self.waited += wait;
-        Retry::After(wait)
     }
 }
 
@@ -181,7 +177,7 @@ impl GmailClient {
         page_token: Option<&str>,
     ) -> Result<ListMessagesResponse, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let mut call = hub
             .users()
             .messages_list(ME)
@@ -204,7 +200,7 @@ impl GmailClient {
         headers: &[&str],
     ) -> Result<Message, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let mut call = hub
             .users()
             .messages_get(ME, id)
@@ -226,7 +222,7 @@ impl GmailClient {
         headers: &[&str],
     ) -> Result<Thread, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let mut call = hub
             .users()
             .threads_get(ME, id)
@@ -242,7 +238,7 @@ impl GmailClient {
     /// Every label of the mailbox.
     pub async fn labels(&self, token: &Arc<Zeroizing<String>>) -> Result<Vec<Label>, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let call = hub.users().labels_list(ME).delegate(&mut backoff);
         let result = self.bounded(call.doit()).await;
         finish(result, &backoff).map(|list| list.labels.unwrap_or_default())
@@ -256,7 +252,7 @@ impl GmailClient {
         attachment_id: &str,
     ) -> Result<MessagePartBody, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let call = hub
             .users()
             .messages_attachments_get(ME, message_id, attachment_id)
@@ -273,7 +269,7 @@ impl GmailClient {
         thread_id: Option<String>,
     ) -> Result<Message, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let request = Message {
             thread_id,
             ..Message::default()
@@ -294,7 +290,7 @@ impl GmailClient {
         thread_id: Option<String>,
     ) -> Result<Draft, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let request = Draft {
             message: Some(Message {
                 thread_id,
@@ -313,7 +309,7 @@ impl GmailClient {
     /// The mailbox's address: a cheap call that proves a token works.
     pub async fn profile(&self, token: &Arc<Zeroizing<String>>) -> Result<Profile, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.timeout);
         let call = hub.users().get_profile(ME).delegate(&mut backoff);
         let result = self.bounded(call.doit()).await;
         finish(result, &backoff)

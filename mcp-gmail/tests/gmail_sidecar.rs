@@ -52,11 +52,20 @@ impl World {
     }
 
     async fn with_scopes(scopes: &[&str]) -> Self {
+        Self::build(scopes, Vec::new()).await
+    }
+
+    /// With one more HTML-only message per `(id, html)` in the fake mailbox.
+    async fn with_html(extra: Vec<(&'static str, String)>) -> Self {
+        Self::build(ALL_SCOPES, extra).await
+    }
+
+    async fn build(scopes: &[&str], extra: Vec<(&'static str, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self {
             dir,
             keys: String::new(),
-            gmail: FakeGmail::start().await.unwrap(),
+            gmail: FakeGmail::start_with_html(extra).await.unwrap(),
             id: String::new(),
         };
         world.keys = world.cli(&["keys", "generate"], None).trim().to_string();
@@ -749,6 +758,22 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
     assert!(message.contains("rate limiting"), "{message}");
     assert_eq!(label_requests() - before, 4, "one try and three retries");
     w.gmail.faults().clear_faults();
+    // A wait that fits, then an absurd Retry-After: given up at once, within the deadline.
+    w.gmail
+        .faults()
+        .inject(Fault::status("/labels", 429, rate(429)).retry_after(1));
+    w.gmail
+        .faults()
+        .inject(Fault::status("/labels", 429, rate(429)).retry_after(u64::MAX));
+    let absurd = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&agent, "gmail_list_labels", labels.clone()),
+    )
+    .await
+    .expect("the call outlived its deadline");
+    let message = err(absurd);
+    assert!(message.contains("rate limiting"), "{message}");
+    ok(call(&agent, "gmail_list_labels", labels.clone()).await);
 
     // A 401 that persists: one refresh, one retry, then reported.
     let unauthorized = json!({"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}], "status": "UNAUTHENTICATED"}});
@@ -797,7 +822,51 @@ async fn faults_are_reported_and_the_sidecar_keeps_serving() {
         .into_iter()
         .filter(|(_, _, d, _)| d == "error")
         .count();
-    assert_eq!(errors, 6);
+    assert_eq!(errors, 7);
+    agent.cancel().await.unwrap();
+}
+
+/// The one timing assertion of these tests: a hostile HTML mail of 1 MB
+/// reads about as fast as a normal one measured here (a factor and a slack
+/// that only work growing faster than the input exceeds), and the sidecar
+/// serves the next call.
+#[tokio::test]
+async fn a_hostile_html_mail_reads_about_as_fast_as_a_normal_one() {
+    const SIZE: usize = 1 << 20;
+    const NORMAL: &str = "18e4a1b2c3d4e508";
+    const HOSTILE: &str = "18e4a1b2c3d4e509";
+    let mut normal = String::new();
+    for n in 1.. {
+        if normal.len() >= SIZE {
+            break;
+        }
+        normal += &format!(
+            "<p>Item {n} is <b>ready</b>: <a href=\"https://x.org/{n}\">open</a> &amp; pay</p>\n"
+        );
+    }
+    let w = World::with_html(vec![(NORMAL, normal), (HOSTILE, "<a".repeat(SIZE / 2))]).await;
+    let agent = w.sidecar("prof_vzfin", &[]).await;
+    ok(call(&agent, "gmail_list_labels", json!({})).await);
+    let read = |id: &str| call(&agent, "gmail_read_message", json!({"message_id": id}));
+
+    let started = std::time::Instant::now();
+    let first = ok(read(NORMAL).await);
+    let normal_took = started.elapsed();
+    let text = first["body"].as_str().unwrap();
+    assert!(
+        text.starts_with("Item 1 is ready: open (https://x.org/1) & pay"),
+        "{}",
+        &text[..80]
+    );
+    let budget = normal_took * 20 + Duration::from_secs(2);
+    let hostile = tokio::time::timeout(budget, read(HOSTILE))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("not read after {budget:?}; a normal mail took {normal_took:?}")
+        });
+    let hostile = ok(hostile);
+    assert!(hostile["body"].as_str().unwrap().starts_with("<a<a<a"));
+    ok(read(NORMAL).await);
     agent.cancel().await.unwrap();
 }
 

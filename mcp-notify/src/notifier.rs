@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use common::channel::{self, ChannelError};
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::{Identity, LoggedNotification, SidecarStore, ThreadRow};
+use common::sidecar::{Claim, Identity, LoggedNotification, NewClaim, SidecarStore, ThreadRow};
 
 use crate::deliver::{Delivered, Failure, Outgoing, Providers, Source, Urgency};
 
@@ -75,6 +75,10 @@ pub enum NotifyError {
         integration_id: String,
         failure: Failure,
     },
+    #[error(
+        "A notification with this idempotency_key is being sent right now; call again with the same key in a few seconds to get its result."
+    )]
+    InFlight,
     #[error("{0}")]
     Unavailable(String),
 }
@@ -104,10 +108,6 @@ pub struct Notifier {
     providers: Providers,
     /// `NOTIFY_MAX_PER_MINUTE` (default 20), per user and profile.
     max_per_minute: usize,
-    /// Held by an agent's notification from its checks to its log row, so
-    /// that parallel calls of one sidecar cannot both pass the idempotency
-    /// key or the rate limit before either is logged.
-    agent_turn: tokio::sync::Mutex<()>,
 }
 
 impl Notifier {
@@ -121,7 +121,6 @@ impl Notifier {
             keyring,
             providers,
             max_per_minute,
-            agent_turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -133,44 +132,74 @@ impl Notifier {
         source: Source,
     ) -> Result<Sent, NotifyError> {
         validate(request)?;
-        let _turn = match source {
-            Source::Agent => Some(self.agent_turn.lock().await),
-            Source::Platform => None,
-        };
-        let unavailable = |e: &dyn std::fmt::Display| {
-            tracing::warn!(error = %e, "store unavailable");
-            NotifyError::Unavailable(
-                "The integrations store is not answering; try again shortly.".into(),
-            )
-        };
-        if let Some(key) = &request.idempotency_key
-            && let Some(first) = self
-                .store
-                .sent_with_key(&who.user_id, &who.profile_id, key)
-                .await
-                .map_err(|e| unavailable(&e))?
-        {
-            return Ok(Sent {
-                channel: first.channel,
-                integration_id: first.integration_id.unwrap_or_default(),
-                notification_id: first.notification_id,
-                provider_message_id: first.provider_message_id,
-                replayed: true,
-            });
+        let id = new_id();
+        if let Some(first) = self.claim(who, request, source, &id).await? {
+            return Ok(first);
         }
-        if source == Source::Agent {
-            let recent = self
-                .store
-                .recent_notifications(&who.user_id, &who.profile_id, WINDOW)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            if let Some(retry_in) = retry_in(&recent, self.max_per_minute) {
-                return Err(NotifyError::RateLimited {
-                    limit: self.max_per_minute,
-                    retry_in,
-                });
+        match self.choose(who, request).await {
+            Ok(integration) => self.deliver(&integration, who, request, source, id).await,
+            Err(e) => {
+                if let Err(e) = self.store.release_claim(&id).await {
+                    tracing::warn!(error = %e, "could not release a claim");
+                }
+                Err(e)
             }
         }
+    }
+
+    /// Claims notification `id` in the store (its idempotency key, its place
+    /// in an agent's per-minute count), across every sidecar of the profile.
+    /// `Some` is the first result of a key that was sent already.
+    async fn claim(
+        &self,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+        id: &str,
+    ) -> Result<Option<Sent>, NotifyError> {
+        let claim = NewClaim {
+            notification_id: id.to_string(),
+            user_id: who.user_id.clone(),
+            profile_id: who.profile_id.clone(),
+            source: source.as_str().into(),
+            idempotency_key: request.idempotency_key.clone(),
+            limit: (source == Source::Agent).then_some((self.max_per_minute, WINDOW)),
+        };
+        match self
+            .store
+            .claim(&claim)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            Claim::Granted => Ok(None),
+            Claim::Pending => Err(NotifyError::InFlight),
+            Claim::Sent => {
+                let key = request.idempotency_key.as_deref().unwrap_or_default();
+                let first = self
+                    .store
+                    .sent_with_key(&who.user_id, &who.profile_id, key)
+                    .await
+                    .map_err(|e| unavailable(&e))?
+                    .ok_or(NotifyError::InFlight)?;
+                Ok(Some(Sent {
+                    channel: first.channel,
+                    integration_id: first.integration_id.unwrap_or_default(),
+                    notification_id: first.notification_id,
+                    provider_message_id: first.provider_message_id,
+                    replayed: true,
+                }))
+            }
+            Claim::Limited(recent) => {
+                Err(NotifyError::RateLimited {
+                    limit: self.max_per_minute,
+                    retry_in: retry_in(&recent, self.max_per_minute).unwrap_or(WINDOW),
+                })
+            }
+        }
+    }
+
+    /// The integration granted now that `request` goes through.
+    async fn choose(&self, who: &Identity, request: &Request) -> Result<Integration, NotifyError> {
         let wanted = channel::parse(request.channel.as_deref())?;
         let snapshot = self
             .store
@@ -196,11 +225,11 @@ impl Notifier {
                 ));
             }
         }
-        self.send(&integration, who, request, source).await
+        Ok(integration)
     }
 
-    /// Sends `request` through `integration` (already chosen and granted, or
-    /// named by an operator), logs it, and records its thread.
+    /// Sends `request` through `integration` (named by an operator), with
+    /// the same idempotency key rules, logs it, and records its thread.
     pub async fn send(
         &self,
         integration: &Integration,
@@ -208,9 +237,26 @@ impl Notifier {
         request: &Request,
         source: Source,
     ) -> Result<Sent, NotifyError> {
+        let id = new_id();
+        if let Some(first) = self.claim(who, request, source, &id).await? {
+            return Ok(first);
+        }
+        self.deliver(integration, who, request, source, id).await
+    }
+
+    /// Delivers the claimed notification `id`, logs it (ending its claim),
+    /// and records its thread.
+    async fn deliver(
+        &self,
+        integration: &Integration,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+        id: String,
+    ) -> Result<Sent, NotifyError> {
         let channel = channel::channel_string(integration);
         let out = Outgoing {
-            id: format!("ntf_{}", common::ids::random_token(20)),
+            id,
             message: request.message.clone(),
             title: request.title.clone(),
             urgency: request.urgency,
@@ -333,6 +379,17 @@ impl Notifier {
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }
+}
+
+/// A new notification id, `ntf_...`.
+fn new_id() -> String {
+    format!("ntf_{}", common::ids::random_token(20))
+}
+
+/// The store failed: logged, and one sentence for the caller.
+fn unavailable(e: &dyn std::fmt::Display) -> NotifyError {
+    tracing::warn!(error = %e, "store unavailable");
+    NotifyError::Unavailable("The integrations store is not answering; try again shortly.".into())
 }
 
 fn validate(request: &Request) -> Result<(), NotifyError> {

@@ -838,6 +838,66 @@ async fn retries_are_bounded_and_never_duplicate_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_ends_the_call_within_its_deadline() {
+    let w = World::new().await;
+    let short = [("NOTIFY_DEADLINE_MS", "3000")];
+    let coding = w.sidecar("prof_coding", &short).await;
+    let vzfin = w.sidecar("prof_vzfin", &short).await;
+    let forever = u64::MAX;
+    // Well before any absurd wait, and past the 3 s deadline only if it hangs.
+    let bounded = |result| async {
+        tokio::time::timeout(Duration::from_secs(10), result)
+            .await
+            .expect("the call outlived its deadline")
+    };
+    w.webhook
+        .faults()
+        .inject(Fault::status("/hooks/agent", 429, json!({})).retry_after(forever));
+    w.slack.faults().inject(
+        Fault::status(
+            "/chat.postMessage",
+            429,
+            json!({"ok": false, "error": "ratelimited"}),
+        )
+        .retry_after(forever),
+    );
+    w.telegram.faults().inject(Fault::status(
+        "/sendMessage",
+        429,
+        json!({"ok": false, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": forever}}),
+    ));
+    for (agent, channel) in [
+        (&coding, "webhook"),
+        (&vzfin, "slack"),
+        (&vzfin, "telegram"),
+    ] {
+        let asked = json!({"message": "now", "channel": channel});
+        let m = refused(&bounded(notify(agent, asked.clone())).await);
+        assert!(
+            m.starts_with("The notification was not delivered")
+                && m.contains("longer than this call may take"),
+            "{channel}: {m}"
+        );
+        ok(&bounded(notify(agent, asked)).await);
+    }
+    let log = w
+        .rows("SELECT channel, status FROM notification_log ORDER BY id")
+        .await;
+    let audit = w
+        .rows("SELECT decision FROM audit_log WHERE tool = 'notify_user' ORDER BY id")
+        .await;
+    for (n, channel) in ["webhook", "slack", "telegram"].iter().enumerate() {
+        assert!(log[2 * n][0].as_ref().unwrap().starts_with(channel));
+        assert_eq!(log[2 * n][1].as_deref(), Some("failed"));
+        assert_eq!(log[2 * n + 1][1].as_deref(), Some("sent"));
+        assert_eq!(audit[2 * n], [Some("error".into())]);
+        assert_eq!(audit[2 * n + 1], [Some("allow".into())]);
+    }
+    coding.cancel().await.unwrap();
+    vzfin.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_sends_once_and_the_rate_limit_holds_across_sidecars() {
     let w = World::new().await;
     let limit = [("NOTIFY_MAX_PER_MINUTE", "3")];
@@ -880,6 +940,65 @@ async fn an_idempotency_key_sends_once_and_the_rate_limit_holds_across_sidecars(
     assert_eq!(own["replayed"], false);
     assert_ne!(own["notification_id"], first["notification_id"]);
     for c in [one, two, coding] {
+        c.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_racing_send_a_key_once_and_keep_the_limit() {
+    let w = World::new().await;
+    let limit = [("NOTIFY_MAX_PER_MINUTE", "3")];
+    let one = w.sidecar("prof_coding", &limit).await;
+    let two = w.sidecar("prof_coding", &limit).await;
+    let hook = |key: Option<&str>| json!({"message": "race", "channel": "webhook", "idempotency_key": key});
+    // The first delivery is slow (within NOTIFY_TIMEOUT_MS): both calls are in flight at once.
+    w.webhook
+        .faults()
+        .inject(Fault::delay("/hooks/agent", Duration::from_millis(500)));
+    let (a, b) = tokio::join!(
+        notify(&one, hook(Some("job-7"))),
+        notify(&two, hook(Some("job-7")))
+    );
+    assert_eq!(w.webhook.received().len(), 1, "a key raced through twice");
+    let (sent, busy) = if a.is_error == Some(true) {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let sent = ok(&sent);
+    assert!(
+        refused(&busy).contains("being sent right now"),
+        "{}",
+        text(&busy)
+    );
+    let again = ok(&notify(&two, hook(Some("job-7"))).await);
+    assert_eq!(
+        (again["replayed"].clone(), again["notification_id"].clone()),
+        (json!(true), sent["notification_id"].clone())
+    );
+
+    // A failed delivery frees its key for a retry.
+    w.webhook
+        .faults()
+        .inject(Fault::status("/hooks/agent", 400, json!({})));
+    refused(&notify(&one, hook(Some("job-8"))).await);
+    let retried = ok(&notify(&two, hook(Some("job-8"))).await);
+    assert_eq!(retried["replayed"], false);
+
+    // The last place of the minute, raced for: one gets it.
+    let limited = [("NOTIFY_MAX_PER_MINUTE", "1")];
+    let three = w.sidecar("prof_vzfin", &limited).await;
+    let four = w.sidecar("prof_vzfin", &limited).await;
+    w.slack.faults().inject(Fault::delay(
+        "/chat.postMessage",
+        Duration::from_millis(500),
+    ));
+    let slack = json!({"message": "race", "channel": "slack"});
+    let (a, b) = tokio::join!(notify(&three, slack.clone()), notify(&four, slack));
+    assert_eq!(w.slack.posted().len(), 1, "the limit was passed by a race");
+    let late = if a.is_error == Some(true) { a } else { b };
+    assert!(refused(&late).contains("Try again in"), "{}", text(&late));
+    for c in [one, two, three, four] {
         c.cancel().await.unwrap();
     }
 }

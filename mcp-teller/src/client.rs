@@ -1,8 +1,10 @@
 //! The Teller API client: HTTP Basic with the enrollment's access token,
 //! mutual TLS with the platform's certificate, Teller's error shape mapped to
-//! [`TellerError`], and bounded retries on 429.
+//! [`TellerError`], and bounded retries on 429 inside the call's deadline.
 
 use std::time::{Duration, Instant};
+
+use common::retry::{Backoff, retry_after};
 
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -21,7 +23,8 @@ pub struct TellerConfig {
     pub key_path: Option<String>,
     /// `TELLER_CA_PATH`: an extra CA to trust (private deployments, tests).
     pub ca_path: Option<String>,
-    /// `TELLER_TIMEOUT_MS`, default 20 s per request.
+    /// `TELLER_TIMEOUT_MS`, default 20 s: one call, its retries and their
+    /// waits included.
     pub timeout: Duration,
 }
 
@@ -156,15 +159,15 @@ pub struct TransactionQuery {
     pub end_date: Option<String>,
 }
 
-/// How long 429s are retried before giving up.
-const RETRY_BUDGET: Duration = Duration::from_secs(10);
-const MAX_ATTEMPTS: u32 = 4;
+/// A rate-limited request is retried at most this many times.
+const MAX_RETRIES: u32 = 3;
 
 /// A Teller client; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TellerClient {
     http: reqwest::Client,
     base: String,
+    timeout: Duration,
 }
 
 impl TellerClient {
@@ -222,6 +225,7 @@ impl TellerClient {
         Ok(Self {
             http,
             base: config.base.trim_end_matches('/').to_string(),
+            timeout: config.timeout,
         })
     }
 
@@ -307,30 +311,33 @@ impl TellerClient {
         serde_json::from_slice(&body).map_err(|_| TellerError::BadResponse)
     }
 
-    /// Sends, retrying 429 within [`RETRY_BUDGET`], honouring `Retry-After`.
+    /// Sends, retrying 429 (honouring `Retry-After`) while the call's
+    /// deadline allows: `TELLER_TIMEOUT_MS` for every attempt and wait.
     async fn send(
         &self,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, TellerError> {
-        let started = Instant::now();
-        let mut attempt = 0;
+        let mut backoff = Backoff::until(Instant::now() + self.timeout).max_retries(MAX_RETRIES);
         loop {
-            attempt += 1;
-            let response = request().send().await.map_err(transport_error)?;
+            let response = tokio::time::timeout(backoff.remaining(), request().send())
+                .await
+                .map_err(|_| TellerError::Timeout)?
+                .map_err(transport_error)?;
             if response.status() != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(response);
             }
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let wait =
-                retry_after.map_or(Duration::from_millis(250 << attempt), Duration::from_secs);
-            if attempt >= MAX_ATTEMPTS || started.elapsed() + wait > RETRY_BUDGET {
-                return Err(TellerError::RateLimited { retry_after });
-            }
-            tracing::debug!(attempt, ?wait, "Teller rate limited; retrying");
+            let asked = retry_after(
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let Some(wait) = backoff.next_wait(asked) else {
+                return Err(TellerError::RateLimited {
+                    retry_after: asked.map(|d| d.as_secs()),
+                });
+            };
+            tracing::debug!(?wait, "Teller rate limited; retrying");
             tokio::time::sleep(wait).await;
         }
     }

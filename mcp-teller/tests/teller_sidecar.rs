@@ -479,7 +479,7 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
             .env("INTEGRATIONS_USER_ID", USER)
             .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
             .env("TELLER_API_BASE", w.teller.base_url())
-            .env("TELLER_TIMEOUT_MS", "400")
+            .env("TELLER_TIMEOUT_MS", "1500")
             .env("RUST_LOG", "trace");
     });
     let (transport, stderr) = TokioChildProcess::builder(command)
@@ -507,7 +507,7 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
     );
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
 
-    faults.inject(Fault::delay("/accounts", Duration::from_millis(1500)));
+    faults.inject(Fault::delay("/accounts", Duration::from_millis(3000)));
     let m = err(call(&agent, "teller_list_accounts", chase.clone()).await);
     assert!(m.contains("did not answer in time"), "{m}");
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
@@ -533,6 +533,21 @@ async fn provider_faults_are_reported_and_the_sidecar_keeps_serving() {
     let m = err(call(&agent, "teller_list_accounts", chase.clone()).await);
     assert!(m.contains("rate limiting"), "{m}");
     faults.clear_faults();
+    ok(call(&agent, "teller_list_accounts", chase.clone()).await);
+
+    // A wait that fits, then an absurd Retry-After: given up at once, within the deadline.
+    faults.inject(Fault::status("/accounts", 429, teller_error("rate_limited")).retry_after(1));
+    faults.inject(
+        Fault::status("/accounts", 429, teller_error("rate_limited")).retry_after(u64::MAX),
+    );
+    let absurd = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&agent, "teller_list_accounts", chase.clone()),
+    )
+    .await
+    .expect("the call outlived its deadline");
+    let m = err(absurd);
+    assert!(m.contains("rate limiting"), "{m}");
     ok(call(&agent, "teller_list_accounts", chase.clone()).await);
 
     for (status, code) in [(401, "missing_credentials"), (403, "invalid_access_token")] {
@@ -691,9 +706,13 @@ async fn mutual_tls_needs_the_platform_certificate() {
     );
 }
 
-#[tokio::test]
-async fn a_malformed_json_rpc_line_gets_an_error_and_the_session_goes_on() {
-    let w = World::new().await;
+/// The sidecar spawned with plain pipes: `lines` are sent, then `count`
+/// replies read.
+async fn raw_session(
+    w: &World,
+    lines: &[String],
+    count: usize,
+) -> (tokio::process::Child, Vec<Value>) {
     let mut child = tokio::process::Command::new(SIDECAR)
         .env_clear()
         .env("INTEGRATIONS_DB", w.db_url())
@@ -702,17 +721,12 @@ async fn a_malformed_json_rpc_line_gets_an_error_and_the_session_goes_on() {
         .env("INTEGRATIONS_PROFILE_ID", "prof_vzfin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
-    for line in [
-        init.to_string(),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
-        "{this is not json".into(),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
-    ] {
+    let mut replies_in = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
         stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -720,14 +734,32 @@ async fn a_malformed_json_rpc_line_gets_an_error_and_the_session_goes_on() {
     }
     stdin.flush().await.unwrap();
     let mut replies = Vec::new();
-    while replies.len() < 3 {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+    while replies.len() < count {
+        let line = tokio::time::timeout(Duration::from_secs(10), replies_in.next_line())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
         replies.push(serde_json::from_str::<Value>(&line).unwrap());
     }
+    drop(stdin);
+    (child, replies)
+}
+
+fn initialize(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+}
+
+#[tokio::test]
+async fn a_malformed_json_rpc_line_gets_an_error_and_the_session_goes_on() {
+    let w = World::new().await;
+    let lines = [
+        initialize(1).to_string(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        "{this is not json".into(),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    ];
+    let (mut child, replies) = raw_session(&w, &lines, 3).await;
     assert!(
         replies
             .iter()
@@ -744,7 +776,37 @@ async fn a_malformed_json_rpc_line_gets_an_error_and_the_session_goes_on() {
         .find(|r| r["id"] == 2)
         .expect("the session went on");
     assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 5);
-    drop(stdin);
+    child.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_line_over_4_mib_gets_an_error_and_the_session_goes_on() {
+    let w = World::new().await;
+    let mut huge = initialize(1);
+    huge["params"]["clientInfo"]["name"] = "x".repeat(5 << 20).into();
+    let lines = [
+        huge.to_string(),
+        initialize(2).to_string(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}).to_string(),
+    ];
+    let (mut child, replies) = raw_session(&w, &lines, 3).await;
+    let too_long = replies
+        .iter()
+        .find(|r| r["error"]["code"] == -32600)
+        .unwrap_or_else(|| panic!("no error for the long line: {replies:?}"));
+    assert_eq!(too_long["id"], Value::Null);
+    assert!(
+        replies
+            .iter()
+            .any(|r| r["id"] == 2 && r["result"]["serverInfo"].is_object()),
+        "{replies:?}"
+    );
+    let tools = replies
+        .iter()
+        .find(|r| r["id"] == 3)
+        .expect("the session went on");
+    assert_eq!(tools["result"]["tools"].as_array().unwrap().len(), 5);
     child.wait().await.unwrap();
 }
 

@@ -76,7 +76,7 @@ impl LocalSqlite {
         let user = user_id.to_string();
         let (profiles, integrations) = self
             .run(move |conn| {
-                in_one_read(conn, |conn| {
+                in_transaction(conn, "BEGIN", |conn| {
                     let profiles = conn
                         .prepare_cached(select_profiles!("WHERE user_id = $1"))?
                         .query_map([&user], ProfileRow::from_sqlite)?
@@ -199,17 +199,23 @@ impl LocalSqlite {
     }
 }
 
-/// Runs `read` in one read transaction (its statements prepared once, unlike
-/// rusqlite's `Transaction`), ending it whatever happens.
-fn in_one_read<T>(
+/// Runs `work` in one transaction opened with `begin` (`BEGIN` for a read,
+/// `BEGIN IMMEDIATE` for a write that reads first; its statements prepared
+/// once, unlike rusqlite's `Transaction`): committed when it succeeds,
+/// rolled back otherwise.
+pub(super) fn in_transaction<T>(
     conn: &Connection,
-    read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    begin: &str,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    conn.prepare_cached("BEGIN")?.execute([])?;
-    let result = read(conn);
-    let ended = conn.prepare_cached("COMMIT")?.execute([]);
+    conn.prepare_cached(begin)?.execute([])?;
+    let result = work(conn);
+    let ended = match &result {
+        Ok(_) => conn.prepare_cached("COMMIT")?.execute([]).map(drop),
+        Err(_) => Ok(()),
+    };
     if !conn.is_autocommit() {
-        // Only when COMMIT itself failed; ROLLBACK of a read cannot.
+        // After a failure, or when COMMIT itself failed.
         let _ = conn.execute_batch("ROLLBACK");
     }
     let value = result?;

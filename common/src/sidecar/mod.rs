@@ -22,7 +22,9 @@ use crate::crypto::OpenError;
 use crate::store::StoreError;
 
 pub use backing::Backing;
-pub use notifications::{IDEMPOTENCY_WINDOW, LoggedNotification, ThreadRow};
+pub use notifications::{
+    CLAIM_TIMEOUT, Claim, IDEMPOTENCY_WINDOW, LoggedNotification, NewClaim, ThreadRow,
+};
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;
 

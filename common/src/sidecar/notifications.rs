@@ -1,11 +1,19 @@
 //! The notification log and Telegram threads, as the delivery library writes
-//! and reads them: one row per notification, idempotency keys, the per-minute
-//! count that holds across every running sidecar.
+//! and reads them: one row per notification, and the claim taken before a
+//! delivery, which holds its idempotency key and its place in the per-minute
+//! count across every running sidecar.
+//!
+//! A claim is `pending` until its delivery ends, then `sent` or `failed`. A
+//! key with a `sent` claim is answered with the first result; with a
+//! `pending` one (another call is delivering it now) the call is refused, to
+//! be repeated; a `failed` claim frees the key for a retry. A `pending` claim
+//! older than [`CLAIM_TIMEOUT`] (its sidecar died mid-delivery) frees it too.
 
 use std::time::{Duration, SystemTime};
 
 use crate::store::{StoreError, with_pool};
 
+use super::local::in_transaction;
 use super::store::{Backend, SidecarStore};
 
 /// One `notification_log` row.
@@ -53,8 +61,25 @@ const SENT_WITH_KEY: &str = "SELECT notification_id, user_id, profile_id, sessio
      FROM notification_log WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 AND status = 'sent' AND created_at >= $4 \
      ORDER BY created_at DESC LIMIT 1";
 
-const RECENT: &str = "SELECT created_at FROM notification_log \
-     WHERE user_id = $1 AND profile_id = $2 AND source = 'agent' AND created_at >= $3 ORDER BY created_at";
+const PRUNE_CLAIMS: &str =
+    "DELETE FROM notification_claims WHERE user_id = $1 AND profile_id = $2 AND claimed_at < $3";
+
+/// The state of the claim that holds a key, `sent` before `pending`.
+const KEY_CLAIM: &str = "SELECT state FROM notification_claims \
+     WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 \
+     AND (state = 'sent' OR (state = 'pending' AND claimed_at >= $4)) ORDER BY state DESC LIMIT 1";
+
+const COUNTED_CLAIMS: &str = "SELECT claimed_at FROM notification_claims \
+     WHERE user_id = $1 AND profile_id = $2 AND source = 'agent' AND claimed_at >= $3 ORDER BY claimed_at";
+
+const INSERT_CLAIM: &str = "INSERT INTO notification_claims (notification_id, user_id, profile_id, source, idempotency_key, state, claimed_at) \
+     VALUES ($1, $2, $3, $4, $5, 'pending', $6)";
+
+const FINISH_CLAIM: &str =
+    "UPDATE notification_claims SET state = $1 WHERE notification_id = $2 AND state = 'pending'";
+
+const RELEASE_CLAIM: &str =
+    "DELETE FROM notification_claims WHERE notification_id = $1 AND state = 'pending'";
 
 const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id, profile_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -62,13 +87,66 @@ const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// A `pending` claim older than this is taken as abandoned: a delivery takes
+/// at most 15 s, its log row a busy store's wait more.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A notification about to be delivered, as [`SidecarStore::claim`] takes it.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    /// `ntf_...`, the id its log row will have.
+    pub notification_id: String,
+    pub user_id: String,
+    /// Empty when it is sent for no profile.
+    pub profile_id: String,
+    /// `agent` or `platform`; only agents' claims are counted.
+    pub source: String,
+    pub idempotency_key: Option<String>,
+    /// At most this many agent claims of the profile within the window.
+    pub limit: Option<(usize, Duration)>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed, `pending`: deliver it, then [`SidecarStore::log_notification`].
+    Granted,
+    /// The key's notification was sent: its log row answers
+    /// ([`SidecarStore::sent_with_key`]).
+    Sent,
+    /// Another call is delivering the key's notification now.
+    Pending,
+    /// The limit is reached: when each counted claim was taken, oldest first.
+    Limited(Vec<SystemTime>),
+}
+
 /// The stored form of `now - ago`, comparable with `created_at`.
 fn stamp_ago(ago: Duration) -> String {
     humantime::format_rfc3339_micros(SystemTime::now() - ago).to_string()
 }
 
+/// What a claim holding the key in `state` answers.
+fn held_by(state: &str) -> Claim {
+    if state == "sent" {
+        Claim::Sent
+    } else {
+        Claim::Pending
+    }
+}
+
+/// [`Claim::Limited`] by the claims taken at `stamps`.
+fn limited(stamps: &[String]) -> Claim {
+    Claim::Limited(
+        stamps
+            .iter()
+            .filter_map(|s| humantime::parse_rfc3339(s).ok())
+            .collect(),
+    )
+}
+
 impl SidecarStore {
-    /// Writes one `notification_log` row.
+    /// Writes one `notification_log` row and ends its claim (`sent` or
+    /// `failed`, as the row says), in one transaction.
     pub async fn log_notification(&self, row: &LoggedNotification) -> Result<(), StoreError> {
         let at = crate::store::now();
         match &self.backend {
@@ -76,28 +154,38 @@ impl SidecarStore {
                 let row = row.clone();
                 local
                     .run(move |conn| {
-                        conn.prepare_cached(INSERT_NOTIFICATION)?
-                            .execute(rusqlite::params![
-                                row.notification_id,
-                                row.user_id,
-                                row.profile_id,
-                                row.session_id,
-                                row.integration_id,
-                                row.channel,
-                                row.urgency,
-                                row.source,
-                                row.status,
-                                row.error,
-                                row.attempts,
-                                row.idempotency_key,
-                                row.message,
-                                row.provider_message_id,
-                                at,
-                            ])
+                        in_transaction(conn, "BEGIN IMMEDIATE", |conn| {
+                            conn.prepare_cached(FINISH_CLAIM)?
+                                .execute((&row.status, &row.notification_id))?;
+                            conn.prepare_cached(INSERT_NOTIFICATION)?
+                                .execute(rusqlite::params![
+                                    row.notification_id,
+                                    row.user_id,
+                                    row.profile_id,
+                                    row.session_id,
+                                    row.integration_id,
+                                    row.channel,
+                                    row.urgency,
+                                    row.source,
+                                    row.status,
+                                    row.error,
+                                    row.attempts,
+                                    row.idempotency_key,
+                                    row.message,
+                                    row.provider_message_id,
+                                    at,
+                                ])
+                        })
                     })
                     .await?;
             }
             Backend::Postgres(store) => with_pool!(store, |pool| {
+                let mut tx = pool.begin().await?;
+                sqlx::query(FINISH_CLAIM)
+                    .bind(&row.status)
+                    .bind(&row.notification_id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(INSERT_NOTIFICATION)
                     .bind(&row.notification_id)
                     .bind(&row.user_id)
@@ -114,8 +202,9 @@ impl SidecarStore {
                     .bind(&row.message)
                     .bind(&row.provider_message_id)
                     .bind(&at)
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
             }),
         }
         Ok(())
@@ -206,39 +295,122 @@ impl SidecarStore {
         }))
     }
 
-    /// When each notification an agent of this profile sent in the last
-    /// `window` was logged, oldest first: the rate limit's count.
-    pub async fn recent_notifications(
-        &self,
-        user_id: &str,
-        profile_id: &str,
-        window: Duration,
-    ) -> Result<Vec<SystemTime>, StoreError> {
-        let since = stamp_ago(window);
-        let stamps: Vec<String> = match &self.backend {
+    /// Claims a notification before its delivery: in one transaction per
+    /// user (across processes), the key is checked, the profile's agent
+    /// claims of the window counted, and the claim written `pending`.
+    pub async fn claim(&self, claim: &NewClaim) -> Result<Claim, StoreError> {
+        let at = crate::store::now();
+        let expired = stamp_ago(IDEMPOTENCY_WINDOW);
+        let abandoned = stamp_ago(CLAIM_TIMEOUT);
+        let since = claim.limit.map(|(_, window)| stamp_ago(window));
+        match &self.backend {
             Backend::Local(local) => {
-                let (user, profile) = (user_id.to_string(), profile_id.to_string());
+                let claim = claim.clone();
                 local
                     .run(move |conn| {
-                        conn.prepare_cached(RECENT)?
-                            .query_map((&user, &profile, &since), |r| r.get(0))?
-                            .collect()
+                        in_transaction(conn, "BEGIN IMMEDIATE", |conn| {
+                            let (user, profile) = (&claim.user_id, &claim.profile_id);
+                            conn.prepare_cached(PRUNE_CLAIMS)?
+                                .execute((user, profile, &expired))?;
+                            if let Some(key) = &claim.idempotency_key {
+                                let held: Option<String> = conn
+                                    .prepare_cached(KEY_CLAIM)?
+                                    .query_map((user, profile, key, &abandoned), |r| r.get(0))?
+                                    .next()
+                                    .transpose()?;
+                                if let Some(state) = held {
+                                    return Ok(held_by(&state));
+                                }
+                            }
+                            if let (Some(since), Some((limit, _))) = (&since, claim.limit) {
+                                let stamps = conn
+                                    .prepare_cached(COUNTED_CLAIMS)?
+                                    .query_map((user, profile, since), |r| r.get(0))?
+                                    .collect::<Result<Vec<String>, _>>()?;
+                                if stamps.len() >= limit {
+                                    return Ok(limited(&stamps));
+                                }
+                            }
+                            conn.prepare_cached(INSERT_CLAIM)?.execute((
+                                &claim.notification_id,
+                                user,
+                                profile,
+                                &claim.source,
+                                &claim.idempotency_key,
+                                &at,
+                            ))?;
+                            Ok(Claim::Granted)
+                        })
                     })
-                    .await?
+                    .await
             }
             Backend::Postgres(store) => with_pool!(store, |pool| {
-                sqlx::query_scalar(RECENT)
-                    .bind(user_id)
-                    .bind(profile_id)
-                    .bind(&since)
-                    .fetch_all(pool)
-                    .await?
+                let mut tx = crate::store::begin_for_user(pool, &claim.user_id).await?;
+                let (user, profile) = (&claim.user_id, &claim.profile_id);
+                sqlx::query(PRUNE_CLAIMS)
+                    .bind(user)
+                    .bind(profile)
+                    .bind(&expired)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(key) = &claim.idempotency_key {
+                    let held: Option<String> = sqlx::query_scalar(KEY_CLAIM)
+                        .bind(user)
+                        .bind(profile)
+                        .bind(key)
+                        .bind(&abandoned)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(state) = held {
+                        tx.commit().await?;
+                        return Ok(held_by(&state));
+                    }
+                }
+                if let (Some(since), Some((limit, _))) = (&since, claim.limit) {
+                    let stamps: Vec<String> = sqlx::query_scalar(COUNTED_CLAIMS)
+                        .bind(user)
+                        .bind(profile)
+                        .bind(since)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    if stamps.len() >= limit {
+                        tx.commit().await?;
+                        return Ok(limited(&stamps));
+                    }
+                }
+                sqlx::query(INSERT_CLAIM)
+                    .bind(&claim.notification_id)
+                    .bind(user)
+                    .bind(profile)
+                    .bind(&claim.source)
+                    .bind(&claim.idempotency_key)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Claim::Granted)
             }),
-        };
-        Ok(stamps
-            .iter()
-            .filter_map(|s| humantime::parse_rfc3339(s).ok())
-            .collect())
+        }
+    }
+
+    /// Takes back a `pending` claim whose notification was never attempted
+    /// (no channel): it neither holds its key nor counts.
+    pub async fn release_claim(&self, notification_id: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Local(local) => {
+                let id = notification_id.to_string();
+                local
+                    .run(move |conn| conn.prepare_cached(RELEASE_CLAIM)?.execute([&id]))
+                    .await?;
+            }
+            Backend::Postgres(store) => with_pool!(store, |pool| {
+                sqlx::query(RELEASE_CLAIM)
+                    .bind(notification_id)
+                    .execute(pool)
+                    .await?;
+            }),
+        }
+        Ok(())
     }
 
     /// Records a message sent with thread-claim buttons.

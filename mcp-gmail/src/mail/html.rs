@@ -37,9 +37,13 @@ const BLOCKS: &[&str] = &[
 /// Readable text from an HTML body: tags dropped (`script`, `style`, `head` and
 /// comments with their contents), line breaks for `br` and block elements, `- `
 /// before list items, `text (url)` for links, entities decoded, whitespace
-/// collapsed, at most one blank line in a row. Tolerates broken HTML; never panics.
+/// collapsed, at most one blank line in a row. Tolerates broken HTML: a tag
+/// that never ends makes the rest of the body text. Never panics, and takes
+/// time linear in the input, whatever it holds (one pass; no search for an
+/// end that is known to be missing runs twice).
 pub fn html_to_text(html: &str) -> String {
     let mut writer = Writer::default();
+    let mut raw_text = RawText::default();
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
         writer.text(&decode_entities(&rest[..lt]));
@@ -48,12 +52,13 @@ pub fn html_to_text(html: &str) -> String {
             Markup::Skip(len) => &rest[len..],
             Markup::Tag(tag) => {
                 writer.tag(&tag);
-                skip_raw_text(&tag, &rest[tag.len..])
+                raw_text.skip(&tag, &rest[tag.len..])
             }
             Markup::Text => {
                 writer.text("<");
                 &rest[1..]
             }
+            Markup::Unclosed => break,
         };
     }
     writer.text(&decode_entities(rest));
@@ -67,6 +72,8 @@ enum Markup {
     Tag(Tag),
     /// Not markup after all: a literal `<`.
     Text,
+    /// Markup that the input ends inside of: it and what follows are text.
+    Unclosed,
 }
 
 /// A start or end tag, its name lowercased.
@@ -93,19 +100,24 @@ fn markup(text: &str) -> Markup {
         return Markup::Skip(comment.find("-->").map_or(text.len(), |i| i + 7));
     }
     if text.starts_with("<!") || text.starts_with("<?") {
-        return text.find('>').map_or(Markup::Text, |i| Markup::Skip(i + 1));
+        return text
+            .find('>')
+            .map_or(Markup::Unclosed, |i| Markup::Skip(i + 1));
     }
-    parse_tag(text).map_or(Markup::Text, Markup::Tag)
+    parse_tag(text)
 }
 
-/// A tag at the start of `text`, or `None` if it is not one (or never ends).
-/// Works on bytes but cuts only at ASCII delimiters, so slices stay on char boundaries.
-fn parse_tag(text: &str) -> Option<Tag> {
+/// The tag at the start of `text`: [`Markup::Text`] if it is not one,
+/// [`Markup::Unclosed`] if it never ends. Works on bytes but cuts only at
+/// ASCII delimiters, so slices stay on char boundaries.
+fn parse_tag(text: &str) -> Markup {
     let bytes = text.as_bytes();
     let closing = bytes.get(1) == Some(&b'/');
     let mut i = 1 + usize::from(closing);
-    if !bytes.get(i)?.is_ascii_alphabetic() {
-        return None;
+    match bytes.get(i) {
+        None => return Markup::Unclosed,
+        Some(b) if !b.is_ascii_alphabetic() => return Markup::Text,
+        Some(_) => {}
     }
     let start = i;
     while bytes
@@ -123,13 +135,17 @@ fn parse_tag(text: &str) -> Option<Tag> {
         {
             i += 1;
         }
-        if *bytes.get(i)? == b'>' {
-            return Some(Tag {
-                name,
-                closing,
-                attributes,
-                len: i + 1,
-            });
+        match bytes.get(i) {
+            None => return Markup::Unclosed,
+            Some(b'>') => {
+                return Markup::Tag(Tag {
+                    name,
+                    closing,
+                    attributes,
+                    len: i + 1,
+                });
+            }
+            Some(_) => {}
         }
         let key_start = i;
         i += 1;
@@ -140,7 +156,9 @@ fn parse_tag(text: &str) -> Option<Tag> {
             i += 1;
         }
         let key = text[key_start..i].to_ascii_lowercase();
-        let value = attribute_value(text, &mut i)?;
+        let Some(value) = attribute_value(text, &mut i) else {
+            return Markup::Unclosed;
+        };
         attributes.push((key, value));
     }
 }
@@ -183,32 +201,57 @@ fn attribute_value(text: &str, at: &mut usize) -> Option<String> {
     Some(decode_entities(value).into_owned())
 }
 
-/// After the start tag of an element whose content is never shown, what follows
-/// that content; `after` itself when the content never ends.
-fn skip_raw_text<'a>(tag: &Tag, after: &'a str) -> &'a str {
-    if tag.closing {
-        return after;
-    }
-    let end = match tag.name.as_str() {
-        "script" | "style" | "title" => find_ignore_case(after, &format!("</{}", tag.name)),
-        "head" => [
-            find_ignore_case(after, "</head"),
-            find_ignore_case(after, "<body"),
-        ]
-        .into_iter()
-        .flatten()
-        .min(),
-        _ => None,
-    };
-    end.map_or(after, |i| &after[i..])
+/// Skips the content of elements that is never shown, remembering which of
+/// their end tags the rest of the input lacks, so that no search for one
+/// runs twice over the same text (`<script><script>…` stays linear).
+#[derive(Default)]
+struct RawText {
+    absent: Vec<&'static str>,
 }
 
-/// Where ASCII `needle` first occurs in `haystack`, ignoring ASCII case.
-fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+impl RawText {
+    /// After the start tag of an element whose content is never shown, what follows
+    /// that content; `after` itself when the content never ends.
+    fn skip<'a>(&mut self, tag: &Tag, after: &'a str) -> &'a str {
+        if tag.closing {
+            return after;
+        }
+        let ends: &[&'static str] = match tag.name.as_str() {
+            "script" => &["</script"],
+            "style" => &["</style"],
+            "title" => &["</title"],
+            "head" => &["</head", "<body"],
+            _ => return after,
+        };
+        let wanted: Vec<&str> = ends
+            .iter()
+            .copied()
+            .filter(|end| !self.absent.contains(end))
+            .collect();
+        if wanted.is_empty() {
+            return after;
+        }
+        match find_first_ignore_case(after, &wanted) {
+            Some(i) => &after[i..],
+            None => {
+                self.absent.extend(wanted);
+                after
+            }
+        }
+    }
+}
+
+/// Where any of the ASCII `needles` first occurs in `haystack`, ignoring
+/// ASCII case: one pass that stops at the first match.
+fn find_first_ignore_case(haystack: &str, needles: &[&str]) -> Option<usize> {
+    let bytes = haystack.as_bytes();
+    (0..bytes.len()).find(|&i| {
+        needles.iter().any(|needle| {
+            bytes
+                .get(i..i + needle.len())
+                .is_some_and(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+        })
+    })
 }
 
 /// The text being built, with whitespace collapsed as it arrives.
@@ -288,7 +331,14 @@ impl Writer {
         if self.out.is_empty() {
             return;
         }
-        let have = self.out.bytes().rev().take_while(|&b| b == b'\n').count();
+        // At most `count` looked at: a `<pre>` may have left many newlines.
+        let have = self
+            .out
+            .bytes()
+            .rev()
+            .take(count)
+            .take_while(|&b| b == b'\n')
+            .count();
         for _ in have..count {
             self.out.push('\n');
         }
@@ -646,6 +696,71 @@ mod tests {
         for (html, expected) in cases {
             assert_eq!(html_to_text(html), expected, "html {html:?}");
         }
+    }
+
+    /// The one timing assertion: hostile bodies of 1 MB against a normal one
+    /// measured here, with a factor and slack no loaded machine reaches
+    /// unless the work grows faster than the input (a quadratic scan of 1 MB
+    /// takes minutes).
+    #[test]
+    fn hostile_bodies_take_about_as_long_as_a_normal_one() {
+        const SIZE: usize = 1 << 20;
+        let timed = |html: String| {
+            let (done, finished) = std::sync::mpsc::channel();
+            let started = std::time::Instant::now();
+            std::thread::spawn(move || done.send(html_to_text(&html)).unwrap());
+            (started, finished)
+        };
+        let (started, finished) = timed(normal_mail(SIZE));
+        let text = finished.recv().unwrap();
+        let normal = started.elapsed();
+        assert!(
+            text.contains("Pay now (https://x.org/pay/"),
+            "{}",
+            &text[..200]
+        );
+        let budget = normal * 20 + std::time::Duration::from_secs(1);
+        let hostile = [
+            ("unclosed <a", "<a".repeat(SIZE / 2)),
+            ("unclosed <!", "<!".repeat(SIZE / 2)),
+            ("unclosed <script>", "<script>".repeat(SIZE / 8)),
+            ("unclosed quotes", "<a b=\"".repeat(SIZE / 6)),
+            (
+                "heads without a body",
+                "<head></head>".repeat(SIZE / 13) + "<body>",
+            ),
+            (
+                "blocks after a long <pre>",
+                format!(
+                    "<pre>{}</pre>{}",
+                    "\n".repeat(SIZE / 2),
+                    "<div>".repeat(SIZE / 10)
+                ),
+            ),
+        ];
+        for (what, html) in hostile {
+            let (started, finished) = timed(html);
+            assert!(
+                finished.recv_timeout(budget).is_ok(),
+                "{what}: not done after {budget:?}, a normal mail took {normal:?}"
+            );
+            eprintln!("{what}: {:?} (normal {normal:?})", started.elapsed());
+        }
+    }
+
+    /// About `size` bytes of a newsletter: paragraphs, links, entities, a table.
+    fn normal_mail(size: usize) -> String {
+        let mut html = String::from("<html><head><style>p{}</style></head><body>");
+        let mut n = 0;
+        while html.len() < size {
+            n += 1;
+            html += &format!(
+                "<p class=\"x\">Dear customer &amp; friend, item {n} is <b>ready</b>.<br>\
+                 <a href=\"https://x.org/pay/{n}\">Pay now</a></p>\
+                 <table><tr><td>Amount</td><td>{n}.00&nbsp;&euro;</td></tr></table>\n"
+            );
+        }
+        html + "</body></html>"
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Bounded retries: exponential backoff, `Retry-After` honoured when it fits,
-//! every attempt inside one deadline.
+//! Bounded retries: every attempt inside one deadline, the waits between them
+//! from [`common::retry::Backoff`] (`Retry-After` honoured when it fits).
 
 use std::future::Future;
 use std::time::Duration;
 
+use common::retry::Backoff;
 use tokio::time::Instant;
 
 use super::Failure;
@@ -37,9 +38,6 @@ impl<T> Attempt<T> {
     }
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
-
 /// Runs `attempt` until it is done, fails, or `deadline` would pass.
 /// `what` names the provider in the failure ("Slack").
 pub(crate) async fn retrying<T, F, Fut>(
@@ -51,11 +49,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt<T>>,
 {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::until(deadline.into_std());
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = backoff.remaining();
         let gave_up = |why: &str| Failure {
             message: format!(
                 "{what} {why}, after {attempts} attempt{}",
@@ -72,9 +70,7 @@ where
                 return Err(failure);
             }
             Ok(Attempt::Retry { after, why }) => {
-                let wait = after.unwrap_or(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                if Instant::now() + wait >= deadline {
+                let Some(wait) = backoff.next_wait(after) else {
                     let why = match after {
                         Some(after) => format!(
                             "{why} and asked to wait {}s, longer than this call may take",
@@ -83,7 +79,7 @@ where
                         None => why,
                     };
                     return Err(gave_up(&why));
-                }
+                };
                 tokio::time::sleep(wait).await;
             }
         }
@@ -92,13 +88,10 @@ where
 
 /// `Retry-After` in seconds, if the response has one.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
+    common::retry::retry_after(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }

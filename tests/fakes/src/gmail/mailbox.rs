@@ -733,8 +733,21 @@ pub(super) struct Mailbox {
 }
 
 impl Mailbox {
-    pub(super) fn seed() -> Self {
+    /// The seed and, after it, one HTML-only message per `(id, html)`.
+    pub(super) fn seed(extra: Vec<(&'static str, String)>) -> Self {
         let mut messages = seed();
+        messages.extend(extra.into_iter().enumerate().map(|(i, (id, html))| {
+            mail(
+                id,
+                "Newsletter <news@example.com>",
+                "An HTML mail",
+                (
+                    "Sun, 17 Mar 2024 12:00:00 +0000",
+                    1_710_676_800_000 + i as i64,
+                ),
+                text("text/html", &html),
+            )
+        }));
         for (i, message) in messages.iter_mut().enumerate() {
             message.history_id = 104_200 + 17 * i as u64;
         }
@@ -809,7 +822,7 @@ mod tests {
 
     #[test]
     fn seeded_ids_look_like_gmail_ids() {
-        for message in &Mailbox::seed().messages {
+        for message in &Mailbox::seed(Vec::new()).messages {
             assert_eq!(message.id.len(), 16);
             assert!(message.id.chars().all(|c| c.is_ascii_hexdigit()));
         }
@@ -817,7 +830,7 @@ mod tests {
 
     #[test]
     fn query_terms_are_anded_and_case_insensitive() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         assert_eq!(ids(&mailbox, "from:ana"), [MSG_PLAIN]);
         assert_eq!(ids(&mailbox, "to:ana"), [MSG_LUNCH_REPLY]);
         assert_eq!(ids(&mailbox, "CAFÉ"), [MSG_LUNCH_REPLY, MSG_PLAIN]);
@@ -848,7 +861,7 @@ mod tests {
 
     #[test]
     fn the_quirky_message_has_unpadded_data_and_an_encoded_subject() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         let message = mailbox
             .message(MSG_UNPADDED)
             .unwrap()
@@ -883,7 +896,7 @@ mod tests {
 
     #[test]
     fn the_nested_message_has_the_full_tree() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         let message = mailbox.message(MSG_NESTED).unwrap().json(Format::Full, &[]);
         let payload = &message["payload"];
         assert_eq!(payload["mimeType"], "multipart/mixed");
@@ -913,7 +926,7 @@ mod tests {
 
     #[test]
     fn metadata_format_filters_headers_and_drops_bodies() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         let wanted = ["subject".to_string(), "From".to_string()];
         let message = mailbox
             .message(MSG_NESTED)
@@ -939,7 +952,7 @@ mod tests {
 
     #[test]
     fn raw_is_a_plausible_rfc_2822_message() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         let raw = String::from_utf8(mailbox.message(MSG_NESTED).unwrap().raw()).unwrap();
         assert!(raw.contains(&format!(
             "Subject: {}\r\n",
@@ -958,7 +971,7 @@ mod tests {
 
     #[test]
     fn the_long_and_big_messages_have_their_sizes() {
-        let mailbox = Mailbox::seed();
+        let mailbox = Mailbox::seed(Vec::new());
         let long = mailbox.message(MSG_LONG).unwrap().text();
         assert!((30_000..31_000).contains(&long.chars().count()));
         let big = mailbox

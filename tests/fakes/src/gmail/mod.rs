@@ -101,8 +101,14 @@ pub struct FakeGmail {
 
 impl FakeGmail {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_html(Vec::new()).await
+    }
+
+    /// Like [`Self::start`], with one more HTML-only message in the inbox
+    /// per `(id, html)` (an id is 16 hex digits).
+    pub async fn start_with_html(extra: Vec<(&'static str, String)>) -> anyhow::Result<Self> {
         let fake = Fake {
-            mailbox: Arc::new(Mailbox::seed()),
+            mailbox: Arc::new(Mailbox::seed(extra)),
             grants: Arc::default(),
             outbox: Arc::default(),
         };
