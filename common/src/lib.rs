@@ -25,4 +25,5 @@ pub mod logging;
 pub mod model;
 pub mod scope;
 pub mod sidecar;
+pub mod signature;
 pub mod store;
