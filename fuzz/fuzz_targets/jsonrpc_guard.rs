@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
         if body.is_empty() {
             continue;
         }
-        if serde_json::from_slice::<Value>(body).is_ok() {
+        // JSON by its grammar: `1e400` is JSON though no f64 holds it.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
             passed.extend_from_slice(line);
         } else {
             refused += 1;
@@ -36,36 +37,30 @@ fuzz_target!(|data: &[u8]| {
 
     RUNTIME.block_on(async {
         let input = std::io::Cursor::new(data.to_vec());
-        let (output, from_guard) = tokio::io::duplex(64 * 1024);
+        // Room for every answer, so that the guard never waits for this reader.
+        let (output, from_guard) = tokio::io::duplex(1 << 20);
         let (mut server_in, server_out) = common::sidecar::guard(input, output);
-        let to_server = async {
-            let mut seen = Vec::new();
-            server_in
-                .read_to_end(&mut seen)
-                .await
-                .expect("the server's input reads");
-            seen
-        };
-        let mut replies = BufReader::new(from_guard);
-        let answers = async {
-            let mut answers = Vec::new();
-            while answers.len() < refused {
-                let mut line = String::new();
-                let read = replies
-                    .read_line(&mut line)
-                    .await
-                    .expect("the replies read");
-                assert!(
-                    read > 0,
-                    "the guard stopped after {} of {refused} answers",
-                    answers.len()
-                );
-                answers.push(line);
-            }
-            answers
-        };
-        let (seen, answers) = tokio::join!(to_server, answers);
+        let mut seen = Vec::new();
+        server_in
+            .read_to_end(&mut seen)
+            .await
+            .expect("the server's input reads");
         assert_eq!(seen, passed, "what reached the server");
+        let mut replies = BufReader::new(from_guard);
+        let mut answers = Vec::new();
+        while answers.len() < refused {
+            let mut line = String::new();
+            let read = replies
+                .read_line(&mut line)
+                .await
+                .expect("the replies read");
+            assert!(
+                read > 0,
+                "the guard stopped after {} of {refused} answers",
+                answers.len()
+            );
+            answers.push(line);
+        }
         for answer in answers {
             let reply: Value = serde_json::from_str(&answer).expect("an answer is JSON");
             assert_eq!(reply["jsonrpc"], "2.0");
