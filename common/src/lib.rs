@@ -26,4 +26,5 @@ pub mod model;
 pub mod retry;
 pub mod scope;
 pub mod sidecar;
+pub mod signature;
 pub mod store;

@@ -174,6 +174,12 @@ pub struct Profile {
 pub struct SealedConfig(pub(crate) String);
 
 impl SealedConfig {
+    /// An envelope as it was stored, taken as is: nothing is checked until
+    /// it is opened (the fuzz targets feed arbitrary text through this).
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
+    }
+
     /// The envelope as stored (ciphertext; safe to copy, useless without a key).
     pub fn as_stored(&self) -> &str {
         &self.0

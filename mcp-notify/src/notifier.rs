@@ -189,12 +189,10 @@ impl Notifier {
                     replayed: true,
                 }))
             }
-            Claim::Limited(recent) => {
-                Err(NotifyError::RateLimited {
-                    limit: self.max_per_minute,
-                    retry_in: retry_in(&recent, self.max_per_minute).unwrap_or(WINDOW),
-                })
-            }
+            Claim::Limited(recent) => Err(NotifyError::RateLimited {
+                limit: self.max_per_minute,
+                retry_in: retry_in(&recent, self.max_per_minute).unwrap_or(WINDOW),
+            }),
         }
     }
 

@@ -1,0 +1,183 @@
+//! Telegram webhook updates: arbitrary bytes read the way the webhook reads
+//! them (`src/api/telegram.rs`: a JSON value, then a private chat's message
+//! text or a callback query's data) and routed by `resolver::route`, the
+//! routing decision the webhook makes, over a store seeded once with a
+//! user's profiles and bots. Routing never panics and lands only on a
+//! granted profile of the bot's user.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use common::config::DecryptedConfig;
+use common::crypto::Keyring;
+use common::model::{IntegrationType, Scope};
+use common::store::{NewIntegration, NewProfile, Store};
+use libfuzzer_sys::fuzz_target;
+use resolver::RouteError;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+struct Seeded {
+    runtime: tokio::runtime::Runtime,
+    store: Store,
+    /// The integrations a message may arrive on, and one that does not exist.
+    rows: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+static SEEDED: LazyLock<Seeded> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("fuzz.db").display());
+    let (store, rows) = runtime.block_on(async {
+        let store = Store::connect(&url).await.expect("the store opens");
+        for (id, slug, is_default) in [
+            ("prof_fin", "fin", false),
+            ("prof_code", "code", true),
+            ("prof_home", "home", false),
+        ] {
+            store
+                .add_profile(&NewProfile {
+                    id: id.into(),
+                    user_id: "u1".into(),
+                    slug: slug.into(),
+                    name: None,
+                    is_default,
+                })
+                .await
+                .expect("a profile");
+        }
+        let keyring = Keyring::parse(&Keyring::generate_entry()).expect("a keyring");
+        let config = |kind, json: &str| {
+            DecryptedConfig::validate(kind, Zeroizing::new(json.as_bytes().to_vec()))
+                .expect("a valid config")
+        };
+        let bot = |n: u32| {
+            config(
+                IntegrationType::Telegram,
+                &format!(r#"{{"bot_token":"{n}:AA","bot_user_id":{n},"bot_username":"Bot{n}"}}"#),
+            )
+        };
+        let new = |kind, scope, ids: &[&str], bound: Option<&str>| NewIntegration {
+            user_id: "u1".into(),
+            kind,
+            label: None,
+            is_default: false,
+            scope,
+            profile_ids: ids.iter().map(|s| s.to_string()).collect(),
+            bound_profile_id: bound.map(Into::into),
+        };
+        let telegram = IntegrationType::Telegram;
+        let bound = store
+            .add_integration(
+                &keyring,
+                &new(
+                    telegram,
+                    Scope::Agents,
+                    &["prof_fin", "prof_code"],
+                    Some("prof_fin"),
+                ),
+                &bot(1),
+            )
+            .await
+            .expect("a bound bot");
+        let shared = store
+            .add_integration(
+                &keyring,
+                &new(telegram, Scope::Agents, &["prof_home"], None),
+                &bot(2),
+            )
+            .await
+            .expect("a shared bot");
+        let off = store
+            .add_integration(&keyring, &new(telegram, Scope::All, &[], None), &bot(3))
+            .await
+            .expect("a disabled bot");
+        store.set_enabled(&off.id, false).await.expect("disabled");
+        let teller = store
+            .add_integration(
+                &keyring,
+                &new(IntegrationType::Teller, Scope::All, &[], None),
+                &config(
+                    IntegrationType::Teller,
+                    r#"{"enrollment_id":"enr_1","access_token":"t","institution_name":"PNC"}"#,
+                ),
+            )
+            .await
+            .expect("a teller row");
+        let rows = vec![bound.id, shared.id, off.id, teller.id, "int_missing".into()];
+        (store, rows)
+    });
+    Seeded {
+        runtime,
+        store,
+        rows,
+        _dir: dir,
+    }
+});
+
+const PROFILES: [(&str, &str); 3] = [
+    ("prof_fin", "fin"),
+    ("prof_code", "code"),
+    ("prof_home", "home"),
+];
+
+fuzz_target!(|data: &[u8]| {
+    let seeded = &*SEEDED;
+    let Ok(update) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    // What the webhook reads of an update.
+    if let Some(query) = update.get("callback_query") {
+        let data = query["data"].as_str().unwrap_or_default();
+        let _ = data.split_once(':').unwrap_or((data, ""));
+        let _ = (
+            query["from"]["id"].as_i64(),
+            query["message"]["chat"]["id"].as_i64(),
+        );
+        return;
+    }
+    let Some(message) = update.get("message") else {
+        return;
+    };
+    let (Some(_chat), Some(text)) = (message["chat"]["id"].as_i64(), message["text"].as_str())
+    else {
+        return;
+    };
+    let _private = message["chat"]["type"].as_str() == Some("private");
+    let integration = seeded.rows[text.len() % seeded.rows.len()].as_str();
+    let routed = seeded
+        .runtime
+        .block_on(resolver::route(&seeded.store, integration, text));
+    match routed {
+        Ok(route) => {
+            // The bound bot reaches fin and code; the shared bot home only.
+            let granted: &[&str] = if integration == seeded.rows[0] {
+                &["prof_fin", "prof_code"]
+            } else if integration == seeded.rows[1] {
+                &["prof_home"]
+            } else {
+                panic!("{integration} routed a message: {route:?}")
+            };
+            assert!(granted.contains(&route.profile_id.as_str()), "{route:?}");
+            assert!(text.ends_with(route.text.as_str()), "{route:?}");
+            if route.text != text {
+                let slug = PROFILES
+                    .iter()
+                    .find(|(id, _)| *id == route.profile_id)
+                    .map(|(_, s)| *s);
+                assert!(
+                    text.trim_start()
+                        .starts_with(&format!("@{}", slug.unwrap_or("?"))),
+                    "{route:?}"
+                );
+            }
+        }
+        Err(RouteError::Store(e)) => panic!("the store failed: {e}"),
+        Err(_) => {}
+    }
+});
