@@ -660,7 +660,8 @@ fn keys_rotate_reseals_integrations_and_secrets_so_the_old_key_can_go() {
             text(&out.stdout),
             format!(
                 "re-encrypted 0 of 5 integration(s) under key {new_kid}\n\
-                 re-encrypted 0 of 2 secret(s) under key {new_kid}\n"
+                 re-encrypted 0 of 2 secret(s) under key {new_kid}\n\
+                 re-encrypted 0 of 0 connect flow verifier(s) under key {new_kid}\n"
             )
         );
     }

@@ -103,13 +103,21 @@ pub(crate) fn capability_hash(token: &str) -> Option<String> {
         .then(|| sha256_hex(token))
 }
 
-/// A token minted for one running agent.
-#[derive(Debug)]
+/// A token minted for one running agent; prints without the token.
 pub struct MintedToken {
     /// The token text: shown once, never stored.
     pub token: Zeroizing<String>,
     /// RFC 3339.
     pub expires_at: String,
+}
+
+impl std::fmt::Debug for MintedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl Store {
