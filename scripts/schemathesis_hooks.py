@@ -4,8 +4,25 @@ PROFILE_NOT_FOUND otherwise, as DESIGN.md asks). A positive case's profile
 ids are mapped onto the profiles the script seeded, so that it tests
 acceptance rather than the store's contents."""
 
+import hypothesis.internal.lambda_sources as lambda_sources
 import schemathesis
 from schemathesis import GenerationMode
+
+# CPython 3.11.7 (pyenv's here) can raise "SystemError: AST constructor
+# recursion depth mismatch" from ast.parse deep in a stack (a CPython bug);
+# hypothesis parses a lambda's source only to name it in a strategy's repr,
+# so a name it cannot get becomes the generic one instead of an error.
+_describe = lambda_sources.lambda_description
+
+
+def _lambda_description(f):
+    try:
+        return _describe(f)
+    except SystemError:
+        return "lambda"
+
+
+lambda_sources.lambda_description = _lambda_description
 
 # Seeded by scripts/schemathesis.sh.
 PROFILES = ["prof_vzfin", "prof_coding"]
@@ -25,6 +42,8 @@ def map_case(context, case):
     elif body.get("scope") == "agents" and case.method.upper() == "PATCH":
         # Scope `agents` alone keeps the row's list, which may be empty.
         body["profile_ids"] = PROFILES[:1]
+    if case.operation.path == "/v1/sessions" and isinstance(body.get("profile_id"), str):
+        body["profile_id"] = PROFILES[0]
     if isinstance(body.get("bound_profile_id"), str):
         body["bound_profile_id"] = PROFILES[0]
     return case

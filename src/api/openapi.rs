@@ -45,6 +45,19 @@ pub mod rules {
         schema(common::ids::slug_schema())
     }
 
+    /// An id (`common::ids::validate_ident`): a profile's, a session's.
+    pub fn ident(_: &mut SchemaGenerator) -> Schema {
+        schema(common::ids::ident_schema())
+    }
+
+    /// A capability token's lifetime in seconds
+    /// (`common::store::MAX_TTL`), or null for the default.
+    pub fn ttl_seconds_or_null(_: &mut SchemaGenerator) -> Schema {
+        or_null(
+            json!({"type": "integer", "minimum": 1, "maximum": common::store::MAX_TTL.as_secs()}),
+        )
+    }
+
     /// A profile id (`common::ids::validate_ident`), or null.
     pub fn ident_or_null(_: &mut SchemaGenerator) -> Schema {
         or_null(common::ids::ident_schema())

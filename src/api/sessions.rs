@@ -22,11 +22,33 @@ use super::error::{ApiError, bounded};
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// One of your profiles.
+    #[schemars(schema_with = "super::openapi::rules::ident")]
     pub profile_id: String,
     /// The running agent's session; `DELETE /v1/sessions/{id}` revokes it.
+    #[schemars(schema_with = "super::openapi::rules::ident")]
     pub session_id: String,
     /// How long the token is valid; default 43200 (12 hours), at most 30 days.
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schemars(schema_with = "super::openapi::rules::ttl_seconds_or_null")]
     pub ttl_seconds: Option<u64>,
+}
+
+/// A whole number of seconds, written as an integer or as a float with no
+/// fraction (`3600.0`), as JSON Schema's `integer` allows; null for none.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(D::Error::custom(
+            "ttl_seconds must be a whole number of seconds",
+        )),
+    }
 }
 
 /// A minted session: its plan holds the token, shown once.
