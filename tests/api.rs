@@ -14,13 +14,14 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 #[path = "support/cli.rs"]
 mod cli;
 use cli::BIN;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/serve.rs"]
+mod serve;
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -125,36 +126,8 @@ impl Server {
             .env("INTEGRATIONS_DB", &store.url)
             .env("INTEGRATIONS_KEYS", &store.keys)
             .env("RUST_LOG", "trace")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
-            .await
-            .expect("the server starts")
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect(&line)
-            .to_string();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+            .envs(extra.iter().copied());
+        let (child, base, log) = serve::spawn(&mut cmd).await;
         Self {
             child,
             base,

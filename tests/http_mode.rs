@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use rmcp::model::{ClientConfig, ProtocolVersion};
@@ -17,7 +16,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -25,6 +23,8 @@ mod cli;
 mod mcp;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/serve.rs"]
+mod serve;
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -199,41 +199,12 @@ struct Served {
 
 impl Served {
     async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .env_clear()
             .env("RUST_LOG", "debug")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
-            .await
-            .expect("the server starts")
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect(&line)
-            .to_string();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+            .envs(envs.iter().copied());
+        let (child, base, log) = serve::spawn(&mut cmd).await;
         Self {
             _child: child,
             base,
