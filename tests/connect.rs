@@ -774,6 +774,21 @@ async fn a_consent_completed_in_another_browser_connects_nothing() {
         assert_eq!(w.google.exchanges(), 0);
         assert!(w.integrations("gmail").await.is_empty());
 
+        // A second binding cookie beside the right one (planted from a
+        // sibling site) makes the flow ambiguous: refused, nothing written.
+        let state = w.authorize("slack").await["state"].clone();
+        let cookie = w.cookies.lock().unwrap()["slack"].clone();
+        refused(
+            w.callback_from(
+                "slack",
+                &[("code", fakes::slack::OAUTH_CODE), ("state", &state)],
+                Some(&format!("{cookie}; integrations_connect=planted")),
+            )
+            .await,
+            "not started in this browser",
+        );
+        assert!(w.integrations("slack").await.is_empty());
+
         // The browser that started it connects, and its cookie is removed.
         let state = w.authorize("slack").await["state"].clone();
         let cookie = w.cookies.lock().unwrap()["slack"].clone();
