@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::ServerHandler;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use super::{Backing, Identity};
@@ -65,7 +65,13 @@ impl HttpConfig {
             .with_allowed_hosts(hosts)
             .with_allowed_origins(origins)
             .enforce_origin_validation()
-            .with_max_request_body_bytes(MAX_BODY);
+            .with_max_request_body_bytes(MAX_BODY)
+            // Every request is served on its own, whatever protocol version
+            // the client speaks: no MCP session lives in a process, so any
+            // replica serves any request and no session id can be taken
+            // over. The answer to a plain call is one JSON body.
+            .with_legacy_session_mode(false)
+            .with_json_response(true);
         Self { rmcp }
     }
 
@@ -84,8 +90,9 @@ struct Gate {
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
-/// [`Caller::Token`](super::Caller::Token)) over streamable HTTP, both the
-/// session handshake and the stateless protocol, behind the token check.
+/// [`Caller::Token`](super::Caller::Token)) over streamable HTTP, behind the
+/// token check: the handshake of 2025-11-25 and the stateless protocol of
+/// 2026-07-28, each request served statelessly.
 /// `tokens` opens the store the tokens are checked in.
 pub fn mount<S>(
     server: &'static str,
@@ -98,7 +105,7 @@ where
 {
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(NeverSessionManager::default()),
         config.rmcp.clone(),
     );
     Router::new()
