@@ -773,9 +773,19 @@ async fn count(url: &str, sql: &str) -> i64 {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
     } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+        use sqlx::Row;
+        let row = sqlx::raw_sql(sql).fetch_one(&own_pg(url).await).await;
+        row.unwrap().get(0)
     }
+}
+
+/// A PostgreSQL pool of the test's own, for simple queries: with no
+/// startup parameter PgBouncer refuses, so that they run through it too.
+async fn own_pg(url: &str) -> sqlx::PgPool {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    sqlx::PgPool::connect_with(options.extra_float_digits(None))
+        .await
+        .unwrap()
 }
 
 fn who(profile: &str) -> Identity {
@@ -1219,8 +1229,10 @@ async fn exec(url: &str, sql: &str) {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         sqlx::query(sql).execute(&pool).await.unwrap();
     } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        sqlx::raw_sql(sql)
+            .execute(&own_pg(url).await)
+            .await
+            .unwrap();
     }
 }
 

@@ -11,6 +11,7 @@ mod audit;
 pub(crate) mod capabilities;
 mod connect;
 mod integrations;
+mod postgres;
 mod profiles;
 pub(crate) mod rotate;
 pub(crate) mod rows;
@@ -23,7 +24,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -77,7 +78,7 @@ pub enum StoreError {
 
 pub(crate) enum Backend {
     Sqlite(SqlitePool),
-    Postgres(PgPool),
+    Postgres(postgres::Pg),
 }
 
 /// A handle on the store; cheap to clone, safe to share between tasks.
@@ -154,16 +155,13 @@ impl Store {
                 .connect_lazy_with(options);
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            // The URL may carry a password: the parse error is not repeated.
-            let options = PgConnectOptions::from_str(url).map_err(|_| {
-                StoreError::Connect(sqlx::Error::Configuration("malformed postgres URL".into()))
-            })?;
+            let (options, pinned) = postgres::options(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(pg_connections)
                 .min_connections(0)
                 .idle_timeout(idle)
                 .connect_lazy_with(options);
-            Backend::Postgres(pool)
+            Backend::Postgres(postgres::Pg::new(pool, pinned))
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
@@ -182,8 +180,7 @@ impl Store {
         loop {
             let result = match &*self.backend {
                 Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-                // PostgreSQL migrations hold an advisory lock: no race to lose.
-                Backend::Postgres(pool) => return Ok(POSTGRES_MIGRATIONS.run(pool).await?),
+                Backend::Postgres(pg) => return postgres::migrate(pg, &POSTGRES_MIGRATIONS).await,
             };
             match result {
                 Err(MigrateError::Execute(_)) if attempt < 3 => {
@@ -204,39 +201,49 @@ impl Store {
     }
 }
 
-/// What differs between the backends when a write transaction begins.
-pub(crate) trait Dialect: sqlx::Database {
-    const BEGIN: &'static str;
-    /// Serializes the writers of one user's rows until the transaction ends.
-    const LOCK_USER: Option<&'static str>;
+/// A pool on which a write transaction that holds one user's rows begins.
+pub(crate) trait UserLock {
+    type Db: sqlx::Database;
+    /// Opens a write transaction that holds `user_id`'s rows until it ends.
+    fn begin_for_user(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
 }
 
-impl Dialect for sqlx::Sqlite {
-    const BEGIN: &'static str = "BEGIN IMMEDIATE";
-    const LOCK_USER: Option<&'static str> = None;
+impl UserLock for SqlitePool {
+    type Db = sqlx::Sqlite;
+    /// `BEGIN IMMEDIATE`: the database's one writer, until the end.
+    async fn begin_for_user(
+        &self,
+        _user_id: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
-impl Dialect for sqlx::Postgres {
-    const BEGIN: &'static str = "BEGIN";
-    const LOCK_USER: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtext($1))");
+impl UserLock for postgres::Pg {
+    type Db = sqlx::Postgres;
+    /// A per-user advisory lock, released with the transaction.
+    async fn begin_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 /// Opens a write transaction that holds `user_id`'s rows until it ends.
-pub(crate) async fn begin_for_user<DB>(
-    pool: &sqlx::Pool<DB>,
+pub(crate) async fn begin_for_user<P: UserLock>(
+    pool: &P,
     user_id: &str,
-) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error>
-where
-    DB: Dialect,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let mut tx = pool.begin_with(DB::BEGIN).await?;
-    if let Some(lock) = DB::LOCK_USER {
-        sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
-    }
-    Ok(tx)
+) -> Result<sqlx::Transaction<'static, P::Db>, sqlx::Error> {
+    pool.begin_for_user(user_id).await
 }
 
 /// The current time as stored: RFC 3339 UTC with microseconds, so that rows

@@ -1,6 +1,9 @@
 //! The backends every store test runs on: a fresh SQLite file, and a fresh
 //! PostgreSQL database when `INTEGRATIONS_TEST_POSTGRES` holds a server URL
-//! (CI sets it), dropped again by [`cleanup`].
+//! (CI sets it), dropped again by [`cleanup`]; with
+//! `INTEGRATIONS_TEST_PGBOUNCER` (the URL of a PgBouncer in transaction mode
+//! in front of that server, `?pgbouncer=true`), the same tests once more
+//! through it.
 
 use common::store::Store;
 
@@ -27,25 +30,27 @@ pub async fn backends() -> Vec<Backend> {
         _dir: Some(dir),
         pg_cleanup: None,
     }];
-    match std::env::var("INTEGRATIONS_TEST_POSTGRES") {
-        Ok(admin) if !admin.is_empty() => {
-            let db = format!(
-                "itest_{}",
-                common::ids::random_token(12)
-                    .to_lowercase()
-                    .replace('-', "_")
-            );
-            admin_exec(&admin, &format!("CREATE DATABASE \"{db}\"")).await;
-            let url = with_database(&admin, &db);
-            out.push(Backend {
-                name: "postgres",
-                store: Store::connect(&url).await.unwrap(),
-                url,
-                _dir: None,
-                pg_cleanup: Some((admin, db)),
-            });
-        }
-        _ => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    let Some(admin) = env("INTEGRATIONS_TEST_POSTGRES") else {
+        eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run");
+        return out;
+    };
+    let pooled = env("INTEGRATIONS_TEST_PGBOUNCER").map(|url| ("pgbouncer", url));
+    for (name, server) in std::iter::once(("postgres", admin.clone())).chain(pooled) {
+        let db = format!(
+            "itest_{}",
+            common::ids::random_token(12)
+                .to_lowercase()
+                .replace('-', "_")
+        );
+        admin_exec(&admin, &format!("CREATE DATABASE \"{db}\"")).await;
+        let url = with_database(&server, &db);
+        out.push(Backend {
+            name,
+            store: Store::connect(&url).await.unwrap(),
+            url,
+            _dir: None,
+            pg_cleanup: Some((admin.clone(), db)),
+        });
     }
     out
 }
@@ -62,6 +67,10 @@ pub async fn cleanup(backends: Vec<Backend>) {
             .await;
         }
     }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 async fn admin_exec(admin: &str, sql: &str) {
