@@ -54,7 +54,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return keys::generate();
     }
     let url = cli.db.unwrap_or_else(Store::url_from_env);
-    let store = Store::connect(&url).await?;
+    let store = if matches!(cli.command, Command::Serve { .. }) {
+        Store::connect_service(&url).await?
+    } else {
+        Store::connect(&url).await?
+    };
     match cli.command {
         Command::Migrate => {
             println!("store is up to date ({})", store.backend_name());

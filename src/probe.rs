@@ -30,8 +30,8 @@ pub async fn run(
 /// The notifier the platform's own notifications go through.
 pub fn notifier(url: &str) -> anyhow::Result<Notifier> {
     Ok(Notifier::new(
-        SidecarStore::open(url)?,
-        Keyring::from_env()?,
+        SidecarStore::open(url, 1)?,
+        std::sync::Arc::new(Keyring::from_env()?),
         Providers::from_env(),
     ))
 }

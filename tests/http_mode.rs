@@ -3,7 +3,9 @@
 //! run as processes against the fake Teller; tokens are minted by the real
 //! `resolver plan --transport http` (and `POST /v1/sessions`); the agent is
 //! rmcp's streamable-HTTP client; the CLI changes the store meanwhile. On
-//! SQLite and, with `INTEGRATIONS_TEST_POSTGRES`, on PostgreSQL.
+//! SQLite and, with `INTEGRATIONS_TEST_POSTGRES`, on PostgreSQL; with
+//! `INTEGRATIONS_TEST_PGBOUNCER` too (a PgBouncer in transaction mode in
+//! front of that server), two replicas serve one store through it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -34,6 +36,9 @@ const OTHER: &str = "u_other";
 struct Store {
     _dir: tempfile::TempDir,
     url: String,
+    /// The database itself, for the test's own reads (`url` may go through
+    /// a pooler).
+    direct: String,
     keys: String,
     teller_id: String,
     _pg: Option<postgres::Database>,
@@ -55,10 +60,22 @@ impl Store {
         ))
     }
 
+    /// A fresh PostgreSQL database reached through the PgBouncer of
+    /// `INTEGRATIONS_TEST_PGBOUNCER` (everything but the test's own reads).
+    async fn pgbouncer() -> Option<Self> {
+        let bouncer = std::env::var("INTEGRATIONS_TEST_PGBOUNCER")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let db = postgres::Database::create("bounced")?;
+        let url = through(&bouncer, &db.url);
+        Some(Self::seeded(tempfile::tempdir().unwrap(), url, Some(db)))
+    }
+
     fn seeded(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
         let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
         let mut store = Self {
             _dir: dir,
+            direct: pg.as_ref().map_or_else(|| url.clone(), |db| db.url.clone()),
             url,
             keys,
             teller_id: String::new(),
@@ -170,10 +187,10 @@ impl Store {
     async fn query(&self, sql: &str) -> Vec<(String,)> {
         use sqlx::Connection;
         if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
             sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
         } else {
-            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
             sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
         }
     }
@@ -181,10 +198,10 @@ impl Store {
     async fn execute(&self, sql: &str) {
         use sqlx::Connection;
         if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
             sqlx::query(sql).execute(&mut c).await.unwrap();
         } else {
-            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
             sqlx::query(sql).execute(&mut c).await.unwrap();
         }
     }
@@ -214,16 +231,36 @@ impl Served {
 
     /// `mcp-teller serve` on a free port.
     async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
-        Self::start(
-            &Store::bin("mcp-teller"),
-            &["serve", "--listen", "127.0.0.1:0"],
-            &[
-                ("INTEGRATIONS_DB", &store.url),
-                ("INTEGRATIONS_KEYS", &store.keys),
-                ("TELLER_API_BASE", teller.base_url()),
-            ],
-        )
-        .await
+        Self::serving(&Store::bin("mcp-teller"), store, teller, &[]).await
+    }
+
+    /// `program serve` on a free port over `store`, with `extra` in its
+    /// environment.
+    async fn serving(
+        program: &Path,
+        store: &Store,
+        teller: &fakes::teller::FakeTeller,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let mut envs = vec![
+            ("INTEGRATIONS_DB", store.url.as_str()),
+            ("INTEGRATIONS_KEYS", store.keys.as_str()),
+            ("TELLER_API_BASE", teller.base_url()),
+        ];
+        envs.extend_from_slice(extra);
+        Self::start(program, &["serve", "--listen", "127.0.0.1:0"], &envs).await
+    }
+
+    /// One JSON-RPC message POSTed to `path` with `token`, as a client of
+    /// protocol 2025-11-25 sends it after its handshake: the status, the
+    /// headers and the body.
+    async fn rpc(
+        &self,
+        path: &str,
+        token: &str,
+        message: Value,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        rpc(format!("{}{path}", self.base), token.to_string(), message).await
     }
 
     /// A raw POST to `path`: its status, `WWW-Authenticate` and body.
@@ -529,6 +566,13 @@ async fn integrations_serve_mints_and_serves(store: &Store) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["session_id"], "sess_r");
+    // The session is this user's: another user cannot mint into it.
+    let (status, refused) = mint(
+        theirs.clone(),
+        json!({"profile_id": "prof_theirs", "session_id": "sess_r"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(body["expires_at"].is_string());
     let text = body.to_string();
     for canary in [
@@ -602,4 +646,183 @@ async fn integrations_serve_mints_over_rest_and_serves_every_sidecar_on_postgres
         Some(store) => integrations_serve_mints_and_serves(&store).await,
         None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
     }
+}
+
+/// The URL of database `db_url` reached through the pooler at `bouncer`
+/// (whose query, `pgbouncer=true`, it keeps).
+fn through(bouncer: &str, db_url: &str) -> String {
+    let (server, query) = bouncer.split_once('?').unwrap_or((bouncer, ""));
+    let server = server.rsplit_once('/').unwrap().0;
+    let db = db_url.rsplit_once('/').unwrap().1;
+    format!("{server}/{db}?{query}")
+}
+
+/// The JSON-RPC `tools/call` of `teller_list_enrollments`.
+fn list_enrollments(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": "teller_list_enrollments", "arguments": {}}})
+}
+
+async fn calls_past_the_limit(store: &Store) {
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let program = Store::bin("mcp-teller");
+    let served = Served::serving(
+        &program,
+        store,
+        &teller,
+        &[("MCP_MAX_CALLS_PER_MINUTE", "2")],
+    )
+    .await;
+    let plan = |session: &str| -> String {
+        let plan = store.http_plan("prof_vzfin", session, &served.base, "claude-code");
+        Store::token_of(&serde_json::from_str(&plan).unwrap(), "teller")
+    };
+    let (busy, other) = (plan("sess_busy"), plan("sess_calm"));
+
+    // Seven calls fall in at most two minutes: one of them holds more than
+    // two, so at least one call is refused whenever the test runs.
+    let mut refused = 0;
+    for id in 0..7 {
+        let (status, headers, body) = served.rpc("/mcp/teller", &busy, list_enrollments(id)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+            let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+            assert!(
+                body.contains("more than 2 tool calls this minute"),
+                "{body}"
+            );
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.contains("enr_pnc"), "{body}");
+        }
+    }
+    assert!((1..=5).contains(&refused), "{refused} of 7 calls refused");
+
+    // Only tool calls count, and only the token's own.
+    let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    assert_eq!(
+        served.rpc("/mcp/teller", &busy, list).await.0,
+        StatusCode::OK
+    );
+    let (status, _, body) = served.rpc("/mcp/teller", &other, list_enrollments(1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let log = served.log();
+    assert!(
+        log.contains("past the token's calls of the minute"),
+        "{log}"
+    );
+    assert!(!log.contains(&busy), "a token was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_its_tool_calls_of_the_minute_is_refused_with_429_on_sqlite() {
+    calls_past_the_limit(&Store::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_its_tool_calls_of_the_minute_is_refused_with_429_on_postgres() {
+    match Store::postgres().await {
+        Some(store) => calls_past_the_limit(&store).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
+
+/// [`Served::rpc`] at `url`.
+async fn rpc(
+    url: String,
+    token: String,
+    message: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .bearer_auth(token)
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() {
+    let Some(store) = Store::pgbouncer().await else {
+        eprintln!("INTEGRATIONS_TEST_PGBOUNCER is not set: the replica test not run");
+        return;
+    };
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let program = Path::new(cli::BIN);
+    let pool = [("INTEGRATIONS_DB_POOL", "3")];
+    let one = Served::serving(program, &store, &teller, &pool).await;
+    let two = Served::serving(program, &store, &teller, &pool).await;
+
+    // Minted over REST on one replica.
+    let api_token = store.cli(&["tokens", "create", "--user", USER]);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/sessions", one.base))
+        .bearer_auth(api_token.trim())
+        .json(&json!({"profile_id": "prof_vzfin", "session_id": "sess_rep"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let plan: Value = response.json().await.unwrap();
+    let token = Store::token_of(&plan["plan"], "teller");
+
+    // The handshake of 2025-11-25 on one replica, the rest on the other: no
+    // session lives in either.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "replica-test", "version": "1"}}});
+    let (status, headers, body) = one.rpc("/mcp/teller", &token, init).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("2025-11-25"), "{body}");
+    assert!(headers.get("mcp-session-id").is_none(), "{headers:?}");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, _) = two.rpc("/mcp/teller", &token, initialized).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Calls at once on both, more than their pools and PgBouncer's two
+    // server connections: every one is served.
+    let mut calls = tokio::task::JoinSet::new();
+    for id in 0..24u64 {
+        let base = if id % 2 == 0 { &one.base } else { &two.base };
+        calls.spawn(rpc(
+            format!("{base}/mcp/teller"),
+            token.clone(),
+            list_enrollments(id),
+        ));
+    }
+    while let Some(done) = calls.join_next().await {
+        let (status, _, body) = done.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("enr_pnc"), "{body}");
+    }
+    let audited = store
+        .query("SELECT tool FROM audit_log WHERE session_id = 'sess_rep'")
+        .await;
+    assert_eq!(audited.len(), 24, "{audited:?}");
+
+    // A scope change through the CLI is seen by the other replica...
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
+    let (_, _, body) = two.rpc("/mcp/teller", &token, list_enrollments(30)).await;
+    assert!(!body.contains("enr_pnc"), "{body}");
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
+
+    // ...and a revocation through one replica on the next call at the other.
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v1/sessions/sess_rep", one.base))
+        .bearer_auth(api_token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, headers, body) = two.rpc("/mcp/teller", &token, list_enrollments(31)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(headers.contains_key("www-authenticate"));
+    assert!(body.contains("revoked"), "{body}");
 }

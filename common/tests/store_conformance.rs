@@ -819,7 +819,7 @@ async fn a_sidecar_reads_grants_and_writes_its_rows_the_same_on_both_backends() 
         )
         .await
         .unwrap();
-        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
 
         let granted = sidecar
             .granted(&who("prof_vzfin"), IntegrationType::Teller)
@@ -896,7 +896,7 @@ async fn a_sidecar_writes_back_a_config_only_over_the_one_it_read() {
             )
             .await
             .unwrap();
-        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
         let with_token = |token: &str| {
             let opened = k.open_config(&row).unwrap();
             let updated = opened
@@ -952,7 +952,7 @@ async fn a_sidecar_waits_for_another_writer_without_stalling_its_runtime() {
     let path = dir.path().join("store.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     drop(Store::connect(&url).await.unwrap());
-    let sidecar = SidecarStore::open(&url).unwrap();
+    let sidecar = SidecarStore::open(&url, 1).unwrap();
     let writer = rusqlite::Connection::open(&path).unwrap();
     writer.execute_batch("BEGIN IMMEDIATE").unwrap();
 
@@ -1009,7 +1009,7 @@ fn a_sidecar_opening_a_store_held_by_another_process_waits_for_it() {
         holder.execute_batch("COMMIT").unwrap();
         drop(holder);
     });
-    let sidecar = SidecarStore::open(&url).expect("opening waits instead of failing");
+    let sidecar = SidecarStore::open(&url, 1).expect("opening waits instead of failing");
     released.join().unwrap();
     let snapshot = runtime().block_on(sidecar.snapshot("u1", None)).unwrap();
     assert!(snapshot.integrations.is_empty());
@@ -1022,16 +1022,16 @@ fn a_sidecar_never_creates_a_store() {
         "sqlite://{}?mode=rwc",
         dir.path().join("absent.db").display()
     );
-    assert!(SidecarStore::open(&url).is_err());
+    assert!(SidecarStore::open(&url, 1).is_err());
     assert!(!dir.path().join("absent.db").exists());
-    assert!(SidecarStore::open("sqlite::memory:").is_err());
+    assert!(SidecarStore::open("sqlite::memory:", 1).is_err());
 }
 
 #[tokio::test]
 async fn notification_rows_read_back_the_same_on_both_backends() {
     let backends = backends().await;
     for b in &backends {
-        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
         let row = |n: usize, key: Option<&str>, status: &str, profile: &str| LoggedNotification {
             notification_id: format!("ntf_{n}"),
             user_id: "u1".into(),
@@ -1136,7 +1136,7 @@ fn logged(n: usize, key: Option<&str>, status: &str) -> LoggedNotification {
 async fn claims_hold_a_key_until_it_fails_and_count_the_minute_on_both_backends() {
     let backends = backends().await;
     for b in &backends {
-        let s = SidecarStore::open(&b.url).unwrap();
+        let s = SidecarStore::open(&b.url, 1).unwrap();
         let k = Some("k");
         assert_eq!(
             s.claim(&claim(1, "prof_a", k)).await.unwrap(),
@@ -1192,8 +1192,8 @@ async fn claims_hold_a_key_until_it_fails_and_count_the_minute_on_both_backends(
 async fn two_stores_racing_for_one_key_or_the_last_place_of_the_minute_get_one_claim() {
     let backends = backends().await;
     for b in &backends {
-        let one = std::sync::Arc::new(SidecarStore::open(&b.url).unwrap());
-        let two = std::sync::Arc::new(SidecarStore::open(&b.url).unwrap());
+        let one = std::sync::Arc::new(SidecarStore::open(&b.url, 1).unwrap());
+        let two = std::sync::Arc::new(SidecarStore::open(&b.url, 1).unwrap());
         for round in 0..10 {
             let key = format!("key-{round}");
             let racing = [(&one, 2 * round), (&two, 2 * round + 1)].map(|(store, n)| {
@@ -2232,7 +2232,7 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
         assert_eq!(chat.as_deref().map(|c| c.as_str()), Some("4242"));
 
         // Threads: claimed once, dismissed once, the newest open one by a reply.
-        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
         for (n, label) in [(1, "Taxes"), (2, "Rent"), (3, "Trips")] {
             let thread = ThreadRow {
                 notification_id: format!("ntf_{n}"),
@@ -2412,7 +2412,7 @@ async fn a_provider_verdict_does_not_undo_a_reconnect_on_both_backends() {
             .connect_integration(&k, "u1", IntegrationType::Teller, &teller("enr_pnc", "PNC"))
             .await
             .unwrap();
-        let sidecar = SidecarStore::open(&b.url).unwrap();
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
         let status = async || s.integration(&row.id).await.unwrap().unwrap().status;
 
         // A sidecar read `row`, the provider refused its token; meanwhile the

@@ -1035,7 +1035,7 @@ fn the_store_answers_like_the_model_of_the_design() {
     for b in &backends {
         let sidecar = {
             let _runtime = runtime.enter();
-            SidecarStore::open(&b.url).unwrap()
+            SidecarStore::open(&b.url, 1).unwrap()
         };
         let cases = Cell::new(0u32);
         let mut runner = TestRunner::new(Config {

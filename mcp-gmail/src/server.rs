@@ -109,12 +109,12 @@ fn max_chars(requested: Option<i64>) -> usize {
 }
 
 impl GmailServer {
-    /// A server for `caller` over the store at `db_url`; nothing is opened
-    /// until the first request.
-    pub fn new(caller: Caller, db_url: String) -> Self {
+    /// A server for `caller` over `backing`; nothing is opened until the
+    /// first request.
+    pub fn new(caller: Caller, backing: Backing) -> Self {
         let inner = Inner {
             caller,
-            backing: Backing::new("mcp-gmail", db_url),
+            backing,
             gmail: OnceCell::new(),
             oauth: OnceCell::new(),
         };
@@ -139,7 +139,7 @@ impl GmailServer {
     }
 
     async fn keyring(&self) -> Result<&Keyring, ToolError> {
-        self.inner.backing.keyring().await
+        self.inner.backing.keyring().await.map(Arc::as_ref)
     }
 
     async fn gmail(&self) -> &GmailClient {

@@ -3,6 +3,7 @@
 //! delivery, and the `notification_log` row. Shared by `notify_user`,
 //! `integrations notify` and `integrations test`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::channel::{self, ChannelError};
@@ -104,14 +105,14 @@ fn capitalize(text: &str) -> String {
 /// Sends notifications for one store, keyring and set of providers.
 pub struct Notifier {
     store: SidecarStore,
-    keyring: Keyring,
+    keyring: Arc<Keyring>,
     providers: Providers,
     /// `NOTIFY_MAX_PER_MINUTE` (default 20), per user and profile.
     max_per_minute: usize,
 }
 
 impl Notifier {
-    pub fn new(store: SidecarStore, keyring: Keyring, providers: Providers) -> Self {
+    pub fn new(store: SidecarStore, keyring: Arc<Keyring>, providers: Providers) -> Self {
         let max_per_minute = std::env::var("NOTIFY_MAX_PER_MINUTE")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use common::crypto::Keyring;
-use common::sidecar::call::{self, note};
-use common::sidecar::{Caller, Decision, Identity, SidecarStore, schema};
+use common::sidecar::call::{self, ToolError, note};
+use common::sidecar::{Backing, Caller, Decision, Identity, schema};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -31,7 +30,7 @@ pub struct NotifyServer {
 
 struct Inner {
     caller: Caller,
-    db_url: String,
+    backing: Backing,
     notifier: OnceCell<Notifier>,
 }
 
@@ -62,13 +61,13 @@ pub struct NotifyArgs {
 }
 
 impl NotifyServer {
-    /// A server for `caller` over the store at `db_url`; nothing is opened
-    /// until the first tool call.
-    pub fn new(caller: Caller, db_url: String) -> Self {
+    /// A server for `caller` over `backing`; nothing is opened until the
+    /// first tool call.
+    pub fn new(caller: Caller, backing: Backing) -> Self {
         Self {
             inner: Arc::new(Inner {
                 caller,
-                db_url,
+                backing,
                 notifier: OnceCell::new(),
             }),
             tool_router: Self::router(),
@@ -89,14 +88,17 @@ impl NotifyServer {
         self.inner
             .notifier
             .get_or_try_init(|| async {
-                let store = SidecarStore::open(&self.inner.db_url).map_err(|e| {
-                    tracing::warn!(error = %e, "cannot open the store");
-                    "The integrations store is not available; ask the operator to check INTEGRATIONS_DB.".to_string()
-                })?;
-                let keyring = Keyring::from_env().map_err(|e| {
-                    tracing::warn!(error = %e, "no keyring");
-                    "mcp-notify has no keyring; ask the operator to set INTEGRATIONS_KEYS_FILE.".to_string()
-                })?;
+                let unavailable = |e: ToolError| {
+                    tracing::warn!(
+                        error = e.detail.as_deref().unwrap_or_default(),
+                        "{}",
+                        e.message
+                    );
+                    e.message
+                };
+                let backing = &self.inner.backing;
+                let store = backing.store().await.map_err(unavailable)?.clone();
+                let keyring = backing.keyring().await.map_err(unavailable)?.clone();
                 Ok(Notifier::new(store, keyring, Providers::from_env()))
             })
             .await

@@ -159,12 +159,12 @@ pub struct RoutingOut {
 // ---- the server ------------------------------------------------------------
 
 impl TellerServer {
-    /// A server for `caller` over the store at `db_url`; nothing is opened
-    /// until the first tool call.
-    pub fn new(caller: Caller, db_url: String) -> Self {
+    /// A server for `caller` over `backing`; nothing is opened until the
+    /// first tool call.
+    pub fn new(caller: Caller, backing: Backing) -> Self {
         let inner = Inner {
             caller,
-            backing: Backing::new("mcp-teller", db_url),
+            backing,
             client: OnceCell::new(),
         };
         Self {
@@ -188,7 +188,7 @@ impl TellerServer {
     }
 
     async fn keyring(&self) -> Result<&Keyring, ToolError> {
-        self.inner.backing.keyring().await
+        self.inner.backing.keyring().await.map(Arc::as_ref)
     }
 
     async fn client(&self) -> Result<&TellerClient, ToolError> {

@@ -26,7 +26,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use common::crypto::Keyring;
 use common::sidecar::http::{self, HttpConfig};
-use common::sidecar::{Backing, Caller};
+use common::sidecar::{Backing, Caller, SidecarStore};
 use common::store::Store;
 use mcp_notify::Notifier;
 
@@ -131,28 +131,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The three sidecars' MCP endpoints (`/mcp/teller`, `/mcp/gmail`,
-/// `/mcp/notify`) over the store at `db_url`, as `mcp-<server> serve` serves
-/// each.
-fn mcp_routes(db_url: &str, config: &HttpConfig) -> Router {
-    let tokens = Arc::new(Backing::new("integrations", db_url.to_string()));
-    let db = || db_url.to_string();
+/// `/mcp/notify`) over `backing`, as `mcp-<server> serve` serves each.
+fn mcp_routes(backing: &Backing, config: &HttpConfig) -> Router {
     Router::new()
         .merge(http::mount(
             "teller",
-            mcp_teller::TellerServer::new(Caller::Token, db()),
-            tokens.clone(),
+            mcp_teller::TellerServer::new(Caller::Token, backing.named("mcp-teller")),
+            backing.clone(),
             config,
         ))
         .merge(http::mount(
             "gmail",
-            mcp_gmail::GmailServer::new(Caller::Token, db()),
-            tokens.clone(),
+            mcp_gmail::GmailServer::new(Caller::Token, backing.named("mcp-gmail")),
+            backing.clone(),
             config,
         ))
         .merge(http::mount(
             "notify",
-            mcp_notify::NotifyServer::new(Caller::Token, db()),
-            tokens,
+            mcp_notify::NotifyServer::new(Caller::Token, backing.named("mcp-notify")),
+            backing.clone(),
             config,
         ))
 }
@@ -175,8 +172,10 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
     if state.mcp_url.is_empty() {
         state.mcp_url = format!("http://{bound}").into();
     }
-    let config = HttpConfig::from_env(bound);
-    let app = mcp_routes(db_url, &config).merge(router(state));
+    let config = HttpConfig::from_env(bound)?;
+    // The MCP endpoints check tokens and grants over the API's own pool.
+    let backing = Backing::over("integrations", SidecarStore::over(&state.store, db_url)?);
+    let app = mcp_routes(&backing, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
     axum::serve(listener, app)

@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::ServerHandler;
@@ -24,14 +25,21 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 
 use super::{Backing, Identity};
 use crate::store::Refusal;
+use crate::store::capabilities::capability_hash;
 
 /// The largest request body an MCP endpoint reads.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// The tool calls a token may make in a minute unless
+/// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.
+pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
 
 /// The transport settings every MCP endpoint of one process shares.
 #[derive(Clone)]
 pub struct HttpConfig {
     rmcp: StreamableHttpServerConfig,
+    /// Tool calls per token per minute; `None`: no limit.
+    max_calls_per_minute: Option<i64>,
 }
 
 impl HttpConfig {
@@ -39,8 +47,9 @@ impl HttpConfig {
     /// bound address, or one of `MCP_ALLOWED_HOSTS`; a request with an
     /// `Origin` must come from the server's own loopback origin or one of
     /// `MCP_ALLOWED_ORIGINS` (both comma-separated); a request without one
-    /// (not a browser) passes.
-    pub fn from_env(bound: SocketAddr) -> Self {
+    /// (not a browser) passes. A token makes at most
+    /// `MCP_MAX_CALLS_PER_MINUTE` tool calls a minute (0: no limit).
+    pub fn from_env(bound: SocketAddr) -> anyhow::Result<Self> {
         let listed = |name: &str| -> Vec<String> {
             std::env::var(name)
                 .unwrap_or_default()
@@ -72,7 +81,20 @@ impl HttpConfig {
             // over. The answer to a plain call is one JSON body.
             .with_legacy_session_mode(false)
             .with_json_response(true);
-        Self { rmcp }
+        let max_calls_per_minute = match std::env::var("MCP_MAX_CALLS_PER_MINUTE") {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<i64>() {
+                Ok(0) => None,
+                Ok(n) if n > 0 => Some(n),
+                _ => anyhow::bail!(
+                    "MCP_MAX_CALLS_PER_MINUTE must be a number of tool calls (0: no limit)"
+                ),
+            },
+            _ => Some(DEFAULT_MAX_CALLS_PER_MINUTE),
+        };
+        Ok(Self {
+            rmcp,
+            max_calls_per_minute,
+        })
     }
 
     /// Ends every open MCP session and stream: called when the process
@@ -86,7 +108,8 @@ impl HttpConfig {
 #[derive(Clone)]
 struct Gate {
     server: &'static str,
-    tokens: Arc<Backing>,
+    tokens: Backing,
+    max_calls_per_minute: Option<i64>,
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
@@ -94,12 +117,7 @@ struct Gate {
 /// token check: the handshake of 2025-11-25 and the stateless protocol of
 /// 2026-07-28, each request served statelessly.
 /// `tokens` opens the store the tokens are checked in.
-pub fn mount<S>(
-    server: &'static str,
-    handler: S,
-    tokens: Arc<Backing>,
-    config: &HttpConfig,
-) -> Router
+pub fn mount<S>(server: &'static str, handler: S, tokens: Backing, config: &HttpConfig) -> Router
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
@@ -111,28 +129,53 @@ where
     Router::new()
         .route_service(&format!("/mcp/{server}"), service)
         .route_layer(axum::middleware::from_fn_with_state(
-            Gate { server, tokens },
+            Gate {
+                server,
+                tokens,
+                max_calls_per_minute: config.max_calls_per_minute,
+            },
             check,
         ))
 }
 
-/// The token check in front of an endpoint: 401 or 403 here, or the
-/// request goes on with the token's [`Identity`] and without the token.
-async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+/// The token check in front of an endpoint: 401 or 403 here, 429 past the
+/// token's tool calls of the minute, or the request goes on with the
+/// token's [`Identity`] and without the token.
+async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(token) = bearer(request.headers()) else {
         return refused(&gate, Refusal::Unknown, None, false);
     };
+    if capability_hash(&token).is_none() {
+        return refused(&gate, Refusal::Unknown, None, true);
+    }
     let store = match gate.tokens.store().await {
         Ok(store) => store,
         Err(e) => return unavailable(&gate, e.detail.unwrap_or(e.message)),
     };
-    let capability = match store.capability(&token).await {
-        Ok(Some(capability)) => capability,
+    // A tool call is counted as its token is read, in one statement.
+    let (mut request, limit) = match gate.max_calls_per_minute {
+        Some(limit) if request.method() == Method::POST => match tool_call(request).await {
+            Ok((request, true)) => (request, Some(limit)),
+            Ok((request, false)) => (request, None),
+            Err(response) => return response,
+        },
+        _ => (request, None),
+    };
+    let minute = unix_seconds() / 60;
+    let read = match limit {
+        Some(_) => store.count_call(&token, minute).await,
+        None => store.capability(&token).await.map(|c| c.map(|c| (c, 0))),
+    };
+    let (capability, calls) = match read {
+        Ok(Some(found)) => found,
         Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
         Err(e) => return unavailable(&gate, e.to_string()),
     };
     if let Err(refusal) = capability.admits(gate.server) {
         return refused(&gate, refusal, Some(&capability.session_id), true);
+    }
+    if let Some(limit) = limit.filter(|limit| calls > *limit) {
+        return rate_limited(&gate, &capability.session_id, limit);
     }
     request.headers_mut().remove(header::AUTHORIZATION);
     request.extensions_mut().insert(Identity {
@@ -141,6 +184,63 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         session_id: Some(capability.session_id),
     });
     next.run(request).await
+}
+
+/// Reads the body of `request` (at most [`MAX_BODY`]) and tells whether it
+/// is a tool call; the request comes back whole.
+async fn tool_call(request: Request) -> Result<(Request, bool), Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body could not be read whole, or is larger than 4 MiB",
+        ));
+    };
+    let call = is_tool_call(&bytes);
+    Ok((Request::from_parts(parts, Body::from(bytes)), call))
+}
+
+/// Whether a JSON-RPC message is a `tools/call`. What does not read as one
+/// message (a batch, a duplicate key, no JSON) counts as one too: a body
+/// rmcp might still take as a call never escapes the count.
+fn is_tool_call(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_slice::<Message>(body) {
+        Ok(message) => message.method.as_deref() == Some("tools/call"),
+        Err(_) => true,
+    }
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The answer past a token's tool calls of the minute: 429, with the
+/// seconds until the next minute in `Retry-After`.
+fn rate_limited(gate: &Gate, session: &str, limit: i64) -> Response {
+    tracing::warn!(
+        server = gate.server,
+        session,
+        limit,
+        "refused a tool call past the token's calls of the minute"
+    );
+    let wait = 60 - unix_seconds() % 60;
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "this agent made more than {limit} tool calls this minute; try again in {wait} seconds"
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    response
 }
 
 /// The bearer token of `headers`, if there is one.
@@ -244,4 +344,25 @@ pub async fn shutdown_signal() {
         }
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tool_call;
+
+    #[test]
+    fn a_tool_call_counts_however_it_is_spelled() {
+        assert!(is_tool_call(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#
+        ));
+        assert!(is_tool_call(br#"{"method":"tools\u002fcall"}"#));
+        assert!(is_tool_call(br#"{"method":"ping","method":"tools/call"}"#));
+        assert!(is_tool_call(br#"[{"method":"tools/call"}]"#));
+        assert!(!is_tool_call(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+        ));
+        assert!(!is_tool_call(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        ));
+    }
 }

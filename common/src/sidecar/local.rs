@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::model::{IntegrationType, SealedConfig, Status};
-use crate::store::capabilities::SELECT_CAPABILITY;
+use crate::store::capabilities::{COUNT_CALL, SELECT_CAPABILITY, counted};
 use crate::store::rotate::SWAP_SEALED;
 use crate::store::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
 use crate::store::{Capability, Snapshot, StoreError};
@@ -24,6 +24,7 @@ use super::store::{AuditRow, INSERT_AUDIT, SET_STATUS};
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[derive(Clone)]
 pub(crate) struct LocalSqlite {
     conn: Arc<Mutex<Connection>>,
 }
@@ -116,6 +117,31 @@ impl LocalSqlite {
             })
             .await?;
         row.map(Capability::from_columns).transpose()
+    }
+
+    pub async fn count_call(
+        &self,
+        hash: String,
+        minute: i64,
+    ) -> Result<Option<(Capability, i64)>, StoreError> {
+        let row = self
+            .run(move |conn| {
+                conn.prepare_cached(COUNT_CALL)?
+                    .query_row(rusqlite::params![minute, hash], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .await?;
+        row.map(counted).transpose()
     }
 
     pub async fn set_status(

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, FromArgMatches, Subcommand};
 use rmcp::model::{CallToolRequestParams, Tool};
@@ -54,12 +53,12 @@ enum Command {
 }
 
 /// The `main` of sidecar `name` (`mcp-<server>`; `about` for `--help`):
-/// `tools` lists its tools, `server` builds it for a caller and a store URL.
+/// `tools` lists its tools, `server` builds it for a caller over a store.
 pub async fn main<S>(
     name: &'static str,
     about: &'static str,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Caller, String) -> S,
+    server: impl FnOnce(Caller, Backing) -> S,
 ) -> ExitCode
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
@@ -92,7 +91,7 @@ async fn run<S>(
     name: &'static str,
     cli: Cli,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Caller, String) -> S,
+    server: impl FnOnce(Caller, Backing) -> S,
 ) -> anyhow::Result<ExitCode>
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
@@ -104,12 +103,13 @@ where
     let db = cli.db.unwrap_or_else(Store::url_from_env);
     if let Some(Command::Serve { listen }) = cli.command {
         let server_name = name.strip_prefix("mcp-").unwrap_or(name);
-        let handler = server(Caller::Token, db.clone());
-        serve(name, server_name, handler, db, listen).await?;
+        let backing = Backing::new(name, db, Store::service_connections()?);
+        let handler = server(Caller::Token, backing.clone());
+        serve(name, server_name, handler, backing, listen).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let identity = Identity::from_env(cli.user, cli.profile).map_err(anyhow::Error::msg)?;
-    let server = server(Caller::Spawned(identity), db);
+    let server = server(Caller::Spawned(identity), Backing::new(name, db, 1));
     match cli.command {
         None => {
             server.serve(guarded_stdio()).await?.waiting().await?;
@@ -126,7 +126,7 @@ async fn serve<S>(
     name: &'static str,
     server: &'static str,
     handler: S,
-    db: String,
+    backing: Backing,
     listen: SocketAddr,
 ) -> anyhow::Result<()>
 where
@@ -134,9 +134,8 @@ where
 {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
-    let config = HttpConfig::from_env(bound);
-    let tokens = Arc::new(Backing::new(name, db));
-    let app = http::mount(server, handler, tokens, &config)
+    let config = HttpConfig::from_env(bound)?;
+    let app = http::mount(server, handler, backing, &config)
         .route("/healthz", axum::routing::get(http::healthz));
     tracing::info!(addr = %bound, "{name} listening");
     // The bound address on stdout, for whoever started us with port 0.

@@ -25,11 +25,14 @@ pub(super) const SET_STATUS: &str = "UPDATE user_integrations SET status = $1, u
 /// The longest `audit_log.detail` kept, in characters.
 const DETAIL_CHARS: usize = 500;
 
-/// The store of one sidecar: opened once, re-read on every call, never cached.
+/// The store of one sidecar: opened once, re-read on every call, never
+/// cached; clones share it.
+#[derive(Clone)]
 pub struct SidecarStore {
     pub(super) backend: Backend,
 }
 
+#[derive(Clone)]
 pub(super) enum Backend {
     /// SQLite on the calling thread: no worker thread to wake per statement.
     Local(LocalSqlite),
@@ -46,14 +49,26 @@ impl std::fmt::Debug for SidecarStore {
 }
 
 impl SidecarStore {
-    /// Opens the store at `url` the way a sidecar does, one of thousands: no
-    /// migration; an existing SQLite file (never created here), or one
-    /// PostgreSQL connection opened at the first query and closed when idle.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    /// Opens the store at `url` the way a sidecar does: no migration; an
+    /// existing SQLite file (never created here), or at most `connections`
+    /// PostgreSQL connections (one for a stdio sidecar, one of thousands),
+    /// opened at the first query and closed when idle.
+    pub fn open(url: &str, connections: u32) -> Result<Self, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             Backend::Local(LocalSqlite::open(url)?)
         } else {
-            Backend::Postgres(Store::connect_sidecar(url)?)
+            Backend::Postgres(Store::connect_sidecar(url, connections)?)
+        };
+        Ok(Self { backend })
+    }
+
+    /// The sidecars' view of `store`, open at `url`: on PostgreSQL the same
+    /// pool; on SQLite a connection of its own.
+    pub fn over(store: &Store, url: &str) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Local(LocalSqlite::open(url)?)
+        } else {
+            Backend::Postgres(store.clone())
         };
         Ok(Self { backend })
     }
@@ -113,6 +128,22 @@ impl SidecarStore {
         match &self.backend {
             Backend::Local(local) => local.capability(hash).await,
             Backend::Postgres(store) => store.capability(token).await,
+        }
+    }
+
+    /// Counts a tool call of a presented token in `minute` and returns its
+    /// row with its calls in that minute; `None` when it is not one we minted.
+    pub async fn count_call(
+        &self,
+        token: &str,
+        minute: i64,
+    ) -> Result<Option<(Capability, i64)>, StoreError> {
+        let Some(hash) = capability_hash(token) else {
+            return Ok(None);
+        };
+        match &self.backend {
+            Backend::Local(local) => local.count_call(hash, minute).await,
+            Backend::Postgres(store) => store.count_call(token, minute).await,
         }
     }
 

@@ -26,6 +26,16 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
 pub(crate) const SELECT_CAPABILITY: &str = "SELECT user_id, profile_id, session_id, servers, expires_at, revoked_at \
      FROM capability_tokens WHERE token_sha256 = $1";
 
+/// Counts a tool call in minute `$1` (seconds since the epoch / 60) of the
+/// token whose SHA-256 is `$2`, and reads its row back: the columns of
+/// [`SELECT_CAPABILITY`], then the calls made in that minute. (`$1` comes
+/// first: SQLite numbers parameters by their first appearance.)
+pub(crate) const COUNT_CALL: &str = "UPDATE capability_tokens SET \
+     calls_in_minute = CASE WHEN calls_minute = $1 THEN calls_in_minute + 1 ELSE 1 END, \
+     calls_minute = $1 \
+     WHERE token_sha256 = $2 \
+     RETURNING user_id, profile_id, session_id, servers, expires_at, revoked_at, calls_in_minute";
+
 /// The agent a capability token was minted for, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capability {
@@ -123,7 +133,8 @@ impl std::fmt::Debug for MintedToken {
 impl Store {
     /// Mints a capability token for `servers` of the running agent
     /// (`user_id`, `profile_id`, `session_id`), valid for `ttl` (at most
-    /// [`MAX_TTL`]). Only its SHA-256 is stored.
+    /// [`MAX_TTL`]). Only its SHA-256 is stored. A session id already used
+    /// by another user is refused: a session is one user's.
     pub async fn mint_capability(
         &self,
         user_id: &str,
@@ -145,6 +156,20 @@ impl Store {
         let expires_at = humantime::format_rfc3339_micros(SystemTime::now() + ttl).to_string();
         let servers = serde_json::to_string(servers)
             .map_err(|e| StoreError::Invalid(format!("the servers cannot be encoded: {e}")))?;
+        let taken: Option<(String,)> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT user_id FROM capability_tokens WHERE session_id = $1 AND user_id <> $2 LIMIT 1",
+            )
+            .bind(session_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "session '{session_id}' belongs to another user; choose another session id"
+            )));
+        }
         with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO capability_tokens (token_sha256, user_id, profile_id, session_id, servers, expires_at, created_at) \
@@ -201,6 +226,40 @@ impl Store {
         });
         row.map(Capability::from_columns).transpose()
     }
+
+    /// Counts a tool call of a presented token in `minute` (seconds since
+    /// the epoch / 60) and returns its row with the calls it made in that
+    /// minute; `None` when it is not one we minted.
+    pub async fn count_call(
+        &self,
+        token: &str,
+        minute: i64,
+    ) -> Result<Option<(Capability, i64)>, StoreError> {
+        let Some(hash) = capability_hash(token) else {
+            return Ok(None);
+        };
+        let row: Option<CountedColumns> = with_pool!(self, |pool| {
+            sqlx::query_as(COUNT_CALL)
+                .bind(minute)
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(counted).transpose()
+    }
+}
+
+/// The columns [`COUNT_CALL`] returns.
+pub(crate) type CountedColumns = (String, String, String, String, String, Option<String>, i64);
+
+/// A row of [`COUNT_CALL`]: the token, and its calls in the minute.
+pub(crate) fn counted(
+    (user_id, profile_id, session_id, servers, expires_at, revoked_at, calls): CountedColumns,
+) -> Result<(Capability, i64), StoreError> {
+    let capability = Capability::from_columns((
+        user_id, profile_id, session_id, servers, expires_at, revoked_at,
+    ))?;
+    Ok((capability, calls))
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub use tokens::ApiToken;
 use crate::crypto::OpenError;
 use crate::scope::ScopeError;
 
+/// The PostgreSQL connections a service process pools unless
+/// `INTEGRATIONS_DB_POOL` says otherwise.
+pub const SERVICE_CONNECTIONS: u32 = 10;
+
 /// The store URL used when neither `INTEGRATIONS_DB` nor `--db` is given.
 pub const DEFAULT_URL: &str = "sqlite://integrations.db?mode=rwc";
 
@@ -125,15 +129,43 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a PostgreSQL store the way a sidecar does, one of thousands: no
-    /// migration, one connection opened at the first query that goes away
+    /// [`Store::connect`] for a service process (`integrations serve`): a
+    /// pool of [`Store::service_connections`].
+    pub async fn connect_service(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open(url, Self::service_connections()?, false)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The PostgreSQL connections a service process pools:
+    /// `INTEGRATIONS_DB_POOL`, by default [`SERVICE_CONNECTIONS`].
+    pub fn service_connections() -> Result<u32, StoreError> {
+        match std::env::var("INTEGRATIONS_DB_POOL") {
+            Err(_) => Ok(SERVICE_CONNECTIONS),
+            Ok(v) if v.is_empty() => Ok(SERVICE_CONNECTIONS),
+            Ok(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    StoreError::Invalid(
+                        "INTEGRATIONS_DB_POOL must be a number of connections from 1 to 1000"
+                            .into(),
+                    )
+                }),
+        }
+    }
+
+    /// Opens a PostgreSQL store the way a sidecar does: no migration, at
+    /// most `connections` connections, opened at the first query and closed
     /// when idle. (A sidecar on SQLite uses its own connection:
     /// [`crate::sidecar::SidecarStore`].)
-    pub(crate) fn connect_sidecar(url: &str) -> Result<Self, StoreError> {
+    pub(crate) fn connect_sidecar(url: &str, connections: u32) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl);
         }
-        Self::open(url, 1, true)
+        Self::open(url, connections.max(1), true)
     }
 
     fn open(url: &str, pg_connections: u32, lazy: bool) -> Result<Self, StoreError> {
