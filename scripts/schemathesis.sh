@@ -18,40 +18,9 @@ if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
 
-cargo build --locked --quiet --bin integrations -p integrations
-cargo build --locked --quiet --bin fakes-serve -p fakes
-bin_dir="$PWD/target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-gnu}/debug"
-bin="$bin_dir/integrations"
-
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-umask 077
-
-# Waits for `$2` to hold a line matching `$3`, while process `$1` lives.
-await_line() {
-    for _ in $(seq 300); do
-        grep -q "$3" "$2" && return 0
-        kill -0 "$1" 2>/dev/null || { echo "$2: the process exited" >&2; cat "$2" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "timed out waiting for $2" >&2
-    return 1
-}
-
-"$bin_dir/fakes-serve" >"$dir/fakes.env" &
-pids+=($!)
-await_line "${pids[-1]}" "$dir/fakes.env" '^$'
-while IFS= read -r line && [ -n "$line" ]; do export "$line"; done <"$dir/fakes.env"
-
-export INTEGRATIONS_DB="sqlite://$dir/integrations.db?mode=rwc"
-INTEGRATIONS_KEYS=$("$bin" keys generate)
-export INTEGRATIONS_KEYS
+source scripts/lib/serve.sh
+start_fakes
+new_store
 export PUBLIC_BASE_URL=https://integrations.example
 export DASHBOARD_URL=https://dashboard.example/settings
 export SLACK_CLIENT_ID=slack-client SLACK_CLIENT_SECRET=slack-secret
@@ -60,10 +29,8 @@ export GOOGLE_AUTHORIZE_URL=https://accounts.example/o/oauth2/v2/auth
 TELLER_SIGNING_PUBKEY=$(head -c 32 /dev/urandom | base64)
 export TELLER_SIGNING_PUBKEY
 export TELLER_WEBHOOK_SECRET=whsec_schemathesis INBOUND_FORWARD_SECRET=whsec_inbound
-export RUST_LOG=warn
 
 user=u_schemathesis
-"$bin" migrate >/dev/null
 "$bin" profiles add prof_vzfin --user "$user" --slug vzfin --name "VZ Finance" --default >/dev/null
 "$bin" profiles add prof_coding --user "$user" --slug coding --name Coding >/dev/null
 printf '%s' "{\"api_key\":\"re_test_key_0001\",\"from_address\":\"alerts@app.example\",\"to_address\":\"owner@example.com\"}" |
@@ -71,11 +38,7 @@ printf '%s' "{\"api_key\":\"re_test_key_0001\",\"from_address\":\"alerts@app.exa
 printf '%s' "{\"url\":\"${INBOUND_FORWARD_URL%/inbound}/hooks/agent\",\"secret\":\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"}" |
     "$bin" add webhook --user "$user" --config - --agents prof_vzfin >/dev/null
 token=$("$bin" tokens create --user "$user")
-
-"$bin" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
-pids+=($!)
-await_line "${pids[-1]}" "$dir/serve.out" '^listening on '
-base=$(sed -n 's/^listening on //p' "$dir/serve.out")
+start_serve
 
 # Every check; the run is bounded by the examples per operation.
 # scripts/schemathesis.toml allows 400 to a schema-valid request only where
