@@ -1,7 +1,8 @@
 //! The whole flow on an embedded store against fake providers: seed the
 //! product's example, print the resolver's plans, spawn `mcp-teller`,
-//! `mcp-gmail` and `mcp-notify` for each profile through an MCP client, and
-//! change a scope while they run.
+//! `mcp-gmail` and `mcp-notify` for each profile through an MCP client,
+//! change a scope while they run, then serve `mcp-teller` over HTTP to
+//! agents that hold only a capability token each.
 //!
 //! ```sh
 //! cargo run --release --example demo
@@ -24,7 +25,8 @@ use fakes::webhook::FakeWebhook;
 use resolver::{Plan, PlanRequest, SidecarEnv};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -271,6 +273,40 @@ async fn main() -> anyhow::Result<()> {
     );
     mail.cancel().await?;
 
+    heading("8. The same agents over HTTP: one `mcp-teller serve`, a capability token each");
+    let served = Served::teller(&bin_dir, &db, &keys_file, teller.base_url()).await?;
+    let ttl = std::time::Duration::from_secs(600);
+    let finance_http = resolver::mint(&store, plans[0].clone(), &served.base, ttl).await?;
+    let coding_http = resolver::mint(&store, plans[1].clone(), &served.base, ttl).await?;
+    let entry = &finance_http.claude_code()["mcpServers"]["teller"];
+    let finance_token = bearer(entry)?;
+    println!(
+        "  prof_vzfin's plan entry: {{\"type\": \"http\", \"url\": {}, \"headers\": {{\"Authorization\": \"Bearer mct_…\"}}}}",
+        entry["url"]
+    );
+    println!("  (no keyring, no store URL, no provider secret: the token is all it holds)");
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/teller", served.base))
+            .auth_header(finance_token.as_str()),
+    );
+    let over_http = ().serve(transport).await?;
+    show(
+        "teller_list_enrollments over HTTP",
+        &call(&over_http, "teller_list_enrollments", json!({})).await?,
+    );
+    let coding_token = bearer(&coding_http.claude_code()["mcpServers"]["notify"])?;
+    println!(
+        "  the coding agent's token at /mcp/teller: {}",
+        served.refusal(&coding_token).await?
+    );
+    let revoked = store.revoke_session(Some(USER), "sess_demo").await?;
+    println!("  resolver revoke --session sess_demo: {revoked} token(s) revoked");
+    println!(
+        "  the finance agent's next request: {}",
+        served.refusal(&finance_token).await?
+    );
+    over_http.cancel().await?;
+
     finance.cancel().await?;
     coding.cancel().await?;
     notify_finance.cancel().await?;
@@ -436,6 +472,72 @@ fn sidecars() -> anyhow::Result<PathBuf> {
     build.stdout(std::io::stderr());
     anyhow::ensure!(build.status()?.success(), "could not build the sidecars");
     Ok(dir.to_path_buf())
+}
+
+/// `mcp-teller serve` on a free port, killed on drop.
+struct Served {
+    _child: tokio::process::Child,
+    base: String,
+}
+
+impl Served {
+    async fn teller(bin_dir: &Path, db: &str, keys: &Path, teller: &str) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(bin_dir.join("mcp-teller"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("INTEGRATIONS_DB", db)
+            .env("INTEGRATIONS_KEYS_FILE", keys)
+            .env("TELLER_API_BASE", teller)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("its stdout")?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("mcp-teller serve did not start")??;
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .context("mcp-teller serve prints its address")?
+            .to_string();
+        Ok(Self {
+            _child: child,
+            base,
+        })
+    }
+
+    /// What `/mcp/teller` answers a `tools/list` with `token`, in a few words.
+    async fn refusal(&self, token: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/mcp/teller", self.base))
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(token)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        Ok(format!(
+            "HTTP {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("(served)")
+        ))
+    }
+}
+
+/// The token of a plan entry's `Authorization` header.
+fn bearer(entry: &Value) -> anyhow::Result<Zeroizing<String>> {
+    let header = entry["headers"]["Authorization"]
+        .as_str()
+        .context("an HTTP plan entry carries its token")?;
+    Ok(Zeroizing::new(
+        header.strip_prefix("Bearer ").unwrap_or(header).to_string(),
+    ))
 }
 
 fn server<'a>(plan: &'a Plan, name: &str) -> Option<&'a resolver::ServerSpec> {
