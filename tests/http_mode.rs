@@ -6,8 +6,6 @@
 //! SQLite and, with `INTEGRATIONS_TEST_POSTGRES`, on PostgreSQL.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 use rmcp::model::{ClientConfig, ProtocolVersion};
@@ -25,207 +23,27 @@ mod mcp;
 mod postgres;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/service.rs"]
+mod service;
 
-const USER: &str = "u_amouzou";
-const OTHER: &str = "u_other";
+use service::{OTHER, Served, Store, USER};
 
-/// A store (SQLite file or fresh PostgreSQL database) with a keyring, two
-/// profiles and a Teller enrollment granted to `prof_vzfin`.
-struct Store {
-    _dir: tempfile::TempDir,
-    url: String,
-    keys: String,
-    teller_id: String,
-    _pg: Option<postgres::Database>,
+/// The token of server `name` in a Claude Code plan over HTTP.
+fn token_of(plan: &Value, name: &str) -> String {
+    plan["mcpServers"][name]["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string()
 }
 
-impl Store {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("http.db").display());
-        Self::seeded(dir, url, None)
-    }
-
-    async fn postgres() -> Option<Self> {
-        let db = postgres::Database::create("http")?;
-        Some(Self::seeded(
-            tempfile::tempdir().unwrap(),
-            db.url.clone(),
-            Some(db),
-        ))
-    }
-
-    fn seeded(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
-        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
-        let mut store = Self {
-            _dir: dir,
-            url,
-            keys,
-            teller_id: String::new(),
-            _pg: pg,
-        };
-        for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
-            store.cli(&["profiles", "add", id, "--user", USER, "--slug", slug]);
-        }
-        store.cli(&[
-            "profiles",
-            "add",
-            "prof_theirs",
-            "--user",
-            OTHER,
-            "--slug",
-            "theirs",
-        ]);
-        let config = json!({"enrollment_id": "enr_pnc", "access_token": fakes::teller::PNC_TOKEN, "institution_name": "PNC"});
-        let mut add = cli::command(
-            &store.url,
-            &store.keys,
-            &[
-                "add",
-                "teller",
-                "--user",
-                USER,
-                "--agents",
-                "prof_vzfin",
-                "--config",
-                "-",
-            ],
-        );
-        let mut child = add
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        store.teller_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        store
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        cli::run(&self.url, &self.keys, args)
-    }
-
-    /// A binary of the workspace beside `integrations`.
-    fn bin(name: &str) -> std::path::PathBuf {
-        Path::new(cli::BIN).with_file_name(name)
-    }
-
-    /// `resolver <args>` on this store, with nothing else in its environment
-    /// but a keyring and a provider secret it must never hand out.
-    fn resolver(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(Self::bin("resolver"))
-            .args(args)
-            .env_clear()
-            .env("INTEGRATIONS_DB", &self.url)
-            .env("INTEGRATIONS_KEYS_FILE", "/etc/integrations/keys.json")
-            .env("GMAIL_CLIENT_SECRET", "CANARY-client-secret")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// `resolver plan ... --transport http` for `profile` in `session`.
-    fn http_plan(&self, profile: &str, session: &str, base: &str, format: &str) -> String {
-        let out = self.resolver(&[
-            "plan",
-            "--user",
-            USER,
-            "--profile",
-            profile,
-            "--session",
-            session,
-            "--transport",
-            "http",
-            "--url",
-            base,
-            "--format",
-            format,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The token of server `name` in a Claude Code plan.
-    fn token_of(plan: &Value, name: &str) -> String {
-        plan["mcpServers"][name]["headers"]["Authorization"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("Bearer ")
-            .unwrap()
-            .to_string()
-    }
-
-    async fn query(&self, sql: &str) -> Vec<(String,)> {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-        }
-    }
-
-    async fn execute(&self, sql: &str) {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
-/// A serving process: its base URL and its stderr, kept for the log checks.
-struct Served {
-    _child: tokio::process::Child,
-    base: String,
-    log: Arc<Mutex<String>>,
+/// `resolver plan ... --transport http` for `profile` in `session`.
+fn http_plan(store: &Store, profile: &str, session: &str, base: &str, format: &str) -> String {
+    store.plan(profile, session, "http", base, format)
 }
 
 impl Served {
-    async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("RUST_LOG", "debug")
-            .envs(envs.iter().copied());
-        let (child, base, log) = serve::spawn(&mut cmd).await;
-        Self {
-            _child: child,
-            base,
-            log,
-        }
-    }
-
-    /// `mcp-teller serve` on a free port.
-    async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
-        Self::start(
-            &Store::bin("mcp-teller"),
-            &["serve", "--listen", "127.0.0.1:0"],
-            &[
-                ("INTEGRATIONS_DB", &store.url),
-                ("INTEGRATIONS_KEYS", &store.keys),
-                ("TELLER_API_BASE", teller.base_url()),
-            ],
-        )
-        .await
-    }
-
     /// A raw POST to `path`: its status, `WWW-Authenticate` and body.
     async fn post(
         &self,
@@ -250,10 +68,6 @@ impl Served {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap().to_string());
         (status, challenge, response.text().await.unwrap_or_default())
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
     }
 }
 
@@ -314,7 +128,7 @@ async fn teller_over_http(store: &Store) {
     let url = format!("{}/mcp/teller", served.base);
 
     // The plan: each server an http entry with the token, no key material.
-    let text = store.http_plan("prof_vzfin", "sess_1", &served.base, "claude-code");
+    let text = http_plan(store, "prof_vzfin", "sess_1", &served.base, "claude-code");
     for canary in [
         "keys.json",
         "CANARY",
@@ -329,8 +143,8 @@ async fn teller_over_http(store: &Store) {
     let plan: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(plan["mcpServers"]["teller"]["type"], "http");
     assert_eq!(plan["mcpServers"]["teller"]["url"], url);
-    let token = Store::token_of(&plan, "teller");
-    assert_eq!(token, Store::token_of(&plan, "notify"));
+    let token = token_of(&plan, "teller");
+    assert_eq!(token, token_of(&plan, "notify"));
     assert!(token.starts_with("mct_"));
 
     // Both transports of rmcp 3.9: the stateless protocol and the session.
@@ -395,7 +209,8 @@ async fn teller_over_http(store: &Store) {
     assert_eq!(enrollments(&session).await, 1);
 
     // A token whose plan did not grant teller: 403, not a tool result.
-    let coding: Value = serde_json::from_str(&store.http_plan(
+    let coding: Value = serde_json::from_str(&http_plan(
+        store,
         "prof_coding",
         "sess_2",
         &served.base,
@@ -403,7 +218,7 @@ async fn teller_over_http(store: &Store) {
     ))
     .unwrap();
     assert!(coding["mcpServers"].get("teller").is_none());
-    let coding_token = Store::token_of(&coding, "notify");
+    let coding_token = token_of(&coding, "notify");
     let (status, _, _) = served.post("/mcp/teller", Some(&coding_token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -416,10 +231,15 @@ async fn teller_over_http(store: &Store) {
     assert_unauthorized(served.post("/mcp/teller", Some(&altered), None).await);
 
     // An expired token: 401.
-    let expiring: Value =
-        serde_json::from_str(&store.http_plan("prof_vzfin", "sess_3", &served.base, "claude-code"))
-            .unwrap();
-    let expiring = Store::token_of(&expiring, "teller");
+    let expiring: Value = serde_json::from_str(&http_plan(
+        store,
+        "prof_vzfin",
+        "sess_3",
+        &served.base,
+        "claude-code",
+    ))
+    .unwrap();
+    let expiring = token_of(&expiring, "teller");
     assert_passes(served.post("/mcp/teller", Some(&expiring), None).await.0);
     store
         .execute("UPDATE capability_tokens SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE session_id = 'sess_3'")
@@ -540,7 +360,7 @@ async fn integrations_serve_mints_and_serves(store: &Store) {
         assert!(!text.contains(canary), "the plan holds {canary}");
     }
     let plan = &body["plan"];
-    let token = Store::token_of(plan, "teller");
+    let token = token_of(plan, "teller");
     for name in ["teller", "notify"] {
         assert_eq!(
             plan["mcpServers"][name]["url"],
