@@ -59,8 +59,9 @@ async fn time_call(
 }
 
 /// Prints the median cold start of `binary` (spawned with only `env`) over
-/// `n` starts, beside the bare server's, the two alternated so that both
-/// meet the same machine.
+/// `n` starts, to its `initialize` answer and to its `tools/list` answer,
+/// beside the bare server's, the two alternated so that both meet the same
+/// machine.
 pub async fn cold_starts(binary: &str, env: &[(&str, &str)], n: usize) -> anyhow::Result<()> {
     let (bare, bare_env) = bare()?;
     let (mut starts, mut bare_starts) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -68,14 +69,23 @@ pub async fn cold_starts(binary: &str, env: &[(&str, &str)], n: usize) -> anyhow
         starts.push(cold_start(binary, env).await?);
         bare_starts.push(cold_start(&bare, &bare_env).await?);
     }
-    starts.sort();
-    bare_starts.sort();
+    let median = |starts: &[(Duration, Duration)], which: fn(&(Duration, Duration)) -> Duration| {
+        let mut times: Vec<Duration> = starts.iter().map(which).collect();
+        times.sort();
+        (times[n / 2], times[0], times[n - 1])
+    };
+    let (init, _, _) = median(&starts, |s| s.0);
+    let (list, min, max) = median(&starts, |s| s.1);
+    let (bare_init, _, _) = median(&bare_starts, |s| s.0);
+    let (bare_list, _, _) = median(&bare_starts, |s| s.1);
     println!(
-        "cold start, spawn to tools/list answer, median of {n}: {:.2} ms (min {:.2}, max {:.2}); bare rmcp server: {:.2} ms",
-        ms(starts[n / 2]),
-        ms(starts[0]),
-        ms(starts[n - 1]),
-        ms(bare_starts[n / 2])
+        "cold start, median of {n}: spawn to initialize answer {:.2} ms, to tools/list answer {:.2} ms (min {:.2}, max {:.2}); bare rmcp server: {:.2} ms, {:.2} ms",
+        ms(init),
+        ms(list),
+        ms(min),
+        ms(max),
+        ms(bare_init),
+        ms(bare_list)
     );
     Ok(())
 }
@@ -111,8 +121,9 @@ pub async fn round_trips(
     Ok(())
 }
 
-/// Spawn → initialize → initialized → tools/list → its answer.
-async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Duration> {
+/// Spawn → initialize → initialized → tools/list → its answer: the time to
+/// the `initialize` answer, and to the `tools/list` answer.
+async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<(Duration, Duration)> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
@@ -132,12 +143,18 @@ async fn cold_start(binary: &str, env: &[(&str, &str)]) -> anyhow::Result<Durati
         )
         .await?;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut initialized = None;
     while let Some(line) = lines.next_line().await? {
+        if line.contains(r#""id":1"#) {
+            anyhow::ensure!(line.contains(r#""result""#), "initialize failed: {line}");
+            initialized = Some(started.elapsed());
+        }
         if line.contains(r#""id":2"#) {
             let took = started.elapsed();
+            anyhow::ensure!(line.contains(r#""result""#), "tools/list failed: {line}");
             drop(stdin);
             child.wait().await?;
-            return Ok(took);
+            return Ok((initialized.unwrap_or(took), took));
         }
     }
     anyhow::bail!("the sidecar closed before answering tools/list")

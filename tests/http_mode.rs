@@ -8,8 +8,6 @@
 //! front of that server), two replicas serve one store through it.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 use rmcp::model::{ClientConfig, ProtocolVersion};
@@ -27,242 +25,27 @@ mod mcp;
 mod postgres;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/service.rs"]
+mod service;
 
-const USER: &str = "u_amouzou";
-const OTHER: &str = "u_other";
+use service::{OTHER, Served, Store, USER};
 
-/// A store (SQLite file or fresh PostgreSQL database) with a keyring, two
-/// profiles and a Teller enrollment granted to `prof_vzfin`.
-struct Store {
-    _dir: tempfile::TempDir,
-    url: String,
-    /// The database itself, for the test's own reads (`url` may go through
-    /// a pooler).
-    direct: String,
-    keys: String,
-    teller_id: String,
-    _pg: Option<postgres::Database>,
+/// The token of server `name` in a Claude Code plan over HTTP.
+fn token_of(plan: &Value, name: &str) -> String {
+    plan["mcpServers"][name]["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string()
 }
 
-impl Store {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("http.db").display());
-        Self::seeded(dir, url, None)
-    }
-
-    async fn postgres() -> Option<Self> {
-        let db = postgres::Database::create("http")?;
-        Some(Self::seeded(
-            tempfile::tempdir().unwrap(),
-            db.url.clone(),
-            Some(db),
-        ))
-    }
-
-    /// A fresh PostgreSQL database reached through the PgBouncer of
-    /// `INTEGRATIONS_TEST_PGBOUNCER` (everything but the test's own reads).
-    async fn pgbouncer() -> Option<Self> {
-        let bouncer = std::env::var("INTEGRATIONS_TEST_PGBOUNCER")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let db = postgres::Database::create("bounced")?;
-        let url = through(&bouncer, &db.url);
-        Some(Self::seeded(tempfile::tempdir().unwrap(), url, Some(db)))
-    }
-
-    fn seeded(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
-        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
-        let mut store = Self {
-            _dir: dir,
-            direct: pg.as_ref().map_or_else(|| url.clone(), |db| db.url.clone()),
-            url,
-            keys,
-            teller_id: String::new(),
-            _pg: pg,
-        };
-        for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
-            store.cli(&["profiles", "add", id, "--user", USER, "--slug", slug]);
-        }
-        store.cli(&[
-            "profiles",
-            "add",
-            "prof_theirs",
-            "--user",
-            OTHER,
-            "--slug",
-            "theirs",
-        ]);
-        let config = json!({"enrollment_id": "enr_pnc", "access_token": fakes::teller::PNC_TOKEN, "institution_name": "PNC"});
-        let mut add = cli::command(
-            &store.url,
-            &store.keys,
-            &[
-                "add",
-                "teller",
-                "--user",
-                USER,
-                "--agents",
-                "prof_vzfin",
-                "--config",
-                "-",
-            ],
-        );
-        let mut child = add
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        store.teller_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        store
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        cli::run(&self.url, &self.keys, args)
-    }
-
-    /// A binary of the workspace beside `integrations`.
-    fn bin(name: &str) -> std::path::PathBuf {
-        Path::new(cli::BIN).with_file_name(name)
-    }
-
-    /// `resolver <args>` on this store, with nothing else in its environment
-    /// but a keyring and a provider secret it must never hand out.
-    fn resolver(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(Self::bin("resolver"))
-            .args(args)
-            .env_clear()
-            .env("INTEGRATIONS_DB", &self.url)
-            .env("INTEGRATIONS_KEYS_FILE", "/etc/integrations/keys.json")
-            .env("GMAIL_CLIENT_SECRET", "CANARY-client-secret")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// `resolver plan ... --transport http` for `profile` in `session`.
-    fn http_plan(&self, profile: &str, session: &str, base: &str, format: &str) -> String {
-        let out = self.resolver(&[
-            "plan",
-            "--user",
-            USER,
-            "--profile",
-            profile,
-            "--session",
-            session,
-            "--transport",
-            "http",
-            "--url",
-            base,
-            "--format",
-            format,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The token of server `name` in a Claude Code plan.
-    fn token_of(plan: &Value, name: &str) -> String {
-        plan["mcpServers"][name]["headers"]["Authorization"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("Bearer ")
-            .unwrap()
-            .to_string()
-    }
-
-    async fn query(&self, sql: &str) -> Vec<(String,)> {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
-            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
-            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-        }
-    }
-
-    async fn execute(&self, sql: &str) {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
-/// A serving process: its base URL and its stderr, kept for the log checks.
-struct Served {
-    _child: tokio::process::Child,
-    base: String,
-    log: Arc<Mutex<String>>,
+/// `resolver plan ... --transport http` for `profile` in `session`.
+fn http_plan(store: &Store, profile: &str, session: &str, base: &str, format: &str) -> String {
+    store.plan(profile, session, "http", base, format)
 }
 
 impl Served {
-    async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("RUST_LOG", "debug")
-            .envs(envs.iter().copied());
-        let (child, base, log) = serve::spawn(&mut cmd).await;
-        Self {
-            _child: child,
-            base,
-            log,
-        }
-    }
-
-    /// `mcp-teller serve` on a free port.
-    async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
-        Self::serving(&Store::bin("mcp-teller"), store, teller, &[]).await
-    }
-
-    /// `program serve` on a free port over `store`, with `extra` in its
-    /// environment.
-    async fn serving(
-        program: &Path,
-        store: &Store,
-        teller: &fakes::teller::FakeTeller,
-        extra: &[(&str, &str)],
-    ) -> Self {
-        let mut envs = vec![
-            ("INTEGRATIONS_DB", store.url.as_str()),
-            ("INTEGRATIONS_KEYS", store.keys.as_str()),
-            ("TELLER_API_BASE", teller.base_url()),
-        ];
-        envs.extend_from_slice(extra);
-        Self::start(program, &["serve", "--listen", "127.0.0.1:0"], &envs).await
-    }
-
-    /// One JSON-RPC message POSTed to `path` with `token`, as a client of
-    /// protocol 2025-11-25 sends it after its handshake: the status, the
-    /// headers and the body.
-    async fn rpc(
-        &self,
-        path: &str,
-        token: &str,
-        message: Value,
-    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
-        rpc(format!("{}{path}", self.base), token.to_string(), message).await
-    }
-
     /// A raw POST to `path`: its status, `WWW-Authenticate` and body.
     async fn post(
         &self,
@@ -287,10 +70,6 @@ impl Served {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap().to_string());
         (status, challenge, response.text().await.unwrap_or_default())
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
     }
 }
 
@@ -351,7 +130,7 @@ async fn teller_over_http(store: &Store) {
     let url = format!("{}/mcp/teller", served.base);
 
     // The plan: each server an http entry with the token, no key material.
-    let text = store.http_plan("prof_vzfin", "sess_1", &served.base, "claude-code");
+    let text = http_plan(store, "prof_vzfin", "sess_1", &served.base, "claude-code");
     for canary in [
         "keys.json",
         "CANARY",
@@ -366,8 +145,8 @@ async fn teller_over_http(store: &Store) {
     let plan: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(plan["mcpServers"]["teller"]["type"], "http");
     assert_eq!(plan["mcpServers"]["teller"]["url"], url);
-    let token = Store::token_of(&plan, "teller");
-    assert_eq!(token, Store::token_of(&plan, "notify"));
+    let token = token_of(&plan, "teller");
+    assert_eq!(token, token_of(&plan, "notify"));
     assert!(token.starts_with("mct_"));
 
     // Both transports of rmcp 3.9: the stateless protocol and the session.
@@ -432,7 +211,8 @@ async fn teller_over_http(store: &Store) {
     assert_eq!(enrollments(&session).await, 1);
 
     // A token whose plan did not grant teller: 403, not a tool result.
-    let coding: Value = serde_json::from_str(&store.http_plan(
+    let coding: Value = serde_json::from_str(&http_plan(
+        store,
         "prof_coding",
         "sess_2",
         &served.base,
@@ -440,7 +220,7 @@ async fn teller_over_http(store: &Store) {
     ))
     .unwrap();
     assert!(coding["mcpServers"].get("teller").is_none());
-    let coding_token = Store::token_of(&coding, "notify");
+    let coding_token = token_of(&coding, "notify");
     let (status, _, _) = served.post("/mcp/teller", Some(&coding_token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -453,10 +233,15 @@ async fn teller_over_http(store: &Store) {
     assert_unauthorized(served.post("/mcp/teller", Some(&altered), None).await);
 
     // An expired token: 401.
-    let expiring: Value =
-        serde_json::from_str(&store.http_plan("prof_vzfin", "sess_3", &served.base, "claude-code"))
-            .unwrap();
-    let expiring = Store::token_of(&expiring, "teller");
+    let expiring: Value = serde_json::from_str(&http_plan(
+        store,
+        "prof_vzfin",
+        "sess_3",
+        &served.base,
+        "claude-code",
+    ))
+    .unwrap();
+    let expiring = token_of(&expiring, "teller");
     assert_passes(served.post("/mcp/teller", Some(&expiring), None).await.0);
     store
         .execute("UPDATE capability_tokens SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE session_id = 'sess_3'")
@@ -584,7 +369,7 @@ async fn integrations_serve_mints_and_serves(store: &Store) {
         assert!(!text.contains(canary), "the plan holds {canary}");
     }
     let plan = &body["plan"];
-    let token = Store::token_of(plan, "teller");
+    let token = token_of(plan, "teller");
     for name in ["teller", "notify"] {
         assert_eq!(
             plan["mcpServers"][name]["url"],
@@ -648,15 +433,6 @@ async fn integrations_serve_mints_over_rest_and_serves_every_sidecar_on_postgres
     }
 }
 
-/// The URL of database `db_url` reached through the pooler at `bouncer`
-/// (whose query, `pgbouncer=true`, it keeps).
-fn through(bouncer: &str, db_url: &str) -> String {
-    let (server, query) = bouncer.split_once('?').unwrap_or((bouncer, ""));
-    let server = server.rsplit_once('/').unwrap().0;
-    let db = db_url.rsplit_once('/').unwrap().1;
-    format!("{server}/{db}?{query}")
-}
-
 /// The JSON-RPC `tools/call` of `teller_list_enrollments`.
 fn list_enrollments(id: u64) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -674,8 +450,8 @@ async fn calls_past_the_limit(store: &Store) {
     )
     .await;
     let plan = |session: &str| -> String {
-        let plan = store.http_plan("prof_vzfin", session, &served.base, "claude-code");
-        Store::token_of(&serde_json::from_str(&plan).unwrap(), "teller")
+        let plan = http_plan(store, "prof_vzfin", session, &served.base, "claude-code");
+        token_of(&serde_json::from_str(&plan).unwrap(), "teller")
     };
     let (busy, other) = (plan("sess_busy"), plan("sess_calm"));
 
@@ -683,7 +459,7 @@ async fn calls_past_the_limit(store: &Store) {
     // two, so at least one call is refused whenever the test runs.
     let mut refused = 0;
     for id in 0..7 {
-        let (status, headers, body) = served.rpc("/mcp/teller", &busy, list_enrollments(id)).await;
+        let (status, headers, body) = rpc_at(&served, &busy, list_enrollments(id)).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             refused += 1;
             let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -701,11 +477,8 @@ async fn calls_past_the_limit(store: &Store) {
 
     // Only tool calls count, and only the token's own.
     let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
-    assert_eq!(
-        served.rpc("/mcp/teller", &busy, list).await.0,
-        StatusCode::OK
-    );
-    let (status, _, body) = served.rpc("/mcp/teller", &other, list_enrollments(1)).await;
+    assert_eq!(rpc_at(&served, &busy, list).await.0, StatusCode::OK);
+    let (status, _, body) = rpc_at(&served, &other, list_enrollments(1)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let log = served.log();
@@ -729,7 +502,23 @@ async fn a_token_past_its_tool_calls_of_the_minute_is_refused_with_429_on_postgr
     }
 }
 
-/// [`Served::rpc`] at `url`.
+/// One JSON-RPC message POSTed to `/mcp/teller` of `served` with `token`.
+async fn rpc_at(
+    served: &Served,
+    token: &str,
+    message: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    rpc(
+        format!("{}/mcp/teller", served.base),
+        token.to_string(),
+        message,
+    )
+    .await
+}
+
+/// One JSON-RPC message POSTed to `url` with `token`, as a client of
+/// protocol 2025-11-25 sends it after its handshake: the status, the
+/// headers and the body.
 async fn rpc(
     url: String,
     token: String,
@@ -771,19 +560,19 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let plan: Value = response.json().await.unwrap();
-    let token = Store::token_of(&plan["plan"], "teller");
+    let token = token_of(&plan["plan"], "teller");
 
     // The handshake of 2025-11-25 on one replica, the rest on the other: no
     // session lives in either.
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "replica-test", "version": "1"}}});
-    let (status, headers, body) = one.rpc("/mcp/teller", &token, init).await;
+    let (status, headers, body) = rpc_at(&one, &token, init).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("2025-11-25"), "{body}");
     assert!(headers.get("mcp-session-id").is_none(), "{headers:?}");
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let (status, _, _) = two.rpc("/mcp/teller", &token, initialized).await;
+    let (status, _, _) = rpc_at(&two, &token, initialized).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // Calls at once on both, more than their pools and PgBouncer's two
@@ -809,7 +598,7 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
 
     // A scope change through the CLI is seen by the other replica...
     store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
-    let (_, _, body) = two.rpc("/mcp/teller", &token, list_enrollments(30)).await;
+    let (_, _, body) = rpc_at(&two, &token, list_enrollments(30)).await;
     assert!(!body.contains("enr_pnc"), "{body}");
     store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
 
@@ -821,7 +610,7 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let (status, headers, body) = two.rpc("/mcp/teller", &token, list_enrollments(31)).await;
+    let (status, headers, body) = rpc_at(&two, &token, list_enrollments(31)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(headers.contains_key("www-authenticate"));
     assert!(body.contains("revoked"), "{body}");

@@ -2,8 +2,11 @@
 //! sidecars' service with one capability token minted for this running agent.
 //! It holds no keyring reference, no store URL and no provider secret: the
 //! token is all the agent gets, and it opens only these servers until it
-//! expires or its session is revoked.
+//! expires or its session is revoked. For runtimes that speak only stdio,
+//! [`HttpPlan::relayed`] gives the same servers as stdio relays to the
+//! service, with the token (and nothing else secret) in their environment.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::store::Store;
@@ -86,6 +89,27 @@ impl HttpPlan {
             .map(|s| (s.name.clone(), self.entry(&s.name)))
             .collect();
         json!({ "mcpServers": servers })
+    }
+
+    /// The plan's stdio servers (their commands as [`plan`](crate::plan)
+    /// builds them) as relays: each started with only `INTEGRATIONS_URL`
+    /// and `INTEGRATIONS_TOKEN`, and relaying to its endpoint with the token.
+    pub fn relayed(&self) -> Plan {
+        let mut plan = self.plan.clone();
+        for server in &mut plan.servers {
+            server.env = BTreeMap::from([
+                ("INTEGRATIONS_URL".to_string(), self.base_url.clone()),
+                ("INTEGRATIONS_TOKEN".to_string(), self.token.to_string()),
+            ]);
+        }
+        plan
+    }
+
+    /// The whole relayed plan, with the token's expiry.
+    pub fn relayed_json(&self) -> Value {
+        let mut plan = serde_json::to_value(self.relayed()).unwrap_or_default();
+        plan["expires_at"] = json!(self.expires_at);
+        plan
     }
 
     /// The whole plan, each server as its HTTP endpoint.

@@ -4,7 +4,8 @@
 //! surfaces route to it. Also where an inbound message goes. Over HTTP
 //! ([`mint`]), the same servers as endpoints of the sidecars' service, with
 //! one capability token for the running agent instead of any reference to a
-//! secret.
+//! secret; or as stdio relays to them holding only that token
+//! ([`HttpPlan::relayed`]).
 //!
 //! It reads clear-text metadata only and never holds a keyring: secrets reach
 //! the sidecars by reference (`INTEGRATIONS_KEYS_FILE` or a `${VAR}`

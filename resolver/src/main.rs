@@ -35,14 +35,16 @@ enum Command {
         bin_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
-        /// How the agent reaches its servers: spawned on stdio, or over
-        /// streamable HTTP at `--url` with a capability token minted now.
+        /// How the agent reaches its servers: spawned on stdio with the
+        /// store and keyring, over streamable HTTP at `--url` with a
+        /// capability token minted now, or spawned on stdio as relays to
+        /// `--url` holding only that token.
         #[arg(long, value_enum, default_value_t = Transport::Stdio)]
         transport: Transport,
-        /// The sidecars' HTTP service, which serves /mcp/<server> (with `--transport http`).
-        #[arg(long, required_if_eq("transport", "http"))]
+        /// The sidecars' HTTP service, which serves /mcp/<server> (with `--transport http` or `relay`).
+        #[arg(long, required_if_eq_any([("transport", "http"), ("transport", "relay")]))]
         url: Option<String>,
-        /// How long the token is valid (with `--transport http`), e.g. 30m or 12h.
+        /// How long the token is valid (with `--transport http` or `relay`), e.g. 30m or 12h.
         #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
@@ -67,6 +69,7 @@ enum Command {
 enum Transport {
     Stdio,
     Http,
+    Relay,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,11 +110,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(dir) => std::path::absolute(dir)?,
                 None => own_dir()?,
             };
-            // Over HTTP the sidecars' service has the settings: none is
-            // handed to the agent.
+            // Over HTTP, and relayed, the sidecars' service has the
+            // settings: none is handed to the agent.
             let env = match transport {
                 Transport::Stdio => SidecarEnv::from_process(&url),
-                Transport::Http => SidecarEnv::from_vars(&url, std::iter::empty()),
+                Transport::Http | Transport::Relay => {
+                    SidecarEnv::from_vars(&url, std::iter::empty())
+                }
             };
             let request = PlanRequest {
                 user_id: &user,
@@ -121,17 +126,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let plan = resolver::plan(&store, &env, &request).await?;
             let out = match (transport, base_url) {
-                (Transport::Http, Some(base_url)) => {
-                    let plan = resolver::mint(&store, plan, &base_url, ttl).await?;
-                    match format {
-                        Format::Json => plan.json(),
-                        Format::ClaudeCode => plan.claude_code(),
-                    }
-                }
-                _ => match format {
+                (Transport::Stdio, _) | (_, None) => match format {
                     Format::Json => serde_json::to_value(&plan)?,
                     Format::ClaudeCode => plan.claude_code(),
                 },
+                (transport, Some(base_url)) => {
+                    let plan = resolver::mint(&store, plan, &base_url, ttl).await?;
+                    match (transport, format) {
+                        (Transport::Relay, Format::Json) => plan.relayed_json(),
+                        (Transport::Relay, Format::ClaudeCode) => plan.relayed().claude_code(),
+                        (_, Format::Json) => plan.json(),
+                        (_, Format::ClaudeCode) => plan.claude_code(),
+                    }
+                }
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

@@ -1,13 +1,14 @@
 //! What every sidecar shares: its identity from the spawn environment, the
 //! one grant check that precedes every read of a secret ([`SidecarStore`]),
-//! the audit row of every tool call, and a stdio transport that answers
-//! malformed lines.
+//! the audit row of every tool call, a stdio transport that answers
+//! malformed lines, and the relay that serves stdio from the HTTP service.
 
 mod backing;
 pub mod call;
 pub mod http;
 mod local;
 mod notifications;
+mod relay;
 pub mod schema;
 pub mod standalone;
 mod stdio;

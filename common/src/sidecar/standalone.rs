@@ -1,4 +1,5 @@
-//! The command line every sidecar shares: serve MCP on stdio, or over
+//! The command line every sidecar shares: serve MCP on stdio (from the store,
+//! or relayed to the HTTP service when `INTEGRATIONS_URL` is set), or over
 //! streamable HTTP (`serve`), print the tool schemas (`--list-tools`), or run
 //! one call by hand (`call <tool> '<json>'`).
 
@@ -10,6 +11,7 @@ use rmcp::model::{CallToolRequestParams, Tool};
 use rmcp::{ServerHandler, ServiceExt};
 
 use super::http::{self, HttpConfig};
+use super::relay::Relay;
 use super::{Backing, Caller, Identity, guarded_stdio};
 use crate::store::Store;
 
@@ -100,9 +102,21 @@ where
         println!("{}", serde_json::to_string_pretty(&tools())?);
         return Ok(ExitCode::SUCCESS);
     }
+    let server_name = name.strip_prefix("mcp-").unwrap_or(name);
+    // A relay opens no store and reads no keyring: it holds only the token.
+    if cli.command.is_none()
+        && let Some(relay) = Relay::from_env(server_name)
+    {
+        anyhow::ensure!(
+            cli.db.is_none() && cli.user.is_none() && cli.profile.is_none(),
+            "INTEGRATIONS_URL makes this sidecar a relay, which opens no store and takes its \
+             identity from its token: drop --db, --user and --profile, or unset INTEGRATIONS_URL"
+        );
+        relay.map_err(anyhow::Error::msg)?.serve_stdio().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let db = cli.db.unwrap_or_else(Store::url_from_env);
     if let Some(Command::Serve { listen }) = cli.command {
-        let server_name = name.strip_prefix("mcp-").unwrap_or(name);
         let backing = Backing::new(name, db, Store::service_connections()?);
         let handler = server(Caller::Token, backing.clone());
         serve(name, server_name, handler, backing, listen).await?;

@@ -3,15 +3,24 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
+};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::task::JoinHandle;
 
 /// Stdio for an MCP server that answers a line that is not JSON with a
 /// JSON-RPC parse error (id `null`) and keeps serving; every other line is
 /// passed through. Returns the reader and writer to hand to the MCP server.
 pub fn guarded_stdio() -> (impl AsyncRead + Unpin, impl AsyncWrite + Unpin) {
     guard(stdin(), stdout())
+}
+
+/// [`guarded_stdio`], with the task that copies the replies to stdout: it
+/// ends once the server's side is dropped and every reply is written.
+pub(super) fn guarded_stdio_joined() -> (DuplexStream, DuplexStream, JoinHandle<()>) {
+    guarded(stdin(), stdout())
 }
 
 // tokio's own stdin and stdout hand every read and write to a blocking
@@ -73,12 +82,21 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let (server_in, server_out, _) = guarded(input, output);
+    (server_in, server_out)
+}
+
+fn guarded<R, W>(input: R, output: W) -> (DuplexStream, DuplexStream, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (server_in, to_server) = tokio::io::duplex(64 * 1024);
     let (from_server, server_out) = tokio::io::duplex(64 * 1024);
     let (errors, error_lines) = tokio::sync::mpsc::channel(16);
     tokio::spawn(pass_requests(input, to_server, errors));
-    tokio::spawn(pass_replies(from_server, output, error_lines));
-    (server_in, server_out)
+    let replies = tokio::spawn(pass_replies(from_server, output, error_lines));
+    (server_in, server_out, replies)
 }
 
 /// Copies each JSON line of `input` to the server; sends the answer to
