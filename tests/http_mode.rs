@@ -28,7 +28,7 @@ mod serve;
 #[path = "support/service.rs"]
 mod service;
 
-use service::{OTHER, Served, Store, USER};
+use service::{OTHER, Served, Store, USER, enrollments};
 
 /// The token of server `name` in a Claude Code plan over HTTP.
 fn token_of(plan: &Value, name: &str) -> String {
@@ -98,11 +98,6 @@ async fn agent(
             .await
             .unwrap()
     }
-}
-
-async fn enrollments(agent: &RunningService<RoleClient, ClientConfig>) -> usize {
-    let result = mcp::call(agent, "teller_list_enrollments", json!({})).await;
-    mcp::ok(result)["enrollments"].as_array().unwrap().len()
 }
 
 /// The request got past the token and Origin checks (rmcp answers the
@@ -193,22 +188,7 @@ async fn teller_over_http(store: &Store) {
     );
 
     // A scope change is seen on the next call, with stdio's sentence.
-    store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
-    assert_eq!(enrollments(&stateless).await, 0);
-    let denied = mcp::err(
-        mcp::call(
-            &session,
-            "teller_list_accounts",
-            json!({"enrollment_id": "enr_pnc"}),
-        )
-        .await,
-    );
-    assert!(
-        denied.contains("No Teller enrollment 'enr_pnc' is available to this agent"),
-        "{denied}"
-    );
-    store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
-    assert_eq!(enrollments(&session).await, 1);
+    service::a_scope_change_is_seen_on_the_next_call(store, &stateless, &session).await;
 
     // A token whose plan did not grant teller: 403, not a tool result.
     let coding: Value = serde_json::from_str(&http_plan(

@@ -14,8 +14,8 @@ use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 #[path = "support/cli.rs"]
@@ -29,7 +29,7 @@ mod serve;
 #[path = "support/service.rs"]
 mod service;
 
-use service::{Served, Store};
+use service::{Served, Store, enrollments};
 
 /// How long the test waits for any one answer.
 const WAIT: Duration = Duration::from_secs(30);
@@ -65,24 +65,6 @@ fn command(plan: &Value, name: &str) -> Command {
     cmd
 }
 
-/// Collects a child's stderr into the returned log.
-fn collect(mut stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&log);
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    log
-}
-
 /// rmcp's child-process client over `cmd`: the `initialize` handshake, or
 /// (`discover`) the stateless protocol of 2026-07-28. Also the relay's stderr.
 async fn agent(
@@ -93,7 +75,7 @@ async fn agent(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = collect(stderr.unwrap());
+    let log = serve::collect(stderr.unwrap());
     let client = async move {
         if discover {
             let stateless = ClientLifecycleMode::Discover {
@@ -111,11 +93,6 @@ async fn agent(
         .expect("the relay answers initialize")
         .unwrap();
     (client, log)
-}
-
-async fn enrollments(agent: &RunningService<RoleClient, ClientConfig>) -> usize {
-    let result = mcp::call(agent, "teller_list_enrollments", json!({})).await;
-    mcp::ok(result)["enrollments"].as_array().unwrap().len()
 }
 
 /// The JSON-RPC error of a call the relay answered with one.
@@ -145,7 +122,7 @@ impl Raw {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = collect(child.stderr.take().unwrap());
+        let log = serve::collect(child.stderr.take().unwrap());
         Self {
             stdin: child.stdin.take().unwrap(),
             stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
@@ -256,22 +233,7 @@ async fn relayed_teller(store: &Store) {
     );
 
     // A scope change is seen on the next call.
-    store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
-    assert_eq!(enrollments(&relayed).await, 0);
-    let denied = mcp::err(
-        mcp::call(
-            &relayed,
-            "teller_list_accounts",
-            json!({"enrollment_id": "enr_pnc"}),
-        )
-        .await,
-    );
-    assert!(
-        denied.contains("No Teller enrollment 'enr_pnc' is available to this agent"),
-        "{denied}"
-    );
-    store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
-    assert_eq!(enrollments(&relayed).await, 1);
+    service::a_scope_change_is_seen_on_the_next_call(store, &relayed, &relayed).await;
 
     // Raw lines: a malformed one is answered and the next is served; a
     // ping is answered while a slow tool call is still in flight.

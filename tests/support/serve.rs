@@ -29,8 +29,15 @@ pub async fn spawn(
         .strip_prefix("listening on ")
         .expect(&line)
         .to_string();
+    let log = collect(child.stderr.take().unwrap());
+    (child, base, log)
+}
+
+/// Collects a child's stderr into the returned log.
+pub fn collect(
+    mut stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
     let sink = Arc::clone(&log);
     tokio::spawn(async move {
         let mut buf = [0u8; 4096];
@@ -43,5 +50,5 @@ pub async fn spawn(
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    (child, base, log)
+    log
 }

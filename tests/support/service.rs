@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::{cli, postgres, serve};
+use rmcp::RoleClient;
+use rmcp::model::ClientConfig;
+use rmcp::service::RunningService;
+
+use super::{cli, mcp, postgres, serve};
 
 pub const USER: &str = "u_amouzou";
 pub const OTHER: &str = "u_other";
@@ -243,4 +247,36 @@ impl Served {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// The enrollments `teller_list_enrollments` shows `agent`.
+pub async fn enrollments(agent: &RunningService<RoleClient, ClientConfig>) -> usize {
+    let result = mcp::call(agent, "teller_list_enrollments", json!({})).await;
+    mcp::ok(result)["enrollments"].as_array().unwrap().len()
+}
+
+/// Scopes the store's Teller enrollment away from `prof_vzfin` and back:
+/// `one` and `other` (agents of `prof_vzfin`) see each change on their next
+/// call, with stdio's sentence.
+pub async fn a_scope_change_is_seen_on_the_next_call(
+    store: &Store,
+    one: &RunningService<RoleClient, ClientConfig>,
+    other: &RunningService<RoleClient, ClientConfig>,
+) {
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_coding"]);
+    assert_eq!(enrollments(one).await, 0);
+    let denied = mcp::err(
+        mcp::call(
+            other,
+            "teller_list_accounts",
+            json!({"enrollment_id": "enr_pnc"}),
+        )
+        .await,
+    );
+    assert!(
+        denied.contains("No Teller enrollment 'enr_pnc' is available to this agent"),
+        "{denied}"
+    );
+    store.cli(&["scope", &store.teller_id, "--agents", "prof_vzfin"]);
+    assert_eq!(enrollments(other).await, 1);
 }
