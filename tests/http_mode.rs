@@ -595,3 +595,44 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
     assert!(headers.contains_key("www-authenticate"));
     assert!(body.contains("revoked"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_tool_call_in_flight_finish() {
+    let store = Store::sqlite().await;
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let mut served = Served::teller(&store, &teller).await;
+    let plan: Value = serde_json::from_str(&http_plan(
+        &store,
+        "prof_vzfin",
+        "sess_term",
+        &served.base,
+        "claude-code",
+    ))
+    .unwrap();
+    let token = token_of(&plan, "teller");
+    teller.faults().inject(fakes::Fault::delay(
+        "/accounts",
+        std::time::Duration::from_millis(1500),
+    ));
+    let accounts = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "teller_list_accounts", "arguments": {"enrollment_id": "enr_pnc"}}});
+    let in_flight = tokio::spawn(rpc(format!("{}/mcp/teller", served.base), token, accounts));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let pid = served.child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.unwrap().success());
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("acc_pnc"),
+        "the call in flight finished: {body}"
+    );
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), served.child.wait())
+        .await
+        .expect("the server stops after its calls")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(served.log().contains("shutting down"));
+}

@@ -179,10 +179,7 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            http::shutdown_signal().await;
-            config.close_sessions();
-        })
+        .with_graceful_shutdown(http::shutdown_signal())
         .await?;
     tracing::info!("integrations API stopped");
     Ok(())

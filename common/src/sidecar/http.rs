@@ -96,12 +96,6 @@ impl HttpConfig {
             max_calls_per_minute,
         })
     }
-
-    /// Ends every open MCP session and stream: called when the process
-    /// begins to shut down, so that long-lived streams do not hold it.
-    pub fn close_sessions(&self) {
-        self.rmcp.cancellation_token.cancel();
-    }
 }
 
 /// What the token check of one endpoint needs: its server's name and the store.

@@ -155,10 +155,7 @@ where
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            http::shutdown_signal().await;
-            config.close_sessions();
-        })
+        .with_graceful_shutdown(http::shutdown_signal())
         .await?;
     Ok(())
 }
