@@ -600,12 +600,20 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
 async fn sigterm_lets_a_tool_call_in_flight_finish() {
     let store = Store::sqlite().await;
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let mut served = Served::teller(&store, &teller).await;
+    // Started by hand, to be signalled.
+    let mut cmd = tokio::process::Command::new(Store::bin("mcp-teller"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("INTEGRATIONS_DB", &store.url)
+        .env("INTEGRATIONS_KEYS", &store.keys)
+        .env("TELLER_API_BASE", teller.base_url());
+    let (mut child, base, log) = serve::spawn(&mut cmd).await;
     let plan: Value = serde_json::from_str(&http_plan(
         &store,
         "prof_vzfin",
         "sess_term",
-        &served.base,
+        &base,
         "claude-code",
     ))
     .unwrap();
@@ -616,9 +624,9 @@ async fn sigterm_lets_a_tool_call_in_flight_finish() {
     ));
     let accounts = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "teller_list_accounts", "arguments": {"enrollment_id": "enr_pnc"}}});
-    let in_flight = tokio::spawn(rpc(format!("{}/mcp/teller", served.base), token, accounts));
+    let in_flight = tokio::spawn(rpc(format!("{base}/mcp/teller"), token, accounts));
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let pid = served.child.id().unwrap().to_string();
+    let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status();
@@ -629,10 +637,10 @@ async fn sigterm_lets_a_tool_call_in_flight_finish() {
         body.contains("acc_pnc"),
         "the call in flight finished: {body}"
     );
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), served.child.wait())
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
         .await
         .expect("the server stops after its calls")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
-    assert!(served.log().contains("shutting down"));
+    assert!(log.lock().unwrap().contains("shutting down"));
 }

@@ -200,7 +200,7 @@ impl Store {
 
 /// A serving process: its base URL and its stderr, kept for the log checks.
 pub struct Served {
-    pub child: tokio::process::Child,
+    _child: tokio::process::Child,
     pub base: String,
     log: Arc<Mutex<String>>,
 }
