@@ -214,7 +214,11 @@ impl Served {
             .env("RUST_LOG", "debug")
             .envs(envs.iter().copied());
         let (child, base, log) = serve::spawn(&mut cmd).await;
-        Self { child, base, log }
+        Self {
+            _child: child,
+            base,
+            log,
+        }
     }
 
     /// `mcp-teller serve` on a free port.
