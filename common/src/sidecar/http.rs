@@ -30,6 +30,9 @@ use crate::store::capabilities::capability_hash;
 /// The largest request body an MCP endpoint reads.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// How long a request's body may take to arrive.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The tool calls a token may make in a minute unless
 /// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.
 pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
@@ -180,15 +183,26 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     next.run(request).await
 }
 
-/// Reads the body of `request` (at most [`MAX_BODY`]) and tells whether it
-/// is a tool call; the request comes back whole.
+/// Reads the body of `request` (at most [`MAX_BODY`], within
+/// [`BODY_DEADLINE`]) and tells whether it is a tool call; the request comes
+/// back whole.
 async fn tool_call(request: Request) -> Result<(Request, bool), Response> {
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body could not be read whole, or is larger than 4 MiB",
-        ));
+    let read = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY));
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body could not be read whole, or is larger than 4 MiB",
+            ));
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within 30 seconds",
+            ));
+        }
     };
     let call = is_tool_call(&bytes);
     Ok((Request::from_parts(parts, Body::from(bytes)), call))
