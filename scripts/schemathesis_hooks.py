@@ -42,7 +42,9 @@ def map_case(context, case):
     elif body.get("scope") == "agents" and case.method.upper() == "PATCH":
         # Scope `agents` alone keeps the row's list, which may be empty.
         body["profile_ids"] = PROFILES[:1]
-    if case.operation.path == "/v1/sessions" and isinstance(body.get("profile_id"), str):
+    if case.operation.path in ("/v1/sessions", "/v1/notifications") and isinstance(
+        body.get("profile_id"), str
+    ):
         body["profile_id"] = PROFILES[0]
     if isinstance(body.get("bound_profile_id"), str):
         body["bound_profile_id"] = PROFILES[0]

@@ -8,8 +8,8 @@ use anyhow::Context;
 use common::crypto::Keyring;
 use common::sidecar::Identity;
 use common::store::Store;
-use mcp_notify::Request;
 use mcp_notify::deliver::{Source, Urgency};
+use mcp_notify::{Notifier, NotifyError, Request, Sent};
 
 use crate::cli::NotifyArgs;
 
@@ -23,51 +23,141 @@ pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends one platform notification to each channel, in parallel; fails
-/// when every channel failed.
+/// `integrations notify`: one platform notification to each channel, in
+/// parallel (as `POST /v1/notifications`); fails when every channel failed.
 pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
     let urgency: Urgency = serde_json::from_value(serde_json::Value::String(args.urgency.clone()))
         .context("--urgency must be low, normal or high")?;
     let notifier = Arc::new(crate::probe::notifier(url)?);
-    let who = Arc::new(Identity {
+    let who = Identity {
         user_id: args.user,
         profile_id: args.profile,
         session_id: None,
-    });
-    let channels: Vec<Option<String>> = match args.channels {
+    };
+    let platform = Platform {
+        message: args.message,
+        title: args.title,
+        urgency,
+        channels: args.channels,
+        idempotency_key: None,
+    };
+    let outcomes = send(notifier, who, platform, false).await;
+    for outcome in &outcomes {
+        match (&outcome.error, &outcome.notification_id) {
+            (None, Some(id)) => println!("{}: sent ({id})", outcome.channel),
+            (error, _) => println!(
+                "{}: failed: {}",
+                outcome.channel,
+                error.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+    Ok(if outcomes.iter().all(|o| o.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A platform notification (`source=platform`) to one profile's channels.
+pub struct Platform {
+    pub message: String,
+    pub title: Option<String>,
+    pub urgency: Urgency,
+    /// Each a channel as `notify_user` takes it; none: the profile's
+    /// default among its granted channels.
+    pub channels: Option<Vec<String>>,
+    /// With several channels, each is sent under `<key>:<channel>`.
+    pub idempotency_key: Option<String>,
+}
+
+/// How one channel of a platform notification ended.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ChannelOutcome {
+    /// The channel it went through (`slack`, `telegram:<id>`, ...), or the
+    /// one asked for when none could be chosen.
+    pub channel: String,
+    /// `sent` or `failed`.
+    pub status: &'static str,
+    /// Its `notification_log` row, when one was written.
+    pub notification_id: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Sends `platform` for `who` to each channel at once, one
+/// `notification_log` row per channel that was tried; `counted` puts each
+/// against the profile's per-minute limit (a user's own request).
+pub async fn send(
+    notifier: Arc<Notifier>,
+    who: Identity,
+    platform: Platform,
+    counted: bool,
+) -> Vec<ChannelOutcome> {
+    let who = Arc::new(who);
+    let several = platform.channels.is_some();
+    let channels: Vec<Option<String>> = match platform.channels {
         Some(list) => list.into_iter().map(Some).collect(),
         None => vec![None],
     };
     let mut sends = tokio::task::JoinSet::new();
     for (n, channel) in channels.into_iter().enumerate() {
+        let asked = channel.clone().unwrap_or_else(|| "default".into());
         let request = Request {
-            message: args.message.clone(),
-            channel: channel.clone(),
-            urgency,
-            title: args.title.clone(),
+            message: platform.message.clone(),
+            channel,
+            urgency: platform.urgency,
+            title: platform.title.clone(),
+            idempotency_key: platform.idempotency_key.as_ref().map(|key| {
+                if several {
+                    format!("{key}:{asked}")
+                } else {
+                    key.clone()
+                }
+            }),
             ..Request::default()
         };
         let (notifier, who) = (Arc::clone(&notifier), Arc::clone(&who));
         sends.spawn(async move {
-            let result = notifier.notify(&who, &request, Source::Platform).await;
-            (n, channel.unwrap_or_else(|| "default".into()), result)
+            let result = if counted {
+                notifier
+                    .notify_counted(&who, &request, Source::Platform)
+                    .await
+            } else {
+                notifier.notify(&who, &request, Source::Platform).await
+            };
+            (n, outcome(asked, result))
         });
     }
-    let mut results = sends.join_all().await;
-    results.sort_by_key(|(n, ..)| *n);
-    let mut sent = 0;
-    for (_, channel, result) in &results {
-        match result {
-            Ok(s) => {
-                sent += 1;
-                println!("{channel}: sent via {} ({})", s.channel, s.notification_id);
+    let mut outcomes = sends.join_all().await;
+    outcomes.sort_by_key(|(n, _)| *n);
+    outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+fn outcome(asked: String, result: Result<Sent, NotifyError>) -> ChannelOutcome {
+    match result {
+        Ok(sent) => ChannelOutcome {
+            channel: sent.channel,
+            status: "sent",
+            notification_id: Some(sent.notification_id),
+            error: None,
+        },
+        Err(e) => {
+            let (channel, notification_id) = match &e {
+                NotifyError::Delivery {
+                    channel,
+                    notification_id,
+                    ..
+                } => (channel.clone(), Some(notification_id.clone())),
+                _ => (asked, None),
+            };
+            ChannelOutcome {
+                channel,
+                status: "failed",
+                notification_id,
+                error: Some(e.to_string()),
             }
-            Err(e) => println!("{channel}: failed: {e}"),
         }
     }
-    Ok(if sent == 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }

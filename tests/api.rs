@@ -1075,3 +1075,214 @@ async fn two_hundred_clients_for_ten_seconds_lose_nothing() {
     }
     assert!(total_writes > 0);
 }
+
+async fn platform_notifications(store: &Store) {
+    let webhook = FakeWebhook::start().await.unwrap();
+    let resend = fakes::resend::FakeResend::start().await.unwrap();
+    for (user, id, slug) in [
+        (USER, "prof_vzfin", "vzfin"),
+        (USER, "prof_coding", "coding"),
+        (OTHER, "prof_theirs", "theirs"),
+    ] {
+        store.cli(&["profiles", "add", id, "--user", user, "--slug", slug]);
+    }
+    let server = Server::start(
+        store,
+        &[
+            ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1"),
+            ("RESEND_API_BASE", &resend.base_url()),
+            ("NOTIFY_MAX_PER_MINUTE", "4"),
+        ],
+    )
+    .await;
+    let (me, them) = (store.token(USER), store.token(OTHER));
+    let me = Some(me.as_str());
+    ok(
+        server
+            .send("POST", "/v1/integrations", me, Some(json!({"type": "webhook", "config": {"url": webhook.url("/hooks/platform")}, "profile_ids": ["prof_vzfin"]})))
+            .await,
+        StatusCode::CREATED,
+    );
+    ok(
+        server
+            .send("POST", "/v1/integrations", me, Some(json!({"type": "email", "config": {"api_key": fakes::resend::API_KEY, "from_address": "alerts@app.example", "to_address": "me@example.com"}})))
+            .await,
+        StatusCode::CREATED,
+    );
+    let notify = |body: Value| server.send("POST", "/v1/notifications", me, Some(body));
+
+    // Each channel granted to the profile: one result and one log row each.
+    let ask = json!({"profile_id": "prof_vzfin", "message": "**Nightly report** is ready",
+        "title": "Report", "urgency": "high", "channels": ["webhook", "email"], "idempotency_key": "nightly-1"});
+    let sent = ok(notify(ask.clone()).await, StatusCode::OK);
+    let results = sent["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{sent}");
+    for (result, channel) in results.iter().zip(["webhook", "email"]) {
+        assert_eq!(result["channel"], channel, "{sent}");
+        assert_eq!(result["status"], "sent", "{sent}");
+        assert!(
+            result["notification_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("ntf_")
+        );
+        assert!(result.get("error").is_none(), "{sent}");
+    }
+    assert_eq!(webhook.received().len(), 1);
+    assert_eq!(resend.sent().len(), 1);
+
+    // The same key again: the first results, nothing sent again.
+    let again = ok(notify(ask).await, StatusCode::OK);
+    assert_eq!(again["results"], sent["results"]);
+    assert_eq!(webhook.received().len(), 1);
+
+    // A channel not granted to the profile fails in words; the default
+    // channel is chosen among the granted ones.
+    let coding = ok(
+        notify(json!({"profile_id": "prof_coding", "message": "hi", "channels": ["webhook"]}))
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(coding["results"][0]["status"], "failed", "{coding}");
+    assert!(
+        coding["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("webhook"),
+        "{coding}"
+    );
+    let default = ok(
+        notify(json!({"profile_id": "prof_coding", "message": "hi"})).await,
+        StatusCode::OK,
+    );
+    assert_eq!(default["results"][0]["channel"], "email", "{default}");
+    assert_eq!(default["results"][0]["status"], "sent", "{default}");
+
+    // Another user's profile, a channel named twice, an empty message: 400.
+    failed(
+        notify(json!({"profile_id": "prof_theirs", "message": "hi"})).await,
+        StatusCode::BAD_REQUEST,
+        "PROFILE_NOT_FOUND",
+    );
+    failed(
+        notify(
+            json!({"profile_id": "prof_vzfin", "message": "hi", "channels": ["email", "email"]}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_FAILED",
+    );
+    failed(
+        notify(json!({"profile_id": "prof_vzfin", "message": "  "})).await,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_FAILED",
+    );
+
+    // They count against the profile's limit (4 a minute): two sent, two
+    // more pass, the fifth is refused.
+    for n in 0..2 {
+        let one = ok(
+            notify(json!({"profile_id": "prof_vzfin", "message": format!("ping {n}"), "channels": ["webhook"]})).await,
+            StatusCode::OK,
+        );
+        assert_eq!(one["results"][0]["status"], "sent", "{one}");
+    }
+    let over = ok(
+        notify(
+            json!({"profile_id": "prof_vzfin", "message": "one too many", "channels": ["webhook"]}),
+        )
+        .await,
+        StatusCode::OK,
+    );
+    assert_eq!(over["results"][0]["status"], "failed", "{over}");
+    assert!(
+        over["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many notifications"),
+        "{over}"
+    );
+    assert_eq!(webhook.received().len(), 3);
+
+    // The log: the caller's own rows, paged by cursor.
+    let page = ok(
+        server
+            .send(
+                "GET",
+                "/v1/notifications?profile_id=prof_vzfin&limit=2",
+                me,
+                None,
+            )
+            .await,
+        StatusCode::OK,
+    );
+    let rows = page["notifications"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{page}");
+    assert_eq!(rows[0]["source"], "platform");
+    assert_eq!(
+        rows[0]["notification_id"],
+        sent["results"][0]["notification_id"]
+    );
+    let rest = ok(
+        server
+            .send(
+                "GET",
+                &format!(
+                    "/v1/notifications?profile_id=prof_vzfin&after={}",
+                    page["next_cursor"]
+                ),
+                me,
+                None,
+            )
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(rest["notifications"].as_array().unwrap().len(), 2, "{rest}");
+    let all = ok(
+        server.send("GET", "/v1/notifications", me, None).await,
+        StatusCode::OK,
+    );
+    assert_eq!(all["notifications"].as_array().unwrap().len(), 5, "{all}");
+    let theirs = ok(
+        server
+            .send("GET", "/v1/notifications", Some(&them), None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(theirs["notifications"], json!([]));
+
+    // `integrations notify` takes the same path.
+    let out = store
+        .command(&[
+            "notify",
+            "--user",
+            USER,
+            "--profile",
+            "prof_vzfin",
+            "--channels",
+            "email",
+            "--message",
+            "from the CLI",
+        ])
+        .env("RESEND_API_BASE", resend.base_url())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("email: sent (ntf_"), "{printed}");
+    assert_eq!(resend.sent().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_notifications_over_the_api_on_sqlite() {
+    platform_notifications(&Store::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_notifications_over_the_api_on_postgres() {
+    match Store::postgres().await {
+        Some(store) => platform_notifications(&store).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}

@@ -11,5 +11,5 @@ pub mod markdown;
 pub mod notifier;
 mod server;
 
-pub use notifier::{Notifier, NotifyError, Request, Sent};
+pub use notifier::{Notifier, NotifyError, Request, Sent, validate};
 pub use server::NotifyServer;

@@ -74,6 +74,8 @@ pub enum NotifyError {
     Delivery {
         channel: String,
         integration_id: String,
+        /// The id of its `notification_log` row.
+        notification_id: String,
         failure: Failure,
     },
     #[error(
@@ -125,16 +127,40 @@ impl Notifier {
         }
     }
 
-    /// Sends `request` for `who` through a channel granted to `who`'s profile.
+    /// Sends `request` for `who` through a channel granted to `who`'s
+    /// profile; an agent's notifications count against the profile's
+    /// per-minute limit.
     pub async fn notify(
         &self,
         who: &Identity,
         request: &Request,
         source: Source,
     ) -> Result<Sent, NotifyError> {
+        self.choose_and_send(who, request, source, source == Source::Agent)
+            .await
+    }
+
+    /// [`Notifier::notify`], counted against the per-minute limit whatever
+    /// its source (a user's own request over the API).
+    pub async fn notify_counted(
+        &self,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+    ) -> Result<Sent, NotifyError> {
+        self.choose_and_send(who, request, source, true).await
+    }
+
+    async fn choose_and_send(
+        &self,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+        counted: bool,
+    ) -> Result<Sent, NotifyError> {
         validate(request)?;
         let id = new_id();
-        if let Some(first) = self.claim(who, request, source, &id).await? {
+        if let Some(first) = self.claim(who, request, source, counted, &id).await? {
             return Ok(first);
         }
         match self.choose(who, request).await {
@@ -156,6 +182,7 @@ impl Notifier {
         who: &Identity,
         request: &Request,
         source: Source,
+        counted: bool,
         id: &str,
     ) -> Result<Option<Sent>, NotifyError> {
         let claim = NewClaim {
@@ -164,7 +191,7 @@ impl Notifier {
             profile_id: who.profile_id.clone(),
             source: source.as_str().into(),
             idempotency_key: request.idempotency_key.clone(),
-            limit: (source == Source::Agent).then_some((self.max_per_minute, WINDOW)),
+            limit: counted.then_some((self.max_per_minute, WINDOW)),
         };
         match self
             .store
@@ -237,7 +264,8 @@ impl Notifier {
         source: Source,
     ) -> Result<Sent, NotifyError> {
         let id = new_id();
-        if let Some(first) = self.claim(who, request, source, &id).await? {
+        let counted = source == Source::Agent;
+        if let Some(first) = self.claim(who, request, source, counted, &id).await? {
             return Ok(first);
         }
         self.deliver(integration, who, request, source, id).await
@@ -297,6 +325,7 @@ impl Notifier {
             Err(failure) => Err(NotifyError::Delivery {
                 channel,
                 integration_id: integration.id.clone(),
+                notification_id: out.id,
                 failure,
             }),
         }
@@ -391,7 +420,8 @@ fn unavailable(e: &dyn std::fmt::Display) -> NotifyError {
     NotifyError::Unavailable("The integrations store is not answering; try again shortly.".into())
 }
 
-fn validate(request: &Request) -> Result<(), NotifyError> {
+/// The checks every notification passes before it is claimed.
+pub fn validate(request: &Request) -> Result<(), NotifyError> {
     let invalid = |s: &str| Err(NotifyError::Invalid(s.into()));
     if request.message.trim().is_empty() {
         return invalid("The message is empty; write what the user should know.");

@@ -7,6 +7,7 @@ mod body;
 mod connect;
 mod error;
 mod integrations;
+mod notifications;
 mod openapi;
 mod profiles;
 mod secrets;
@@ -118,6 +119,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/secrets/{id}",
             axum::routing::patch(secrets::patch).delete(secrets::delete),
+        )
+        .route(
+            "/v1/notifications",
+            post(notifications::create).get(notifications::list),
         )
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::revoke))

@@ -12,6 +12,7 @@ use super::error::ErrorBody;
 use super::integrations::{
     CreateIntegration, Deleted, IntegrationList, ListQuery, PatchIntegration, Tested,
 };
+use super::notifications::{CreateNotification, LogPage, LogQuery, NotificationSent};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
 use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
@@ -578,6 +579,20 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         Operation::new("get", "/healthz", "Liveness")
             .open()
             .ok(200, "alive", literal(json!({"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}))),
+        Operation::new(
+            "post",
+            "/v1/notifications",
+            "Send a platform notification through channels granted to one of your profiles",
+        )
+        .body(schema::<CreateNotification>(g))
+        .ok(200, "what each channel did", json::<NotificationSent>(g)),
+        Operation::new(
+            "get",
+            "/v1/notifications",
+            "Your notification log after a cursor",
+        )
+        .query(query::<LogQuery>(g))
+        .ok(200, "the notifications and the next cursor", json::<LogPage>(g)),
         Operation::new(
             "post",
             "/v1/sessions",

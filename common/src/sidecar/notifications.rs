@@ -70,10 +70,10 @@ const KEY_CLAIM: &str = "SELECT state FROM notification_claims \
      AND (state = 'sent' OR (state = 'pending' AND claimed_at >= $4)) ORDER BY state DESC LIMIT 1";
 
 const COUNTED_CLAIMS: &str = "SELECT claimed_at FROM notification_claims \
-     WHERE user_id = $1 AND profile_id = $2 AND source = 'agent' AND claimed_at >= $3 ORDER BY claimed_at";
+     WHERE user_id = $1 AND profile_id = $2 AND counted AND claimed_at >= $3 ORDER BY claimed_at";
 
-const INSERT_CLAIM: &str = "INSERT INTO notification_claims (notification_id, user_id, profile_id, source, idempotency_key, state, claimed_at) \
-     VALUES ($1, $2, $3, $4, $5, 'pending', $6)";
+const INSERT_CLAIM: &str = "INSERT INTO notification_claims (notification_id, user_id, profile_id, source, idempotency_key, state, claimed_at, counted) \
+     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)";
 
 const FINISH_CLAIM: &str =
     "UPDATE notification_claims SET state = $1 WHERE notification_id = $2 AND state = 'pending'";
@@ -99,10 +99,11 @@ pub struct NewClaim {
     pub user_id: String,
     /// Empty when it is sent for no profile.
     pub profile_id: String,
-    /// `agent` or `platform`; only agents' claims are counted.
+    /// `agent` or `platform`.
     pub source: String,
     pub idempotency_key: Option<String>,
-    /// At most this many agent claims of the profile within the window.
+    /// Counted, and granted only while the profile's counted claims within
+    /// the window are fewer than this.
     pub limit: Option<(usize, Duration)>,
 }
 
@@ -338,6 +339,7 @@ impl SidecarStore {
                                 &claim.source,
                                 &claim.idempotency_key,
                                 &at,
+                                claim.limit.is_some(),
                             ))?;
                             Ok(Claim::Granted)
                         })
@@ -385,6 +387,7 @@ impl SidecarStore {
                     .bind(&claim.source)
                     .bind(&claim.idempotency_key)
                     .bind(&at)
+                    .bind(claim.limit.is_some())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

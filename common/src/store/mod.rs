@@ -11,6 +11,7 @@ mod audit;
 pub(crate) mod capabilities;
 mod connect;
 mod integrations;
+mod notification_log;
 mod postgres;
 mod profiles;
 pub(crate) mod rotate;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
 pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use integrations::{IntegrationUpdate, NewIntegration};
+pub use notification_log::LoggedRow;
 pub use profiles::NewProfile;
 pub use rotate::{ColumnRotation, RotationReport};
 pub use secrets::{NewSecret, Secret, SecretUpdate, secret_name_schema, secret_value_schema};
