@@ -1053,7 +1053,10 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             .await
             .unwrap();
         assert_eq!(
-            sidecar.sent_with_key("u1", "prof_a", "k").await.unwrap(),
+            sidecar
+                .sent_with_key("u1", "prof_a", "k", "agent")
+                .await
+                .unwrap(),
             None,
             "{}: a failure is no result",
             b.name
@@ -1067,19 +1070,36 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             .await
             .unwrap();
         assert_eq!(
-            sidecar.sent_with_key("u1", "prof_a", "k").await.unwrap(),
+            sidecar
+                .sent_with_key("u1", "prof_a", "k", "agent")
+                .await
+                .unwrap(),
             Some(row(2, Some("k"), "sent", "prof_a")),
             "{}",
             b.name
         );
         assert_eq!(
-            sidecar.sent_with_key("u2", "prof_a", "k").await.unwrap(),
+            sidecar
+                .sent_with_key("u2", "prof_a", "k", "agent")
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(
-            sidecar.sent_with_key("u1", "prof_b", "k").await.unwrap(),
+            sidecar
+                .sent_with_key("u1", "prof_b", "k", "agent")
+                .await
+                .unwrap(),
             None,
             "keys are per profile"
+        );
+        assert_eq!(
+            sidecar
+                .sent_with_key("u1", "prof_a", "k", "platform")
+                .await
+                .unwrap(),
+            None,
+            "an agent's key never answers for the platform"
         );
         let thread = ThreadRow {
             notification_id: "ntf_2".into(),
@@ -1157,7 +1177,7 @@ async fn claims_hold_a_key_until_it_fails_and_count_the_minute_on_both_backends(
         s.log_notification(&logged(3, k, "sent")).await.unwrap();
         assert_eq!(s.claim(&claim(4, "prof_a", k)).await.unwrap(), Claim::Sent);
         assert_eq!(
-            s.sent_with_key("u1", "prof_a", "k")
+            s.sent_with_key("u1", "prof_a", "k", "agent")
                 .await
                 .unwrap()
                 .unwrap()

@@ -205,7 +205,7 @@ impl Notifier {
                 let key = request.idempotency_key.as_deref().unwrap_or_default();
                 let first = self
                     .store
-                    .sent_with_key(&who.user_id, &who.profile_id, key)
+                    .sent_with_key(&who.user_id, &who.profile_id, key, source.as_str())
                     .await
                     .map_err(|e| unavailable(&e))?
                     .ok_or(NotifyError::InFlight)?;

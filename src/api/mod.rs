@@ -183,9 +183,7 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
     let app = mcp_routes(&backing, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(http::shutdown_signal())
-        .await?;
+    http::serve_until_signal(listener, app).await?;
     tracing::info!("integrations API stopped");
     Ok(())
 }

@@ -88,6 +88,11 @@ pub async fn create(
     caller: Caller,
     Payload(body): Payload<CreateNotification>,
 ) -> Result<Json<NotificationSent>, ApiError> {
+    if body.idempotency_key.as_ref().is_some_and(|k| k.len() > 128) {
+        return Err(ApiError::invalid(
+            "idempotency_key must be 1 to 128 characters",
+        ));
+    }
     if let Some(channels) = &body.channels {
         let mut seen = std::collections::HashSet::new();
         if channels.is_empty() || channels.len() > MAX_CHANNELS {

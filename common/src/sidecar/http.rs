@@ -149,30 +149,33 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         Ok(store) => store,
         Err(e) => return unavailable(&gate, e.detail.unwrap_or(e.message)),
     };
-    // A tool call is counted as its token is read, in one statement.
-    let (mut request, limit) = match gate.max_calls_per_minute {
-        Some(limit) if request.method() == Method::POST => match tool_call(request).await {
-            Ok((request, true)) => (request, Some(limit)),
-            Ok((request, false)) => (request, None),
-            Err(response) => return response,
-        },
-        _ => (request, None),
-    };
-    let minute = unix_seconds() / 60;
-    let read = match limit {
-        Some(_) => store.count_call(&token, minute).await,
-        None => store.capability(&token).await.map(|c| c.map(|c| (c, 0))),
-    };
-    let (capability, calls) = match read {
-        Ok(Some(found)) => found,
+    // The token first: no body is read for a request without a live one.
+    let capability = match store.capability(&token).await {
+        Ok(Some(capability)) => capability,
         Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
         Err(e) => return unavailable(&gate, e.to_string()),
     };
     if let Err(refusal) = capability.admits(gate.server) {
         return refused(&gate, refusal, Some(&capability.session_id), true);
     }
-    if let Some(limit) = limit.filter(|limit| calls > *limit) {
-        return rate_limited(&gate, &capability.session_id, limit);
+    // A body is read within its deadline, and a tool call counted.
+    let (mut request, call) = if request.method() == Method::POST {
+        match tool_call(request).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        }
+    } else {
+        (request, false)
+    };
+    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
+        match store.count_call(&token, unix_seconds() / 60).await {
+            Ok(Some(calls)) if calls > limit => {
+                return rate_limited(&gate, &capability.session_id, limit);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+            Err(e) => return unavailable(&gate, e.to_string()),
+        }
     }
     request.headers_mut().remove(header::AUTHORIZATION);
     request.extensions_mut().insert(Identity {
@@ -336,8 +339,38 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// How long requests in flight may take to finish after SIGTERM.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `app` on `listener` until SIGTERM or Ctrl-C, then lets the
+/// requests in flight finish, for [`DRAIN`] at most.
+pub async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> std::io::Result<()> {
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(());
+    });
+    let drained = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(DRAIN).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served,
+        () = drained => {
+            tracing::warn!("requests still in flight after {} s; stopping anyway", DRAIN.as_secs());
+            Ok(())
+        }
+    }
+}
+
 /// Resolves at SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::model::{IntegrationType, SealedConfig, Status};
-use crate::store::capabilities::{COUNT_CALL, SELECT_CAPABILITY, counted};
+use crate::store::capabilities::{COUNT_CALL, SELECT_CAPABILITY};
 use crate::store::rotate::SWAP_SEALED;
 use crate::store::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
 use crate::store::{Capability, Snapshot, StoreError};
@@ -119,29 +119,14 @@ impl LocalSqlite {
         row.map(Capability::from_columns).transpose()
     }
 
-    pub async fn count_call(
-        &self,
-        hash: String,
-        minute: i64,
-    ) -> Result<Option<(Capability, i64)>, StoreError> {
-        let row = self
+    pub async fn count_call(&self, hash: String, minute: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self
             .run(move |conn| {
                 conn.prepare_cached(COUNT_CALL)?
-                    .query_row(rusqlite::params![minute, hash], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    })
+                    .query_row(rusqlite::params![minute, hash], |r| r.get(0))
                     .optional()
             })
-            .await?;
-        row.map(counted).transpose()
+            .await?)
     }
 
     pub async fn set_status(

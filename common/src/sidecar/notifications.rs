@@ -59,18 +59,21 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notification_log (notification_id
 
 const SENT_WITH_KEY: &str = "SELECT notification_id, user_id, profile_id, session_id, integration_id, channel, urgency, source, status, error, attempts, idempotency_key, message, provider_message_id \
      FROM notification_log WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 AND status = 'sent' AND created_at >= $4 \
-     ORDER BY created_at DESC LIMIT 1";
+     AND source = $5 ORDER BY created_at DESC LIMIT 1";
 
 const PRUNE_CLAIMS: &str =
     "DELETE FROM notification_claims WHERE user_id = $1 AND profile_id = $2 AND claimed_at < $3";
 
-/// The state of the claim that holds a key, `sent` before `pending`.
+/// The state of the claim that holds a key, `sent` before `pending`. Keys
+/// are per source: an agent's key never answers for the platform's.
 const KEY_CLAIM: &str = "SELECT state FROM notification_claims \
      WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 \
-     AND (state = 'sent' OR (state = 'pending' AND claimed_at >= $4)) ORDER BY state DESC LIMIT 1";
+     AND (state = 'sent' OR (state = 'pending' AND claimed_at >= $4)) AND source = $5 \
+     ORDER BY state DESC LIMIT 1";
 
 const COUNTED_CLAIMS: &str = "SELECT claimed_at FROM notification_claims \
-     WHERE user_id = $1 AND profile_id = $2 AND counted AND claimed_at >= $3 ORDER BY claimed_at";
+     WHERE user_id = $1 AND profile_id = $2 AND (counted OR source = 'agent') AND claimed_at >= $3 \
+     ORDER BY claimed_at";
 
 const INSERT_CLAIM: &str = "INSERT INTO notification_claims (notification_id, user_id, profile_id, source, idempotency_key, state, claimed_at, counted) \
      VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)";
@@ -211,14 +214,15 @@ impl SidecarStore {
         Ok(())
     }
 
-    /// The newest notification sent for this user and profile with `key`
-    /// within [`IDEMPOTENCY_WINDOW`]. Keys are per profile: another
-    /// profile's key reveals nothing.
+    /// The newest notification of `source` sent for this user and profile
+    /// with `key` within [`IDEMPOTENCY_WINDOW`]. Keys are per profile and
+    /// source: another profile's or source's key reveals nothing.
     pub async fn sent_with_key(
         &self,
         user_id: &str,
         profile_id: &str,
         key: &str,
+        source: &str,
     ) -> Result<Option<LoggedNotification>, StoreError> {
         let since = stamp_ago(IDEMPOTENCY_WINDOW);
         type Row = (
@@ -239,12 +243,16 @@ impl SidecarStore {
         );
         let row: Option<Row> = match &self.backend {
             Backend::Local(local) => {
-                let (user, profile, key) =
-                    (user_id.to_string(), profile_id.to_string(), key.to_string());
+                let (user, profile, key, source) = (
+                    user_id.to_string(),
+                    profile_id.to_string(),
+                    key.to_string(),
+                    source.to_string(),
+                );
                 local
                     .run(move |conn| {
                         let mut stmt = conn.prepare_cached(SENT_WITH_KEY)?;
-                        let mut rows = stmt.query((&user, &profile, &key, &since))?;
+                        let mut rows = stmt.query((&user, &profile, &key, &since, &source))?;
                         rows.next()?
                             .map(|r| {
                                 Ok((
@@ -274,6 +282,7 @@ impl SidecarStore {
                     .bind(profile_id)
                     .bind(key)
                     .bind(&since)
+                    .bind(source)
                     .fetch_optional(pool)
                     .await?
             }),
@@ -316,7 +325,10 @@ impl SidecarStore {
                             if let Some(key) = &claim.idempotency_key {
                                 let held: Option<String> = conn
                                     .prepare_cached(KEY_CLAIM)?
-                                    .query_map((user, profile, key, &abandoned), |r| r.get(0))?
+                                    .query_map(
+                                        (user, profile, key, &abandoned, &claim.source),
+                                        |r| r.get(0),
+                                    )?
                                     .next()
                                     .transpose()?;
                                 if let Some(state) = held {
@@ -361,6 +373,7 @@ impl SidecarStore {
                         .bind(profile)
                         .bind(key)
                         .bind(&abandoned)
+                        .bind(&claim.source)
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some(state) = held {

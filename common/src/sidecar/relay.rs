@@ -35,6 +35,10 @@ use super::stdio::guarded_stdio_joined;
 /// `GMAIL_TIMEOUT_MS` (20 s), each after a token refresh of at most 20 s.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
+/// The largest answer the relay holds in memory; a larger one is dropped
+/// with an error.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
 /// How long connecting to the service may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,14 +119,17 @@ impl Relay {
         let endpoint = Url::parse(&format!("{}/mcp/{server}", base.trim_end_matches('/')))
             .ok()
             .filter(|url| {
-                matches!(url.scheme(), "http" | "https")
-                    && url.has_host()
-                    && url.query().is_none()
-                    && url.fragment().is_none()
+                // The token crosses no network in clear text.
+                let scheme_fits = match url.scheme() {
+                    "https" => true,
+                    "http" => loopback(url),
+                    _ => false,
+                };
+                scheme_fits && url.has_host() && url.query().is_none() && url.fragment().is_none()
             })
             .ok_or(
-                "INTEGRATIONS_URL must be the base URL of the sidecars' service, \
-                 http:// or https://, e.g. https://mcp.example.com",
+                "INTEGRATIONS_URL must be the base URL of the sidecars' service: \
+                 https://, or http:// on loopback only, e.g. https://mcp.example.com",
             )?;
         let mut shown = endpoint.clone();
         let _ = shown.set_username("");
@@ -317,6 +324,9 @@ impl Relay {
                 for data in events.push(&chunk) {
                     out.write(&data).await;
                 }
+                if events.held() > MAX_ANSWER {
+                    return Err(self.too_large());
+                }
             }
             return Ok(());
         }
@@ -325,7 +335,13 @@ impl Relay {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(self.too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             if !body.iter().all(u8::is_ascii_whitespace) {
                 out.write(&body).await;
@@ -380,6 +396,16 @@ impl Relay {
     }
 
     /// The failure of a request that got no HTTP answer.
+    /// An answer past [`MAX_ANSWER`], dropped unread.
+    fn too_large(&self) -> Failure {
+        Failure::unreachable(format!(
+            "the {} service at {} sent an answer larger than {} MiB; it was dropped",
+            self.server,
+            self.shown,
+            MAX_ANSWER >> 20
+        ))
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> Failure {
         let (server, shown) = (self.server, &self.shown);
         Failure::unreachable(if e.is_timeout() {
@@ -605,6 +631,11 @@ struct EventStream {
 }
 
 impl EventStream {
+    /// The bytes held for the unfinished line and event.
+    fn held(&self) -> usize {
+        self.line.len() + self.data.as_ref().map_or(0, Vec::len)
+    }
+
     /// Takes `chunk`; returns the data of every event it completes.
     fn push(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
         let mut events = Vec::new();
@@ -628,6 +659,18 @@ impl EventStream {
         self.line.extend_from_slice(rest);
         events
     }
+}
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn loopback(url: &Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 #[cfg(test)]
@@ -722,6 +765,13 @@ mod tests {
                 )
                     .into_response(),
                 "prompts/list" => (StatusCode::SERVICE_UNAVAILABLE, "upstream down").into_response(),
+                // Answers past what the relay holds: a body, and an event that never ends.
+                "completion/complete" => (json, " ".repeat(MAX_ANSWER + 1)).into_response(),
+                "logging/setLevel" => (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    format!("data: {}", "x".repeat(MAX_ANSWER + 1)),
+                )
+                    .into_response(),
                 "resources/list" => (
                     StatusCode::BAD_REQUEST,
                     json,
@@ -753,6 +803,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"method":"resources/list"}"#,
             r#"{"jsonrpc":"2.0","id":5,"method":"prompts/list"}"#,
             r#"{"jsonrpc":"2.0","id":6,"method":"tasks/list"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"completion/complete","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"logging/setLevel","params":{"level":"info"}}"#,
         ];
         client_in
             .write_all(format!("{}\n", lines.join("\n")).as_bytes())
@@ -782,6 +834,10 @@ mod tests {
             json!({"session": "sess-1", "version": "2025-11-25", "authorization": "Bearer mct_test"})
         );
         let error = |id: i64| &by_id[&id]["error"];
+        for id in [7, 8] {
+            let message = error(id)["message"].as_str().unwrap();
+            assert!(message.contains("larger than 16 MiB"), "{message}");
+        }
         assert_eq!(error(3)["code"], REFUSED);
         assert_eq!(error(3)["message"], "slow down (retry after 7 s)");
         assert_eq!(
@@ -816,7 +872,8 @@ mod tests {
             ("http://127.0.0.1:1", "  "),
             ("ftp://host", "mct_secret"),
             ("not a url", "mct_secret"),
-            ("http://host/?q=1", "mct_secret"),
+            ("https://host/?q=1", "mct_secret"),
+            ("http://mcp.example.com", "mct_secret"),
             ("http://127.0.0.1:1", "mct_\u{e9}secret"),
             ("http://127.0.0.1:1", "mct_a secret"),
         ] {

@@ -154,9 +154,7 @@ where
     tracing::info!(addr = %bound, "{name} listening");
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(http::shutdown_signal())
-        .await?;
+    http::serve_until_signal(listener, app).await?;
     Ok(())
 }
 

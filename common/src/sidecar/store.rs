@@ -132,12 +132,8 @@ impl SidecarStore {
     }
 
     /// Counts a tool call of a presented token in `minute` and returns its
-    /// row with its calls in that minute; `None` when it is not one we minted.
-    pub async fn count_call(
-        &self,
-        token: &str,
-        minute: i64,
-    ) -> Result<Option<(Capability, i64)>, StoreError> {
+    /// calls in that minute; `None` when it is not one we minted.
+    pub async fn count_call(&self, token: &str, minute: i64) -> Result<Option<i64>, StoreError> {
         let Some(hash) = capability_hash(token) else {
             return Ok(None);
         };

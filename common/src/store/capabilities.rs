@@ -27,14 +27,14 @@ pub(crate) const SELECT_CAPABILITY: &str = "SELECT user_id, profile_id, session_
      FROM capability_tokens WHERE token_sha256 = $1";
 
 /// Counts a tool call in minute `$1` (seconds since the epoch / 60) of the
-/// token whose SHA-256 is `$2`, and reads its row back: the columns of
-/// [`SELECT_CAPABILITY`], then the calls made in that minute. (`$1` comes
-/// first: SQLite numbers parameters by their first appearance.)
+/// token whose SHA-256 is `$2`, and returns its calls in that minute. A minute
+/// earlier than the counted one (a replica whose clock lags) counts in the
+/// later one: replicas never reset each other's count. (`$1` comes first:
+/// SQLite numbers parameters by their first appearance.)
 pub(crate) const COUNT_CALL: &str = "UPDATE capability_tokens SET \
-     calls_in_minute = CASE WHEN calls_minute = $1 THEN calls_in_minute + 1 ELSE 1 END, \
-     calls_minute = $1 \
-     WHERE token_sha256 = $2 \
-     RETURNING user_id, profile_id, session_id, servers, expires_at, revoked_at, calls_in_minute";
+     calls_in_minute = CASE WHEN calls_minute >= $1 THEN calls_in_minute + 1 ELSE 1 END, \
+     calls_minute = CASE WHEN calls_minute > $1 THEN calls_minute ELSE $1 END \
+     WHERE token_sha256 = $2 RETURNING calls_in_minute";
 
 /// The agent a capability token was minted for, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,38 +228,20 @@ impl Store {
     }
 
     /// Counts a tool call of a presented token in `minute` (seconds since
-    /// the epoch / 60) and returns its row with the calls it made in that
-    /// minute; `None` when it is not one we minted.
-    pub async fn count_call(
-        &self,
-        token: &str,
-        minute: i64,
-    ) -> Result<Option<(Capability, i64)>, StoreError> {
+    /// the epoch / 60) and returns its calls in that minute; `None` when it
+    /// is not one we minted.
+    pub async fn count_call(&self, token: &str, minute: i64) -> Result<Option<i64>, StoreError> {
         let Some(hash) = capability_hash(token) else {
             return Ok(None);
         };
-        let row: Option<CountedColumns> = with_pool!(self, |pool| {
-            sqlx::query_as(COUNT_CALL)
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar(COUNT_CALL)
                 .bind(minute)
                 .bind(&hash)
                 .fetch_optional(pool)
                 .await?
-        });
-        row.map(counted).transpose()
+        }))
     }
-}
-
-/// The columns [`COUNT_CALL`] returns.
-pub(crate) type CountedColumns = (String, String, String, String, String, Option<String>, i64);
-
-/// A row of [`COUNT_CALL`]: the token, and its calls in the minute.
-pub(crate) fn counted(
-    (user_id, profile_id, session_id, servers, expires_at, revoked_at, calls): CountedColumns,
-) -> Result<(Capability, i64), StoreError> {
-    let capability = Capability::from_columns((
-        user_id, profile_id, session_id, servers, expires_at, revoked_at,
-    ))?;
-    Ok((capability, calls))
 }
 
 #[cfg(test)]
