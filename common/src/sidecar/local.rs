@@ -120,13 +120,12 @@ impl LocalSqlite {
     }
 
     pub async fn count_call(&self, hash: String, minute: i64) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .run(move |conn| {
-                conn.prepare_cached(COUNT_CALL)?
-                    .query_row(rusqlite::params![minute, hash], |r| r.get(0))
-                    .optional()
-            })
-            .await?)
+        self.run(move |conn| {
+            conn.prepare_cached(COUNT_CALL)?
+                .query_row(rusqlite::params![minute, hash], |r| r.get(0))
+                .optional()
+        })
+        .await
     }
 
     pub async fn set_status(
