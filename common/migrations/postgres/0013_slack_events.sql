@@ -1,4 +1,8 @@
 -- Slack as a chat surface (issue 17).
+-- A Slack row's `chat_hash` (0008) is the keyed hash of its team and the
+-- user who connected it: an event finds its row in one indexed read. The
+-- server writes it with every config, and re-hashes rows without one at
+-- its start.
 -- An outbox row of a Slack event: the channel it came in (also its
 -- `chat_id`), the message's `ts` and the `thread_ts` of the thread it was
 -- written in; one row per event, however often Slack redelivers it.
