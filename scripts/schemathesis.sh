@@ -29,6 +29,7 @@ export GOOGLE_AUTHORIZE_URL=https://accounts.example/o/oauth2/v2/auth
 TELLER_SIGNING_PUBKEY=$(head -c 32 /dev/urandom | base64)
 export TELLER_SIGNING_PUBKEY
 export TELLER_WEBHOOK_SECRET=whsec_schemathesis INBOUND_FORWARD_SECRET=whsec_inbound
+export SLACK_SIGNING_SECRET=slack_signing_schemathesis
 
 user=u_schemathesis
 "$bin" profiles add prof_vzfin --user "$user" --slug vzfin --name "VZ Finance" --default >/dev/null

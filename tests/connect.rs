@@ -329,6 +329,34 @@ async fn slack_connects_once_per_state_and_reconnects_in_place() {
 
         let query = w.authorize("slack").await;
         assert_eq!(query["client_id"], "slack-client");
+        // What sending and the events need, as the app manifest declares it.
+        let manifest: Value =
+            serde_json::from_str(include_str!("../docs/slack-app-manifest.json")).unwrap();
+        let declared: Vec<&str> = manifest["oauth_config"]["scopes"]["bot"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let asked: Vec<&str> = query["scope"].split(',').collect();
+        assert_eq!(asked, declared);
+        for needed in ["chat:write", "im:write", "im:history", "app_mentions:read"] {
+            assert!(asked.contains(&needed), "{needed}");
+        }
+        let events = &manifest["settings"]["event_subscriptions"];
+        assert_eq!(events["bot_events"], json!(["message.im", "app_mention"]));
+        assert!(
+            events["request_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api/slack/events")
+        );
+        assert!(
+            manifest["oauth_config"]["redirect_urls"][0]
+                .as_str()
+                .unwrap()
+                .ends_with("/api/slack/callback")
+        );
         assert_eq!(
             query["redirect_uri"],
             format!("{PUBLIC}/api/slack/callback")

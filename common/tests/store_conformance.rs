@@ -7,7 +7,8 @@ use common::crypto::{Keyring, OpenError};
 use common::model::{Integration, IntegrationType, Scope, Status};
 use common::scope::{ScopeError, is_granted};
 use common::sidecar::{
-    AuditEntry, Claim, Decision, Identity, LoggedNotification, NewClaim, SidecarStore, ThreadRow,
+    AuditEntry, Claim, Decision, Identity, LoggedNotification, NewClaim, SidecarStore,
+    ThreadAnchor, ThreadRow,
 };
 use common::store::{
     IntegrationUpdate, NewIntegration, NewProfile, NewSecret, SecretUpdate, Store, StoreError,
@@ -1105,7 +1106,7 @@ async fn notification_rows_read_back_the_same_on_both_backends() {
             notification_id: "ntf_2".into(),
             integration_id: "int_bot".into(),
             chat_id: "424242".into(),
-            message_id: 101,
+            anchor: ThreadAnchor::Telegram(101),
             session_id: "sess_1".into(),
             profile_id: "prof_a".into(),
             label: Some("taxes".into()),
@@ -2124,7 +2125,7 @@ async fn put_profile_creates_then_updates_and_refuses_what_is_not_the_users() {
 
 #[tokio::test]
 async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_backends() {
-    use common::store::{NewInbound, Purpose};
+    use common::store::{NewInbound, Origin, Purpose};
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
@@ -2219,13 +2220,8 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
                 .unwrap()
                 .is_none()
         );
-        assert_eq!(
-            s.rehash_telegram_chats(&rotated).await.unwrap(),
-            2,
-            "{}",
-            b.name
-        );
-        assert_eq!(s.rehash_telegram_chats(&rotated).await.unwrap(), 0);
+        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 2, "{}", b.name);
+        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 0);
         assert_eq!(
             s.telegram_chat(&rotated, "7", 4242)
                 .await
@@ -2258,7 +2254,7 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
                 notification_id: format!("ntf_{n}"),
                 integration_id: row.id.clone(),
                 chat_id: "4242".into(),
-                message_id: 100 + n,
+                anchor: ThreadAnchor::Telegram(100 + n),
                 session_id: format!("sess_{n}"),
                 profile_id: if n == 3 { "prof_coding" } else { "prof_vzfin" }.into(),
                 label: Some(label.into()),
@@ -2317,9 +2313,11 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             chat_id: "4242".into(),
             text: text.into(),
             command: None,
-            bot_id: "7".into(),
-            update_id,
-            continue_thread,
+            origin: Origin::Telegram {
+                bot_id: "7".into(),
+                update_id,
+                continue_thread,
+            },
         };
         for (user, update, text) in [("u1", 1, "one"), ("u2", 2, "theirs"), ("u1", 3, "two")] {
             assert!(
@@ -2353,7 +2351,7 @@ async fn telegram_pairing_threads_and_the_inbound_outbox_work_the_same_on_both_b
             notification_id: "ntf_4".into(),
             integration_id: row.id.clone(),
             chat_id: "4242".into(),
-            message_id: 104,
+            anchor: ThreadAnchor::Telegram(104),
             session_id: "sess_4".into(),
             profile_id: "prof_vzfin".into(),
             label: Some("Bills".into()),
@@ -2562,6 +2560,182 @@ async fn an_oauth_state_spends_once_and_only_for_the_browser_that_holds_its_cook
                 SpentState::Unknown
             ));
         }
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profiles_thread() {
+    use common::store::{NewInbound, Origin};
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let entry = Keyring::generate_entry();
+        let k = Keyring::parse(&entry).unwrap();
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        profile(s, "u1", "prof_coding", "coding").await;
+        let slack = |team: &str, user: &str| {
+            config(
+                IntegrationType::Slack,
+                &format!(
+                    r#"{{"bot_token":"xoxb-1","team_id":"{team}","authed_user_id":"{user}"}}"#
+                ),
+            )
+        };
+        let row = s
+            .add_integration(&k, &new("u1", IntegrationType::Slack), &slack("T1", "U1"))
+            .await
+            .unwrap();
+        let found = async |k: &Keyring, team: &str, user: &str| {
+            s.slack_user(k, team, user).await.unwrap().map(|r| r.id)
+        };
+        assert_eq!(
+            found(&k, "T1", "U1").await,
+            Some(row.id.clone()),
+            "{}",
+            b.name
+        );
+        assert_eq!(found(&k, "T1", "U2").await, None);
+        assert_eq!(found(&k, "T2", "U1").await, None);
+        assert_eq!(
+            count(
+                &b.url,
+                "SELECT count(*) FROM user_integrations WHERE chat_hash LIKE '%U1%' OR chat_hash LIKE '%T1%'"
+            )
+            .await,
+            0,
+            "the clear column holds neither the team nor the user"
+        );
+        // A config change, and connecting again in place, move it.
+        let mut changes = serde_json::Map::new();
+        changes.insert("authed_user_id".into(), "U2".into());
+        let update = IntegrationUpdate {
+            config: Some(changes),
+            ..IntegrationUpdate::default()
+        };
+        s.update_integration(&k, "u1", &row.id, &update)
+            .await
+            .unwrap();
+        assert_eq!(found(&k, "T1", "U1").await, None, "{}", b.name);
+        assert_eq!(found(&k, "T1", "U2").await, Some(row.id.clone()));
+        let (again, created) = s
+            .connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U1"))
+            .await
+            .unwrap();
+        assert_eq!((again.id.as_str(), created), (row.id.as_str(), false));
+        assert_eq!(
+            found(&k, "T1", "U1").await,
+            Some(row.id.clone()),
+            "{}",
+            b.name
+        );
+        assert_eq!(found(&k, "T1", "U2").await, None);
+        // A row hashed before hashes existed, or under a key that is no
+        // longer the first, is found once the server's start re-hashed it.
+        exec(&b.url, "UPDATE user_integrations SET chat_hash = NULL").await;
+        assert_eq!(found(&k, "T1", "U1").await, None);
+        assert_eq!(s.rehash_chats(&k).await.unwrap(), 1, "{}", b.name);
+        assert_eq!(found(&k, "T1", "U1").await, Some(row.id.clone()));
+        let rotated = Keyring::parse(&format!(
+            "{},{}",
+            Keyring::generate_entry().as_str(),
+            entry.as_str()
+        ))
+        .unwrap();
+        assert_eq!(found(&rotated, "T1", "U1").await, None);
+        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 1);
+        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 0);
+        assert_eq!(found(&rotated, "T1", "U1").await, Some(row.id.clone()));
+
+        // A reply in a notification's thread carries its session when it
+        // is routed to the thread's profile, every time; an event is
+        // written once.
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
+        let parent = "1700000000.000001";
+        sidecar
+            .add_thread(&ThreadRow {
+                notification_id: "ntf_1".into(),
+                integration_id: row.id.clone(),
+                chat_id: "D1".into(),
+                anchor: ThreadAnchor::Slack(parent.into()),
+                session_id: "sess_1".into(),
+                profile_id: "prof_vzfin".into(),
+                label: Some("Taxes".into()),
+            })
+            .await
+            .unwrap();
+        let message = |event: &str, profile: &str, thread: Option<&str>| NewInbound {
+            user_id: "u1".into(),
+            profile_id: profile.into(),
+            integration_id: row.id.clone(),
+            chat_id: "D1".into(),
+            text: format!("text of {event}"),
+            command: None,
+            origin: Origin::Slack {
+                event_id: event.into(),
+                ts: format!("1700000100.{:0>6}", event.len()),
+                thread_ts: thread.map(Into::into),
+            },
+        };
+        let add = async |event: &str, profile: &str, thread: Option<&str>| {
+            s.add_inbound(&message(event, profile, thread))
+                .await
+                .unwrap()
+        };
+        let joined = add("Ev1", "prof_vzfin", Some(parent)).await.unwrap();
+        assert_eq!(
+            (
+                joined.claimed_session_id.as_deref(),
+                joined.text.as_str(),
+                joined.chat_id.as_str(),
+                joined.channel.as_deref(),
+                joined.thread_ts.as_deref()
+            ),
+            (
+                Some("sess_1"),
+                "text of Ev1",
+                "D1",
+                Some("D1"),
+                Some(parent)
+            ),
+            "{}",
+            b.name
+        );
+        assert!(joined.ts.is_some());
+        assert!(
+            add("Ev1", "prof_vzfin", Some(parent)).await.is_none(),
+            "{}: redelivered",
+            b.name
+        );
+        let again = add("Ev2", "prof_vzfin", Some(parent)).await.unwrap();
+        assert_eq!(again.claimed_session_id.as_deref(), Some("sess_1"));
+        for (event, profile, thread) in [
+            ("Ev3", "prof_coding", Some(parent)),
+            ("Ev4", "prof_vzfin", None),
+            ("Ev5", "prof_vzfin", Some("1700000000.000002")),
+        ] {
+            let written = add(event, profile, thread).await.unwrap();
+            assert_eq!(written.claimed_session_id, None, "{}: {event}", b.name);
+        }
+        // A thread older than the window is not joined.
+        exec(
+            &b.url,
+            "UPDATE slack_threads SET sent_at = '2020-01-01T00:00:00.000000Z'",
+        )
+        .await;
+        let late = add("Ev6", "prof_vzfin", Some(parent)).await.unwrap();
+        assert_eq!(late.claimed_session_id, None);
+        let page = s.inbound("u1", 0, 100).await.unwrap();
+        assert_eq!(page.len(), 6, "{}", b.name);
+        assert!(page.iter().all(|m| m.channel.as_deref() == Some("D1")));
+
+        s.delete_integration(&row.id).await.unwrap();
+        assert_eq!(
+            count(&b.url, "SELECT count(*) FROM slack_threads").await,
+            0,
+            "{}",
+            b.name
+        );
     }
     cleanup(backends).await;
 }

@@ -239,9 +239,12 @@ impl Notifier {
         )?
         .clone();
         if request.claim_thread {
-            if integration.kind != IntegrationType::Telegram {
+            if !matches!(
+                integration.kind,
+                IntegrationType::Telegram | IntegrationType::Slack
+            ) {
                 return Err(NotifyError::Invalid(format!(
-                    "claim_thread works only on a Telegram channel, and this notification would go via {}; drop claim_thread or pick a telegram channel.",
+                    "claim_thread works only on a Telegram or Slack channel, and this notification would go via {}; drop claim_thread or pick a telegram or slack channel.",
                     channel::channel_string(&integration)
                 )));
             }
@@ -366,7 +369,7 @@ impl Notifier {
         }
         if let (
             Ok(Delivered {
-                thread: Some((chat, message_id)),
+                thread: Some((chat, anchor)),
                 ..
             }),
             Some(session),
@@ -376,7 +379,7 @@ impl Notifier {
                 notification_id: out.id.clone(),
                 integration_id: integration.id.clone(),
                 chat_id: chat.clone(),
-                message_id: *message_id,
+                anchor: anchor.clone(),
                 session_id: session.clone(),
                 profile_id: who.profile_id.clone(),
                 label: request.claim_thread_label.clone(),

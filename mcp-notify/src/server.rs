@@ -48,10 +48,11 @@ pub struct NotifyArgs {
     pub urgency: Option<Urgency>,
     /// A short title.
     pub title: Option<String>,
-    /// Telegram only: add "Reply here" / "Keep my chat" buttons so the user can
-    /// continue this session from the chat.
+    /// Telegram and Slack: let the user continue this session from the chat
+    /// (Telegram: "Reply here" / "Keep my chat" buttons; Slack: replies in
+    /// the message's thread).
     pub claim_thread: Option<bool>,
-    /// Telegram only: what the thread is about, shown when it is claimed.
+    /// Telegram and Slack: what the thread is about, shown when it is claimed.
     /// At most 64 characters.
     #[schemars(length(max = crate::notifier::MAX_LABEL_CHARS))]
     pub claim_thread_label: Option<String>,

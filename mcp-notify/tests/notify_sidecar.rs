@@ -434,7 +434,7 @@ async fn telegram_splits_long_messages_sends_low_silently_and_falls_back_to_plai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claim_thread_buttons_record_a_thread_and_need_telegram_and_a_session() {
+async fn claim_thread_records_a_thread_and_needs_telegram_or_slack_and_a_session() {
     let w = World::new().await;
     let agent = w.sidecar("prof_vzfin", &[]).await;
     let long: String = (0..300)
@@ -505,14 +505,43 @@ async fn claim_thread_buttons_record_a_thread_and_need_telegram_and_a_session() 
     assert_eq!(w.telegram.sent().len(), before);
     ok(&notify(&agent, json!({"message": "x", "channel": "telegram", "claim_thread": true, "claim_thread_label": "é".repeat(64)})).await);
 
-    let on_slack = refused(
+    // On Slack, the thread is the posted message's: its `ts`.
+    let on_slack = ok(&notify(
+        &agent,
+        json!({"message": "x", "channel": "slack", "claim_thread": true, "claim_thread_label": "Q3 taxes"}),
+    )
+    .await);
+    let posted = w.slack.posted().pop().unwrap();
+    assert_eq!(on_slack["provider_message_id"], posted.ts.as_str());
+    assert_eq!(
+        posted.attachments.unwrap()[0]["footer"],
+        "Reply in this thread to continue: Q3 taxes"
+    );
+    let threads = w
+        .rows(&format!(
+            "SELECT integration_id, channel, ts, session_id, label, profile_id FROM slack_threads WHERE notification_id = '{}'",
+            on_slack["notification_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        threads,
+        vec![vec![
+            Some(w.slack_id.clone()),
+            Some(posted.channel.clone()),
+            Some(posted.ts.clone()),
+            Some("sess_test".into()),
+            Some("Q3 taxes".into()),
+            Some("prof_vzfin".into())
+        ]]
+    );
+    let on_webhook = refused(
         &notify(
             &agent,
-            json!({"message": "x", "channel": "slack", "claim_thread": true}),
+            json!({"message": "x", "channel": "webhook", "claim_thread": true}),
         )
         .await,
     );
-    assert!(on_slack.contains("Telegram"), "{on_slack}");
+    assert!(on_webhook.contains("Telegram or Slack"), "{on_webhook}");
     let no_session = w
         .sidecar("prof_vzfin", &[("INTEGRATIONS_SESSION_ID", "")])
         .await;

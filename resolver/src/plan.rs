@@ -154,8 +154,6 @@ fn build(
         .filter(|i| i.kind.is_channel())
         .map(|i| channel_string(i))
         .collect();
-    let default_profile = profiles.iter().find(|p| p.is_default).or(profiles.first());
-    let is_default_profile = default_profile.is_some_and(|d| d.id == profile.id);
     let inbound = granted
         .iter()
         .filter(|i| matches!(i.kind, IntegrationType::Slack | IntegrationType::Telegram))
@@ -163,10 +161,12 @@ fn build(
             integration_id: i.id.clone(),
             kind: i.kind,
             label: i.label.clone(),
-            routing: match i.bound_profile_id.as_deref() {
-                Some(bound) if bound == profile.id => Routing::Bound,
-                None if is_default_profile => Routing::Default,
-                _ => Routing::Mention,
+            // Where `route` sends a message without `@slug`.
+            routing: match crate::route::unprefixed(i, profiles) {
+                Ok(target) if target.id != profile.id => Routing::Mention,
+                Ok(_) if i.bound_profile_id.is_some() => Routing::Bound,
+                Ok(_) => Routing::Default,
+                Err(_) => Routing::Mention,
             },
         })
         .collect();

@@ -84,22 +84,7 @@ fn decide(
             })?;
             (profile, rest)
         }
-        None => {
-            let profile = match &integration.bound_profile_id {
-                Some(bound) => profiles.iter().find(|p| &p.id == bound).ok_or_else(|| {
-                    RouteError::BoundProfileGone {
-                        label: label(),
-                        profile_id: bound.clone(),
-                    }
-                })?,
-                None => profiles
-                    .iter()
-                    .find(|p| p.is_default)
-                    .or(profiles.first())
-                    .ok_or(RouteError::NoProfile)?,
-            };
-            (profile, text)
-        }
+        None => (unprefixed(integration, profiles)?, text),
     };
     if !is_granted(integration, Some(profile)) {
         return Err(RouteError::NotGranted {
@@ -111,6 +96,31 @@ fn decide(
         profile_id: profile.id.clone(),
         text: text.into(),
     })
+}
+
+/// The profile a message without `@slug` on `integration` goes to: a
+/// Telegram bot's bound profile, else the user's default profile (else the
+/// oldest). The plan's `inbound` says the same ([`crate::Routing`]).
+pub(crate) fn unprefixed<'a>(
+    integration: &Integration,
+    profiles: &'a [Profile],
+) -> Result<&'a Profile, RouteError> {
+    match &integration.bound_profile_id {
+        Some(bound) => {
+            profiles
+                .iter()
+                .find(|p| &p.id == bound)
+                .ok_or_else(|| RouteError::BoundProfileGone {
+                    label: integration.label.clone(),
+                    profile_id: bound.clone(),
+                })
+        }
+        None => profiles
+            .iter()
+            .find(|p| p.is_default)
+            .or(profiles.first())
+            .ok_or(RouteError::NoProfile),
+    }
 }
 
 /// `@slug rest`, `@slug: rest` → `(slug, rest)`; anything else → `None`.

@@ -33,8 +33,10 @@ use crate::output::{IntegrationView, redacted_config};
 
 /// How long a `state` or a nonce may wait for its callback.
 const KEY_TTL: Duration = Duration::from_secs(10 * 60);
-/// What the Slack app asks for: DMs to the user who connects it.
-const SLACK_SCOPES: &str = "chat:write,im:write,users:read";
+/// What the Slack app asks for: DMs to the user who connects it, and the
+/// events of their messages to it (`message.im`, `app_mention`), as
+/// `docs/slack-app-manifest.json` declares them.
+const SLACK_SCOPES: &str = "chat:write,im:write,users:read,im:history,app_mentions:read";
 /// The cookie that binds an OAuth flow to the browser that started it.
 const BINDING_COOKIE: &str = "integrations_connect";
 /// What the Gmail connection asks for: read, send and drafts.

@@ -6,12 +6,14 @@ mod auth;
 mod body;
 mod connect;
 mod error;
+mod inbound;
 mod integrations;
 mod notifications;
 mod openapi;
 mod profiles;
 mod secrets;
 mod sessions;
+mod slack;
 mod telegram;
 mod teller_webhook;
 
@@ -43,6 +45,8 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     pub connect: Arc<ConnectConfig>,
     pub telegram: Arc<telegram::TelegramConfig>,
+    pub slack: Arc<slack::SlackConfig>,
+    pub inbound: Arc<inbound::InboundConfig>,
     pub teller_webhook_secret: Option<Arc<zeroize::Zeroizing<String>>>,
     /// Held from a test's rate-limit count to its audit row, so that
     /// parallel tests cannot all pass the count first.
@@ -61,6 +65,8 @@ impl AppState {
             notifier: Arc::new(crate::probe::notifier(db_url)?),
             connect: Arc::new(ConnectConfig::from_env()?),
             telegram: Arc::new(telegram::TelegramConfig::from_env()?),
+            slack: Arc::new(slack::SlackConfig::from_env()),
+            inbound: Arc::new(inbound::InboundConfig::from_env()?),
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
             test_turn: Arc::default(),
             mcp_url: std::env::var("MCP_PUBLIC_URL").unwrap_or_default().into(),
@@ -109,7 +115,8 @@ pub fn router(state: AppState) -> Router {
             "/api/telegram/webhook/{bot_user_id}",
             post(telegram::webhook),
         )
-        .route("/v1/inbound", get(telegram::inbound))
+        .route("/api/slack/events", post(slack::events))
+        .route("/v1/inbound", get(inbound::inbound))
         .route("/v1/profiles", get(profiles::list))
         .route(
             "/v1/profiles/{id}",
@@ -163,13 +170,13 @@ fn mcp_routes(backing: &Backing, config: &HttpConfig) -> Router {
 /// `db_url` on `listen` until SIGTERM or Ctrl-C; requests in flight finish
 /// first.
 pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> anyhow::Result<()> {
-    match state.store.rehash_telegram_chats(&state.keyring).await {
+    match state.store.rehash_chats(&state.keyring).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             rows = n,
-            "Telegram chats re-hashed under the keyring's first key"
+            "Telegram chats and Slack users re-hashed under the keyring's first key"
         ),
-        Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
+        Err(e) => tracing::warn!(error = %e, "Telegram chats and Slack users were not re-hashed"),
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
 use super::error::ErrorBody;
+use super::inbound::{InboundPage, InboundQuery};
 use super::integrations::{
     CreateIntegration, Deleted, IntegrationList, ListQuery, PatchIntegration, Tested,
 };
@@ -16,9 +17,7 @@ use super::notifications::{CreateNotification, LogPage, LogQuery, NotificationSe
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
 use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
-use super::telegram::{
-    ConnectBot, ConnectPlatform, Connected, InboundPage, InboundQuery, Regenerate,
-};
+use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
 use crate::output::IntegrationView;
 
 /// The schemas of the fields the server checks beyond their JSON type, for
@@ -391,6 +390,7 @@ fn describe(status: u16) -> &'static str {
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
         429 => "RATE_LIMITED: NOTIFY_MAX_PER_MINUTE tests a minute; see Retry-After",
+        500 => "INTERNAL: the store failed; Slack delivers the event again",
         502 => "DELIVERY_FAILED: the provider refused or could not be reached",
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
@@ -532,10 +532,19 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         .body(from_json(json!({"type": "object"})))
         .ok(200, "accepted (whatever its handling did)", literal(json!({"type": "object", "properties": {"ok": {"const": true}}, "required": ["ok"]})))
         .errors(&[401]),
+        Operation::new("post", "/api/slack/events", "Slack's Events API, signed with X-Slack-Signature")
+            .open()
+            .headers(&[
+                ("X-Slack-Request-Timestamp", "unix seconds, within 5 minutes of now"),
+                ("X-Slack-Signature", "v0=<hex HMAC-SHA256 of \"v0:<timestamp>:<body>\" with SLACK_SIGNING_SECRET>"),
+            ])
+            .body(from_json(json!({"type": "object"})))
+            .ok(200, "url_verification: its challenge; an event: handled or ignored", literal(json!({"type": "object", "properties": {"challenge": {"type": "string"}, "ok": {"const": true}}})))
+            .errors(&[401, 500, 503]),
         Operation::new(
             "get",
             "/v1/inbound",
-            "The outbox of inbound Telegram messages after a cursor",
+            "The outbox of inbound Telegram and Slack messages after a cursor",
         )
         .query(query::<InboundQuery>(g))
         .ok(200, "the messages and the next cursor", json::<InboundPage>(g)),

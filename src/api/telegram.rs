@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use common::config::{DecryptedConfig, FieldValue};
 use common::ids::random_token;
 use common::model::{Integration, IntegrationType, Scope};
-use common::store::{NewInbound, NewIntegration, Purpose};
+use common::store::{NewInbound, NewIntegration, Origin, Purpose};
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,9 @@ use zeroize::Zeroizing;
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{Params, Payload};
+use super::body::Payload;
 use super::error::ApiError;
+use super::inbound;
 use super::openapi::rules;
 
 /// How long a link code may wait for its `/start`.
@@ -33,14 +34,11 @@ const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct TelegramConfig {
     api_base: String,
     platform_token: Option<Zeroizing<String>>,
-    forward_url: Option<String>,
-    forward_secret: Option<Zeroizing<String>>,
     http: reqwest::Client,
 }
 
 impl TelegramConfig {
-    /// From `TELEGRAM_API_BASE`, `PLATFORM_TELEGRAM_BOT_TOKEN`,
-    /// `INBOUND_FORWARD_URL` and `INBOUND_FORWARD_SECRET`.
+    /// From `TELEGRAM_API_BASE` and `PLATFORM_TELEGRAM_BOT_TOKEN`.
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(Self {
@@ -49,8 +47,6 @@ impl TelegramConfig {
                 .trim_end_matches('/')
                 .to_string(),
             platform_token: var("PLATFORM_TELEGRAM_BOT_TOKEN").map(Zeroizing::new),
-            forward_url: var("INBOUND_FORWARD_URL"),
-            forward_secret: var("INBOUND_FORWARD_SECRET").map(Zeroizing::new),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .build()?,
@@ -350,44 +346,6 @@ fn field(state: &AppState, row: &Integration, name: &str) -> Option<Zeroizing<St
     config.get(IntegrationType::Telegram, name).ok().flatten()
 }
 
-/// `GET /v1/inbound?after=`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InboundQuery {
-    /// The last `seq` already consumed; 0 for all.
-    #[serde(default)]
-    #[schemars(schema_with = "rules::int64")]
-    pub after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
-    #[serde(default)]
-    #[schemars(schema_with = "rules::int64")]
-    pub limit: Option<i64>,
-}
-
-#[derive(Serialize, JsonSchema)]
-pub struct InboundPage {
-    pub messages: Vec<common::store::InboundMessage>,
-    /// Pass as `after` for the next page.
-    pub next_cursor: i64,
-}
-
-pub async fn inbound(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(query): Params<InboundQuery>,
-) -> Result<Json<InboundPage>, ApiError> {
-    let after = query.after.unwrap_or(0).max(0);
-    let messages = state
-        .store
-        .inbound(&caller.0, after, query.limit.unwrap_or(100).clamp(1, 1000))
-        .await?;
-    let next_cursor = messages.last().map_or(after, |m| m.seq);
-    Ok(Json(InboundPage {
-        messages,
-        next_cursor,
-    }))
-}
-
 // ---- the webhook -----------------------------------------------------------
 
 /// The bot an update came to.
@@ -469,32 +427,9 @@ pub async fn webhook(
     if let Err(e) = handled {
         tracing::warn!(bot = %bot.id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
         let row = owner.ok().flatten().or(bot.own);
-        record_failure(&state, row.as_ref(), &format!("{e:#}")).await;
+        inbound::record_failure(&state, row.as_ref(), "telegram", &format!("{e:#}")).await;
     }
     Ok(Json(json!({"ok": true})))
-}
-
-/// Keeps a failed update in the audit log, where operators look: Telegram
-/// is told 200 whatever happened, so this is the only trace besides the log.
-async fn record_failure(state: &AppState, row: Option<&Integration>, error: &str) {
-    let Some(row) = row else { return };
-    let identity = common::sidecar::Identity {
-        user_id: row.user_id.clone(),
-        profile_id: String::new(),
-        session_id: None,
-    };
-    let entry = common::sidecar::AuditEntry {
-        identity: &identity,
-        server: "telegram",
-        tool: "webhook_update",
-        integration_id: Some(&row.id),
-        decision: common::sidecar::Decision::Error,
-        detail: Some(error),
-        duration: Duration::ZERO,
-    };
-    if let Err(e) = state.notifier.store().audit(&entry).await {
-        tracing::warn!(error = %e, "the failed update could not be recorded");
-    }
 }
 
 /// The update as this bot received it.
@@ -691,61 +626,20 @@ async fn write_inbound(
     text: &str,
     command: Option<&str>,
 ) -> anyhow::Result<bool> {
-    let written = state
-        .store
-        .add_inbound(&NewInbound {
-            user_id: row.user_id.clone(),
-            profile_id: profile_id.to_string(),
-            integration_id: row.id.clone(),
-            chat_id: at.chat.to_string(),
-            text: text.to_string(),
-            command: command.map(str::to_string),
+    let new = NewInbound {
+        user_id: row.user_id.clone(),
+        profile_id: profile_id.to_string(),
+        integration_id: row.id.clone(),
+        chat_id: at.chat.to_string(),
+        text: text.to_string(),
+        command: command.map(str::to_string),
+        origin: Origin::Telegram {
             bot_id: at.bot.id.clone(),
             update_id: at.id,
             continue_thread: command.is_none(),
-        })
-        .await?;
-    let Some(written) = written else {
-        return Ok(false);
+        },
     };
-    if state.telegram.forward_url.is_some() {
-        let state = state.clone();
-        tokio::spawn(async move { forward(&state, &written).await });
-    }
-    Ok(true)
-}
-
-/// POSTs an outbox row to `INBOUND_FORWARD_URL`, signed like outbound
-/// webhooks. It runs in a task of its own after Telegram got its answer,
-/// bounded by the client's 15-second timeout; a forward that fails is
-/// logged, and the row stays in the outbox (`GET /v1/inbound`).
-async fn forward(state: &AppState, message: &common::store::InboundMessage) {
-    let Some(url) = &state.telegram.forward_url else {
-        return;
-    };
-    let body = serde_json::to_vec(message).unwrap_or_default();
-    let timestamp = common::clock::unix_now().max(0) as u64;
-    let mut request = state
-        .telegram
-        .http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &message.id)
-        .header("webhook-timestamp", timestamp.to_string());
-    if let Some(secret) = &state.telegram.forward_secret {
-        match mcp_notify::deliver::sign(secret, &message.id, timestamp, &body) {
-            Ok(signature) => request = request.header("webhook-signature", signature),
-            Err(e) => tracing::warn!(error = %e.message, "INBOUND_FORWARD_SECRET is not usable"),
-        }
-    }
-    match request.body(body).send().await {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!(
-            status = r.status().as_u16(),
-            "the inbound forward was refused"
-        ),
-        Err(e) => tracing::warn!(error = %e.without_url(), "the inbound forward failed"),
-    }
+    inbound::write(state, &new).await
 }
 
 /// A tap on a notification's `📎 Reply here` or `💬 Keep my chat`. A claim

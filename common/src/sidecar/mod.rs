@@ -24,7 +24,7 @@ use crate::store::StoreError;
 
 pub use backing::Backing;
 pub use notifications::{
-    CLAIM_TIMEOUT, Claim, IDEMPOTENCY_WINDOW, LoggedNotification, NewClaim, ThreadRow,
+    CLAIM_TIMEOUT, Claim, IDEMPOTENCY_WINDOW, LoggedNotification, NewClaim, ThreadAnchor, ThreadRow,
 };
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;

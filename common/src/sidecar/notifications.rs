@@ -1,4 +1,4 @@
-//! The notification log and Telegram threads, as the delivery library writes
+//! The notification log and Telegram and Slack threads, as the delivery library writes
 //! and reads them: one row per notification, and the claim taken before a
 //! delivery, which holds its idempotency key and its place in the per-minute
 //! count across every running sidecar.
@@ -39,19 +39,31 @@ pub struct LoggedNotification {
     pub provider_message_id: Option<String>,
 }
 
-/// A notification sent with thread-claim buttons: `telegram_threads`.
+/// A notification sent with `claim_thread`: a row of `telegram_threads`
+/// or `slack_threads`, as its anchor says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadRow {
     /// The notification whose buttons (`claim:<id>`, `keep:<id>`) point here.
     pub notification_id: String,
     pub integration_id: String,
+    /// Telegram's chat, or Slack's channel.
     pub chat_id: String,
-    pub message_id: i64,
+    pub anchor: ThreadAnchor,
     pub session_id: String,
     /// The profile whose agent sent it: only a message routed to this
     /// profile joins the thread.
     pub profile_id: String,
     pub label: Option<String>,
+}
+
+/// The message a thread hangs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadAnchor {
+    /// The Telegram message that carries the claim buttons.
+    Telegram(i64),
+    /// The `ts` of the Slack message: replies in its thread carry it as
+    /// `thread_ts`.
+    Slack(String),
 }
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notification_log (notification_id, user_id, profile_id, session_id, integration_id, channel, urgency, source, status, error, attempts, idempotency_key, message, provider_message_id, created_at) \
@@ -84,7 +96,10 @@ const FINISH_CLAIM: &str =
 const RELEASE_CLAIM: &str =
     "DELETE FROM notification_claims WHERE notification_id = $1 AND state = 'pending'";
 
-const INSERT_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id, profile_id) \
+const INSERT_TELEGRAM_THREAD: &str = "INSERT INTO telegram_threads (integration_id, chat_id, message_id, session_id, label, sent_at, notification_id, profile_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const INSERT_SLACK_THREAD: &str = "INSERT INTO slack_threads (integration_id, channel, ts, session_id, label, sent_at, notification_id, profile_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// How long an idempotency key is remembered.
@@ -429,32 +444,46 @@ impl SidecarStore {
         Ok(())
     }
 
-    /// Records a message sent with thread-claim buttons.
+    /// Records a message sent with `claim_thread`.
     pub async fn add_thread(&self, row: &ThreadRow) -> Result<(), StoreError> {
         let at = crate::store::now();
+        let (insert, anchor) = match &row.anchor {
+            ThreadAnchor::Telegram(message_id) => (
+                INSERT_TELEGRAM_THREAD,
+                rusqlite::types::Value::Integer(*message_id),
+            ),
+            ThreadAnchor::Slack(ts) => (
+                INSERT_SLACK_THREAD,
+                rusqlite::types::Value::Text(ts.clone()),
+            ),
+        };
         match &self.backend {
             Backend::Local(local) => {
                 let row = row.clone();
                 local
                     .run(move |conn| {
-                        conn.prepare_cached(INSERT_THREAD)?.execute((
-                            &row.integration_id,
-                            &row.chat_id,
-                            row.message_id,
-                            &row.session_id,
-                            &row.label,
-                            &at,
-                            &row.notification_id,
-                            &row.profile_id,
-                        ))
+                        conn.prepare_cached(insert)?.execute(rusqlite::params![
+                            row.integration_id,
+                            row.chat_id,
+                            anchor,
+                            row.session_id,
+                            row.label,
+                            at,
+                            row.notification_id,
+                            row.profile_id,
+                        ])
                     })
                     .await?;
             }
             Backend::Postgres(store) => with_pool!(store, |pool| {
-                sqlx::query(INSERT_THREAD)
+                let query = sqlx::query(insert)
                     .bind(&row.integration_id)
-                    .bind(&row.chat_id)
-                    .bind(row.message_id)
+                    .bind(&row.chat_id);
+                let query = match &row.anchor {
+                    ThreadAnchor::Telegram(message_id) => query.bind(*message_id),
+                    ThreadAnchor::Slack(ts) => query.bind(ts),
+                };
+                query
                     .bind(&row.session_id)
                     .bind(&row.label)
                     .bind(&at)

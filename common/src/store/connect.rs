@@ -12,6 +12,7 @@ use crate::crypto::Keyring;
 use crate::ids::random_secret;
 use crate::model::{Integration, IntegrationType, Scope, Status};
 
+use super::inbound::chat_hash;
 use super::integrations::NewIntegration;
 use super::rows::{IntegrationRow, select_integrations};
 use super::tokens::sha256_hex;
@@ -286,13 +287,20 @@ impl Store {
                     }
                     let sealed =
                         keyring.seal_config(&integration.id, user_id, kind, &config.config);
+                    let hash = chat_hash(
+                        keyring,
+                        kind,
+                        integration.external_id.as_deref(),
+                        &config.config,
+                    );
                     let at = now();
                     sqlx::query(
-                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3 WHERE id = $4",
+                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3, chat_hash = $4 WHERE id = $5",
                     )
                     .bind(&sealed.0)
                     .bind(Status::Active.as_str())
                     .bind(&at)
+                    .bind(&hash)
                     .bind(&integration.id)
                     .execute(&mut *tx)
                     .await?;

@@ -9,7 +9,7 @@ use crate::ids::{new_integration_id, validate_ident};
 use crate::model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
 use crate::scope;
 
-use super::rotate::SWAP_SEALED;
+use super::inbound::{SWAP_WITH_HASH, chat_hash};
 use super::rows::{
     IntegrationRow, ProfileRow, integrations, profile_ids_json, profiles, select_integrations,
     select_profiles,
@@ -94,6 +94,7 @@ impl Store {
         let at = now();
         let sealed = keyring.seal_config(&id, &new.user_id, new.kind, &config.config);
         let kind = new.kind;
+        let hash = chat_hash(keyring, kind, config.external_id.as_deref(), &config.config);
         let one_per_user = || {
             format!(
                 "user '{}' already has a {kind} integration; only telegram and teller allow several (remove the existing one first)",
@@ -156,8 +157,8 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO user_integrations (id, user_id, type, external_id, label, encrypted_config, \
-                 enabled, is_default, scope, profile_ids, bound_profile_id, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+                 enabled, is_default, scope, profile_ids, bound_profile_id, status, created_at, updated_at, chat_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
             )
             .bind(&id)
             .bind(&new.user_id)
@@ -172,6 +173,7 @@ impl Store {
             .bind(&new.bound_profile_id)
             .bind(Status::Active.as_str())
             .bind(&at)
+            .bind(&hash)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(|| {
@@ -324,7 +326,7 @@ impl Store {
         user_id: &str,
         id: &str,
         update: &IntegrationUpdate,
-        reseal: impl FnOnce(&Integration) -> Result<Option<SealedConfig>, StoreError>,
+        reseal: impl FnOnce(&Integration) -> Result<Option<Resealed>, StoreError>,
     ) -> Result<Integration, StoreError> {
         let label = update
             .label
@@ -381,9 +383,10 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(not_found(id));
             }
-            if let Some(sealed) = sealed {
-                let swapped = sqlx::query(SWAP_SEALED)
+            if let Some(Resealed { sealed, chat_hash }) = sealed {
+                let swapped = sqlx::query(SWAP_WITH_HASH)
                     .bind(&sealed.0)
+                    .bind(chat_hash)
                     .bind(id)
                     .bind(&current.sealed.0)
                     .execute(&mut *tx)
@@ -400,15 +403,17 @@ impl Store {
         })
     }
 
-    /// Deletes the integration row, and its Telegram threads.
+    /// Deletes the integration row, and its notification threads.
     pub async fn delete_integration(&self, id: &str) -> Result<(), StoreError> {
         let done = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            // A Telegram bot's notification threads and link codes go with it.
-            sqlx::query("DELETE FROM telegram_threads WHERE integration_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // Its notification threads and a Telegram bot's link codes go with it.
+            for threads in [
+                "DELETE FROM telegram_threads WHERE integration_id = $1",
+                "DELETE FROM slack_threads WHERE integration_id = $1",
+            ] {
+                sqlx::query(threads).bind(id).execute(&mut *tx).await?;
+            }
             sqlx::query(
                 "DELETE FROM connect_keys WHERE purpose = 'telegram_link' AND verifier = $1",
             )
@@ -483,7 +488,7 @@ fn resealed(
     keyring: &Keyring,
     integration: &Integration,
     changes: &Map<String, Value>,
-) -> Result<SealedConfig, StoreError> {
+) -> Result<Resealed, StoreError> {
     let kind = integration.kind;
     let merged = keyring
         .open_config(integration)?
@@ -495,7 +500,21 @@ fn resealed(
             "a config change cannot change '{field}' of a {kind} integration: connect the other one as a new integration"
         )));
     }
-    Ok(keyring.seal_config(&integration.id, &integration.user_id, kind, &merged.config))
+    Ok(Resealed {
+        sealed: keyring.seal_config(&integration.id, &integration.user_id, kind, &merged.config),
+        chat_hash: chat_hash(
+            keyring,
+            kind,
+            integration.external_id.as_deref(),
+            &merged.config,
+        ),
+    })
+}
+
+/// A changed config, sealed, and the `chat_hash` that goes with it.
+struct Resealed {
+    sealed: SealedConfig,
+    chat_hash: Option<String>,
 }
 
 /// A label as stored: trimmed, at most 200 characters; `None` when blank.

@@ -10,6 +10,7 @@
 mod audit;
 pub(crate) mod capabilities;
 mod connect;
+mod inbound;
 mod integrations;
 mod notification_log;
 mod postgres;
@@ -32,13 +33,14 @@ use sqlx::sqlite::{
 
 pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
 pub use connect::{Purpose, SpentKey, SpentState};
+pub use inbound::{InboundMessage, NewInbound, Origin};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use notification_log::LoggedRow;
 pub use profiles::NewProfile;
 pub use rotate::{ColumnRotation, RotationReport};
 pub use secrets::{NewSecret, Secret, SecretUpdate, secret_name_schema, secret_value_schema};
 pub use snapshot::Snapshot;
-pub use telegram::{ClaimedThread, InboundMessage, NewInbound, THREAD_WINDOW};
+pub use telegram::{ClaimedThread, THREAD_WINDOW};
 pub use tokens::ApiToken;
 
 use crate::crypto::OpenError;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use common::config::DecryptedConfig;
 use common::model::{Integration, IntegrationType};
+use common::sidecar::ThreadAnchor;
 use serde::{Deserialize, Serialize};
 
 pub use webhook::{check_target, sign};
@@ -83,7 +84,8 @@ pub struct Outgoing {
     pub channel: String,
     pub profile_id: Option<String>,
     pub session_id: Option<String>,
-    /// Thread-claim buttons (Telegram only), with the thread's label.
+    /// A thread the user's replies continue (Telegram's claim buttons, a
+    /// Slack thread), with its label.
     pub claim_thread: Option<Option<String>>,
 }
 
@@ -92,8 +94,8 @@ pub struct Outgoing {
 pub struct Delivered {
     pub provider_message_id: Option<String>,
     pub attempts: u32,
-    /// For Telegram: the chat and the message the claim buttons are on.
-    pub thread: Option<(String, i64)>,
+    /// With `claim_thread`: the chat and the message the thread hangs on.
+    pub thread: Option<(String, ThreadAnchor)>,
 }
 
 /// Why a delivery failed: one sentence without a secret, and whether the

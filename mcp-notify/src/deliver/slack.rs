@@ -1,8 +1,10 @@
 //! Slack: a DM to the user who connected the app (`conversations.open`, then
-//! `chat.postMessage`), in mrkdwn with a colour bar for the urgency.
+//! `chat.postMessage`), in mrkdwn with a colour bar for the urgency; with
+//! `claim_thread`, a footer that asks for replies in its thread.
 
 use serde_json::{Value, json};
 
+use common::sidecar::ThreadAnchor;
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};
@@ -60,10 +62,18 @@ pub(super) async fn send(
             .as_deref()
             .map_or_else(|| markdown::to_plain(&out.message), markdown::to_plain)
     );
+    let mut attachment =
+        json!({"color": color, "text": text, "mrkdwn_in": ["text"], "fallback": fallback});
+    if let Some(label) = &out.claim_thread {
+        attachment["footer"] = json!(match label {
+            Some(label) => format!("Reply in this thread to continue: {label}"),
+            None => "Reply in this thread to continue with this agent".to_string(),
+        });
+    }
     let body = json!({
         "channel": channel,
         "text": fallback.chars().take(300).collect::<String>(),
-        "attachments": [{"color": color, "text": text, "mrkdwn_in": ["text"], "fallback": fallback}],
+        "attachments": [attachment],
         "unfurl_links": false,
     });
     // `attempts` counts the posts; opening the DM is a preliminary.
@@ -71,10 +81,15 @@ pub(super) async fn send(
         call(p, token, "chat.postMessage", body.clone(), false)
     })
     .await?;
+    let ts = posted["ts"].as_str().map(str::to_string);
     Ok(Delivered {
-        provider_message_id: posted["ts"].as_str().map(str::to_string),
+        thread: out
+            .claim_thread
+            .as_ref()
+            .and(ts.clone())
+            .map(|ts| (channel, ThreadAnchor::Slack(ts))),
+        provider_message_id: ts,
         attempts: posting,
-        thread: None,
     })
 }
 

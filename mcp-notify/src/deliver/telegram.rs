@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use common::sidecar::ThreadAnchor;
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};
@@ -89,7 +90,7 @@ pub(super) async fn send(
             .claim_thread
             .as_ref()
             .and(last_id)
-            .map(|id| (chat.to_string(), id)),
+            .map(|id| (chat.to_string(), ThreadAnchor::Telegram(id))),
     })
 }
 

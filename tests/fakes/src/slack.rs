@@ -1,6 +1,9 @@
 //! A fake Slack Web API: `conversations.open`, `chat.postMessage`,
 //! `auth.test`, `auth.revoke` and `oauth.v2.access`, with Bearer tokens and
-//! Slack's `{"ok": false, "error": ...}` answers (HTTP 200).
+//! Slack's `{"ok": false, "error": ...}` answers (HTTP 200); and Slack's
+//! Events API, delivering events to an app's Request URL ([`events`]).
+
+pub mod events;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,12 +26,20 @@ pub const TEAM_ID: &str = "T0TEST";
 pub const USER_ID: &str = "U0OWNER";
 /// The OAuth code that `oauth.v2.access` exchanges for [`SLACK_TOKEN`].
 pub const OAUTH_CODE: &str = "slack-code-ok";
+/// The app's bot user in [`TEAM_ID`].
+pub const BOT_USER_ID: &str = "U0BOT";
+/// The app's bot.
+pub const BOT_ID: &str = "B0TEST";
 
 /// A message the fake accepted.
 #[derive(Debug, Clone)]
 pub struct Posted {
     pub channel: String,
     pub text: String,
+    /// Its `ts`, the message's id in its channel.
+    pub ts: String,
+    /// The thread it was posted in, if any.
+    pub thread_ts: Option<String>,
     /// The request's `attachments` (colour bars), if any.
     pub attachments: Option<Value>,
 }
@@ -39,6 +50,9 @@ struct Workspace {
     tokens: HashMap<String, Option<&'static str>>,
     posted: Vec<Posted>,
     next_ts: u64,
+    /// Where events go, once set ([`FakeSlack::set_request_url`]).
+    request_url: Option<String>,
+    next_event: u64,
 }
 
 type Shared = Arc<Mutex<Workspace>>;
@@ -48,6 +62,8 @@ pub struct FakeSlack {
     served: Served,
     workspace: Shared,
     faults: Faults,
+    /// What delivers events: no redirects, Slack's 3 seconds.
+    client: reqwest::Client,
 }
 
 impl FakeSlack {
@@ -70,6 +86,7 @@ impl FakeSlack {
             served: serve(app).await?,
             workspace,
             faults,
+            client: events::client()?,
         })
     }
 
@@ -135,7 +152,7 @@ async fn method(
         return if args["code"] == OAUTH_CODE {
             axum::Json(json!({
                 "ok": true, "access_token": SLACK_TOKEN, "token_type": "bot",
-                "bot_user_id": "U0BOT", "app_id": "A0TEST",
+                "bot_user_id": BOT_USER_ID, "app_id": "A0TEST",
                 "team": {"id": TEAM_ID, "name": "Test Workspace"},
                 "authed_user": {"id": USER_ID},
             }))
@@ -160,7 +177,7 @@ async fn method(
     match name.as_str() {
         "auth.test" => axum::Json(json!({
             "ok": true, "url": "https://test.slack.com/", "team": "Test Workspace",
-            "user": "notifier", "team_id": TEAM_ID, "user_id": "U0BOT", "bot_id": "B0TEST",
+            "user": "notifier", "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID,
         }))
         .into_response(),
         "auth.revoke" => {
@@ -180,7 +197,8 @@ async fn method(
             else {
                 return fail("no_text");
             };
-            if !channel.starts_with('D') {
+            // The bot's direct messages, or a channel it was mentioned in.
+            if !channel.starts_with('D') && !channel.starts_with('C') {
                 return fail("channel_not_found");
             }
             if text.chars().count() > 40_000 {
@@ -191,6 +209,8 @@ async fn method(
             ws.posted.push(Posted {
                 channel: channel.into(),
                 text: text.into(),
+                ts: ts.clone(),
+                thread_ts: args["thread_ts"].as_str().map(str::to_string),
                 attachments: args.get("attachments").cloned(),
             });
             axum::Json(json!({

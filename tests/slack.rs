@@ -1,0 +1,805 @@
+//! Slack as a chat surface of `integrations serve` over real HTTP, with the
+//! fake Slack delivering signed events to `/api/slack/events` as Slack
+//! would (redelivering a late or failed answer): verification, routing into
+//! the outbox, what is ignored, redeliveries, notification threads, and one
+//! routing with the resolver's plans on the product's example. Each test
+//! runs on SQLite, and on PostgreSQL when `INTEGRATIONS_TEST_POSTGRES` is set.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fakes::slack::events::{self, Attempt, SIGNING_SECRET};
+use fakes::slack::{self as slack, FakeSlack};
+use fakes::telegram::{self as tg, FakeTelegram};
+use fakes::webhook::FakeWebhook;
+use reqwest::StatusCode;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use serde_json::{Value, json};
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/postgres.rs"]
+mod postgres;
+#[path = "support/serve.rs"]
+mod serve;
+use cli::BIN;
+
+const USER: &str = "u_amouzou";
+/// The user who connected Slack, and their direct messages with the bot.
+const OWNER: &str = slack::USER_ID;
+
+struct World {
+    _dir: tempfile::TempDir,
+    _pg: Option<postgres::Database>,
+    url: String,
+    keys: String,
+    slack: FakeSlack,
+    telegram: FakeTelegram,
+    forward: FakeWebhook,
+    _server: tokio::process::Child,
+    log: Arc<Mutex<String>>,
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    /// The Slack integration's id.
+    id: String,
+    /// For the messages' `ts`.
+    next_ts: std::sync::atomic::AtomicU64,
+}
+
+impl World {
+    /// A server on a fresh store with the profiles vzfin (the default) and
+    /// coding, the fake Slack's Request URL set to its events, and Slack
+    /// connected by [`OWNER`]; `None` for PostgreSQL when it is not set up.
+    async fn new(postgres: bool) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = if postgres {
+            Some(postgres::Database::create("slack")?)
+        } else {
+            None
+        };
+        let url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("slack.db").display()
+            ),
+        };
+        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
+        let token = cli::run(&url, &keys, &["tokens", "create", "--user", USER])
+            .trim()
+            .to_string();
+        let (slack, telegram, forward) = (
+            FakeSlack::start().await.unwrap(),
+            FakeTelegram::start().await.unwrap(),
+            FakeWebhook::start().await.unwrap(),
+        );
+        // The server's own address is its public one: pick a free port first.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("RUST_LOG", "debug")
+            .env("INTEGRATIONS_DB", &url)
+            .env("INTEGRATIONS_KEYS", &keys)
+            .env("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}"))
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("SLACK_API_BASE", slack.base_url())
+            .env("TELEGRAM_API_BASE", telegram.base_url())
+            .env("INBOUND_FORWARD_URL", forward.url("/inbound"))
+            .env(
+                "INBOUND_FORWARD_SECRET",
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            );
+        let (server, base, log) = serve::spawn(&mut cmd).await;
+        let mut world = Self {
+            _dir: dir,
+            _pg: pg,
+            url,
+            keys,
+            slack,
+            telegram,
+            forward,
+            _server: server,
+            log,
+            base,
+            http: reqwest::Client::new(),
+            token,
+            id: String::new(),
+            next_ts: 100.into(),
+        };
+        for (id, slug, default) in [
+            ("prof_vzfin", "vzfin", true),
+            ("prof_coding", "coding", false),
+        ] {
+            let (status, _) = world
+                .api(
+                    "PUT",
+                    &format!("/v1/profiles/{id}"),
+                    json!({"slug": slug, "is_default": default}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        // Setting the Request URL: the server answers Slack's challenge.
+        world
+            .slack
+            .set_request_url(&format!("{}/api/slack/events", world.base))
+            .await
+            .unwrap();
+        world.id = world.add(
+            "slack",
+            &[],
+            json!({"bot_token": slack::SLACK_TOKEN, "team_id": slack::TEAM_ID, "team_name": "Vox Gateway", "authed_user_id": OWNER, "bot_user_id": slack::BOT_USER_ID}),
+        );
+        Some(world)
+    }
+
+    /// `integrations add <kind> <args> --config -`: the new row's id.
+    fn add(&self, kind: &str, args: &[&str], config: Value) -> String {
+        use std::io::Write;
+        let mut all = vec!["add", kind, "--user", USER, "--config", "-"];
+        all.extend(args);
+        let mut child = cli::command(&self.url, &self.keys, &all)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn patch(&self, id: &str, body: Value) {
+        let (status, answer) = self
+            .api("PATCH", &format!("/v1/integrations/{id}"), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    /// A new message `ts`.
+    fn ts(&self) -> String {
+        let n = self
+            .next_ts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("1700000100.{n:06}")
+    }
+
+    /// Delivers `event` as Slack does: the attempts it took.
+    async fn deliver(&self, event: Value) -> Vec<Attempt> {
+        self.slack
+            .deliver(&self.slack.envelope(event))
+            .await
+            .unwrap()
+    }
+
+    /// [`OWNER`] writes `text` to the bot; it is answered at once, 200.
+    async fn say(&self, text: &str) -> String {
+        let ts = self.ts();
+        answered_once(&self.deliver(events::dm(OWNER, text, &ts)).await);
+        ts
+    }
+
+    /// [`OWNER`] replies `text` in the thread of `parent`.
+    async fn reply(&self, parent: &str, text: &str) {
+        let ts = self.ts();
+        answered_once(
+            &self
+                .deliver(events::dm_reply(OWNER, text, &ts, parent))
+                .await,
+        );
+    }
+
+    async fn inbound(&self) -> Vec<Value> {
+        let (status, page) = self.api("GET", "/v1/inbound?after=0", Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        page["messages"].as_array().unwrap().clone()
+    }
+
+    /// The last outbox row: profile, text, session.
+    async fn last(&self) -> (String, String, Value) {
+        let last = self.inbound().await.pop().expect("an outbox row");
+        (
+            last["profile_id"].as_str().unwrap().into(),
+            last["text"].as_str().unwrap().into(),
+            last["claimed_session_id"].clone(),
+        )
+    }
+
+    /// The forwarded outbox rows, once there are at least `n`.
+    async fn forwarded(&self, n: usize) -> Vec<fakes::webhook::Delivery> {
+        for _ in 0..400 {
+            let received = self.forward.received();
+            if received.len() >= n {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} forwards arrived, not {n}",
+            self.forward.received().len()
+        );
+    }
+
+    /// The bot's replies in Slack, once there are at least `n`.
+    async fn posted(&self, n: usize) -> Vec<slack::Posted> {
+        for _ in 0..200 {
+            let posted = self.slack.posted();
+            if posted.len() >= n {
+                return posted;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} messages posted, not {n}", self.slack.posted().len());
+    }
+
+    /// An agent of `profile` in the session `session`: mcp-notify on this store.
+    async fn agent(&self, profile: &str, session: &str) -> RunningService<RoleClient, ()> {
+        let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
+        let command = tokio::process::Command::new(sidecar).configure(|cmd| {
+            cmd.env_clear()
+                .env("INTEGRATIONS_DB", &self.url)
+                .env("INTEGRATIONS_KEYS", &self.keys)
+                .env("INTEGRATIONS_USER_ID", USER)
+                .env("INTEGRATIONS_PROFILE_ID", profile)
+                .env("INTEGRATIONS_SESSION_ID", session)
+                .env("SLACK_API_BASE", self.slack.base_url());
+        });
+        ().serve(TokioChildProcess::new(command).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// `agent` notifies over Slack with `claim_thread`: the posted message.
+    async fn notify_thread(
+        &self,
+        agent: &RunningService<RoleClient, ()>,
+        label: &str,
+    ) -> slack::Posted {
+        let args = json!({"message": "Your tax form is ready.", "channel": "slack", "claim_thread": true, "claim_thread_label": label});
+        let result = agent
+            .call_tool(
+                CallToolRequestParams::new("notify_user")
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{:?}", result.content);
+        self.slack.posted().pop().unwrap()
+    }
+
+    /// The one number `sql` selects from the store.
+    async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
+    /// Runs `sql` on the store.
+    async fn exec(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// Slack got a 2xx to its first delivery, within its 3 seconds.
+fn answered_once(attempts: &[Attempt]) {
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].status, Some(200), "{attempts:?}");
+    assert!(attempts[0].elapsed < events::ANSWER_WITHIN, "{attempts:?}");
+}
+
+async fn each_backend(test: impl AsyncFn(World)) {
+    test(World::new(false).await.unwrap()).await;
+    match World::new(true).await {
+        Some(world) => test(world).await,
+        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_refused_unless_slack_signed_it_within_five_minutes() {
+    each_backend(async |w: World| {
+        let url = format!("{}/api/slack/events", w.base);
+        let envelope = w.slack.envelope(events::dm(OWNER, "hello", &w.ts()));
+        let body = serde_json::to_vec(&envelope).unwrap();
+        let now = events::now();
+        let post = async |body: &[u8], at: i64, secret: &str| {
+            w.slack
+                .post_signed(&url, body, at, secret, &[])
+                .await
+                .unwrap()
+        };
+        let mut altered = body.clone();
+        let at = altered.len() - 2;
+        altered[at] ^= 1;
+        for (body, at, secret, case) in [
+            (&body[..], now, "not the signing secret", "another secret"),
+            (&body[..], now - 301, SIGNING_SECRET, "stale"),
+            (&body[..], now + 301, SIGNING_SECRET, "from the future"),
+        ] {
+            let response = post(body, at, secret).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+            let text = response.text().await.unwrap();
+            assert!(!text.contains(SIGNING_SECRET), "{text}");
+        }
+        // A body changed after signing, or signed for another timestamp.
+        let signed = events::signature(SIGNING_SECRET, now, &body);
+        for (payload, timestamp) in [
+            (&altered[..], now.to_string()),
+            (&body[..], (now - 1).to_string()),
+        ] {
+            let status = w
+                .http
+                .post(&url)
+                .header("X-Slack-Request-Timestamp", timestamp)
+                .header("X-Slack-Signature", &signed)
+                .body(payload.to_vec())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        // Missing headers.
+        for headers in [
+            vec![("X-Slack-Request-Timestamp", now.to_string())],
+            vec![("X-Slack-Signature", signed.clone())],
+            vec![],
+        ] {
+            let mut request = w.http.post(&url).body(body.clone());
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            assert_eq!(
+                request.send().await.unwrap().status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        // A url_verification is no exception.
+        let challenge = serde_json::to_vec(
+            &json!({"type": "url_verification", "challenge": "c1", "token": "t"}),
+        )
+        .unwrap();
+        assert_eq!(
+            post(&challenge, now, "forged").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let answer: Value = post(&challenge, now, SIGNING_SECRET)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({"challenge": "c1"}));
+        assert!(
+            w.inbound().await.is_empty(),
+            "a refused request wrote nothing"
+        );
+
+        // The same event, signed: written.
+        assert_eq!(
+            post(&body, now, SIGNING_SECRET).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(w.inbound().await.len(), 1);
+        assert!(!w.log.lock().unwrap().contains(SIGNING_SECRET));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_messages_and_mentions_are_routed_into_the_outbox_and_forwarded() {
+    each_backend(async |w: World| {
+        let first = w.say("What did I spend on food?").await;
+        w.say("@coding fix the build").await;
+        let mention_ts = w.ts();
+        answered_once(
+            &w.deliver(events::mention(
+                OWNER,
+                "C0GENERAL",
+                "@vzfin: and on rent?",
+                &mention_ts,
+            ))
+            .await,
+        );
+        w.reply(&first, "and on coffee?").await;
+        let inbound = w.inbound().await;
+        let seen: Vec<(&str, &str, &str, Option<&str>)> = inbound
+            .iter()
+            .map(|m| {
+                (
+                    m["profile_id"].as_str().unwrap(),
+                    m["text"].as_str().unwrap(),
+                    m["channel"].as_str().unwrap(),
+                    m["thread_ts"].as_str(),
+                )
+            })
+            .collect();
+        let dm = events::dm_channel(OWNER);
+        assert_eq!(
+            seen,
+            [
+                ("prof_vzfin", "What did I spend on food?", dm.as_str(), None),
+                ("prof_coding", "fix the build", dm.as_str(), None),
+                ("prof_vzfin", "and on rent?", "C0GENERAL", None),
+                (
+                    "prof_vzfin",
+                    "and on coffee?",
+                    dm.as_str(),
+                    Some(first.as_str())
+                ),
+            ]
+        );
+        assert_eq!(inbound[0]["ts"], first.as_str());
+        assert_eq!(inbound[2]["ts"], mention_ts.as_str());
+        assert!(inbound.iter().all(|m| m["integration_id"] == w.id.as_str()
+            && m["chat_id"] == m["channel"]
+            && m["claimed_session_id"].is_null()
+            && m["command"].is_null()));
+        let lines = cli::run(&w.url, &w.keys, &["inbound", "--user", USER]);
+        assert_eq!(lines.lines().count(), 4, "{lines}");
+
+        // Each row is also POSTed, signed like an outbound webhook.
+        let forwarded = w.forwarded(4).await;
+        assert_eq!(forwarded.len(), 4);
+        assert!(forwarded.iter().all(|f| {
+            f.header("webhook-signature")
+                .is_some_and(|s| s.starts_with("v1,"))
+        }));
+        let body: Value = serde_json::from_slice(&forwarded[3].body).unwrap();
+        assert_eq!(
+            (&body["channel"], &body["thread_ts"]),
+            (&json!(dm), &json!(first))
+        );
+
+        // A message that cannot be routed is answered in its thread, not written.
+        let unknown = w.say("@nobody hi").await;
+        let posted = w.posted(1).await;
+        assert!(
+            posted[0].text.contains("no profile is named @nobody"),
+            "{}",
+            posted[0].text
+        );
+        assert_eq!(posted[0].thread_ts.as_deref(), Some(unknown.as_str()));
+        w.patch(&w.id, json!({"profile_ids": ["prof_vzfin"]})).await;
+        w.say("@coding and the tests").await;
+        assert!(
+            w.posted(2).await[1]
+                .text
+                .contains("not granted to profile @coding")
+        );
+        assert_eq!(w.inbound().await.len(), 4);
+
+        // Not heard: our bot's own replies (and its notifications), edits,
+        // another user, our bot's user, a channel message without a
+        // mention, another team, an unknown event.
+        let mut edited = events::dm(OWNER, "What did I spend on fuel?", &w.ts());
+        edited["subtype"] = json!("message_changed");
+        let mut bot_message = events::dm("U0OTHERBOT", "beep", &w.ts());
+        bot_message["bot_id"] = json!("B0OTHER");
+        bot_message["subtype"] = json!("bot_message");
+        // An app posting in the owner's name carries its bot_id alone.
+        let mut app_as_owner = events::dm(OWNER, "posted by an app", &w.ts());
+        app_as_owner["bot_id"] = json!("B0OTHER");
+        let mut in_channel = events::dm(OWNER, "hello channel", &w.ts());
+        in_channel["channel_type"] = json!("channel");
+        in_channel["channel"] = json!("C0GENERAL");
+        let mut ignored = vec![
+            events::bot_echo(&posted[0]),
+            edited,
+            bot_message,
+            app_as_owner,
+            events::dm("U0STRANGER", "hello?", &w.ts()),
+            events::dm(slack::BOT_USER_ID, "it is me", &w.ts()),
+            in_channel,
+            json!({"type": "reaction_added", "user": OWNER, "reaction": "thumbsup"}),
+        ]
+        .into_iter()
+        .map(|event| w.slack.envelope(event))
+        .collect::<Vec<_>>();
+        let mut other_team = w
+            .slack
+            .envelope(events::dm(OWNER, "from elsewhere", &w.ts()));
+        other_team["team_id"] = json!("T0ELSEWHERE");
+        ignored.push(other_team);
+        for envelope in &ignored {
+            answered_once(&w.slack.deliver(envelope).await.unwrap());
+        }
+        // ...nor, while it is disabled, the owner.
+        w.patch(&w.id, json!({"enabled": false})).await;
+        w.say("anyone?").await;
+        assert_eq!(w.inbound().await.len(), 4, "nothing else was written");
+        assert_eq!(w.slack.posted().len(), 2, "and nothing answered");
+        w.patch(&w.id, json!({"enabled": true})).await;
+        w.say("back").await;
+        assert_eq!(w.last().await.1, "back");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_is_answered_before_a_slow_forward_and_a_redelivery_writes_once() {
+    each_backend(async |w: World| {
+        // The forward target holds its answer for a while...
+        w.forward
+            .faults()
+            .inject(fakes::Fault::delay("/inbound", Duration::from_secs(5)));
+        let envelope = w.slack.envelope(events::dm(OWNER, "hello?", &w.ts()));
+        // ...and Slack has its answer first, within its 3 seconds.
+        answered_once(&w.slack.deliver(&envelope).await.unwrap());
+        assert!(w.forward.received().is_empty(), "the answer waited for the forward");
+        // Slack delivers the same event again: one row, one forward.
+        let again = w.slack.attempt(&envelope, 1, Some("http_timeout")).await.unwrap();
+        assert_eq!(again.status, Some(200));
+        let forwarded = w.forwarded(1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(w.forward.received().len(), 1);
+        let inbound = w.inbound().await;
+        assert_eq!(inbound.len(), 1, "{inbound:?}");
+        let body: Value = serde_json::from_slice(&forwarded[0].body).unwrap();
+        assert_eq!(body["id"], inbound[0]["id"]);
+
+        // When the store fails the event is answered 500, and Slack
+        // delivers it again, three times at most; each failure is kept for
+        // the operator.
+        w.exec("DROP TABLE inbound_messages").await;
+        let attempts = w
+            .slack
+            .deliver(&w.slack.envelope(events::dm(OWNER, "is anyone there?", &w.ts())))
+            .await
+            .unwrap();
+        let outcome: Vec<(u32, Option<u16>)> = attempts.iter().map(|a| (a.retry, a.status)).collect();
+        assert_eq!(outcome, [(0, Some(500)), (1, Some(500)), (2, Some(500)), (3, Some(500))]);
+        let (status, _) = w.api("GET", "/v1/inbound", Value::Null).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            w.count("SELECT count(*) FROM audit_log WHERE server = 'slack' AND tool = 'webhook_update' AND decision = 'error' AND detail LIKE '%inbound_messages%'").await,
+            4
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_in_a_notifications_thread_carries_its_session_only_for_its_profile() {
+    each_backend(async |mut w: World| {
+        let finance = w.agent("prof_vzfin", "sess_taxes").await;
+        let taxes = w.notify_thread(&finance, "Taxes").await;
+        let footer = taxes.attachments.as_ref().unwrap()[0]["footer"].as_str().unwrap().to_string();
+        assert!(footer.contains("Reply in this thread") && footer.contains("Taxes"), "{footer}");
+        // Slack tells us of our own notification: not heard.
+        answered_once(&w.deliver(events::bot_echo(&taxes)).await);
+        assert!(w.inbound().await.is_empty());
+
+        // Every reply in its thread routed to vzfin continues the session.
+        w.reply(&taxes.ts, "here it is").await;
+        assert_eq!(w.last().await, ("prof_vzfin".into(), "here it is".into(), json!("sess_taxes")));
+        w.reply(&taxes.ts, "and the receipt").await;
+        assert_eq!(w.last().await.2, json!("sess_taxes"));
+        // One routed to another profile does not, nor one outside the thread.
+        w.reply(&taxes.ts, "@coding fix the build").await;
+        assert_eq!(w.last().await, ("prof_coding".into(), "fix the build".into(), Value::Null));
+        w.say("unrelated").await;
+        assert_eq!(w.last().await.2, Value::Null);
+
+        // A thread of another profile's session is joined only by its profile.
+        let coding = w.agent("prof_coding", "sess_build").await;
+        let build = w.notify_thread(&coding, "Build").await;
+        w.reply(&build.ts, "looks good").await;
+        assert_eq!(w.last().await, ("prof_vzfin".into(), "looks good".into(), Value::Null));
+        w.reply(&build.ts, "@coding ship it").await;
+        assert_eq!(w.last().await, ("prof_coding".into(), "ship it".into(), json!("sess_build")));
+
+        // Once Slack is no longer granted to vzfin, its thread is not joined.
+        w.patch(&w.id, json!({"scope": "agents", "profile_ids": ["prof_coding"]})).await;
+        let before = w.inbound().await.len();
+        w.reply(&taxes.ts, "@vzfin still there?").await;
+        assert_eq!(w.inbound().await.len(), before, "not routed to vzfin");
+        w.reply(&build.ts, "@coding and now?").await;
+        assert_eq!(w.last().await.2, json!("sess_build"));
+        finance.cancel().await.unwrap();
+        coding.cancel().await.unwrap();
+
+        // Deleting the integration deletes its threads.
+        let (status, _) = w.api("DELETE", &format!("/v1/integrations/{}", w.id), Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        w.id = w.add(
+            "slack",
+            &[],
+            json!({"bot_token": slack::SLACK_TOKEN, "team_id": slack::TEAM_ID, "authed_user_id": OWNER}),
+        );
+        w.reply(&build.ts, "@coding after reconnecting").await;
+        assert_eq!(w.last().await.2, Value::Null);
+    })
+    .await;
+}
+
+/// The plan's `inbound` of `profile`: surface id → routing.
+fn inbound_of(w: &World, profile: &str) -> Vec<(String, String)> {
+    let resolver = std::path::Path::new(BIN).with_file_name("resolver");
+    let out = std::process::Command::new(resolver)
+        .args(["plan", "--user", USER, "--profile", profile])
+        .env_clear()
+        .env("INTEGRATIONS_DB", &w.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["inbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["integration_id"].as_str().unwrap().into(),
+                s["routing"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// Connects the fake Telegram's bot `token` (bound to `bound`) and pairs
+/// the owner's chat: the row's id.
+async fn paired_bot(w: &World, token: &str, bound: Option<&str>) -> String {
+    let (status, connected) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect",
+            json!({"bot_token": token, "bound_profile_id": bound}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{connected}");
+    let code = connected["link_url"]
+        .as_str()
+        .unwrap()
+        .split("?start=")
+        .nth(1)
+        .unwrap();
+    let start = tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, &format!("/start {code}"));
+    assert_eq!(w.telegram.deliver(token, start).await.unwrap(), 200);
+    connected["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_messages_go_where_the_plans_inbound_says_on_the_product_example() {
+    each_backend(async |w: World| {
+        // `shared/seeds/integrations-and-scope.txt`: Slack (Vox Gateway)
+        // for all, @VonzioBot for all and unbound, @VZFinance_bot for
+        // vzfin and bound to it, Gmail, two Teller enrollments for vzfin,
+        // Email and a Webhook.
+        let vonzio = paired_bot(&w, tg::BOT_TOKEN, None).await;
+        let finance = paired_bot(&w, tg::BOT2_TOKEN, Some("prof_vzfin")).await;
+        w.patch(&finance, json!({"scope": "agents", "profile_ids": ["prof_vzfin"]})).await;
+        w.add("gmail", &[], json!({"email": "amouzou@gmail.com", "refresh_token": "1//r"}));
+        for bank in ["PNC", "Chase"] {
+            w.add("teller", &["--agents", "prof_vzfin"], json!({"enrollment_id": format!("enr_{bank}"), "access_token": "test_token_x", "institution_name": bank}));
+        }
+        w.add("email", &[], json!({"api_key": "re_1", "from_address": "alerts@app.vonz.io", "to_address": "amouzou@gmail.com"}));
+        w.add("webhook", &[], json!({"url": "https://hooks.zapier.com/hooks/catch/1/x"}));
+        let surfaces = [("slack", w.id.clone()), ("vonzio", vonzio), ("finance", finance)];
+        let profiles = [("prof_vzfin", "vzfin"), ("prof_coding", "coding")];
+
+        // Sends `text` on each surface: the profile each one was written for.
+        let routed = async |surface: &str, text: &str| -> Option<String> {
+            let before = w.inbound().await.len();
+            match surface {
+                "slack" => {
+                    w.say(text).await;
+                }
+                bot => {
+                    let token = if bot == "vonzio" { tg::BOT_TOKEN } else { tg::BOT2_TOKEN };
+                    let update = tg::text_update(tg::OWNER_CHAT, tg::OWNER_CHAT, text);
+                    assert_eq!(w.telegram.deliver(token, update).await.unwrap(), 200);
+                }
+            }
+            let inbound = w.inbound().await;
+            assert!(inbound.len() <= before + 1);
+            (inbound.len() > before).then(|| inbound.last().unwrap()["profile_id"].as_str().unwrap().to_string())
+        };
+        let agree = async || {
+            let plans: Vec<(&str, Vec<(String, String)>)> =
+                profiles.iter().map(|(id, _)| (*id, inbound_of(&w, id))).collect();
+            let mut table = Vec::new();
+            for (surface, id) in &surfaces {
+                let routing = |profile: &str| {
+                    plans.iter().find(|(p, _)| *p == profile).and_then(|(_, inbound)| {
+                        inbound.iter().find(|(s, _)| s == id).map(|(_, r)| r.as_str())
+                    })
+                };
+                // Unprefixed: to the one profile whose plan says bound or default.
+                let unprefixed: Vec<&str> = profiles
+                    .iter()
+                    .filter(|(p, _)| matches!(routing(p), Some("bound" | "default")))
+                    .map(|(p, _)| *p)
+                    .collect();
+                assert!(unprefixed.len() <= 1, "{surface}: {unprefixed:?}");
+                let got = routed(surface, "hello").await;
+                assert_eq!(got.as_deref(), unprefixed.first().copied(), "{surface} hello");
+                table.push((*surface, "hello".to_string(), got));
+                // `@slug`: to that profile when its plan lists the surface.
+                for (profile, slug) in profiles {
+                    let text = format!("@{slug} hello");
+                    let got = routed(surface, &text).await;
+                    let expected = routing(profile).map(|_| profile.to_string());
+                    assert_eq!(got, expected, "{surface} {text}");
+                    table.push((*surface, text, got));
+                }
+            }
+            table
+        };
+        let some = |p: &str| Some(p.to_string());
+        let before_changes = agree().await;
+        assert_eq!(
+            before_changes,
+            [
+                ("slack", "hello".into(), some("prof_vzfin")),
+                ("slack", "@vzfin hello".into(), some("prof_vzfin")),
+                ("slack", "@coding hello".into(), some("prof_coding")),
+                ("vonzio", "hello".into(), some("prof_vzfin")),
+                ("vonzio", "@vzfin hello".into(), some("prof_vzfin")),
+                ("vonzio", "@coding hello".into(), some("prof_coding")),
+                ("finance", "hello".into(), some("prof_vzfin")),
+                ("finance", "@vzfin hello".into(), some("prof_vzfin")),
+                ("finance", "@coding hello".into(), None),
+            ]
+        );
+        // coding becomes the default profile, and Slack is scoped to vzfin:
+        // the plans change, and the messages follow them.
+        let (status, _) = w
+            .api("PUT", "/v1/profiles/prof_coding", json!({"slug": "coding", "is_default": true}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        w.patch(&surfaces[0].1, json!({"scope": "agents", "profile_ids": ["prof_vzfin"]})).await;
+        let after = agree().await;
+        assert_eq!(after[0], ("slack", "hello".into(), None), "coding is not granted Slack");
+        assert_eq!(after[3], ("vonzio", "hello".into(), some("prof_coding")));
+        assert_eq!(after[6], ("finance", "hello".into(), some("prof_vzfin")), "bound");
+    })
+    .await;
+}
