@@ -34,6 +34,10 @@ pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
         profile_id: args.profile,
         session_id: None,
     };
+    let asked = args
+        .channels
+        .clone()
+        .unwrap_or_else(|| vec!["default".into()]);
     let platform = Platform {
         message: args.message,
         title: args.title,
@@ -42,14 +46,10 @@ pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
         idempotency_key: None,
     };
     let outcomes = send(notifier, who, platform, false).await;
-    for outcome in &outcomes {
+    for (asked, outcome) in asked.iter().zip(&outcomes) {
         match (&outcome.error, &outcome.notification_id) {
-            (None, Some(id)) => println!("{}: sent ({id})", outcome.channel),
-            (error, _) => println!(
-                "{}: failed: {}",
-                outcome.channel,
-                error.as_deref().unwrap_or_default()
-            ),
+            (None, Some(id)) => println!("{asked}: sent via {} ({id})", outcome.channel),
+            (error, _) => println!("{asked}: failed: {}", error.as_deref().unwrap_or_default()),
         }
     }
     Ok(if outcomes.iter().all(|o| o.error.is_some()) {

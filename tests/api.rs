@@ -1282,7 +1282,7 @@ async fn platform_notifications(store: &Store) {
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
-    assert!(printed.contains("email: sent (ntf_"), "{printed}");
+    assert!(printed.contains("email: sent via email (ntf_"), "{printed}");
     assert_eq!(resend.sent().len(), 3);
 }
 
