@@ -84,6 +84,10 @@ pub struct ChannelOutcome {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A refusal before delivery, whose log row is still to be written.
+    #[serde(skip)]
+    #[schemars(skip)]
+    refusal: Option<NotifyError>,
 }
 
 /// Sends `platform` for `who` to each channel at once, one
@@ -127,7 +131,15 @@ pub async fn send(
             } else {
                 notifier.notify(&who, &request, Source::Platform).await
             };
-            (n, outcome(asked, result))
+            let mut outcome = outcome(asked, result);
+            // Refused before delivery: its row is written here.
+            if let Some(refusal) = outcome.refusal.take() {
+                let id = notifier
+                    .log_refused(&who, &request, Source::Platform, &outcome.channel, &refusal)
+                    .await;
+                outcome.notification_id = Some(id);
+            }
+            (n, outcome)
         });
     }
     let mut outcomes = sends.join_all().await;
@@ -136,28 +148,34 @@ pub async fn send(
 }
 
 fn outcome(asked: String, result: Result<Sent, NotifyError>) -> ChannelOutcome {
-    match result {
-        Ok(sent) => ChannelOutcome {
-            channel: sent.channel,
-            status: "sent",
-            notification_id: Some(sent.notification_id),
-            error: None,
-        },
-        Err(e) => {
-            let (channel, notification_id) = match &e {
-                NotifyError::Delivery {
-                    channel,
-                    notification_id,
-                    ..
-                } => (channel.clone(), Some(notification_id.clone())),
-                _ => (asked, None),
+    let e = match result {
+        Ok(sent) => {
+            return ChannelOutcome {
+                channel: sent.channel,
+                status: "sent",
+                notification_id: Some(sent.notification_id),
+                error: None,
+                refusal: None,
             };
-            ChannelOutcome {
-                channel,
-                status: "failed",
-                notification_id,
-                error: Some(e.to_string()),
-            }
         }
+        Err(e) => e,
+    };
+    let error = Some(e.to_string());
+    let (channel, notification_id, refusal) = match e {
+        NotifyError::Delivery {
+            channel,
+            notification_id,
+            ..
+        } => (channel, Some(notification_id), None),
+        // Nothing decided yet, or the store is down: no row to write.
+        NotifyError::InFlight | NotifyError::Unavailable(_) => (asked, None, None),
+        refused => (asked, None, Some(refused)),
+    };
+    ChannelOutcome {
+        channel,
+        status: "failed",
+        notification_id,
+        error,
+        refusal,
     }
 }

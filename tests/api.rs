@@ -1145,6 +1145,10 @@ async fn platform_notifications(store: &Store) {
     );
     assert_eq!(coding["results"][0]["status"], "failed", "{coding}");
     assert!(
+        coding["results"][0]["notification_id"].is_string(),
+        "{coding}"
+    );
+    assert!(
         coding["results"][0]["error"]
             .as_str()
             .unwrap()
@@ -1249,12 +1253,19 @@ async fn platform_notifications(store: &Store) {
             .await,
         StatusCode::OK,
     );
-    assert_eq!(rest["notifications"].as_array().unwrap().len(), 2, "{rest}");
+    // The two pings, and the refused one: every channel named has its row.
+    let rest_rows = rest["notifications"].as_array().unwrap();
+    assert_eq!(rest_rows.len(), 3, "{rest}");
+    assert_eq!(rest_rows[2]["status"], "failed");
+    assert_eq!(
+        rest_rows[2]["notification_id"],
+        over["results"][0]["notification_id"]
+    );
     let all = ok(
         server.send("GET", "/v1/notifications", me, None).await,
         StatusCode::OK,
     );
-    assert_eq!(all["notifications"].as_array().unwrap().len(), 5, "{all}");
+    assert_eq!(all["notifications"].as_array().unwrap().len(), 7, "{all}");
     let theirs = ok(
         server
             .send("GET", "/v1/notifications", Some(&them), None)

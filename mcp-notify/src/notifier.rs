@@ -257,6 +257,39 @@ impl Notifier {
         Ok(integration)
     }
 
+    /// Writes the `failed` log row of a notification refused before any
+    /// delivery (no granted channel, past the limit, an invalid request), so
+    /// that every channel a platform notification named has its row; its id.
+    pub async fn log_refused(
+        &self,
+        who: &Identity,
+        request: &Request,
+        source: Source,
+        channel: &str,
+        error: &NotifyError,
+    ) -> String {
+        let row = LoggedNotification {
+            notification_id: new_id(),
+            user_id: who.user_id.clone(),
+            profile_id: Some(who.profile_id.clone()).filter(|p| !p.is_empty()),
+            session_id: who.session_id.clone(),
+            integration_id: None,
+            channel: channel.to_string(),
+            urgency: request.urgency.as_str().into(),
+            source: source.as_str().into(),
+            status: "failed".into(),
+            error: Some(error.to_string()),
+            attempts: 0,
+            idempotency_key: request.idempotency_key.clone(),
+            message: request.message.clone(),
+            provider_message_id: None,
+        };
+        if let Err(e) = self.store.log_notification(&row).await {
+            tracing::warn!(error = %e, "could not write the notification log row");
+        }
+        row.notification_id
+    }
+
     /// Sends `request` through `integration` (named by an operator), with
     /// the same idempotency key rules, logs it, and records its thread.
     pub async fn send(
