@@ -11,7 +11,8 @@
 //! use mcp_gmail::GmailServer;
 //! use rmcp::ServiceExt;
 //! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let server = GmailServer::new(common::sidecar::Caller::Spawned(identity), common::store::Store::url_from_env());
+//! let backing = common::sidecar::Backing::new("mcp-gmail", common::store::Store::url_from_env(), 1);
+//! let server = GmailServer::new(common::sidecar::Caller::Spawned(identity), backing);
 //! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```

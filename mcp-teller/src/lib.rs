@@ -9,7 +9,8 @@
 //! use mcp_teller::TellerServer;
 //! use rmcp::ServiceExt;
 //! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let server = TellerServer::new(common::sidecar::Caller::Spawned(identity), common::store::Store::url_from_env());
+//! let backing = common::sidecar::Backing::new("mcp-teller", common::store::Store::url_from_env(), 1);
+//! let server = TellerServer::new(common::sidecar::Caller::Spawned(identity), backing);
 //! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```
