@@ -5,12 +5,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::store::{NewProfile, Store};
-use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use rmcp::{RoleClient, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[path = "bare.rs"]
+mod baseline;
 
 /// The store at `db`, migrated, with user `u1`'s default profile `prof_a`
 /// (the identity the benchmarks spawn their sidecars with).
@@ -193,23 +195,6 @@ fn us(d: Duration) -> f64 {
 /// bare server its figures are printed beside.
 const BARE: &str = "BENCH_BARE_RMCP";
 
-/// The baseline: a bare rmcp stdio server, one tool that does nothing.
-#[derive(Clone)]
-struct Bare {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Bare {
-    #[tool(description = "Answers pong.")]
-    fn ping(&self) -> String {
-        "pong".into()
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Bare {}
-
 /// When this executable was spawned as the baseline, serves it on stdio
 /// until the client leaves and returns true. A benchmark's `main` calls
 /// this first.
@@ -217,10 +202,8 @@ pub async fn serve_bare_if_asked() -> anyhow::Result<bool> {
     if std::env::var_os(BARE).is_none() {
         return Ok(false);
     }
-    let bare = Bare {
-        tool_router: Bare::tool_router(),
-    };
-    bare.serve(rmcp::transport::stdio())
+    baseline::Bare::default()
+        .serve(rmcp::transport::stdio())
         .await?
         .waiting()
         .await?;

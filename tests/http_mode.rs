@@ -8,6 +8,7 @@
 //! front of that server), two replicas serve one store through it.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use rmcp::model::{ClientConfig, ProtocolVersion};
@@ -480,6 +481,91 @@ async fn a_token_past_its_tool_calls_of_the_minute_is_refused_with_429_on_postgr
         Some(store) => calls_past_the_limit(&store).await,
         None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
     }
+}
+
+/// The order in which `mcp-teller serve` (with `extra` in its environment)
+/// audits two calls of session `session`: a `teller_list_accounts` that the
+/// fake Teller holds for 5 seconds, and a `teller_list_enrollments` (the
+/// store only) sent once the fake holds the first.
+async fn audited_while_teller_holds_one(
+    store: &Store,
+    session: &str,
+    extra: &[(&str, &str)],
+) -> Vec<String> {
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    teller
+        .faults()
+        .inject(fakes::Fault::delay("/accounts", Duration::from_secs(5)));
+    let served = Served::serving(&Store::bin("mcp-teller"), store, &teller, extra).await;
+    let plan = http_plan(store, "prof_vzfin", session, &served.base, "claude-code");
+    let token = token_of(&serde_json::from_str(&plan).unwrap(), "teller");
+    let call = |message: Value| {
+        let (url, token) = (format!("{}/mcp/teller", served.base), token.clone());
+        tokio::spawn(async move {
+            let (status, _, body) = rpc(url, token, message).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(!body.contains(r#""isError":true"#), "{body}");
+        })
+    };
+    let accounts = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "teller_list_accounts", "arguments": {"enrollment_id": "enr_pnc"}}});
+    let held = call(accounts);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while teller.faults().requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the fake Teller"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = call(list_enrollments(2));
+    for call in [held, other] {
+        tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let sql = format!("SELECT tool FROM audit_log WHERE session_id = '{session}' ORDER BY id");
+    store
+        .query(&sql)
+        .await
+        .into_iter()
+        .map(|(tool,)| tool)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_mcp_max_in_flight_wait_for_their_turn() {
+    let store = Store::sqlite().await;
+    // By default, a call waiting on its provider holds up no other.
+    assert_eq!(
+        audited_while_teller_holds_one(&store, "sess_free", &[]).await,
+        ["teller_list_enrollments", "teller_list_accounts"]
+    );
+    // One request at a time: the second is served once the first is done.
+    let one = [("MCP_MAX_IN_FLIGHT", "1")];
+    assert_eq!(
+        audited_while_teller_holds_one(&store, "sess_turns", &one).await,
+        ["teller_list_accounts", "teller_list_enrollments"]
+    );
+    // A limit that is not a number stops the server at its start.
+    let started = tokio::process::Command::new(Store::bin("mcp-teller"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("INTEGRATIONS_DB", &store.url)
+        .env("MCP_MAX_IN_FLIGHT", "many")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), started)
+        .await
+        .expect("the server stops at once")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MCP_MAX_IN_FLIGHT must be a number of requests served at once"),
+        "{stderr}"
+    );
 }
 
 /// One JSON-RPC message POSTed to `/mcp/teller` of `served` with `token`.

@@ -768,6 +768,29 @@ async fn a_snapshot_reads_the_same_rows_as_the_single_reads() {
     cleanup(backends).await;
 }
 
+#[tokio::test]
+async fn a_pooled_connection_the_server_ended_while_idle_is_replaced_before_use() {
+    let backends = backends().await;
+    for b in backends.iter().filter(|b| b.name == "postgres") {
+        profile(&b.store, "u1", "prof_a", "a").await;
+        use sqlx::Row;
+        let ended: i64 = sqlx::raw_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&own_pg(&b.url).await)
+        .await
+        .unwrap()
+        .get(0);
+        assert!(ended >= 1, "the store held no connection");
+        // Idle for longer than a connection is used unchecked: the pool
+        // finds it dead before the statement does.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(b.store.profiles("u1").await.unwrap().len(), 1);
+    }
+    cleanup(backends).await;
+}
+
 /// The rows `sql` counts, read with a connection of the test's own.
 async fn count(url: &str, sql: &str) -> i64 {
     if url.starts_with("sqlite:") {

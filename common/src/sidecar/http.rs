@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use rmcp::ServerHandler;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::sync::Semaphore;
 
 use super::{Backing, Identity};
 use crate::store::Refusal;
@@ -37,12 +38,19 @@ const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.
 pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
 
+/// The requests one process serves at once unless `MCP_MAX_IN_FLIGHT` says
+/// otherwise. rmcp holds about 80 KiB for each request it serves; past this
+/// many, requests wait their turn with only their head and body read.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
 /// The transport settings every MCP endpoint of one process shares.
 #[derive(Clone)]
 pub struct HttpConfig {
     rmcp: StreamableHttpServerConfig,
     /// Tool calls per token per minute; `None`: no limit.
     max_calls_per_minute: Option<i64>,
+    /// The turns to be served, shared by every endpoint; `None`: no limit.
+    in_flight: Option<Arc<Semaphore>>,
 }
 
 impl HttpConfig {
@@ -51,7 +59,8 @@ impl HttpConfig {
     /// `Origin` must come from the server's own loopback origin or one of
     /// `MCP_ALLOWED_ORIGINS` (both comma-separated); a request without one
     /// (not a browser) passes. A token makes at most
-    /// `MCP_MAX_CALLS_PER_MINUTE` tool calls a minute (0: no limit).
+    /// `MCP_MAX_CALLS_PER_MINUTE` tool calls a minute, and the process
+    /// serves at most `MCP_MAX_IN_FLIGHT` requests at once (0: no limit).
     pub fn from_env(bound: SocketAddr) -> anyhow::Result<Self> {
         let listed = |name: &str| -> Vec<String> {
             std::env::var(name)
@@ -94,19 +103,32 @@ impl HttpConfig {
             },
             _ => Some(DEFAULT_MAX_CALLS_PER_MINUTE),
         };
+        let in_flight = match std::env::var("MCP_MAX_IN_FLIGHT") {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+                Ok(0) => None,
+                Ok(n) if n <= Semaphore::MAX_PERMITS => Some(n),
+                _ => anyhow::bail!(
+                    "MCP_MAX_IN_FLIGHT must be a number of requests served at once (0: no limit)"
+                ),
+            },
+            _ => Some(DEFAULT_MAX_IN_FLIGHT),
+        };
         Ok(Self {
             rmcp,
             max_calls_per_minute,
+            in_flight: in_flight.map(|n| Arc::new(Semaphore::new(n))),
         })
     }
 }
 
-/// What the token check of one endpoint needs: its server's name and the store.
+/// What the token check of one endpoint needs: its server's name, the
+/// store, and the process's limits.
 #[derive(Clone)]
 struct Gate {
     server: &'static str,
     tokens: Backing,
     max_calls_per_minute: Option<i64>,
+    in_flight: Option<Arc<Semaphore>>,
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
@@ -130,6 +152,7 @@ where
                 server,
                 tokens,
                 max_calls_per_minute: config.max_calls_per_minute,
+                in_flight: config.in_flight.clone(),
             },
             check,
         ))
@@ -137,7 +160,8 @@ where
 
 /// The token check in front of an endpoint: 401 or 403 here, 429 past the
 /// token's tool calls of the minute, or the request goes on with the
-/// token's [`Identity`] and without the token.
+/// token's [`Identity`] and without the token, when its turn comes among
+/// the process's requests in flight.
 async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(token) = bearer(request.headers()) else {
         return refused(&gate, Refusal::Unknown, None, false);
@@ -183,6 +207,11 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         profile_id: capability.profile_id,
         session_id: Some(capability.session_id),
     });
+    // Never closed: a turn always comes.
+    let _turn = match &gate.in_flight {
+        Some(turns) => turns.acquire().await.ok(),
+        None => None,
+    };
     next.run(request).await
 }
 

@@ -196,6 +196,17 @@ impl Store {
                 .max_connections(pg_connections)
                 .min_connections(0)
                 .idle_timeout(idle)
+                // A connection is pinged before use only when it sat idle:
+                // a ping per statement is one round trip more for each.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= postgres::PING_IDLE {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_lazy_with(options);
             Backend::Postgres(postgres::Pg::new(pool, pinned))
         } else {

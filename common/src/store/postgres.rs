@@ -26,6 +26,11 @@ use super::StoreError;
 /// transaction pooler.
 const POOLER_PARAMETER: &str = "pgbouncer";
 
+/// How long a pooled connection may sit idle and still be used unchecked;
+/// one idle longer is pinged first (a server restart or a dropped
+/// connection shows there, not in the statement).
+pub(crate) const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A PostgreSQL pool and whether a transaction pooler stands in front of it.
 #[derive(Debug)]
 pub(crate) struct Pg {

@@ -1,0 +1,32 @@
+//! The baseline every sidecar benchmark is read against: a bare rmcp server
+//! with one tool that does nothing. Included with `#[path]`: by
+//! `support.rs`, which serves it on stdio, and by
+//! `mcp-teller/benches/http_load.rs`, which serves it over streamable HTTP.
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+
+/// One tool, `ping`, answering `pong`.
+#[derive(Clone)]
+pub struct Bare {
+    tool_router: ToolRouter<Self>,
+}
+
+impl Default for Bare {
+    fn default() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+#[tool_router]
+impl Bare {
+    #[tool(description = "Answers pong.")]
+    fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Bare {}
