@@ -40,6 +40,17 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Print a single-use sign-in link to the Settings page for a user.
+    DashboardLink {
+        #[arg(long)]
+        user: String,
+        /// How long the link may wait to be opened (at most 24h).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Where browsers reach `integrations serve`.
+        #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// The REST API's bearer tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),

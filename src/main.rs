@@ -74,6 +74,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api::serve(state, &url, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::DashboardLink { user, ttl, url } => {
+            let key = store.issue_sign_in_key(&user, ttl).await?;
+            // The key after '#': a browser never sends it in a request line.
+            println!("{}/settings/sign-in#{}", url.trim_end_matches('/'), key.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tokens(command) => tokens::run(&store, command).await,
         Command::Secrets(command) => secrets::run(&store, command).await,
         Command::Inbound { user, after, limit } => {

@@ -1,30 +1,92 @@
-//! Who is calling: a bearer token, looked up by its SHA-256.
+//! Who is calling: a bearer token, looked up by its SHA-256, or the
+//! Settings page's session cookie, whose state-changing requests must also
+//! carry the session's CSRF token.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
 
-/// The user an API token belongs to: every handler acts for this user only.
+/// The cookie that holds a Settings page session's secret.
+pub const SESSION_COOKIE: &str = "integrations_session";
+/// The header a session's state-changing request carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The user an API token or a session belongs to: every handler acts for
+/// this user only.
 pub struct Caller(pub String);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        match state.store.user_for_token(token).await? {
-            Some(user) => Ok(Caller(user)),
-            None => Err(ApiError::unauthorized()),
+        if let Some(token) = bearer(&parts.headers) {
+            return match state.store.user_for_token(token).await? {
+                Some(user) => Ok(Caller(user)),
+                None => Err(ApiError::unauthorized()),
+            };
         }
+        let secret = session_secret(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let user = state
+            .store
+            .user_for_session(secret)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
+        if !reads.contains(&parts.method) && !csrf_matches(&parts.headers, secret) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "CSRF_FAILED",
+                "a request made with the Settings page's session must carry its CSRF token in 'X-CSRF-Token'; reload the page",
+            ));
+        }
+        Ok(Caller(user))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The session secret of the request's cookie, if it brought exactly one.
+pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
+    let mut found = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then_some(value)
+        });
+    let first = found.next().filter(|value| !value.is_empty())?;
+    found.next().is_none().then_some(first)
+}
+
+/// The CSRF token of the session whose secret is `secret`: derived from it,
+/// so that it needs no storage, and readable only by the page that the
+/// session's cookie lets call `GET /v1/dashboard/session`.
+pub fn csrf_token(secret: &str) -> String {
+    let digest = Sha256::digest(format!("integrations-csrf|{secret}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn csrf_matches(headers: &HeaderMap, secret: &str) -> bool {
+    let Some(sent) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    // Compared as digests: how long the comparison takes says nothing
+    // about how much of the token was right.
+    Sha256::digest(sent.as_bytes()) == Sha256::digest(csrf_token(secret).as_bytes())
 }

@@ -46,7 +46,8 @@ const GMAIL_SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https
 pub struct ConnectConfig {
     /// Where the callbacks are reachable (`PUBLIC_BASE_URL`).
     public_base_url: Option<String>,
-    /// Where the browser goes after a callback (`DASHBOARD_URL`, default `/`).
+    /// Where the browser goes after a callback (`DASHBOARD_URL`, default the
+    /// Settings page).
     dashboard_url: String,
     slack_client_id: Option<String>,
     slack_client_secret: Option<Zeroizing<String>>,
@@ -56,6 +57,10 @@ pub struct ConnectConfig {
     /// Base64 of Teller's raw 32-byte Ed25519 signing key.
     teller_signing_key: Option<Vec<u8>>,
     teller_environment: String,
+    /// The platform's Teller application, for Teller Connect in the page.
+    teller_application_id: Option<String>,
+    /// Where the page loads Teller Connect's script from.
+    teller_connect_url: String,
     /// Google's OAuth client and endpoints.
     google: OAuthConfig,
     /// Reads the connected mailbox's address.
@@ -68,7 +73,8 @@ pub struct ConnectConfig {
 impl ConnectConfig {
     /// From `PUBLIC_BASE_URL`, `DASHBOARD_URL`, `SLACK_CLIENT_ID`,
     /// `SLACK_CLIENT_SECRET`, `SLACK_AUTHORIZE_URL`, `SLACK_API_BASE`,
-    /// `GOOGLE_AUTHORIZE_URL`, `TELLER_SIGNING_PUBKEY`, `TELLER_ENVIRONMENT`
+    /// `GOOGLE_AUTHORIZE_URL`, `TELLER_SIGNING_PUBKEY`, `TELLER_ENVIRONMENT`,
+    /// `TELLER_APPLICATION_ID`, `TELLER_CONNECT_URL`
     /// and Gmail's ([`OAuthConfig::from_env`], [`GmailClient::from_env`]).
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -86,7 +92,7 @@ impl ConnectConfig {
         );
         Ok(Self {
             public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
-            dashboard_url: var("DASHBOARD_URL").unwrap_or_else(|| "/".into()),
+            dashboard_url: var("DASHBOARD_URL").unwrap_or_else(|| super::page::PATH.into()),
             slack_client_id: var("SLACK_CLIENT_ID"),
             slack_client_secret: var("SLACK_CLIENT_SECRET").map(Zeroizing::new),
             slack_authorize_url: var("SLACK_AUTHORIZE_URL")
@@ -99,6 +105,9 @@ impl ConnectConfig {
                 .unwrap_or_else(|| "https://accounts.google.com/o/oauth2/v2/auth".into()),
             teller_signing_key,
             teller_environment: var("TELLER_ENVIRONMENT").unwrap_or_else(|| "sandbox".into()),
+            teller_application_id: var("TELLER_APPLICATION_ID"),
+            teller_connect_url: var("TELLER_CONNECT_URL")
+                .unwrap_or_else(|| "https://cdn.teller.io/connect/connect.js".into()),
             google: OAuthConfig::from_env(),
             gmail: GmailClient::from_env(),
             teller: TellerClient::new(&TellerConfig::from_env()).map_err(|e| e.to_string()),
@@ -119,6 +128,40 @@ impl ConnectConfig {
         })
     }
 
+    /// Whether browsers reach this server over https (`PUBLIC_BASE_URL`):
+    /// its cookies are then `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_base_url
+            .as_deref()
+            .is_some_and(|base| base.starts_with("https://"))
+    }
+
+    /// Whether the Slack OAuth flow can work here.
+    pub fn slack_enabled(&self) -> bool {
+        self.public_base_url.is_some()
+            && self.slack_client_id.is_some()
+            && self.slack_client_secret.is_some()
+    }
+
+    /// Whether the Gmail OAuth flow can work here.
+    pub fn gmail_enabled(&self) -> bool {
+        self.public_base_url.is_some() && self.google.client_id.is_some()
+    }
+
+    /// What Teller Connect in the page needs: the application id (none:
+    /// Teller is not configured), the environment and the script's URL.
+    pub fn teller_connect(&self) -> (Option<&str>, &str, &str) {
+        let application = self
+            .teller_application_id
+            .as_deref()
+            .filter(|_| self.teller.is_ok());
+        (
+            application,
+            &self.teller_environment,
+            &self.teller_connect_url,
+        )
+    }
+
     fn redirect_uri(&self, provider: &str) -> Result<String, ApiError> {
         Ok(format!(
             "{}/api/{provider}/callback",
@@ -137,7 +180,7 @@ impl ConnectConfig {
         } else {
             KEY_TTL.as_secs()
         };
-        let secure = if base.starts_with("https://") {
+        let secure = if self.is_https() {
             "; Secure"
         } else {
             ""

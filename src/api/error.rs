@@ -55,7 +55,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
-            "send a valid API token as 'Authorization: Bearer <token>'",
+            "send a valid API token as 'Authorization: Bearer <token>', or sign in to the Settings page again",
         )
     }
 

@@ -1,16 +1,21 @@
-//! `integrations serve`: the REST API over the store, for the dashboard and
-//! the platform. Every route but `/healthz` and `/v1/openapi.json` acts for
-//! the user of the bearer token, and sees only that user's rows.
+//! `integrations serve`: the REST API over the store, for the Settings page
+//! and the platform, and the page itself (`/settings/integrations`). Every
+//! route but `/healthz`, `/v1/openapi.json`, the page's static files and the
+//! provider callbacks acts for the user of the bearer token or of the page's
+//! session, and sees only that user's rows.
 
 mod auth;
 mod body;
 mod connect;
+mod dashboard;
 mod error;
 mod inbound;
 mod integrations;
 mod notifications;
 mod openapi;
+mod page;
 mod profiles;
+mod providers;
 mod secrets;
 mod sessions;
 mod slack;
@@ -94,6 +99,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/integrations/gmail/authorize",
             get(connect::gmail_authorize),
         )
+        .route("/v1/integrations/slack/config", get(providers::slack))
+        .route("/v1/integrations/gmail/config", get(providers::gmail))
+        .route("/v1/integrations/teller/config", get(providers::teller))
+        .route("/v1/integrations/telegram/config", get(providers::telegram))
         .route("/v1/integrations/teller/nonce", post(connect::teller_nonce))
         .route(
             "/v1/integrations/teller/callback",
@@ -133,7 +142,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::revoke))
+        .route("/v1/dashboard/sign-in", post(dashboard::sign_in))
+        .route("/v1/dashboard/session", get(dashboard::session))
+        .route("/v1/dashboard/sign-out", post(dashboard::sign_out))
         .route("/v1/openapi.json", get(openapi::document))
+        .merge(page::routes())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

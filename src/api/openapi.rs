@@ -8,6 +8,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
+use super::dashboard::{DashboardSession, SignIn, SignedOut};
 use super::error::ErrorBody;
 use super::inbound::{InboundPage, InboundQuery};
 use super::integrations::{
@@ -15,6 +16,7 @@ use super::integrations::{
 };
 use super::notifications::{CreateNotification, LogPage, LogQuery, NotificationSent};
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
+use super::providers::{OAuthProvider, TelegramProvider, TellerProvider};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
 use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
 use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
@@ -244,6 +246,9 @@ impl Operation {
         let mut statuses = Vec::new();
         if self.secured {
             statuses.push(401);
+            if self.method != "get" {
+                statuses.push(403);
+            }
         }
         if self.body.is_some() || self.query.is_some() {
             statuses.push(400);
@@ -372,12 +377,15 @@ fn build() -> Value {
     }
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token)."},
-        "security": [{"bearer": []}],
+        "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token, or of the Settings page's session, whose state-changing requests carry its CSRF token as X-CSRF-Token)."},
+        "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
             "schemas": g.take_definitions(true),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"},
+                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE, "description": "the Settings page's session, from a sign-in link (`integrations dashboard-link`); a request that changes anything also sends `X-CSRF-Token` (from GET /v1/dashboard/session), else 403"},
+            },
         },
     })
 }
@@ -385,7 +393,9 @@ fn build() -> Value {
 fn describe(status: u16) -> &'static str {
     match status {
         400 => "VALIDATION_FAILED, PROFILE_NOT_FOUND or UNSUPPORTED_TYPE",
-        401 => "UNAUTHORIZED: no or a bad token",
+        401 => "UNAUTHORIZED: no or a bad token or session",
+        403 => "CSRF_FAILED: a change made with the page's session but without its X-CSRF-Token",
+        415 => "UNSUPPORTED_MEDIA_TYPE: the body is not sent as application/json",
         404 => "NOT_FOUND (another user's row answers the same)",
         409 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
@@ -582,6 +592,33 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         .errors(&[409]),
         Operation::new("delete", "/v1/secrets/{id}", "Delete a secret")
             .ok(200, "deleted", json::<SecretDeleted>(g)),
+        Operation::new("get", "/v1/integrations/slack/config", "Whether Slack can be connected here")
+            .ok(200, "the Slack connect flow's availability", json::<OAuthProvider>(g)),
+        Operation::new("get", "/v1/integrations/gmail/config", "Whether Gmail can be connected here")
+            .ok(200, "the Gmail connect flow's availability", json::<OAuthProvider>(g)),
+        Operation::new("get", "/v1/integrations/teller/config", "What Teller Connect needs")
+            .ok(200, "Teller Connect's settings (public)", json::<TellerProvider>(g)),
+        Operation::new("get", "/v1/integrations/telegram/config", "How a Telegram bot can be connected here")
+            .ok(200, "the Telegram connect flows' availability", json::<TelegramProvider>(g)),
+        Operation::new(
+            "post",
+            "/v1/dashboard/sign-in",
+            "Spend a sign-in link's key: sets the Settings page's session cookie",
+        )
+        .open()
+        .body(schema::<SignIn>(g))
+        .ok(200, "signed in; sets the HttpOnly session cookie", json::<DashboardSession>(g))
+        .errors(&[401, 415]),
+        Operation::new(
+            "get",
+            "/v1/dashboard/session",
+            "The Settings page's session (from its cookie) and its CSRF token",
+        )
+        .open()
+        .ok(200, "the signed-in user", json::<DashboardSession>(g))
+        .errors(&[401]),
+        Operation::new("post", "/v1/dashboard/sign-out", "End the Settings page's session")
+            .ok(200, "signed out; removes the cookie", json::<SignedOut>(g)),
         Operation::new("get", "/v1/openapi.json", "This document")
             .open()
             .ok(200, "OpenAPI 3.1", literal(json!({"type": "object"}))),
@@ -641,6 +678,10 @@ mod tests {
             ("/v1/secrets/{id}", &["patch", "delete"]),
             ("/v1/sessions", &["post"]),
             ("/v1/sessions/{id}", &["delete"]),
+            ("/v1/dashboard/sign-in", &["post"]),
+            ("/v1/dashboard/session", &["get"]),
+            ("/v1/dashboard/sign-out", &["post"]),
+            ("/v1/integrations/teller/config", &["get"]),
         ] {
             for m in methods {
                 assert!(doc["paths"][path][m].is_object(), "{m} {path}");

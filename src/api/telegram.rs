@@ -85,6 +85,11 @@ impl TelegramConfig {
         token.split(':').next().map(str::to_string)
     }
 
+    /// Whether the platform's own bot is configured.
+    pub fn has_platform_bot(&self) -> bool {
+        self.platform_token.is_some()
+    }
+
     /// The webhook secret of the platform's bot: derived from its token, so
     /// that every pairing agrees on it.
     fn platform_secret(&self) -> Option<Zeroizing<String>> {

@@ -29,6 +29,8 @@ pub enum Purpose {
     TellerNonce,
     /// A Telegram bot's link code; its verifier is the integration id.
     TelegramLink,
+    /// A single-use sign-in link of the Settings page.
+    DashboardSignIn,
 }
 
 impl Purpose {
@@ -38,6 +40,7 @@ impl Purpose {
             Self::GmailState => "gmail_state",
             Self::TellerNonce => "teller_nonce",
             Self::TelegramLink => "telegram_link",
+            Self::DashboardSignIn => "dashboard_sign_in",
         }
     }
 }

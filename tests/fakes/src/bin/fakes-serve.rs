@@ -1,13 +1,18 @@
 //! Every fake provider on loopback, for a server started by hand or by a
-//! script (`scripts/schemathesis.sh`): prints the environment that points
-//! `integrations serve` at them, one `NAME=value` line each, then an empty
-//! line, and serves until it is killed.
+//! script (`scripts/schemathesis.sh`, the browser tests): prints the
+//! environment that points `integrations serve` at them, one `NAME=value`
+//! line each, then an empty line, and serves until it is killed.
+//! `FAKES_RECORDED_URL` answers what the fakes recorded, as JSON, for a
+//! test that drives them from outside (a browser).
 //!
 //! ```sh
 //! cargo run -p fakes --bin fakes-serve
 //! ```
 
 use std::io::Write;
+use std::sync::Arc;
+
+use axum::routing::get;
 
 use fakes::gmail::{self, FakeGmail};
 use fakes::resend::FakeResend;
@@ -27,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let env = [
         ("TELLER_API_BASE", teller.base_url().to_string()),
         ("GMAIL_API_BASE", gmail.api_base()),
+        ("GOOGLE_AUTHORIZE_URL", gmail.authorize_url()),
         ("GOOGLE_TOKEN_URL", gmail.token_url()),
         ("GOOGLE_REVOKE_URL", gmail.revoke_url()),
         ("GMAIL_CLIENT_ID", gmail::CLIENT_ID.into()),
@@ -41,11 +47,29 @@ async fn main() -> anyhow::Result<()> {
         ("INBOUND_FORWARD_URL", webhook.url("/inbound")),
         // The fake webhook receiver listens on loopback.
         ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1".into()),
+        ("WEBHOOK_RECEIVER_URL", webhook.url("")),
     ];
+    let (gmail, webhook) = (Arc::new(gmail), Arc::new(webhook));
+    let recorded = axum::Router::new().route(
+        "/recorded",
+        get(move || {
+            let (gmail, webhook) = (gmail.clone(), webhook.clone());
+            async move {
+                axum::Json(serde_json::json!({
+                    "google_revocations": gmail.revoked().len(),
+                    "webhook_deliveries": webhook.received().iter().map(|d| d.path.clone()).collect::<Vec<_>>(),
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let recorded_url = format!("http://{}/recorded", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, recorded).await });
     let mut out = std::io::stdout().lock();
     for (name, value) in env {
         writeln!(out, "{name}={value}")?;
     }
+    writeln!(out, "FAKES_RECORDED_URL={recorded_url}")?;
     writeln!(out)?;
     out.flush()?;
     drop(out);

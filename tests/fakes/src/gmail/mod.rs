@@ -142,6 +142,7 @@ impl FakeGmail {
                 post(|s, q, h, b| send::upload_form(Kind::Draft, s, q, h, b)),
             )
             .route_layer(from_fn_with_state(fake.clone(), authorize))
+            .route("/o/oauth2/v2/auth", get(oauth::consent))
             .route("/token", post(oauth::token))
             .route("/revoke", post(oauth::revoke))
             .with_state(fake.clone())
@@ -162,6 +163,11 @@ impl FakeGmail {
     /// Where to point `GOOGLE_TOKEN_URL`.
     pub fn token_url(&self) -> String {
         format!("http://{}/token", self.served.addr)
+    }
+
+    /// Where to point `GOOGLE_AUTHORIZE_URL`: the consent page.
+    pub fn authorize_url(&self) -> String {
+        format!("http://{}/o/oauth2/v2/auth", self.served.addr)
     }
 
     /// Where to point `GOOGLE_REVOKE_URL`.

@@ -1,7 +1,9 @@
 //! Google's OAuth endpoints: `POST /token` (the `refresh_token` and, with
 //! PKCE, the `authorization_code` grants) and `POST /revoke`, with form bodies
-//! and Google's `{"error", "error_description"}` answers. The consent page is
-//! not served: [`Grants::authorize`] stands for the user consenting to it.
+//! and Google's `{"error", "error_description"}` answers; and the consent
+//! page, `GET /o/oauth2/v2/auth`, whose "Allow" sends the browser back to the
+//! `redirect_uri` with a code and the `state` (a test that drives no browser
+//! calls [`Grants::authorize`] instead).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -312,6 +314,64 @@ fn form(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
         serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
     fields.extend(serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default());
     fields
+}
+
+/// `GET /o/oauth2/v2/auth`: the consent page, for a request that names
+/// this client, a code response, an `S256` challenge and a redirect URI.
+/// "Allow" returns to the redirect URI with a code (and a refresh token at
+/// the exchange, as `prompt=consent` gives); "Cancel" with `access_denied`.
+pub(super) async fn consent(State(fake): State<Fake>, RawQuery(query): RawQuery) -> Response {
+    let params = form(query.as_deref(), &[]);
+    let field = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let redirect_uri = field("redirect_uri");
+    let problem = if field("client_id") != CLIENT_ID {
+        Some("The OAuth client was not found.")
+    } else if field("response_type") != "code" || field("code_challenge_method") != "S256" {
+        Some("Required parameter is missing or invalid: response_type or code_challenge_method.")
+    } else if !redirect_uri.starts_with("http") || field("code_challenge").is_empty() {
+        Some("Required parameter is missing: redirect_uri or code_challenge.")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let page = format!(
+            "<!doctype html><title>Error 400</title><h1>Access blocked: authorization error</h1><p>{}</p>",
+            escape(problem)
+        );
+        return (StatusCode::BAD_REQUEST, axum::response::Html(page)).into_response();
+    }
+    let code = fake.grants.lock().unwrap().authorize(
+        field("code_challenge"),
+        redirect_uri,
+        true,
+        CODE_LIFETIME,
+    );
+    let back = |pairs: &[(&str, &str)]| {
+        let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+        format!(
+            "{redirect_uri}{sep}{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    };
+    let state = field("state");
+    let allow = back(&[("state", state), ("code", &code), ("scope", SCOPES)]);
+    let cancel = back(&[("state", state), ("error", "access_denied")]);
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in - Google Accounts</title></head>\
+         <body><h1>The app wants to access your Google Account</h1><p>{EMAIL}</p>\
+         <p>Read, compose and send email from your Gmail account.</p>\
+         <p><a href=\"{}\">Cancel</a> <a href=\"{}\">Allow</a></p></body></html>",
+        escape(&cancel),
+        escape(&allow)
+    );
+    axum::response::Html(page).into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `POST /token`.
