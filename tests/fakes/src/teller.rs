@@ -1,6 +1,7 @@
 //! A fake Teller API: two enrollments (PNC with three accounts, one of them
 //! holding 320 transactions; Chase with two), HTTP Basic auth with the access
-//! token, Teller's error shape, and an optional mutual-TLS mode.
+//! token, Teller's error shape, and an optional mutual-TLS mode; and a
+//! stand-in for Teller Connect's script (`teller_connect.js`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -112,6 +113,12 @@ impl FakeTeller {
         &self.base_url
     }
 
+    /// Where to point `TELLER_CONNECT_URL`: a stand-in for Teller Connect's
+    /// script, whose enrollments are the fake's own.
+    pub fn connect_url(&self) -> String {
+        format!("{}/connect/connect.js", self.base_url)
+    }
+
     /// The test PKI in mutual-TLS mode.
     pub fn pki(&self) -> Option<&TestPki> {
         self.pki.as_ref()
@@ -159,6 +166,15 @@ fn app() -> (Shared, Faults, Router) {
         .route("/accounts/{id}/transactions", get(transactions))
         .route("/accounts/{id}/transactions/{txn}", get(transaction))
         .route("/identity", get(identity))
+        .route(
+            "/connect/connect.js",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+                    include_str!("teller_connect.js"),
+                )
+            }),
+        )
         .with_state(bank.clone())
         .layer(axum::middleware::from_fn_with_state(
             faults.clone(),

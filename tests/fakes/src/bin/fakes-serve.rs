@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let webhook = FakeWebhook::start().await?;
     let env = [
         ("TELLER_API_BASE", teller.base_url().to_string()),
+        ("TELLER_CONNECT_URL", teller.connect_url()),
+        ("TELLER_APPLICATION_ID", "app_fake_teller".into()),
         ("GMAIL_API_BASE", gmail.api_base()),
         ("GOOGLE_AUTHORIZE_URL", gmail.authorize_url()),
         ("GOOGLE_TOKEN_URL", gmail.token_url()),
