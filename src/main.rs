@@ -77,7 +77,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DashboardLink { user, ttl, url } => {
             let key = store.issue_sign_in_key(&user, ttl).await?;
             // The key after '#': a browser never sends it in a request line.
-            println!("{}/settings/sign-in#{}", url.trim_end_matches('/'), key.as_str());
+            println!(
+                "{}/settings/sign-in#{}",
+                url.trim_end_matches('/'),
+                key.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens(command) => tokens::run(&store, command).await,

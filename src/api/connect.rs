@@ -180,11 +180,7 @@ impl ConnectConfig {
         } else {
             KEY_TTL.as_secs()
         };
-        let secure = if self.is_https() {
-            "; Secure"
-        } else {
-            ""
-        };
+        let secure = if self.is_https() { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
             "{BINDING_COOKIE}={value}; Path={prefix}/api/{provider}/callback; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
         ))

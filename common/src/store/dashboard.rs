@@ -54,8 +54,8 @@ impl Store {
             return Ok(None);
         };
         let secret = random_secret(PREFIX, RANDOM_LEN);
-        let expires_at = humantime::format_rfc3339_micros(SystemTime::now() + SESSION_TTL)
-            .to_string();
+        let expires_at =
+            humantime::format_rfc3339_micros(SystemTime::now() + SESSION_TTL).to_string();
         with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO dashboard_sessions (session_sha256, user_id, expires_at, created_at) \
@@ -89,11 +89,13 @@ impl Store {
     /// that has expired.
     pub async fn sign_out(&self, secret: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM dashboard_sessions WHERE session_sha256 = $1 OR expires_at <= $2")
-                .bind(sha256_hex(secret))
-                .bind(now())
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "DELETE FROM dashboard_sessions WHERE session_sha256 = $1 OR expires_at <= $2",
+            )
+            .bind(sha256_hex(secret))
+            .bind(now())
+            .execute(pool)
+            .await?;
         });
         Ok(())
     }
