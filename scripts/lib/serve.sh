@@ -22,7 +22,7 @@ umask 077
 # Waits for `$2` to hold a line matching `$3`, while process `$1` lives.
 await_line() {
     for _ in $(seq 300); do
-        grep -q "$3" "$2" && return 0
+        grep -qs "$3" "$2" && return 0
         kill -0 "$1" 2>/dev/null || { echo "$2: the process exited" >&2; cat "$2" >&2; return 1; }
         sleep 0.1
     done

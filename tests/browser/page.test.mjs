@@ -199,6 +199,26 @@ await step("a Telegram bot connects from a pasted BotFather token, and its pairi
   await row("Telegram @vz_test_bot").waitFor();
 });
 
+await step("the Default switch makes a channel the default, and a secret is added for one agent", async () => {
+  await row("Slack VZ Finance").getByRole("switch", { name: "Default (Slack VZ Finance)" }).check();
+  await notice.getByText("Saved.").waitFor();
+  await row("Email alerts@app.example").getByRole("switch", { name: /^Default/, checked: false }).waitFor();
+  assert.equal(await row("Bank (Teller) PNC").getByRole("switch", { name: /^Default/ }).count(), 0, "a bank cannot be the default");
+  await page.getByRole("button", { name: "Add secret" }).click();
+  const dialog = page.getByRole("dialog", { name: "Add secret" });
+  await dialog.getByRole("textbox", { name: "Name" }).fill("LEDGER_TOKEN");
+  await dialog.getByLabel("Value").fill(env("NEW_SECRET_VALUE"));
+  await dialog.getByRole("checkbox", { name: "Coding (coding)" }).check();
+  await dialog.getByRole("button", { name: "Save secret" }).click();
+  const secret = page.getByRole("listitem", { name: "Secret LEDGER_TOKEN" });
+  await secret.getByRole("button", { name: /^Scope: Specific agents: coding,/ }).waitFor();
+  await secret.getByRole("button", { name: "Replace value of LEDGER_TOKEN" }).click();
+  const replace = page.getByRole("dialog", { name: "Replace the value of LEDGER_TOKEN" });
+  await replace.getByLabel("Value").fill(`${env("NEW_SECRET_VALUE")}-2`);
+  await replace.getByRole("button", { name: "Save secret" }).click();
+  await notice.getByText("The value of LEDGER_TOKEN is replaced.").waitFor();
+});
+
 await step("a scope changed with the keyboard alone", async () => {
   await page.locator("body").focus();
   const target = /^Scope: All agents, for Email alerts@app.example$/;

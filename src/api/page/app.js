@@ -154,7 +154,8 @@ function integrationRow(row) {
         text: `Scope: ${scopeText(row.scope, row.profile_ids)}`,
         onclick: () => openScope(name, row, (scope) => api("PATCH", `/v1/integrations/${row.id}`, scope)),
       }),
-      toggle("is_default", "Default"),
+      // Only a notification channel can be the default one.
+      CHAT.includes(row.type) ? toggle("is_default", "Default") : null,
       toggle("enabled", "Enabled"),
       reauth ? el("button", {
         type: "button", class: "primary", id: `reconnect-${row.id}`, text: "Reconnect",
@@ -308,7 +309,7 @@ function formDialog(id, send) {
   shown.textContent = "";
   form.onsubmit = async (event) => {
     event.preventDefault();
-    const values = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ""));
+    const values = Object.fromEntries([...new FormData(form)].filter(([k, v]) => v !== "" && k !== "agent"));
     try {
       if (await send(values, dialog) !== false) dialog.close();
     } catch (error) {
@@ -320,16 +321,24 @@ function formDialog(id, send) {
   dialog.showModal();
 }
 
+/** Adds a secret (scoped from the start: no agent outside it ever sees
+ * it), or replaces the value of `secret`. */
 function openSecret(secret) {
   $("secret-title").textContent = secret ? `Replace the value of ${secret.name}` : "Add secret";
-  formDialog("secret-dialog", async (values) => {
+  const agents = $("secret-agents");
+  agents.hidden = !!secret;
+  agents.querySelector("div").replaceChildren(...state.profiles.map((p) => el("label", {},
+    el("input", { type: "checkbox", name: "agent", value: p.id }), ` ${p.name} (${p.slug})`)));
+  formDialog("secret-dialog", async (values, dialog) => {
     if (secret) {
       await api("PATCH", `/v1/secrets/${secret.id}`, { value: values.value });
       notice(`The value of ${secret.name} is replaced.`);
-    } else {
-      await api("POST", "/v1/secrets", { name: values.name, value: values.value });
-      notice(`Secret ${values.name} saved.`);
+      return;
     }
+    const ids = [...dialog.querySelectorAll("input[name=agent]:checked")].map((b) => b.value);
+    const scope = ids.length ? { scope: "agents", profile_ids: ids } : { scope: "all" };
+    await api("POST", "/v1/secrets", { name: values.name, value: values.value, ...scope });
+    notice(`Secret ${values.name} saved, for ${scopeText(scope.scope, ids)}.`);
   });
   const name = $("secret-form").elements.name;
   name.value = secret ? secret.name : "";
