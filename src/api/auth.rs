@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(token) = bearer(&parts.headers) {
+        if let Some(token) = common::sidecar::http::bearer(&parts.headers) {
             return match state.store.user_for_token(token).await? {
                 Some(user) => Ok(Caller(user)),
                 None => Err(ApiError::unauthorized()),
@@ -47,28 +47,23 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// The session secret of the request's cookie, if it brought exactly one.
 pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
+    only_cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if the request brought exactly one: a
+/// second one (planted from a sibling site, say) makes it ambiguous, and it
+/// is refused like a missing one.
+pub fn only_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE).then_some(value)
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
         });
     let first = found.next().filter(|value| !value.is_empty())?;
     found.next().is_none().then_some(first)

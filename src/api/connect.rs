@@ -384,21 +384,9 @@ fn landing(c: &ConnectConfig, kind: &str, outcome: Result<(), Refused>) -> Respo
     response
 }
 
-/// The binding cookie the browser brought back, if it brought exactly one:
-/// a second one (planted from a sibling site, say) makes the flow
-/// ambiguous, and it is refused like a missing one.
+/// The binding cookie the browser brought back, if it brought exactly one.
 fn binding_from(headers: &HeaderMap) -> Option<&str> {
-    let mut found = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == BINDING_COOKIE).then_some(value)
-        });
-    let first = found.next().filter(|value| !value.is_empty())?;
-    found.next().is_none().then_some(first)
+    super::auth::only_cookie(headers, BINDING_COOKIE)
 }
 
 fn page(c: &ConnectConfig, refused: Refused) -> Response {

@@ -23,26 +23,33 @@ pub const PATH: &str = "/settings/integrations";
 /// The page's routes: `/` and `/settings` redirect to it, the query kept
 /// (an OAuth callback's `?connected=gmail`).
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(to_page))
-        .route("/settings", get(to_page))
-        .route(PATH, get(|s| asset(s, INDEX, "text/html; charset=utf-8")))
-        .route(
-            "/settings/sign-in",
-            get(|s| asset(s, SIGN_IN, "text/html; charset=utf-8")),
-        )
-        .route(
+    let files: [(&str, &'static str, &'static str); 5] = [
+        (PATH, INDEX, "text/html; charset=utf-8"),
+        ("/settings/sign-in", SIGN_IN, "text/html; charset=utf-8"),
+        (
             "/settings/assets/app.js",
-            get(|s| asset(s, APP_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
+            APP_JS,
+            "text/javascript; charset=utf-8",
+        ),
+        (
             "/settings/assets/sign-in.js",
-            get(|s| asset(s, SIGN_IN_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
+            SIGN_IN_JS,
+            "text/javascript; charset=utf-8",
+        ),
+        (
             "/settings/assets/app.css",
-            get(|s| asset(s, APP_CSS, "text/css; charset=utf-8")),
-        )
+            APP_CSS,
+            "text/css; charset=utf-8",
+        ),
+    ];
+    files.into_iter().fold(
+        Router::new()
+            .route("/", get(to_page))
+            .route("/settings", get(to_page)),
+        |router, (path, body, content_type)| {
+            router.route(path, get(move |state| asset(state, body, content_type)))
+        },
+    )
 }
 
 async fn to_page(RawQuery(query): RawQuery) -> Redirect {

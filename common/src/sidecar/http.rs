@@ -163,7 +163,7 @@ where
 /// token's [`Identity`] and without the token, when its turn comes among
 /// the process's requests in flight.
 async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let Some(token) = bearer(request.headers()) else {
+    let Some(token) = bearer(request.headers()).map(str::to_string) else {
         return refused(&gate, Refusal::Unknown, None, false);
     };
     if capability_hash(&token).is_none() {
@@ -283,15 +283,16 @@ fn rate_limited(gate: &Gate, session: &str, limit: i64) -> Response {
     response
 }
 
-/// The bearer token of `headers`, if there is one.
-fn bearer(headers: &HeaderMap) -> Option<String> {
+/// The token of an `Authorization: Bearer <token>` header, if there is one
+/// (the MCP endpoints' and the REST API's).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string())
+        .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
 }
 
