@@ -52,7 +52,9 @@ PY
 
 # The server at a fixed port: PUBLIC_BASE_URL must name it for the OAuth callbacks.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export PUBLIC_BASE_URL=http://127.0.0.1:$port
+# The page at `localhost`, the fakes at 127.0.0.1: another site, as a real
+# provider is, so that an OAuth return is a cross-site navigation.
+export PUBLIC_BASE_URL=http://localhost:$port
 "$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.out" 2>"$dir/serve.err" &
 pids+=($!)
 await_line "${pids[-1]}" "$dir/serve.out" '^listening on '

@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// End every Settings page session of a user (after a leaked link or session).
+    DashboardSignOut {
+        #[arg(long)]
+        user: String,
+    },
     /// The REST API's bearer tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),

@@ -84,6 +84,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::DashboardSignOut { user } => {
+            let ended = store.sign_out_everywhere(&user).await?;
+            println!("ended {ended} session(s) of {user}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tokens(command) => tokens::run(&store, command).await,
         Command::Secrets(command) => secrets::run(&store, command).await,
         Command::Inbound { user, after, limit } => {

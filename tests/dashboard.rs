@@ -202,8 +202,45 @@ async fn sign_in_and_sessions(store: &Store) {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_eq!(body["error"]["code"], "CSRF_FAILED");
     }
+    for (method, path) in [("PATCH", path.as_str()), ("DELETE", path.as_str())] {
+        let (status, _) = send(
+            &http,
+            &base,
+            &mine,
+            method,
+            path,
+            None,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} without the CSRF token"
+        );
+    }
     let (_, secrets) = send(&http, &base, &mine, "GET", "/v1/secrets", None, None).await;
     assert_eq!(secrets["secrets"], json!([]));
+    let (_, listed) = send(&http, &base, &mine, "GET", "/v1/integrations", None, None).await;
+    assert_eq!(
+        listed["integrations"][0]["enabled"], true,
+        "nothing changed"
+    );
+
+    // Minting an agent's capability token takes an API token: nothing a
+    // browser holds outlives its sign-out.
+    let mint = Some(json!({"profile_id": "prof_vzfin", "session_id": "s_page"}));
+    let (status, _) = send(
+        &http,
+        &base,
+        &mine,
+        "POST",
+        "/v1/sessions",
+        Some(&mine.csrf),
+        mint,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, patched) =
         send(&http, &base, &mine, "PATCH", &path, Some(&mine.csrf), patch).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
@@ -278,6 +315,35 @@ async fn sign_in_and_sessions(store: &Store) {
     let (status, _) = send(&http, &base, &theirs, "GET", "/v1/integrations", None, None).await;
     assert_eq!(status, StatusCode::OK, "another session lives on");
 
+    // An expired session is refused, and an operator ends every session of
+    // a user at once.
+    let expiring = signed_in(&http, &served, store, OTHER).await;
+    store
+        .execute(&format!(
+            "UPDATE dashboard_sessions SET expires_at = '2020-01-01T00:00:00.000000Z'              WHERE session_sha256 = '{}'",
+            sha256_hex(expiring.cookie.trim_start_matches("integrations_session="))
+        ))
+        .await;
+    let (status, _) = send(
+        &http,
+        &base,
+        &expiring,
+        "GET",
+        "/v1/integrations",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an expired session");
+    let ended = store.cli(&["dashboard-sign-out", "--user", OTHER]);
+    assert_eq!(
+        ended.trim(),
+        format!("ended 1 session(s) of {OTHER}"),
+        "the expired one was dropped first"
+    );
+    let (status, _) = send(&http, &base, &theirs, "GET", "/v1/integrations", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "after dashboard-sign-out");
+
     // The page: `/` leads to it, the query kept; it is static, holds no
     // user's data, and runs only this server's scripts.
     let root = http
@@ -342,4 +408,29 @@ async fn a_session_cookie_is_secure_over_https() {
     assert_eq!(response.status(), StatusCode::OK);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // `__Host-`: a browser takes it only from this host, Secure, for `/`.
+    assert!(
+        cookie.starts_with("__Host-integrations_session="),
+        "{cookie}"
+    );
+    let plain = cookie.split(';').next().unwrap().replacen("__Host-", "", 1);
+    let planted = reqwest::Client::new()
+        .get(format!("{}/v1/integrations", served.base))
+        .header(COOKIE, plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        planted.status(),
+        StatusCode::UNAUTHORIZED,
+        "the unprefixed name means nothing over https"
+    );
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Who is calling: a bearer token, looked up by its SHA-256, or the
 //! Settings page's session cookie, whose state-changing requests must also
-//! carry the session's CSRF token.
+//! carry the session's CSRF token ([`Caller`]); or a bearer token only
+//! ([`TokenCaller`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -10,8 +11,20 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 
-/// The cookie that holds a Settings page session's secret.
+/// The cookie that holds a Settings page session's secret, over plain http.
 pub const SESSION_COOKIE: &str = "integrations_session";
+/// The same over https: the `__Host-` prefix makes browsers refuse one set
+/// by a sibling subdomain or without `Secure`, so none can be planted.
+const HOST_SESSION_COOKIE: &str = "__Host-integrations_session";
+
+/// The session cookie's name on this server.
+pub fn session_cookie(state: &AppState) -> &'static str {
+    if state.connect.is_https() {
+        HOST_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// The header a session's state-changing request carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -23,13 +36,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(token) = common::sidecar::http::bearer(&parts.headers) {
-            return match state.store.user_for_token(token).await? {
-                Some(user) => Ok(Caller(user)),
-                None => Err(ApiError::unauthorized()),
-            };
+        if common::sidecar::http::bearer(&parts.headers).is_some() {
+            let TokenCaller(user) = TokenCaller::from_request_parts(parts, state).await?;
+            return Ok(Caller(user));
         }
-        let secret = session_secret(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let secret = session_secret(state, &parts.headers).ok_or_else(ApiError::unauthorized)?;
         let user = state
             .store
             .user_for_session(secret)
@@ -48,8 +59,27 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The session secret of the request's cookie, if it brought exactly one.
-pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
-    only_cookie(headers, SESSION_COOKIE)
+pub fn session_secret<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    only_cookie(headers, session_cookie(state))
+}
+
+/// The user of an API token, for what only a program does (minting agents'
+/// capability tokens): the Settings page's session is refused there, so
+/// that nothing a browser holds outlives its sign-out.
+pub struct TokenCaller(pub String);
+
+impl FromRequestParts<AppState> for TokenCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = common::sidecar::http::bearer(&parts.headers) else {
+            return Err(ApiError::unauthorized());
+        };
+        match state.store.user_for_token(token).await? {
+            Some(user) => Ok(TokenCaller(user)),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
 }
 
 /// The value of the cookie `name`, if the request brought exactly one: a

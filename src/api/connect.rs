@@ -106,8 +106,7 @@ impl ConnectConfig {
             teller_signing_key,
             teller_environment: var("TELLER_ENVIRONMENT").unwrap_or_else(|| "sandbox".into()),
             teller_application_id: var("TELLER_APPLICATION_ID"),
-            teller_connect_url: var("TELLER_CONNECT_URL")
-                .unwrap_or_else(|| "https://cdn.teller.io/connect/connect.js".into()),
+            teller_connect_url: teller_connect_url(var("TELLER_CONNECT_URL"))?,
             google: OAuthConfig::from_env(),
             gmail: GmailClient::from_env(),
             teller: TellerClient::new(&TellerConfig::from_env()).map_err(|e| e.to_string()),
@@ -196,6 +195,21 @@ impl ConnectConfig {
         };
         format!("{}{sep}{key}={}", self.dashboard_url, encode(value))
     }
+}
+
+/// `TELLER_CONNECT_URL`, whose script runs in the page with the session's
+/// rights: fetched over https only (or from this machine, for tests).
+fn teller_connect_url(configured: Option<String>) -> anyhow::Result<String> {
+    let Some(url) = configured else {
+        return Ok("https://cdn.teller.io/connect/connect.js".into());
+    };
+    let safe = reqwest::Url::parse(&url)
+        .is_ok_and(|u| common::sidecar::https_or_loopback(&u) && u.has_host());
+    anyhow::ensure!(
+        safe,
+        "TELLER_CONNECT_URL must be an https:// URL (or http:// on this machine)"
+    );
+    Ok(url)
 }
 
 fn encode(value: &str) -> String {

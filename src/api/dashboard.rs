@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::AppState;
-use super::auth::{Caller, SESSION_COOKIE, csrf_token, session_secret};
+use super::auth::{Caller, csrf_token, session_cookie, session_secret};
 use super::body::Payload;
 use super::error::ApiError;
 
@@ -46,8 +46,8 @@ pub async fn sign_in(
     Payload(body): Payload<SignIn>,
 ) -> Result<Response, ApiError> {
     // A form on another site cannot send JSON without a preflight, which
-    // this server never answers: nobody can sign a browser in to their own
-    // account from elsewhere.
+    // this server never answers: no other site can post a key. (The
+    // sign-in page asks before it replaces a live session.)
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -82,7 +82,7 @@ pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<DashboardSession>, ApiError> {
-    let secret = session_secret(&headers).ok_or_else(signed_out)?;
+    let secret = session_secret(&state, &headers).ok_or_else(signed_out)?;
     let user_id = state
         .store
         .user_for_session(secret)
@@ -101,7 +101,7 @@ pub async fn sign_out(
     _caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(secret) = session_secret(&headers) {
+    if let Some(secret) = session_secret(&state, &headers) {
         state.store.sign_out(secret).await?;
     }
     let mut response = Json(SignedOut {
@@ -128,7 +128,8 @@ fn set_cookie(state: &AppState, response: &mut Response, value: &str, max_age: u
         ""
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
+        session_cookie(state)
     );
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         let headers = response.headers_mut();

@@ -165,6 +165,8 @@ struct Operation {
     summary: &'static str,
     /// Whether it takes the bearer token (401 without a valid one).
     secured: bool,
+    /// Whether it takes only the bearer token, not the page's session.
+    token_only: bool,
     /// The schemas of the path's `{parameters}` that are checked; the
     /// others are any string.
     path_params: Vec<(&'static str, Value)>,
@@ -188,6 +190,7 @@ impl Operation {
             path,
             summary,
             secured: true,
+            token_only: false,
             path_params: Vec::new(),
             query: None,
             headers: &[],
@@ -199,6 +202,11 @@ impl Operation {
 
     fn open(mut self) -> Self {
         self.secured = false;
+        self
+    }
+
+    fn token_only(mut self) -> Self {
+        self.token_only = true;
         self
     }
 
@@ -361,6 +369,8 @@ fn build() -> Value {
         let mut operation = json!({"summary": op.summary, "responses": responses});
         if !op.secured {
             operation["security"] = json!([]);
+        } else if op.token_only {
+            operation["security"] = json!([{"bearer": []}]);
         }
         if let Some(body) = &op.body {
             operation["requestBody"] =
@@ -384,7 +394,7 @@ fn build() -> Value {
             "schemas": g.take_definitions(true),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"},
-                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE, "description": "the Settings page's session, from a sign-in link (`integrations dashboard-link`); a request that changes anything also sends `X-CSRF-Token` (from GET /v1/dashboard/session), else 403"},
+                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE, "description": "the Settings page's session, from a sign-in link (`integrations dashboard-link`), named `__Host-integrations_session` under an https PUBLIC_BASE_URL; a request that changes anything also sends `X-CSRF-Token` (from GET /v1/dashboard/session), else 403. /v1/sessions takes an API token only"},
             },
         },
     })
@@ -644,6 +654,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             "/v1/sessions",
             "Mint a running agent's capability token: its plan over streamable HTTP",
         )
+        .token_only()
         .body(schema::<CreateSession>(g))
         .ok(201, "the plan, in Claude Code's .mcp.json form", json::<SessionCreated>(g)),
         Operation::new(
@@ -651,6 +662,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             "/v1/sessions/{id}",
             "Revoke every capability token of a session (200 even when none was the caller's)",
         )
+        .token_only()
         .ok(200, "how many tokens were revoked", json::<SessionRevoked>(g)),
     ]
 }

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::TokenCaller;
 use super::body::Payload;
 use super::error::{ApiError, bounded};
 
@@ -73,7 +73,7 @@ pub struct SessionRevoked {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: TokenCaller,
     Payload(body): Payload<CreateSession>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     let ttl = match body.ttl_seconds {
@@ -122,7 +122,7 @@ pub async fn create(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: TokenCaller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionRevoked>, ApiError> {
     let revoked = state.store.revoke_session(Some(&caller.0), &id).await?;

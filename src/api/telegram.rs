@@ -215,6 +215,19 @@ async fn link_url(
             LINK_TTL,
         )
         .await?;
+    // Telegram's usernames are 5 to 32 of these; anything else would move
+    // the link's host.
+    let valid = (5..=32).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "DELIVERY_FAILED",
+            "Telegram described the bot with a username that is not one",
+        ));
+    }
     Ok(format!("https://t.me/{username}?start={}", code.as_str()))
 }
 

@@ -88,9 +88,12 @@ await step("a dashboard link signs in and lands on the page", async () => {
   assert.equal(await page.evaluate(() => document.cookie), "", "the page's script cannot read the cookie");
 });
 
-await step("the link was single-use", async () => {
+await step("a signed-in browser is asked before a link replaces its session, and a link works once", async () => {
   const other = await context.newPage();
   await other.goto(env("SIGN_IN_LINK"));
+  await other.getByText("This browser is signed in as u_browser.").waitFor();
+  assert.ok(!other.url().includes("#"), "the key left the address bar before anything else");
+  await other.getByRole("button", { name: "Sign in with this link" }).click();
   await other.getByText("already used").waitFor();
   await other.close();
 });
@@ -159,7 +162,7 @@ await step("disconnect asks first, says what was revoked, and the fake recorded 
   await gmail.getByRole("button", { name: /^Disconnect/ }).click();
   await dialog.getByRole("button", { name: "Disconnect" }).click();
   await notice.getByText(/Gmail vz.finance@example.com is disconnected. Revoked at the provider/).waitFor();
-  assert.equal(await gmail.count(), 0);
+  await gmail.waitFor({ state: "detached" });
   assert.equal((await recorded()).google_revocations, revocations + 1);
 });
 
@@ -308,6 +311,7 @@ await step("a state-changing request without the CSRF token is refused", async (
   })).status);
   assert.equal(status, 403);
   await page.reload();
+  await page.getByRole("listitem", { name: "Secret BROKER_API_KEY" }).waitFor();
   assert.equal(await page.getByRole("listitem", { name: "Secret FORGED" }).count(), 0);
 });
 

@@ -26,6 +26,7 @@ pub use backing::Backing;
 pub use notifications::{
     CLAIM_TIMEOUT, Claim, IDEMPOTENCY_WINDOW, LoggedNotification, NewClaim, ThreadAnchor, ThreadRow,
 };
+pub use relay::https_or_loopback;
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;
 

@@ -120,12 +120,10 @@ impl Relay {
             .ok()
             .filter(|url| {
                 // The token crosses no network in clear text.
-                let scheme_fits = match url.scheme() {
-                    "https" => true,
-                    "http" => loopback(url),
-                    _ => false,
-                };
-                scheme_fits && url.has_host() && url.query().is_none() && url.fragment().is_none()
+                https_or_loopback(url)
+                    && url.has_host()
+                    && url.query().is_none()
+                    && url.fragment().is_none()
             })
             .ok_or(
                 "INTEGRATIONS_URL must be the base URL of the sidecars' service: \
@@ -658,6 +656,16 @@ impl EventStream {
         }
         self.line.extend_from_slice(rest);
         events
+    }
+}
+
+/// Whether what travels to `url` crosses no network in clear text: it is
+/// `https://`, or `http://` to this machine.
+pub fn https_or_loopback(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => loopback(url),
+        _ => false,
     }
 }
 

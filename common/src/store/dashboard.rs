@@ -54,6 +54,7 @@ impl Store {
             return Ok(None);
         };
         let secret = random_secret(PREFIX, RANDOM_LEN);
+        self.drop_expired_sessions().await?;
         let expires_at =
             humantime::format_rfc3339_micros(SystemTime::now() + SESSION_TTL).to_string();
         with_pool!(self, |pool| {
@@ -85,17 +86,38 @@ impl Store {
         Ok(found.map(|(user,)| user))
     }
 
-    /// Ends the session whose secret is `secret`, and drops every session
-    /// that has expired.
+    /// Ends the session whose secret is `secret`.
     pub async fn sign_out(&self, secret: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query(
-                "DELETE FROM dashboard_sessions WHERE session_sha256 = $1 OR expires_at <= $2",
-            )
-            .bind(sha256_hex(secret))
-            .bind(now())
-            .execute(pool)
-            .await?;
+            sqlx::query("DELETE FROM dashboard_sessions WHERE session_sha256 = $1")
+                .bind(sha256_hex(secret))
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Ends every session of `user_id` (after a leaked link or session):
+    /// how many there were.
+    pub async fn sign_out_everywhere(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.drop_expired_sessions().await?;
+        let ended = with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(ended)
+    }
+
+    /// Drops the sessions that have expired (at each sign-in).
+    async fn drop_expired_sessions(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+                .bind(now())
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }

@@ -96,8 +96,17 @@ async function load() {
 /** What an OAuth callback came back with (`?connected=gmail`, `?error=...`). */
 function showOutcome() {
   const params = new URLSearchParams(location.search);
-  if (params.has("connected")) notice(`${NAMES[params.get("connected")] || "The account"} is connected.`);
-  else if (params.has("error")) problem(`The connection was not made (${params.get("error")}).`);
+  // Only the server's own words: a reason is a known code, nothing else
+  // of the address is shown.
+  const reasons = {
+    access_denied: "the permission was not given",
+    invalid_state: "the connect link expired, was used, or was opened in another browser; start again",
+    provider_error: "the provider did not complete it; try again",
+    conflict: "that account is already connected",
+    server_error: "this server is not set up for it",
+  };
+  if (NAMES[params.get("connected")]) notice(`${NAMES[params.get("connected")]} is connected.`);
+  else if (params.has("error")) problem(`The connection was not made: ${reasons[params.get("error")] || "try again"}.`);
   if (location.search) history.replaceState(null, "", location.pathname);
 }
 
