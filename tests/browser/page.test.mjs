@@ -254,13 +254,37 @@ await step("a scope changed with the keyboard alone", async () => {
   assert.deepEqual(listed.profile_ids, ["prof_fin"]);
 });
 
-await step("every control has an accessible name and is reachable with Tab", async () => {
+/** The roles of the controls in Chromium's accessibility tree that have no name. */
+async function unnamedControls() {
   const cdp = await context.newCDPSession(page);
   const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+  await cdp.detach();
   const controls = ["button", "checkbox", "switch", "textbox", "link", "combobox", "radio", "listbox"];
-  const unnamed = nodes.filter((n) => !n.ignored && controls.includes(n.role && n.role.value)
-    && !(n.name && n.name.value && n.name.value.trim()));
-  assert.deepEqual(unnamed.map((n) => n.role.value), [], "controls without an accessible name");
+  return nodes.filter((n) => !n.ignored && controls.includes(n.role && n.role.value)
+    && !(n.name && n.name.value && n.name.value.trim())).map((n) => n.role.value);
+}
+
+await step("every control has an accessible name and is reachable with Tab", async () => {
+  assert.deepEqual(await unnamedControls(), [], "controls without an accessible name");
+  // And in every dialog, opened from the keyboard and closed with Escape.
+  const openers = [
+    page.getByRole("button", { name: "Add email", exact: true }),
+    page.getByRole("button", { name: "Add webhook", exact: true }),
+    page.getByRole("button", { name: "Connect Telegram", exact: true }),
+    page.getByRole("button", { name: "Add secret", exact: true }),
+    row("Bank (Teller) PNC").getByRole("button", { name: /^Scope:/ }),
+    row("Bank (Teller) PNC").getByRole("button", { name: /^Disconnect/ }),
+  ];
+  for (const opener of openers) {
+    await opener.focus();
+    await page.keyboard.press("Enter");
+    const dialog = page.locator("dialog[open]");
+    await dialog.waitFor();
+    assert.deepEqual(await unnamedControls(), [], `controls without a name in ${await dialog.getAttribute("id")}`);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" }).catch(() => {});
+    assert.equal(await page.locator("dialog[open]").count(), 0, "Escape closes the dialog");
+  }
   const interactive = await page.evaluate(() => {
     const visible = (e) => e.offsetParent !== null && !e.closest("dialog:not([open])");
     return [...document.querySelectorAll("button, input, select, a[href]")].filter(visible).length;
