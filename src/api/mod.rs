@@ -14,7 +14,7 @@ mod profiles;
 mod secrets;
 mod sessions;
 mod slack;
-mod telegram;
+pub(crate) mod telegram;
 mod teller_webhook;
 
 use std::net::SocketAddr;
