@@ -316,10 +316,19 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
         "slack"
     );
 
-    // Identity comes from the spawn only.
-    let extra =
-        refused(&notify(&coding, json!({"message": "x", "profile_id": "prof_vzfin"})).await);
-    assert!(extra.contains("profile_id"), "{extra}");
+    // Identity comes from the spawn only: an identity-shaped argument is
+    // ignored, and the result says so.
+    let extra = notify(&coding, json!({"message": "x", "profile_id": "prof_vzfin"})).await;
+    assert_eq!(ok(&extra)["channel"], "slack");
+    assert!(
+        text(&extra).contains("Ignored 'profile_id': who is calling comes from the session"),
+        "{}",
+        text(&extra)
+    );
+    let logged = w
+        .rows("SELECT profile_id FROM notification_log ORDER BY created_at DESC LIMIT 1")
+        .await;
+    assert_eq!(logged[0][0].as_deref(), Some("prof_coding"));
 
     // Every call wrote one audit row.
     let audit = w
@@ -329,7 +338,7 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
     assert_eq!(
         decisions,
         [
-            "allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "deny"
+            "allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "allow"
         ]
     );
 
@@ -337,9 +346,13 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
     assert!(refused(&notify(&coding, json!({"message": "  "})).await).contains("empty"));
     let huge = "x".repeat(20_001);
     assert!(refused(&notify(&coding, json!({"message": huge})).await).contains("20001 characters"));
+    // An urgency the product's server took is sent as normal, and said.
+    let urgent = notify(&coding, json!({"message": "x", "urgency": "urgent"})).await;
+    ok(&urgent);
     assert!(
-        refused(&notify(&coding, json!({"message": "x", "urgency": "urgent"})).await)
-            .contains("urgency")
+        text(&urgent).contains("urgency 'urgent' is not low, normal or high: sent as normal"),
+        "{}",
+        text(&urgent)
     );
     assert!(
         refused(&notify(&coding, json!({"message": "x", "channel": "pigeon"})).await)
