@@ -706,6 +706,53 @@ async fn webhooks_are_signed_and_private_targets_refused() {
     strict.cancel().await.unwrap();
 }
 
+/// A receiver written for the product keeps verifying: `"signature":
+/// "vonzio"` sends its body and `X-Signature-256`; the default stays
+/// Standard Webhooks. The fake receiver checks both with its own HMAC.
+#[tokio::test]
+async fn a_webhook_may_be_signed_the_products_way() {
+    let w = World::new().await;
+    let agent = w.sidecar("prof_coding", &[]).await;
+    ok(&notify(&agent, json!({"message": "standard", "channel": "webhook"})).await);
+    let standard = w.webhook.received().pop().unwrap();
+    standard
+        .verify(fakes::webhook::Signed::StandardWebhooks, WEBHOOK_SECRET)
+        .unwrap();
+    assert!(
+        standard
+            .verify(fakes::webhook::Signed::Vonzio, WEBHOOK_SECRET)
+            .is_err()
+    );
+
+    w.cli(&["rm", &w.webhook_id], None);
+    let url = w.webhook.url("/hooks/vonzio");
+    let refused_config = w.cli_output(
+        &["add", "webhook", "--user", USER, "--config", "-"],
+        Some(&json!({"url": url, "secret": "s", "signature": "hmac"}).to_string()),
+    );
+    assert!(!refused_config.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused_config.stderr)
+            .contains("field 'signature' must be one of standard-webhooks, vonzio")
+    );
+    w.add(
+        &["webhook"],
+        &json!({"url": url, "secret": "vz-secret", "signature": "vonzio"}),
+    );
+    ok(&notify(&agent, json!({"message": "**deploy** done", "channel": "webhook", "urgency": "high", "title": "T"})).await);
+    let product = w.webhook.received().pop().unwrap();
+    assert_eq!(product.path, "/hooks/vonzio");
+    product
+        .verify(fakes::webhook::Signed::Vonzio, "vz-secret")
+        .unwrap();
+    assert!(product.header("webhook-signature").is_none());
+    let body: Value = serde_json::from_slice(&product.body).unwrap();
+    assert_eq!(body["message"], "**deploy** done");
+    assert_eq!(body["urgency"], "high");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    agent.cancel().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded_and_never_duplicate_a_message() {
     let w = World::new().await;
