@@ -262,11 +262,17 @@ struct Setup {
 }
 
 impl Setup {
-    /// `integrations import vonzio --from-env VONZIO_DB <extra>`.
+    /// `integrations import vonzio --from-env VONZIO_DB <extra>` into the
+    /// store.
     fn import(&self, extra: &[&str]) -> Output {
+        self.import_into(&self.store.url, extra)
+    }
+
+    /// The same into the store at `url`.
+    fn import_into(&self, url: &str, extra: &[&str]) -> Output {
         let mut args = vec!["import", "vonzio", "--from-env", "VONZIO_DB"];
         args.extend(extra);
-        cli::command(&self.store.url, &self.keys, &args)
+        cli::command(url, &self.keys, &args)
             .env("VONZIO_DB", &self.product.url)
             .env("VONZIO_ENCRYPTION_KEY", PASSPHRASE)
             .env("TELEGRAM_API_BASE", self.telegram.base_url())
@@ -474,6 +480,29 @@ async fn a_vonzio_database_is_imported_and_served() {
             .rows("SELECT count(*)::text FROM user_integrations")
             .await,
         ["7"]
+    );
+    let json: Value = serde_json::from_slice(&setup.import(&["--json"]).stdout).unwrap();
+    assert_eq!(json["counts"]["already_imported"], 11);
+    let tampered = json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "int_tampered")
+        .unwrap();
+    assert_eq!(tampered["outcome"], "failed");
+
+    // Into a SQLite store, the same report.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("imported.db").display()
+    );
+    let into_sqlite = setup.import_into(&sqlite, &[]);
+    assert_eq!(stdout(&into_sqlite), report);
+    let listed = cli::run(&sqlite, &setup.keys, &["list", "--user", USER, "--json"]);
+    assert!(
+        listed.contains("int_tg_fin") && listed.contains("prof_vzfin"),
+        "{listed}"
     );
 
     // The sidecars serve the imported rows. Teller: the enrollment scoped
