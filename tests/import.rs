@@ -111,6 +111,7 @@ async fn lay_out_product(url: &str, webhook_url: &str) {
           ('prof_vzfin', '{USER}', 'VZ Finance', 'vzfin', '2025-01-01T09:00:00.123456Z'),
           ('prof_coding', '{USER}', 'Coding', 'coding', '2025-02-01T09:00:00Z'),
           ('prof_shared', NULL, 'Shared', 'shared', '2024-12-01T09:00:00Z'),
+          ('prof_ops', '{USER}', 'Ops', 'Ops Team', '2025-02-02T09:00:00Z'),
           ('prof_theirs', '{OTHER}', 'Theirs', 'theirs', '2025-03-01T09:00:00Z');"#
     ))
     .execute(&mut c)
@@ -156,7 +157,7 @@ async fn lay_out_product(url: &str, webhook_url: &str) {
         ),
         Row {
             scope: "agents",
-            profile_ids: json!(["prof_vzfin"]),
+            profile_ids: json!(["prof_vzfin", "prof_ops"]),
             ..row(
                 "int_tg_fin",
                 "telegram",
@@ -392,6 +393,8 @@ async fn a_vonzio_database_is_imported_and_served() {
         "{pnc}"
     );
     assert!(line(&report, "int_teller_chase").contains("imported disabled"));
+    assert!(line(&report, "prof_ops").starts_with("skipped"));
+    assert!(line(&report, "int_tg_fin").contains("dropped profile ids prof_ops"));
     assert!(line(&report, "int_gmail_old").contains("newer gmail integration, int_gmail"));
     assert!(line(&report, "int_slack").contains("reconnect Slack"));
     let tampered = line(&report, "int_tampered");
@@ -403,7 +406,7 @@ async fn a_vonzio_database_is_imported_and_served() {
     assert!(line(&report, "sec_bad").starts_with("skipped"));
     assert!(line(&report, "sec_openai").starts_with("imported"));
     assert!(
-        report.ends_with("11 imported, 0 already imported, 4 skipped, 1 failed\n"),
+        report.ends_with("11 imported, 0 already imported, 5 skipped, 1 failed\n"),
         "{report}"
     );
 
@@ -472,7 +475,7 @@ async fn a_vonzio_database_is_imported_and_served() {
     assert!(line(&again_report, "int_teller_pnc").starts_with("already imported"));
     assert!(line(&again_report, "sec_openai").starts_with("already imported"));
     assert!(
-        again_report.ends_with("0 imported, 11 already imported, 4 skipped, 1 failed\n"),
+        again_report.ends_with("0 imported, 11 already imported, 5 skipped, 1 failed\n"),
         "{again_report}"
     );
     assert_eq!(

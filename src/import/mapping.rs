@@ -67,7 +67,7 @@ fn text<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 pub struct Context<'a> {
     pub key: &'a Passphrase,
     pub platform_bot: Option<&'a PlatformBot>,
-    /// Each user's profiles (shared ones are no user's).
+    /// Each user's profiles that are imported (shared ones are no user's).
     profiles: HashMap<&'a str, HashSet<&'a str>>,
     emails: &'a HashMap<String, String>,
 }
@@ -79,8 +79,11 @@ impl<'a> Context<'a> {
         platform_bot: Option<&'a PlatformBot>,
     ) -> Self {
         let mut profiles: HashMap<&str, HashSet<&str>> = HashMap::new();
+        // Those this import brings over: a profile it skips grants nothing.
         for p in &tables.profiles {
-            if let Some(user) = &p.user_id {
+            if let Some(user) = &p.user_id
+                && validate_slug(&p.slug).is_ok()
+            {
                 profiles.entry(user).or_default().insert(&p.id);
             }
         }

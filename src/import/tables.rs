@@ -87,8 +87,8 @@ impl Tables {
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the product's profiles: {e}"))?;
         let integrations = sqlx::query_as(concat!(
-            "SELECT id::text AS id, user_id::text AS user_id, type AS kind, encrypted_config, enabled, \
-             is_default, scope::text AS scope, profile_ids::text AS profile_ids, ",
+            "SELECT id::text AS id, user_id::text AS user_id, type AS kind, encrypted_config, \
+             coalesce(enabled, true) AS enabled, coalesce(is_default, false) AS is_default, scope::text AS scope, profile_ids::text AS profile_ids, ",
             time!("created_at"),
             " AS created_at, ",
             time!("updated_at"),
