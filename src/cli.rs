@@ -2,6 +2,7 @@
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::import::ImportCommand;
 use crate::keys::KeysCommand;
 use crate::profiles::ProfilesCommand;
 use crate::secrets::SecretsCommand;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Per-agent secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Import another system's database into this store.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// The outbox of inbound Telegram messages, oldest first, as JSON lines.
     Inbound {
         #[arg(long)]

@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod config_input;
+mod import;
 mod integrations;
 mod keys;
 mod notify;
@@ -91,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tokens(command) => tokens::run(&store, command).await,
         Command::Secrets(command) => secrets::run(&store, command).await,
+        Command::Import(command) => import::run(&store, command).await,
         Command::Inbound { user, after, limit } => {
             for message in store.inbound(&user, after, limit.clamp(1, 1000)).await? {
                 println!("{}", serde_json::to_string(&message)?);

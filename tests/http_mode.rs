@@ -166,16 +166,17 @@ async fn teller_over_http(store: &Store) {
     .await;
     assert!(!mcp::ok(accounts)["accounts"].as_array().unwrap().is_empty());
 
-    // Identity never comes from arguments: the same denial as on stdio.
-    let refused = mcp::err(
-        mcp::call(
-            &stateless,
-            "teller_list_accounts",
-            json!({"enrollment_id": "enr_pnc", "user_id": OTHER}),
-        )
-        .await,
-    );
-    assert!(!refused.is_empty());
+    // Identity never comes from arguments: one naming another user is
+    // ignored, as on stdio, and the call answers for the token's user.
+    let ignored = mcp::call(
+        &stateless,
+        "teller_list_accounts",
+        json!({"enrollment_id": "enr_pnc", "user_id": OTHER}),
+    )
+    .await;
+    let said = mcp::text(&ignored);
+    assert!(said.contains("Ignored 'user_id'"), "{said}");
+    assert_eq!(mcp::ok(ignored)["enrollment_id"], "enr_pnc");
 
     // The audit rows carry the token's session.
     let rows = store

@@ -25,6 +25,8 @@ enum Shape {
     Id,
     /// An array of strings.
     TextList,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
 }
 
 struct Field {
@@ -43,7 +45,7 @@ const fn field(name: &'static str, required: bool, secret: bool, shape: Shape) -
     }
 }
 
-use Shape::{Id, Text, TextList};
+use Shape::{Id, OneOf, Text, TextList};
 
 const SLACK: &[Field] = &[
     field("bot_token", true, true, Text),
@@ -83,11 +85,18 @@ const EMAIL: &[Field] = &[
     field("to_address", true, false, Text),
 ];
 /// A webhook URL often carries a capability token in its path, so it is
-/// secret; its host becomes the label.
+/// secret; its host becomes the label. `signature` is how deliveries are
+/// signed: [`WEBHOOK_SIGNATURES`], Standard Webhooks when absent.
 const WEBHOOK: &[Field] = &[
     field("url", true, true, Text),
     field("secret", false, true, Text),
+    field("signature", false, false, OneOf(WEBHOOK_SIGNATURES)),
 ];
+
+/// The values of a webhook config's `signature`: `standard-webhooks` (the
+/// default) or `vonzio`, the body and `X-Signature-256` header of the
+/// product these documents describe.
+pub const WEBHOOK_SIGNATURES: &[&str] = &["standard-webhooks", "vonzio"];
 
 /// Fields only the server's own flows write, and which flow: a pairing's
 /// chat, a bot's webhook secret, the platform bot's mark; a Teller token and
@@ -254,6 +263,11 @@ impl<'de> Visitor<'de> for InputField {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(InputValue::Json)
     }
+}
+
+/// The names of the fields a `kind` config may have.
+pub fn field_names(kind: IntegrationType) -> impl Iterator<Item = &'static str> {
+    fields(kind).iter().map(|f| f.name)
 }
 
 fn fields(kind: IntegrationType) -> &'static [Field] {
@@ -664,12 +678,14 @@ fn check_shape(f: &Field, v: &Value) -> Result<(), String> {
         (Shape::Text | Shape::Id, Value::String(s)) => !s.trim().is_empty(),
         (Shape::Id, Value::Number(n)) => n.is_i64(),
         (Shape::TextList, Value::Array(items)) => items.iter().all(Value::is_string),
+        (Shape::OneOf(values), Value::String(s)) => values.contains(&s.as_str()),
         _ => false,
     };
-    let expected = match f.shape {
-        Shape::Text => "a non-empty string",
-        Shape::Id => "a non-empty string or an integer",
-        Shape::TextList => "an array of strings",
+    let expected: std::borrow::Cow<str> = match f.shape {
+        Shape::Text => "a non-empty string".into(),
+        Shape::Id => "a non-empty string or an integer".into(),
+        Shape::TextList => "an array of strings".into(),
+        Shape::OneOf(values) => format!("one of {}", values.join(", ")).into(),
     };
     if ok {
         Ok(())
@@ -716,6 +732,7 @@ pub fn config_schema(kind: IntegrationType) -> Value {
             Text => text,
             Id => json!({"anyOf": [text, {"type": "integer", "format": "int64"}]}),
             TextList => json!({"type": "array", "items": {"type": "string"}}),
+            OneOf(values) => json!({"type": "string", "enum": values}),
         };
         if f.required {
             required.push(f.name);

@@ -63,7 +63,7 @@ pub struct ComposeArgs {
     /// unless in_reply_to says otherwise).
     pub thread_id: Option<String>,
     /// The message answered: a message_id from gmail_search, or an RFC
-    /// Message-ID like "<abc@example.com>".
+    /// Message-ID like "<abc@example.com>" (its angle brackets may be left out).
     pub in_reply_to: Option<String>,
 }
 

@@ -423,7 +423,8 @@ struct ReplyContext {
 }
 
 /// Works out the threading of a reply from the thread and/or the message it
-/// answers: a Gmail message id is looked up; an RFC Message-ID is used as is;
+/// answers: a Gmail message id is looked up; an RFC Message-ID is used as is
+/// (a bare one gets its angle brackets);
 /// a thread alone answers its latest message.
 async fn reply_context(
     gmail: &GmailClient,
@@ -436,11 +437,19 @@ async fn reply_context(
     }
     let answered = match (args.in_reply_to.as_deref(), args.thread_id.as_deref()) {
         (None, None) => return Ok(ReplyContext::default()),
-        (Some(id), thread) if id.trim_start().starts_with('<') => {
+        // An RFC Message-ID, with its angle brackets or bare (a Gmail id
+        // has no `@`).
+        (Some(id), thread) if id.trim_start().starts_with('<') || id.contains('@') => {
+            let id = id.trim();
+            let id = if id.starts_with('<') {
+                id.to_string()
+            } else {
+                format!("<{id}>")
+            };
             return Ok(ReplyContext {
                 thread_id: thread.map(str::to_string),
-                in_reply_to: Some(id.trim().to_string()),
-                references: Some(id.trim().to_string()),
+                in_reply_to: Some(id.clone()),
+                references: Some(id),
             });
         }
         (Some(id), _) => {

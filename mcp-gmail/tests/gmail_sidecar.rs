@@ -230,9 +230,11 @@ async fn search_read_threads_labels_and_attachments() {
     let second = ok(call(
         &agent,
         "gmail_search",
-        json!({"query": "", "max_results": 2, "page_token": next}),
+        // Written as a float, as prompts for the product's server did.
+        json!({"query": "", "max_results": 2.0, "page_token": next}),
     )
     .await);
+    assert_eq!(second["messages"].as_array().unwrap().len(), 2);
     assert_ne!(
         second["messages"][0]["message_id"],
         paged["messages"][0]["message_id"]
@@ -510,6 +512,19 @@ async fn sent_mail_and_drafts_are_valid_rfc_2822_with_threading() {
     let mail = MessageParser::default().parse(&last.raw).unwrap();
     assert_eq!(mail.in_reply_to().as_text(), Some("lunch-2@example.com"));
 
+    // A bare one gets its angle brackets.
+    ok(call(
+        &agent,
+        "gmail_send_message",
+        json!({"to": "ana@example.com", "subject": "Re: Lunch on Friday?", "body": "Noon!", "in_reply_to": "lunch-2@example.com", "thread_id": gmail::THREAD_LUNCH}),
+    )
+    .await);
+    let last = w.gmail.sent().pop().unwrap();
+    let mail = MessageParser::default().parse(&last.raw).unwrap();
+    assert_eq!(mail.in_reply_to().as_text(), Some("lunch-2@example.com"));
+    let raw = String::from_utf8_lossy(&last.raw);
+    assert!(raw.contains("In-Reply-To: <lunch-2@example.com>"), "{raw}");
+
     let mismatch = err(call(
         &agent,
         "gmail_send_message",
@@ -524,7 +539,7 @@ async fn sent_mail_and_drafts_are_valid_rfc_2822_with_threading() {
     ] {
         err(call(&agent, "gmail_send_message", bad).await);
     }
-    assert_eq!(w.gmail.sent().len(), 3, "a refused message was sent");
+    assert_eq!(w.gmail.sent().len(), 4, "a refused message was sent");
     assert!(
         received.iter().all(|s| s.upload),
         "sent through the upload form"

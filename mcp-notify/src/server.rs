@@ -45,7 +45,7 @@ pub struct NotifyArgs {
     /// telegram:<integration_id> for one bot. Omit it for the user's default.
     pub channel: Option<String>,
     /// low (silent where possible), normal (default) or high.
-    pub urgency: Option<Urgency>,
+    pub urgency: Option<UrgencyArg>,
     /// A short title.
     pub title: Option<String>,
     /// Telegram and Slack: let the user continue this session from the chat
@@ -59,6 +59,49 @@ pub struct NotifyArgs {
     /// Repeating a call with the same key within 24 hours sends nothing and
     /// returns the first result.
     pub idempotency_key: Option<String>,
+}
+
+/// `urgency` as an agent may send it: a value other than low, normal or
+/// high is sent as normal and the result says so (the product's server took
+/// any). Its schema is [`Urgency`]'s.
+#[derive(Debug)]
+pub struct UrgencyArg {
+    pub urgency: Urgency,
+    /// What was sent instead of low, normal or high.
+    pub unknown: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for UrgencyArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(match Urgency::deserialize(&value) {
+            Ok(urgency) => Self {
+                urgency,
+                unknown: None,
+            },
+            Err(_) => Self {
+                urgency: Urgency::Normal,
+                unknown: Some(match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                }),
+            },
+        })
+    }
+}
+
+impl JsonSchema for UrgencyArg {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Urgency::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        Urgency::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Urgency::json_schema(generator)
+    }
 }
 
 impl NotifyServer {
@@ -138,7 +181,7 @@ impl NotifyServer {
         let request = Request {
             message: args.message,
             channel: args.channel,
-            urgency: args.urgency.unwrap_or_default(),
+            urgency: args.urgency.as_ref().map(|u| u.urgency).unwrap_or_default(),
             title: args.title,
             claim_thread: args.claim_thread.unwrap_or(false),
             claim_thread_label: args.claim_thread_label,
@@ -154,6 +197,13 @@ impl NotifyServer {
                     )
                 } else {
                     format!("Notification sent via {}", sent.channel)
+                };
+                let text = match args.urgency.and_then(|u| u.unknown) {
+                    Some(unknown) => format!(
+                        "{text} (urgency {} is not low, normal or high: sent as normal)",
+                        call::quoted(&unknown)
+                    ),
+                    None => text,
                 };
                 let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
                 result.structured_content = schema::structured(&sent).ok();

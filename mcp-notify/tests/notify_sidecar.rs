@@ -316,10 +316,19 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
         "slack"
     );
 
-    // Identity comes from the spawn only.
-    let extra =
-        refused(&notify(&coding, json!({"message": "x", "profile_id": "prof_vzfin"})).await);
-    assert!(extra.contains("profile_id"), "{extra}");
+    // Identity comes from the spawn only: an identity-shaped argument is
+    // ignored, and the result says so.
+    let extra = notify(&coding, json!({"message": "x", "profile_id": "prof_vzfin"})).await;
+    assert_eq!(ok(&extra)["channel"], "slack");
+    assert!(
+        text(&extra).contains("Ignored 'profile_id': who is calling comes from the session"),
+        "{}",
+        text(&extra)
+    );
+    let logged = w
+        .rows("SELECT profile_id FROM notification_log ORDER BY created_at DESC LIMIT 1")
+        .await;
+    assert_eq!(logged[0][0].as_deref(), Some("prof_coding"));
 
     // Every call wrote one audit row.
     let audit = w
@@ -329,7 +338,7 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
     assert_eq!(
         decisions,
         [
-            "allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "deny"
+            "allow", "allow", "deny", "deny", "deny", "allow", "allow", "deny", "allow", "allow"
         ]
     );
 
@@ -337,9 +346,13 @@ async fn the_channel_is_chosen_among_grants_re_read_on_every_call() {
     assert!(refused(&notify(&coding, json!({"message": "  "})).await).contains("empty"));
     let huge = "x".repeat(20_001);
     assert!(refused(&notify(&coding, json!({"message": huge})).await).contains("20001 characters"));
+    // An urgency the product's server took is sent as normal, and said.
+    let urgent = notify(&coding, json!({"message": "x", "urgency": "urgent"})).await;
+    ok(&urgent);
     assert!(
-        refused(&notify(&coding, json!({"message": "x", "urgency": "urgent"})).await)
-            .contains("urgency")
+        text(&urgent).contains("urgency 'urgent' is not low, normal or high: sent as normal"),
+        "{}",
+        text(&urgent)
     );
     assert!(
         refused(&notify(&coding, json!({"message": "x", "channel": "pigeon"})).await)
@@ -691,6 +704,53 @@ async fn webhooks_are_signed_and_private_targets_refused() {
     assert_eq!(w.webhook.faults().requests().len(), before);
     agent.cancel().await.unwrap();
     strict.cancel().await.unwrap();
+}
+
+/// A receiver written for the product keeps verifying: `"signature":
+/// "vonzio"` sends its body and `X-Signature-256`; the default stays
+/// Standard Webhooks. The fake receiver checks both with its own HMAC.
+#[tokio::test]
+async fn a_webhook_may_be_signed_the_products_way() {
+    let w = World::new().await;
+    let agent = w.sidecar("prof_coding", &[]).await;
+    ok(&notify(&agent, json!({"message": "standard", "channel": "webhook"})).await);
+    let standard = w.webhook.received().pop().unwrap();
+    standard
+        .verify(fakes::webhook::Signed::StandardWebhooks, WEBHOOK_SECRET)
+        .unwrap();
+    assert!(
+        standard
+            .verify(fakes::webhook::Signed::Vonzio, WEBHOOK_SECRET)
+            .is_err()
+    );
+
+    w.cli(&["rm", &w.webhook_id], None);
+    let url = w.webhook.url("/hooks/vonzio");
+    let refused_config = w.cli_output(
+        &["add", "webhook", "--user", USER, "--config", "-"],
+        Some(&json!({"url": url, "secret": "s", "signature": "hmac"}).to_string()),
+    );
+    assert!(!refused_config.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused_config.stderr)
+            .contains("field 'signature' must be one of standard-webhooks, vonzio")
+    );
+    w.add(
+        &["webhook"],
+        &json!({"url": url, "secret": "vz-secret", "signature": "vonzio"}),
+    );
+    ok(&notify(&agent, json!({"message": "**deploy** done", "channel": "webhook", "urgency": "high", "title": "T"})).await);
+    let product = w.webhook.received().pop().unwrap();
+    assert_eq!(product.path, "/hooks/vonzio");
+    product
+        .verify(fakes::webhook::Signed::Vonzio, "vz-secret")
+        .unwrap();
+    assert!(product.header("webhook-signature").is_none());
+    let body: Value = serde_json::from_slice(&product.body).unwrap();
+    assert_eq!(body["message"], "**deploy** done");
+    assert_eq!(body["urgency"], "high");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    agent.cancel().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

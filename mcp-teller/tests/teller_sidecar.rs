@@ -321,7 +321,10 @@ async fn identity_comes_from_the_spawn_never_from_arguments() {
     let coding = w.sidecar("prof_coding", &[]).await;
     let sneaky = json!({"enrollment_id": "enr_pnc", "profile_id": "prof_vzfin", "user_id": USER});
     let message = err(call(&coding, "teller_list_accounts", sneaky).await);
-    assert!(message.contains("profile_id"), "{message}");
+    assert!(
+        message.contains("Ignored 'profile_id', 'user_id': who is calling comes from the session"),
+        "{message}"
+    );
     let listed = ok(call(
         &coding,
         "teller_list_enrollments",
@@ -330,6 +333,37 @@ async fn identity_comes_from_the_spawn_never_from_arguments() {
     .await);
     assert_eq!(enrollment_ids(&listed), Vec::<String>::new());
     assert!(w.teller.faults().requests().is_empty());
+}
+
+/// Calls the product's servers took are not refused for their shape: an
+/// integral float, an unknown argument (named in the text), an
+/// identity-shaped one (ignored, never used).
+#[tokio::test]
+async fn calls_written_for_the_products_servers_are_taken() {
+    let w = World::new().await;
+    let agent = w.sidecar("prof_vzfin", &[]).await;
+    let result = call(
+        &agent,
+        "teller_list_transactions",
+        json!({"enrollment_id": "enr_pnc", "account_id": BUSY_ACCOUNT, "count": 5.0,
+               "format": "json", "user_id": "u_someone_else"}),
+    )
+    .await;
+    let said = mcp::text(&result);
+    let data = ok(result);
+    assert_eq!(data["transactions"].as_array().unwrap().len(), 5);
+    assert!(
+        said.contains("Ignored argument(s) this tool does not take: 'format'."),
+        "{said}"
+    );
+    assert!(said.contains("Ignored 'user_id'"), "{said}");
+    let refused = err(call(
+        &agent,
+        "teller_list_transactions",
+        json!({"enrollment_id": "enr_pnc", "account_id": BUSY_ACCOUNT, "count": 5.5}),
+    )
+    .await);
+    assert!(refused.contains("5.5"), "{refused}");
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ mod providers;
 mod secrets;
 mod sessions;
 mod slack;
-mod telegram;
+pub(crate) mod telegram;
 mod teller_webhook;
 
 use std::net::SocketAddr;

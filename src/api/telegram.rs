@@ -79,6 +79,18 @@ impl TelegramConfig {
         }
     }
 
+    /// The platform's bot (`PLATFORM_TELEGRAM_BOT_TOKEN`): its token, id and
+    /// username as Telegram's `getMe` describes it; `None` when unset.
+    pub async fn platform_bot(&self) -> Option<Result<(Zeroizing<String>, i64, String), String>> {
+        let token = self.platform_token.clone()?;
+        Some(self.call(&token, "getMe", json!({})).await.and_then(|me| {
+            match (me["id"].as_i64(), me["username"].as_str()) {
+                (Some(id), Some(username)) => Ok((token, id, username.to_string())),
+                _ => Err("Telegram did not describe the bot".to_string()),
+            }
+        }))
+    }
+
     /// The id of the platform's bot: the part of its token before the colon.
     fn platform_bot_id(&self) -> Option<String> {
         let token = self.platform_token.as_ref()?;

@@ -55,8 +55,9 @@ pub struct Auditor<'a> {
 }
 
 /// One tool call of a sidecar, the way every sidecar runs it: the caller's
-/// identity put where the tools read it (`Extension<Identity>`), routed with
-/// a fresh note, then its one audit row written.
+/// identity put where the tools read it (`Extension<Identity>`), the
+/// arguments taken leniently ([`super::lenient`]), routed with a fresh
+/// note, then its one audit row written.
 pub async fn audited<S: Send + Sync + 'static>(
     handler: &S,
     router: &ToolRouter<S>,
@@ -68,8 +69,14 @@ pub async fn audited<S: Send + Sync + 'static>(
     let identity = auditor.caller.identity(&context)?;
     context.extensions.insert(identity.clone());
     let tool = request.name.to_string();
+    let mut request = request;
+    let ignored = super::lenient::normalize(
+        router.get(&tool).map(|t| t.input_schema.as_ref()),
+        &mut request,
+    );
     let (response, note) =
         noted(router.call(ToolCallContext::new(handler, request, context))).await;
+    let response = super::lenient::mention(response, &ignored);
     if let Some(store) = auditor.store {
         audit(
             store,

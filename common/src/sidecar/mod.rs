@@ -6,6 +6,7 @@
 mod backing;
 pub mod call;
 pub mod http;
+pub mod lenient;
 mod local;
 mod notifications;
 mod relay;

@@ -11,6 +11,7 @@ mod audit;
 pub(crate) mod capabilities;
 mod connect;
 mod dashboard;
+mod import;
 mod inbound;
 mod integrations;
 mod notification_log;
@@ -35,6 +36,7 @@ use sqlx::sqlite::{
 pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};
+pub use import::{ImportOutcome, ImportRow, ImportedIntegration, ImportedSecret};
 pub use inbound::{InboundMessage, NewInbound, Origin};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use notification_log::LoggedRow;

@@ -345,7 +345,7 @@ fn duplicate(name: &str) -> String {
 
 /// A secret's name is an environment variable name: `^[A-Z_][A-Z0-9_]*$`, at
 /// most 128 characters. The refusal does not repeat it.
-fn validate_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
     let mut bytes = name.bytes();
     let ok = name.len() <= MAX_NAME
         && bytes
@@ -373,7 +373,7 @@ pub fn secret_value_schema() -> serde_json::Value {
 
 /// A secret's value: at most [`MAX_VALUE`] characters, no NUL. The refusal
 /// never repeats it.
-fn validate_value(value: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_value(value: &str) -> Result<(), StoreError> {
     if value.chars().count() > MAX_VALUE {
         return Err(StoreError::Invalid(format!(
             "a secret value may be at most {MAX_VALUE} characters"

@@ -230,6 +230,7 @@ impl Providers {
                     deadline,
                     &url,
                     field("secret").as_deref().map(|s| s.as_str()),
+                    webhook::Style::from_config(field("signature").as_deref().map(|s| s.as_str())),
                     out,
                 )
                 .await

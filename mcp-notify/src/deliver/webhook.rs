@@ -1,6 +1,8 @@
-//! Signed webhooks (Standard Webhooks), sent only to public addresses: the
-//! target's addresses are checked, and the connection goes to the address
-//! that was checked (no second DNS lookup). Redirects are never followed.
+//! Signed webhooks, sent only to public addresses: the target's addresses
+//! are checked, and the connection goes to the address that was checked (no
+//! second DNS lookup). Redirects are never followed. Standard Webhooks by
+//! default; a config with `"signature": "vonzio"` gets the product's body
+//! and `X-Signature-256`, so that its receivers keep verifying.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,41 +19,66 @@ use tokio::time::Instant;
 use super::retry::{Attempt, retrying};
 use super::{Delivered, Failure, Outgoing, Providers, transport_error};
 
+/// How a delivery is shaped and signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Style {
+    /// Our body, `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+    StandardWebhooks,
+    /// `{"message", "urgency", "timestamp"}` and `X-Signature-256:
+    /// sha256=<hex HMAC-SHA256(secret, body)>`, as the product sends.
+    Vonzio,
+}
+
+impl Style {
+    /// The style a config's `signature` field names (absent: the default).
+    pub(super) fn from_config(signature: Option<&str>) -> Self {
+        match signature {
+            Some("vonzio") => Self::Vonzio,
+            _ => Self::StandardWebhooks,
+        }
+    }
+}
+
 pub(super) async fn send(
     p: &Providers,
     deadline: Instant,
     url: &str,
     secret: Option<&str>,
+    style: Style,
     out: &Outgoing,
 ) -> Result<Delivered, Failure> {
     let (host, addr) = check_target(url, p.allow_private).await?;
     let client = p.webhook_clients.get(&host, addr, p.timeout)?;
-    let body = serde_json::to_vec(&json!({
-        "id": out.id,
-        "type": "notification",
-        "channel": out.channel,
-        "urgency": out.urgency.as_str(),
-        "title": out.title,
-        "message": out.message,
-        "source": out.source.as_str(),
-        "profile_id": out.profile_id,
-        "session_id": out.session_id,
-        "sent_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-    }))
-    .expect("JSON values serialize");
+    let body = match style {
+        Style::StandardWebhooks => standard_body(out),
+        Style::Vonzio => serde_json::to_vec(&json!({
+            "message": out.message,
+            "urgency": out.urgency.as_str(),
+            "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        }))
+        .expect("JSON values serialize"),
+    };
     let ((), attempts) = retrying(deadline, "The webhook", || async {
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut request = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &out.id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if let Some(secret) = secret {
-            match sign(secret, &out.id, timestamp, &body) {
-                Ok(signature) => request = request.header("webhook-signature", signature),
-                Err(f) => return Attempt::Fail(f),
+        let mut request = client.post(url).header("content-type", "application/json");
+        match style {
+            Style::StandardWebhooks => {
+                let timestamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                request = request
+                    .header("webhook-id", &out.id)
+                    .header("webhook-timestamp", timestamp.to_string());
+                if let Some(secret) = secret {
+                    match sign(secret, &out.id, timestamp, &body) {
+                        Ok(signature) => request = request.header("webhook-signature", signature),
+                        Err(f) => return Attempt::Fail(f),
+                    }
+                }
+            }
+            Style::Vonzio => {
+                if let Some(secret) = secret {
+                    request = request.header("x-signature-256", sign_vonzio(secret, &body));
+                }
             }
         }
         let response = match request.body(body.clone()).send().await {
@@ -79,6 +106,23 @@ pub(super) async fn send(
         attempts,
         thread: None,
     })
+}
+
+/// Our body: the notification with its id, channel and source.
+fn standard_body(out: &Outgoing) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": out.id,
+        "type": "notification",
+        "channel": out.channel,
+        "urgency": out.urgency.as_str(),
+        "title": out.title,
+        "message": out.message,
+        "source": out.source.as_str(),
+        "profile_id": out.profile_id,
+        "session_id": out.session_id,
+        "sent_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    }))
+    .expect("JSON values serialize")
 }
 
 /// Webhook clients, each pinned to the address that was checked.
@@ -118,6 +162,20 @@ impl Clients {
         clients.insert((host.to_string(), addr), client.clone());
         Ok(client)
     }
+}
+
+/// The product's signature: `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn sign_vonzio(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
 }
 
 /// The Standard Webhooks signature `v1,<base64 HMAC-SHA256>` of

@@ -45,7 +45,7 @@ pub(super) fn client() -> reqwest::Result<reqwest::Client> {
 
 /// HMAC-SHA256 (RFC 2104) written out over SHA-256, so that the server's
 /// verifier is checked against code it does not share.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut block = [0u8; 64];
     if key.len() > 64 {
         block[..32].copy_from_slice(&Sha256::digest(key));
