@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::Semaphore;
 
+use super::call::Prefetched;
 use super::{Backing, Identity};
 use crate::store::Refusal;
 use crate::store::capabilities::capability_hash;
@@ -191,27 +192,37 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     } else {
         (request, false)
     };
-    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
-        match store.count_call(&token, unix_seconds() / 60).await {
-            Ok(Some(calls)) if calls > limit => {
-                return rate_limited(&gate, &capability.session_id, limit);
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
-            Err(e) => return unavailable(&gate, e.to_string()),
-        }
-    }
     request.headers_mut().remove(header::AUTHORIZATION);
-    request.extensions_mut().insert(Identity {
-        user_id: capability.user_id,
-        profile_id: capability.profile_id,
-        session_id: Some(capability.session_id),
-    });
     // Never closed: a turn always comes.
     let _turn = match &gate.in_flight {
         Some(turns) => turns.acquire().await.ok(),
         None => None,
     };
+    // A tool call is counted, and its grant's rows read, in one transaction.
+    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
+        let minute = unix_seconds() / 60;
+        match store
+            .count_call_with_snapshot(&token, minute, &capability.user_id)
+            .await
+        {
+            Ok(Some((calls, _))) if calls > limit => {
+                return rate_limited(&gate, &capability.session_id, limit);
+            }
+            Ok(Some((_, snapshot))) => {
+                request.extensions_mut().insert(Prefetched {
+                    user_id: capability.user_id.clone(),
+                    snapshot,
+                });
+            }
+            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+            Err(e) => return unavailable(&gate, e.to_string()),
+        }
+    }
+    request.extensions_mut().insert(Identity {
+        user_id: capability.user_id,
+        profile_id: capability.profile_id,
+        session_id: Some(capability.session_id),
+    });
     next.run(request).await
 }
 
