@@ -16,9 +16,43 @@ use rmcp::{ErrorData, RoleServer};
 use serde::Serialize;
 
 use super::{AuditEntry, Caller, Decision, Identity, SidecarStore};
+use crate::model::IntegrationType;
+use crate::store::Snapshot;
 
 tokio::task_local! {
     static NOTE: RefCell<Note>;
+    static PREFETCHED: RefCell<Option<Prefetched>>;
+}
+
+/// The rows of a call's grant check, read by the HTTP token check in the
+/// transaction that counted the call ([`SidecarStore::count_call_with_snapshot`]),
+/// so that the call does not read them again: the first grant check of that
+/// one call takes them; every later read, and every other call, reads the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefetched {
+    pub user_id: String,
+    pub snapshot: Snapshot,
+}
+
+/// The running call's prefetched snapshot of `user_id`, taken (so used
+/// once), its integrations only of `kind` when given; `None` outside a call,
+/// when there is none, or when it is another user's.
+pub(crate) fn prefetched(user_id: &str, kind: Option<IntegrationType>) -> Option<Snapshot> {
+    let taken = PREFETCHED
+        .try_with(|p| {
+            let mut slot = p.borrow_mut();
+            if slot.as_ref().is_some_and(|p| p.user_id == user_id) {
+                slot.take()
+            } else {
+                None
+            }
+        })
+        .ok()??;
+    let mut snapshot = taken.snapshot;
+    if let Some(kind) = kind {
+        snapshot.integrations.retain(|i| i.kind == kind);
+    }
+    Some(snapshot)
 }
 
 /// What the running tool call learned, for its audit row.
@@ -67,6 +101,10 @@ pub async fn audited<S: Send + Sync + 'static>(
 ) -> Result<CallToolResponse, ErrorData> {
     let started = Instant::now();
     let identity = auditor.caller.identity(&context)?;
+    let prefetched = context
+        .extensions
+        .get_mut::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.remove::<Prefetched>());
     context.extensions.insert(identity.clone());
     let tool = request.name.to_string();
     let mut request = request;
@@ -74,8 +112,8 @@ pub async fn audited<S: Send + Sync + 'static>(
         router.get(&tool).map(|t| t.input_schema.as_ref()),
         &mut request,
     );
-    let (response, note) =
-        noted(router.call(ToolCallContext::new(handler, request, context))).await;
+    let routed = noted(router.call(ToolCallContext::new(handler, request, context)));
+    let (response, note) = PREFETCHED.scope(RefCell::new(prefetched), routed).await;
     let response = super::lenient::mention(response, &ignored);
     if let Some(store) = auditor.store {
         audit(

@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::Semaphore;
 
+use super::call::Prefetched;
 use super::{Backing, Identity};
 use crate::store::Refusal;
 use crate::store::capabilities::capability_hash;
@@ -40,8 +41,11 @@ pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
 
 /// The requests one process serves at once unless `MCP_MAX_IN_FLIGHT` says
 /// otherwise. rmcp holds about 80 KiB for each request it serves; past this
-/// many, requests wait their turn with only their head and body read.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// many, requests wait their turn with only their head and body read. 128
+/// keeps a process under 64 MiB with 1,000 agents calling flat out (README,
+/// "Benchmarks"); a call waiting on its provider holds its turn, so a
+/// process whose calls mostly wait on slow providers wants more.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
 /// The transport settings every MCP endpoint of one process shares.
 #[derive(Clone)]
@@ -191,27 +195,37 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     } else {
         (request, false)
     };
-    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
-        match store.count_call(&token, unix_seconds() / 60).await {
-            Ok(Some(calls)) if calls > limit => {
-                return rate_limited(&gate, &capability.session_id, limit);
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
-            Err(e) => return unavailable(&gate, e.to_string()),
-        }
-    }
     request.headers_mut().remove(header::AUTHORIZATION);
-    request.extensions_mut().insert(Identity {
-        user_id: capability.user_id,
-        profile_id: capability.profile_id,
-        session_id: Some(capability.session_id),
-    });
     // Never closed: a turn always comes.
     let _turn = match &gate.in_flight {
         Some(turns) => turns.acquire().await.ok(),
         None => None,
     };
+    // A tool call is counted, and its grant's rows read, in one transaction.
+    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
+        let minute = unix_seconds() / 60;
+        match store
+            .count_call_with_snapshot(&token, minute, &capability.user_id)
+            .await
+        {
+            Ok(Some((calls, _))) if calls > limit => {
+                return rate_limited(&gate, &capability.session_id, limit);
+            }
+            Ok(Some((_, snapshot))) => {
+                request.extensions_mut().insert(Prefetched {
+                    user_id: capability.user_id.clone(),
+                    snapshot,
+                });
+            }
+            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+            Err(e) => return unavailable(&gate, e.to_string()),
+        }
+    }
+    request.extensions_mut().insert(Identity {
+        user_id: capability.user_id,
+        profile_id: capability.profile_id,
+        session_id: Some(capability.session_id),
+    });
     next.run(request).await
 }
 

@@ -76,24 +76,7 @@ impl LocalSqlite {
     ) -> Result<Snapshot, StoreError> {
         let user = user_id.to_string();
         let (profiles, integrations) = self
-            .run(move |conn| {
-                in_transaction(conn, "BEGIN", |conn| {
-                    let profiles = conn
-                        .prepare_cached(select_profiles!("WHERE user_id = $1"))?
-                        .query_map([&user], ProfileRow::from_sqlite)?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let integrations = conn
-                        .prepare_cached(select_integrations!(
-                            "WHERE user_id = $1 AND ($2 IS NULL OR type = $2)"
-                        ))?
-                        .query_map(
-                            (&user, kind.map(IntegrationType::as_str)),
-                            IntegrationRow::from_sqlite,
-                        )?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok((profiles, integrations))
-                })
-            })
+            .run(move |conn| in_transaction(conn, "BEGIN", |conn| snapshot_rows(conn, &user, kind)))
             .await?;
         Snapshot::from_rows(profiles, integrations)
     }
@@ -119,13 +102,34 @@ impl LocalSqlite {
         row.map(Capability::from_columns).transpose()
     }
 
-    pub async fn count_call(&self, hash: String, minute: i64) -> Result<Option<i64>, StoreError> {
-        self.run(move |conn| {
-            conn.prepare_cached(COUNT_CALL)?
-                .query_row(rusqlite::params![minute, hash], |r| r.get(0))
-                .optional()
-        })
-        .await
+    /// Counts a tool call of the token of SHA-256 `hash` in `minute` and
+    /// reads `user_id`'s [`Snapshot`] (all types), in one write transaction;
+    /// `None` when no token has that SHA-256.
+    pub async fn count_call_with_snapshot(
+        &self,
+        hash: String,
+        minute: i64,
+        user_id: &str,
+    ) -> Result<Option<(i64, Snapshot)>, StoreError> {
+        let user = user_id.to_string();
+        let counted = self
+            .run(move |conn| {
+                in_transaction(conn, "BEGIN IMMEDIATE", |conn| {
+                    let calls: Option<i64> = conn
+                        .prepare_cached(COUNT_CALL)?
+                        .query_row(rusqlite::params![minute, &hash], |r| r.get(0))
+                        .optional()?;
+                    calls
+                        .map(|calls| Ok((calls, snapshot_rows(conn, &user, None)?)))
+                        .transpose()
+                })
+            })
+            .await?;
+        counted
+            .map(|(calls, (profiles, integrations))| {
+                Ok((calls, Snapshot::from_rows(profiles, integrations)?))
+            })
+            .transpose()
     }
 
     pub async fn set_status(
@@ -207,6 +211,29 @@ impl LocalSqlite {
         .map_err(|e| StoreError::Invalid(format!("the store call did not finish: {e}")))?;
         Ok(waited?)
     }
+}
+
+/// The rows of a [`Snapshot`] of `user`'s profiles and integrations (of
+/// `kind`, when given), read on `conn` in the transaction it is in.
+fn snapshot_rows(
+    conn: &Connection,
+    user: &str,
+    kind: Option<IntegrationType>,
+) -> rusqlite::Result<(Vec<ProfileRow>, Vec<IntegrationRow>)> {
+    let profiles = conn
+        .prepare_cached(select_profiles!("WHERE user_id = $1"))?
+        .query_map([user], ProfileRow::from_sqlite)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let integrations = conn
+        .prepare_cached(select_integrations!(
+            "WHERE user_id = $1 AND ($2 IS NULL OR type = $2)"
+        ))?
+        .query_map(
+            (user, kind.map(IntegrationType::as_str)),
+            IntegrationRow::from_sqlite,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((profiles, integrations))
 }
 
 /// Runs `work` in one transaction opened with `begin` (`BEGIN` for a read,

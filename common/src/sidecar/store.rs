@@ -85,12 +85,16 @@ impl SidecarStore {
     }
 
     /// The user's profiles and integrations (only of `kind`, when given),
-    /// re-read now in one consistent read.
+    /// re-read now in one consistent read, or read by this call's token check
+    /// in the transaction that counted the call ([`super::call::prefetched`]).
     pub async fn snapshot(
         &self,
         user_id: &str,
         kind: Option<IntegrationType>,
     ) -> Result<Snapshot, StoreError> {
+        if let Some(snapshot) = super::call::prefetched(user_id, kind) {
+            return Ok(snapshot);
+        }
         match &self.backend {
             Backend::Local(local) => local.snapshot(user_id, kind).await,
             Backend::Postgres(store) => store.snapshot(user_id, kind).await,
@@ -131,15 +135,24 @@ impl SidecarStore {
         }
     }
 
-    /// Counts a tool call of a presented token in `minute` and returns its
-    /// calls in that minute; `None` when it is not one we minted.
-    pub async fn count_call(&self, token: &str, minute: i64) -> Result<Option<i64>, StoreError> {
+    /// Counts a tool call of a presented token in `minute` and reads
+    /// `user_id`'s [`Snapshot`] (all types), in one transaction (one
+    /// statement on PostgreSQL): the token's calls in that minute and the
+    /// rows of the call's grant check; `None` when it is not one we minted.
+    pub async fn count_call_with_snapshot(
+        &self,
+        token: &str,
+        minute: i64,
+        user_id: &str,
+    ) -> Result<Option<(i64, Snapshot)>, StoreError> {
         let Some(hash) = capability_hash(token) else {
             return Ok(None);
         };
         match &self.backend {
-            Backend::Local(local) => local.count_call(hash, minute).await,
-            Backend::Postgres(store) => store.count_call(token, minute).await,
+            Backend::Local(local) => local.count_call_with_snapshot(hash, minute, user_id).await,
+            Backend::Postgres(store) => {
+                store.count_call_with_snapshot(token, minute, user_id).await
+            }
         }
     }
 

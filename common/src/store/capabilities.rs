@@ -10,8 +10,9 @@ use zeroize::Zeroizing;
 
 use crate::ids::{random_secret, validate_ident};
 
+use super::snapshot::postgres_snapshot;
 use super::tokens::sha256_hex;
-use super::{Store, StoreError, conflict_on_unique, now, with_pool};
+use super::{Backend, Snapshot, Store, StoreError, conflict_on_unique, now, with_pool};
 
 /// What every capability token starts with, so that a leaked one is recognizable.
 const PREFIX: &str = "mct_";
@@ -30,11 +31,45 @@ pub(crate) const SELECT_CAPABILITY: &str = "SELECT user_id, profile_id, session_
 /// token whose SHA-256 is `$2`, and returns its calls in that minute. A minute
 /// earlier than the counted one (a replica whose clock lags) counts in the
 /// later one: replicas never reset each other's count. (`$1` comes first:
-/// SQLite numbers parameters by their first appearance.)
-pub(crate) const COUNT_CALL: &str = "UPDATE capability_tokens SET \
-     calls_in_minute = CASE WHEN calls_minute >= $1 THEN calls_in_minute + 1 ELSE 1 END, \
-     calls_minute = CASE WHEN calls_minute > $1 THEN calls_minute ELSE $1 END \
-     WHERE token_sha256 = $2 RETURNING calls_in_minute";
+/// SQLite numbers parameters by their first appearance.) `$from` joins a
+/// one-row relation, for what must run in the same statement.
+macro_rules! count_call {
+    ($from:literal) => {
+        concat!(
+            "UPDATE capability_tokens SET \
+             calls_in_minute = CASE WHEN calls_minute >= $1 THEN calls_in_minute + 1 ELSE 1 END, \
+             calls_minute = CASE WHEN calls_minute > $1 THEN calls_minute ELSE $1 END ",
+            $from,
+            " WHERE token_sha256 = $2 RETURNING calls_in_minute"
+        )
+    };
+}
+
+/// [`count_call!`] on SQLite, where a commit in WAL mode with `synchronous =
+/// NORMAL` waits for no flush anyway.
+pub(crate) const COUNT_CALL: &str = count_call!("");
+
+/// On PostgreSQL, [`count_call!`] and the user's [`Snapshot`] (`$3`: the
+/// user; `$4`: a type or NULL) in one statement, one round trip: the call's
+/// count, then the profiles and integrations of its grant check (NULL and
+/// two empty lists when the token is unknown).
+///
+/// It commits without waiting for the WAL flush (`synchronous_commit` off for
+/// this statement's transaction alone, which holds no other write; through
+/// PgBouncer too). What a crash of PostgreSQL can lose is the last few hundred
+/// milliseconds of counts (`wal_writer_delay`, three times at most), never a
+/// row that was not a count: the calls it lets through after such a crash are
+/// at most those counted in that instant, within the minute the limit is
+/// about, and each of them still had its token and grant re-checked and its
+/// audit row committed with the default synchronous commit. This saves one
+/// WAL flush a call, which is most of what a call costs here.
+const COUNT_CALL_WITH_SNAPSHOT: &str = concat!(
+    "WITH counted AS (",
+    count_call!("FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"),
+    ") SELECT (SELECT calls_in_minute FROM counted), snapshot.* FROM (",
+    postgres_snapshot!("$3", "$4"),
+    ") AS snapshot"
+);
 
 /// The agent a capability token was minted for, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,19 +263,40 @@ impl Store {
     }
 
     /// Counts a tool call of a presented token in `minute` (seconds since
-    /// the epoch / 60) and returns its calls in that minute; `None` when it
-    /// is not one we minted.
-    pub async fn count_call(&self, token: &str, minute: i64) -> Result<Option<i64>, StoreError> {
+    /// the epoch / 60) and reads `user_id`'s [`Snapshot`] (all types) in the
+    /// same statement ([`COUNT_CALL_WITH_SNAPSHOT`]); the token's calls in that
+    /// minute and the snapshot, `None` when it is not one we minted.
+    /// PostgreSQL only: a sidecar counts on SQLite through its own connection.
+    pub(crate) async fn count_call_with_snapshot(
+        &self,
+        token: &str,
+        minute: i64,
+        user_id: &str,
+    ) -> Result<Option<(i64, Snapshot)>, StoreError> {
+        let Backend::Postgres(pool) = &*self.backend else {
+            return Err(StoreError::Invalid(
+                "a call is counted with its snapshot on PostgreSQL only".into(),
+            ));
+        };
         let Some(hash) = capability_hash(token) else {
             return Ok(None);
         };
-        Ok(with_pool!(self, |pool| {
-            sqlx::query_scalar(COUNT_CALL)
+        let (calls, profiles, integrations): (Option<i64>, String, String) =
+            sqlx::query_as(COUNT_CALL_WITH_SNAPSHOT)
                 .bind(minute)
                 .bind(&hash)
-                .fetch_optional(pool)
-                .await?
-        }))
+                .bind(user_id)
+                .bind(None::<&str>)
+                .fetch_one(pool)
+                .await?;
+        calls
+            .map(|calls| {
+                Ok((
+                    calls,
+                    Snapshot::from_json(user_id, &profiles, &integrations)?,
+                ))
+            })
+            .transpose()
     }
 }
 

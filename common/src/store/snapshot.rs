@@ -36,15 +36,26 @@ const SQLITE: &str = "SELECT \
         'status', status, 'created_at', created_at, 'updated_at', updated_at)) \
         FROM user_integrations WHERE user_id = $1 AND ($2 IS NULL OR type = $2))";
 
-const POSTGRES: &str = "SELECT \
-    (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'slug', slug, 'name', name, \
-        'is_default', is_default, 'created_at', created_at)), '[]')::text \
-        FROM profiles WHERE user_id = $1), \
-    (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'type', type, 'external_id', external_id, \
-        'label', label, 'encrypted_config', encrypted_config, 'enabled', enabled, 'is_default', is_default, \
-        'scope', scope, 'profile_ids', profile_ids::json, 'bound_profile_id', bound_profile_id, \
-        'status', status, 'created_at', created_at, 'updated_at', updated_at)), '[]')::text \
-        FROM user_integrations WHERE user_id = $1 AND ($2::text IS NULL OR type = $2))";
+/// The PostgreSQL snapshot statement, its user and type parameters named
+/// (so that it can follow other parameters in one statement).
+macro_rules! postgres_snapshot {
+    ($user:literal, $kind:literal) => {
+        concat!(
+            "SELECT \
+            (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'slug', slug, 'name', name, \
+                'is_default', is_default, 'created_at', created_at)), '[]')::text \
+                FROM profiles WHERE user_id = ", $user, "), \
+            (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'type', type, 'external_id', external_id, \
+                'label', label, 'encrypted_config', encrypted_config, 'enabled', enabled, 'is_default', is_default, \
+                'scope', scope, 'profile_ids', profile_ids::json, 'bound_profile_id', bound_profile_id, \
+                'status', status, 'created_at', created_at, 'updated_at', updated_at)), '[]')::text \
+                FROM user_integrations WHERE user_id = ", $user, " AND (", $kind, "::text IS NULL OR type = ", $kind, "))"
+        )
+    };
+}
+pub(crate) use postgres_snapshot;
+
+const POSTGRES: &str = postgres_snapshot!("$1", "$2");
 
 impl Store {
     /// The user's profiles and integrations (only of `kind`, when given), in
@@ -77,7 +88,7 @@ impl Store {
 
 impl Snapshot {
     /// Decodes the two JSON arrays the snapshot statement returns.
-    fn from_json(
+    pub(crate) fn from_json(
         user_id: &str,
         profiles_json: &str,
         integrations_json: &str,
