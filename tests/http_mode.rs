@@ -731,3 +731,31 @@ async fn sigterm_lets_a_tool_call_in_flight_finish() {
     assert!(exit.success(), "{exit:?}");
     assert!(log.lock().unwrap().contains("shutting down"));
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = Store::sqlite().await;
+    let teller = fakes::teller::FakeTeller::start().await.unwrap();
+    let served = Served::teller(&store, &teller).await;
+    let addr = served.base.trim_start_matches("http://").to_string();
+    // Half a request's head, then silence: the server must not wait for the
+    // rest forever (a slowloris holds connections that way).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /mcp/teller HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // Meanwhile another client is served.
+    let health = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // The slow one is cut off: its read ends (an error answer or none),
+    // well within this test's own bound.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), slow.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server still holds a connection whose head never came"
+    );
+}

@@ -385,32 +385,58 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 
 /// How long requests in flight may take to finish after SIGTERM.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a connection may take to send a request's head (and an idle
+/// keep-alive connection to start its next one): a client that trickles
+/// its headers holds no connection past it.
+const HEAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Serves `app` on `listener` until SIGTERM or Ctrl-C, then lets the
-/// requests in flight finish, for [`DRAIN`] at most.
+/// Serves `app` on `listener` over HTTP/1 until SIGTERM or Ctrl-C, then lets
+/// the requests in flight finish, for [`DRAIN`] at most. Every request's
+/// head must arrive within [`HEAD_DEADLINE`].
 pub async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     app: Router,
 ) -> std::io::Result<()> {
-    let (stopping, stopped) = tokio::sync::oneshot::channel();
-    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stopping.send(());
-    });
-    let drained = async move {
-        if stopped.await.is_ok() {
-            tokio::time::sleep(DRAIN).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE);
+    let connections = GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little, keep serving.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        served = serving => served,
-        () = drained => {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
             tracing::warn!("requests still in flight after {} s; stopping anyway", DRAIN.as_secs());
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// Resolves at SIGTERM or Ctrl-C.
