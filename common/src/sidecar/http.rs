@@ -421,6 +421,8 @@ pub async fn serve_until_signal(
                 continue;
             }
         };
+        // A small answer goes out at once, not after the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
