@@ -36,6 +36,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
     }
 }
 
+/// A page of a cursor-paged list (`?after=&limit=`): the last `seq`
+/// already read (default 0) and how many to read (default 100, 1 to 1000).
+pub fn page(after: Option<i64>, limit: Option<i64>) -> (i64, i64) {
+    (
+        after.unwrap_or(0).max(0),
+        limit.unwrap_or(100).clamp(1, 1000),
+    )
+}
+
 /// A query string deserialized into `T` (unknown parameters refused).
 pub struct Params<T>(pub T);
 

@@ -67,11 +67,8 @@ pub async fn inbound(
     caller: Caller,
     Params(query): Params<InboundQuery>,
 ) -> Result<Json<InboundPage>, ApiError> {
-    let after = query.after.unwrap_or(0).max(0);
-    let messages = state
-        .store
-        .inbound(&caller.0, after, query.limit.unwrap_or(100).clamp(1, 1000))
-        .await?;
+    let (after, limit) = super::body::page(query.after, query.limit);
+    let messages = state.store.inbound(&caller.0, after, limit).await?;
     let next_cursor = messages.last().map_or(after, |m| m.seq);
     Ok(Json(InboundPage {
         messages,

@@ -153,8 +153,7 @@ pub async fn list(
     if let Some(profile) = &query.profile_id {
         common::ids::validate_ident("profile_id", profile).map_err(ApiError::invalid)?;
     }
-    let after = query.after.unwrap_or(0).max(0);
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (after, limit) = super::body::page(query.after, query.limit);
     let notifications = state
         .store
         .notification_log(&caller.0, query.profile_id.as_deref(), after, limit)
