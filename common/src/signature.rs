@@ -210,6 +210,41 @@ mod tests {
         ));
     }
 
+    /// What is checked before a body is read: fresh, and a signature of
+    /// the right shape.
+    #[test]
+    fn headers_are_checked_for_shape_and_freshness_alone() {
+        let (at, hex64) = (1_800_000_000, "ab".repeat(32));
+        let good = format!("v0={hex64}");
+        assert!(slack_headers("1800000000", &good, at).is_some());
+        assert!(slack_headers("1800000000", &good, at + 300).is_some());
+        for (timestamp, signature) in [
+            ("1800000000", format!("v0={}", &hex64[2..])),
+            ("1800000000", format!("v0={hex64}ab")),
+            ("1800000000", format!("v1={hex64}")),
+            ("1800000000", hex64.clone()),
+            ("1800000000", String::new()),
+            ("", good.clone()),
+            ("1799999699", good.clone()),
+        ] {
+            assert!(
+                slack_headers(timestamp, &signature, at).is_none(),
+                "{timestamp} {signature}"
+            );
+        }
+        assert!(TellerHeader::parse(&format!("t={at},v1={hex64}"), at).is_some());
+        assert!(TellerHeader::parse(&format!("t={at},v1=00,v1={hex64}"), at).is_some());
+        for header in [
+            format!("t={at}"),
+            format!("t={at},v1=00"),
+            format!("v1={hex64}"),
+            format!("t={},v1={hex64}", at - 181),
+            String::new(),
+        ] {
+            assert!(TellerHeader::parse(&header, at).is_none(), "{header}");
+        }
+    }
+
     #[test]
     fn a_timestamp_at_the_ends_of_the_range_is_stale_not_a_panic() {
         // `now - t` overflows for these: it wrapped to i64::MIN, whose

@@ -161,3 +161,66 @@ where
         hint
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// A body that has its bytes at once but hands them out one by one.
+    struct Bytewise(Vec<u8>);
+
+    impl Body for Bytewise {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.0.is_empty() {
+                return Poll::Ready(None);
+            }
+            let byte = self.0.remove(0);
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![byte])))))
+        }
+    }
+
+    /// Every frame of `body`, in order.
+    async fn frames<B: Body<Data = Bytes> + Unpin>(mut body: B) -> Result<Vec<Bytes>, B::Error> {
+        let mut frames = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            frames.extend(frame?.into_data().ok());
+        }
+        Ok(frames)
+    }
+
+    #[tokio::test]
+    async fn one_byte_frames_reach_the_reader_joined_and_whole() {
+        let sent: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let expired = Arc::new(AtomicBool::new(false));
+        let body = Deadlined::new(
+            Bytewise(sent.clone()),
+            Duration::from_secs(30),
+            Arc::clone(&expired),
+        );
+        let frames = frames(body).await.unwrap();
+        assert_eq!(frames.len(), sent.len().div_ceil(CHUNK));
+        assert_eq!(frames.concat(), sent);
+        assert!(!expired.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_body_still_arriving_at_its_deadline_ends_in_an_error() {
+        let expired = Arc::new(AtomicBool::new(false));
+        let never = axum::body::Body::from_stream(futures_util::stream::pending::<
+            Result<Bytes, Infallible>,
+        >());
+        let body = Deadlined::new(never, Duration::from_millis(100), Arc::clone(&expired));
+        let error = frames(body).await.unwrap_err();
+        assert!(error.is::<BodyTimedOut>(), "{error}");
+        assert!(expired.load(Ordering::Relaxed));
+    }
+}
