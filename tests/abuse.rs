@@ -1,7 +1,7 @@
 //! A stranger against `integrations serve`, from outside and on loopback:
 //! connections past `HTTP_MAX_CONNECTIONS` refused at once, bodies cut off
-//! at their total deadline, webhooks without their signature headers
-//! refused before their body, and the load of issue 24's abuse test (a
+//! at their total deadline, a client that stops reading its answers cut
+//! off, webhooks without their signature headers refused before their body, and the load of issue 24's abuse test (a
 //! thousand trickling connections; thousands of unfinished heads) while
 //! `/healthz` keeps answering within a second and peak RSS stays under the
 //! bound README's "Limits" states. Each scenario is one function, bounded
@@ -374,6 +374,51 @@ async fn a_trickled_body_is_answered_408_at_its_total_deadline() {
             "{path}: answered after {took:?}, the deadline being {deadline:?}"
         );
     }
+}
+
+/// A client that pipelines requests and never reads their answers holds
+/// its connection only until an answer has waited `HTTP_BODY_TIMEOUT_MS`
+/// for it (two seconds here), not for ever: here it holds the only place.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_cut_off() {
+    let store = Store::new();
+    let server = Server::start(
+        &store,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "1"),
+            ("HTTP_BODY_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    let mut greedy = server.connect().await;
+    // Some 17 MB of answers (56 KiB each), far more than loopback's socket
+    // buffers take.
+    let requests = "GET /v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(300);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        greedy.write_all(requests.as_bytes()),
+    )
+    .await
+    .expect("the requests are taken")
+    .unwrap();
+    let first = server.healthz(Duration::from_secs(1)).await;
+    assert!(
+        !first.as_deref().is_ok_and(|l| l.contains("200")),
+        "the client that does not read holds the only place: {first:?}"
+    );
+    let started = Instant::now();
+    loop {
+        match server.healthz(Duration::from_secs(1)).await {
+            Ok(line) if line.contains("200") => break,
+            other => assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "still held after {:?}: {other:?}",
+                started.elapsed()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(greedy);
 }
 
 /// A webhook request without its signature headers (or with malformed or

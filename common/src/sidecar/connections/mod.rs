@@ -10,7 +10,8 @@
 //!   request head larger than that is 431.
 //! - Each request's head must arrive within [`HEAD_DEADLINE`] (also an idle
 //!   keep-alive connection's next one), and its body whole within
-//!   [`Limits::body_deadline`] (408, [`deadline`]).
+//!   [`Limits::body_deadline`] (408, [`deadline`]); an answer the client
+//!   does not read on for as long ends its connection.
 //! - Small answers go out at once (`TCP_NODELAY`); SIGTERM lets the requests
 //!   in flight finish, for [`DRAIN`] at most.
 //!
@@ -18,6 +19,7 @@
 //! the cost of one (README, "Limits").
 
 pub mod deadline;
+mod stalled;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,8 +61,8 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 pub struct Limits {
     /// Connections held at once (`HTTP_MAX_CONNECTIONS`).
     pub max_connections: usize,
-    /// How long a request's body may take to arrive whole
-    /// (`HTTP_BODY_TIMEOUT_MS`).
+    /// How long a request's body may take to arrive whole, and an answer
+    /// may wait for its client to read on (`HTTP_BODY_TIMEOUT_MS`).
     pub body_deadline: Duration,
 }
 
@@ -208,6 +210,7 @@ pub async fn serve_until_signal(
                 )
             }
         });
+        let stream = stalled::Stalled::new(stream, limits.body_deadline);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
