@@ -1,6 +1,7 @@
-//! Provider webhook signatures (Teller's, Slack's), verified before
-//! anything of the request is read: the server and the fuzz targets call
-//! the same code.
+//! Provider webhook signatures (Teller's, Slack's): their headers' shape
+//! and freshness, checked before a request's body is read, then the
+//! signature over the body, verified before the body is parsed. The server
+//! and the fuzz targets call the same code.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -10,11 +11,21 @@ const TELLER_TOLERANCE_SECS: u64 = 180;
 /// How far a Slack request's timestamp may be from now, in seconds.
 const SLACK_TOLERANCE_SECS: u64 = 300;
 
+/// The HMAC an `X-Slack-Signature` (`signature`) carries, when it is
+/// well-formed (`v0=` and 64 hex digits) and `X-Slack-Request-Timestamp`
+/// (`timestamp`, unix seconds) is within five minutes of `now`: what can
+/// be checked of a Slack request before its body is read.
+pub fn slack_headers(timestamp: &str, signature: &str, now: i64) -> Option<[u8; 32]> {
+    let at = timestamp.parse::<i64>().ok()?;
+    if now.abs_diff(at) > SLACK_TOLERANCE_SECS {
+        return None;
+    }
+    hex(signature.strip_prefix("v0=")?)?.try_into().ok()
+}
+
 /// Whether a Slack request is signed by `secret` (the app's signing
-/// secret): `X-Slack-Signature` (`signature`) is `v0=` and the hex
-/// HMAC-SHA256 of `v0:<timestamp>:<body>`, compared in constant time, and
-/// `X-Slack-Request-Timestamp` (`timestamp`, unix seconds) is within five
-/// minutes of `now`.
+/// secret): its headers pass [`slack_headers`], and the signature is the
+/// HMAC-SHA256 of `v0:<timestamp>:<body>`, compared in constant time.
 pub fn verify_slack(
     secret: &[u8],
     timestamp: &str,
@@ -22,15 +33,9 @@ pub fn verify_slack(
     body: &[u8],
     now: i64,
 ) -> bool {
-    let (Ok(at), Some(signature)) = (
-        timestamp.parse::<i64>(),
-        signature.strip_prefix("v0=").and_then(hex),
-    ) else {
+    let Some(signature) = slack_headers(timestamp, signature, now) else {
         return false;
     };
-    if now.abs_diff(at) > SLACK_TOLERANCE_SECS {
-        return false;
-    }
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
         return false;
     };
@@ -41,35 +46,61 @@ pub fn verify_slack(
     mac.verify_slice(&signature).is_ok()
 }
 
-/// The `t` (unix seconds) of a `Teller-Signature` header
-/// (`t=<unix seconds>,v1=<hex>`) when it is within the tolerance of `now`
-/// and one of its `v1` values is the HMAC-SHA256 of `"<t>.<body>"` under
-/// `secret` (compared in constant time); `None` otherwise.
-pub fn verify_teller(secret: &[u8], header: &str, body: &[u8], now: i64) -> Option<i64> {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok().map(|n| (t, n)),
-            Some(("v1", v)) => signatures.extend(hex(v)),
-            _ => {}
+/// What a `Teller-Signature` header (`t=<unix seconds>,v1=<hex>[,v1=...]`)
+/// says, when its `t` is within the tolerance of `now` and it carries at
+/// least one well-formed `v1` (64 hex digits): what can be checked of a
+/// Teller webhook before its body is read.
+pub struct TellerHeader<'a> {
+    /// `t` as sent, which the signature covers.
+    t: &'a str,
+    /// `t` in unix seconds.
+    at: i64,
+    signatures: Vec<[u8; 32]>,
+}
+
+impl<'a> TellerHeader<'a> {
+    /// `header` read at `now`; `None` when stale or malformed.
+    pub fn parse(header: &'a str, now: i64) -> Option<Self> {
+        let mut timestamp = None;
+        let mut signatures = Vec::new();
+        for part in header.split(',') {
+            match part.trim().split_once('=') {
+                Some(("t", t)) => timestamp = t.parse::<i64>().ok().map(|n| (t, n)),
+                Some(("v1", v)) => {
+                    signatures.extend(hex(v).and_then(|v| <[u8; 32]>::try_from(v).ok()))
+                }
+                _ => {}
+            }
         }
+        let (t, at) = timestamp?;
+        // `at` is the sender's: any i64, so no arithmetic that can overflow.
+        if now.abs_diff(at) > TELLER_TOLERANCE_SECS || signatures.is_empty() {
+            return None;
+        }
+        Some(Self { t, at, signatures })
     }
-    let (t, at) = timestamp?;
-    // `at` is the sender's: any i64, so no arithmetic that can overflow.
-    if now.abs_diff(at) > TELLER_TOLERANCE_SECS {
-        return None;
+
+    /// `t` (unix seconds) when one of the `v1` values is the HMAC-SHA256
+    /// of `"<t>.<body>"` under `secret` (compared in constant time).
+    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Option<i64> {
+        let signed = self.signatures.iter().any(|signature| {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+                return false;
+            };
+            mac.update(self.t.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            mac.verify_slice(signature).is_ok()
+        });
+        signed.then_some(self.at)
     }
-    let signed = signatures.iter().any(|signature| {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-            return false;
-        };
-        mac.update(t.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(signature).is_ok()
-    });
-    signed.then_some(at)
+}
+
+/// The `t` (unix seconds) of a `Teller-Signature` header when it parses at
+/// `now` ([`TellerHeader::parse`]) and verifies over `body` under `secret`
+/// ([`TellerHeader::verify`]); `None` otherwise.
+pub fn verify_teller(secret: &[u8], header: &str, body: &[u8], now: i64) -> Option<i64> {
+    TellerHeader::parse(header, now)?.verify(secret, body)
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -177,6 +208,41 @@ mod tests {
             body,
             at
         ));
+    }
+
+    /// What is checked before a body is read: fresh, and a signature of
+    /// the right shape.
+    #[test]
+    fn headers_are_checked_for_shape_and_freshness_alone() {
+        let (at, hex64) = (1_800_000_000, "ab".repeat(32));
+        let good = format!("v0={hex64}");
+        assert!(slack_headers("1800000000", &good, at).is_some());
+        assert!(slack_headers("1800000000", &good, at + 300).is_some());
+        for (timestamp, signature) in [
+            ("1800000000", format!("v0={}", &hex64[2..])),
+            ("1800000000", format!("v0={hex64}ab")),
+            ("1800000000", format!("v1={hex64}")),
+            ("1800000000", hex64.clone()),
+            ("1800000000", String::new()),
+            ("", good.clone()),
+            ("1799999699", good.clone()),
+        ] {
+            assert!(
+                slack_headers(timestamp, &signature, at).is_none(),
+                "{timestamp} {signature}"
+            );
+        }
+        assert!(TellerHeader::parse(&format!("t={at},v1={hex64}"), at).is_some());
+        assert!(TellerHeader::parse(&format!("t={at},v1=00,v1={hex64}"), at).is_some());
+        for header in [
+            format!("t={at}"),
+            format!("t={at},v1=00"),
+            format!("v1={hex64}"),
+            format!("t={},v1={hex64}", at - 181),
+            String::new(),
+        ] {
+            assert!(TellerHeader::parse(&header, at).is_none(), "{header}");
+        }
     }
 
     #[test]

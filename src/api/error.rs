@@ -28,7 +28,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// One of UNAUTHORIZED, NOT_FOUND, VALIDATION_FAILED, PROFILE_NOT_FOUND,
     /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE,
-    /// RATE_LIMITED, INTERNAL.
+    /// REQUEST_TIMEOUT, RATE_LIMITED, INTERNAL.
     pub code: String,
     pub message: String,
 }

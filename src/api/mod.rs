@@ -33,6 +33,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use common::crypto::Keyring;
+use common::sidecar::connections;
 use common::sidecar::http::{self, HttpConfig};
 use common::sidecar::{Backing, Caller, SidecarStore};
 use common::store::Store;
@@ -198,12 +199,13 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         state.mcp_url = format!("http://{bound}").into();
     }
     let config = HttpConfig::from_env(bound)?;
+    let limits = connections::Limits::from_env()?;
     // The MCP endpoints check tokens and grants over the API's own pool.
     let backing = Backing::over("integrations", SidecarStore::over(&state.store, db_url)?);
     let app = mcp_routes(&backing, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
-    http::serve_until_signal(listener, app).await?;
+    connections::serve_until_signal(listener, app, limits).await?;
     tracing::info!("integrations API stopped");
     Ok(())
 }

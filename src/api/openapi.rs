@@ -174,12 +174,13 @@ struct Operation {
     query: Option<Schema>,
     /// Headers it requires: name, description.
     headers: &'static [(&'static str, &'static str)],
-    /// A JSON body (400 when it is not that, 413 when too large).
+    /// A JSON body (400 when it is not that, 408 when it does not arrive in
+    /// time, 413 when too large).
     body: Option<Schema>,
     /// Its success responses, and any answered in its own shape.
     responses: Vec<(u16, &'static str, Content)>,
     /// The error statuses it may answer besides those that follow from its
-    /// shape (401, 400, 404 for a path id, 413).
+    /// shape (401, 400, 404 for a path id, 408, 413).
     errors: &'static [u16],
 }
 
@@ -265,7 +266,7 @@ impl Operation {
             statuses.push(404);
         }
         if self.body.is_some() {
-            statuses.push(413);
+            statuses.extend([408, 413]);
         }
         statuses.extend(self.errors);
         statuses.sort_unstable();
@@ -408,6 +409,7 @@ fn describe(status: u16) -> &'static str {
         415 => "UNSUPPORTED_MEDIA_TYPE: the body is not sent as application/json",
         404 => "NOT_FOUND (another user's row answers the same)",
         409 => "CONFLICT",
+        408 => "REQUEST_TIMEOUT: the body did not arrive whole within HTTP_BODY_TIMEOUT_MS",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
         429 => "RATE_LIMITED: NOTIFY_MAX_PER_MINUTE tests a minute; see Retry-After",
         500 => "INTERNAL: the store failed; Slack delivers the event again",

@@ -5,13 +5,17 @@
 //! carrying its session.
 //!
 //! The work per event is bounded and fast, for Slack's 3 seconds: the
-//! signature is checked before the body is parsed, the row is one indexed
+//! signature's headers are checked before the body is read, the signature
+//! before the body is parsed, the row is one indexed
 //! read by team and user (`Store::slack_user`), and the forward to
 //! `INBOUND_FORWARD_URL` and any reply to the user run after the answer.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use common::model::{Integration, IntegrationType};
 use common::store::{NewInbound, Origin};
@@ -122,41 +126,88 @@ impl<'a> Message<'a> {
     }
 }
 
-/// `POST /api/slack/events`. A request whose signature does not verify is
-/// 401 and nothing of it is read; `url_verification` is answered with its
-/// challenge; every event is answered 200 once handled (or ignored: an
-/// unknown team or user, a disabled integration, a bot's message), and 500
-/// when the store failed, so that Slack delivers it again.
+/// A Slack request's signature headers, well-formed and fresh
+/// ([`common::signature::slack_headers`]): checked before its body is read,
+/// so that a stranger without them is refused at once.
+pub struct Signed {
+    slack: Arc<SlackConfig>,
+    timestamp: String,
+    signature: String,
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.slack.signing_secret.is_none() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_CONFIGURED",
+                "Slack events are not configured on this server (SLACK_SIGNING_SECRET)",
+            ));
+        }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (timestamp, signature) = (
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+        );
+        if common::signature::slack_headers(&timestamp, &signature, common::clock::unix_now())
+            .is_none()
+        {
+            return Err(unsigned());
+        }
+        Ok(Self {
+            slack: Arc::clone(&state.slack),
+            timestamp,
+            signature,
+        })
+    }
+}
+
+impl Signed {
+    /// Whether `body` is what was signed.
+    fn verifies(&self, body: &[u8]) -> bool {
+        self.slack.signing_secret.as_deref().is_some_and(|secret| {
+            common::signature::verify_slack(
+                secret.as_bytes(),
+                &self.timestamp,
+                &self.signature,
+                body,
+                common::clock::unix_now(),
+            )
+        })
+    }
+}
+
+fn unsigned() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "the X-Slack-Signature does not verify (or its timestamp is more than 5 minutes away)",
+    )
+}
+
+/// `POST /api/slack/events`. A request without well-formed, fresh signature
+/// headers is 401 before its body is read, one whose signature does not
+/// verify 401 before its body is parsed; `url_verification` is answered
+/// with its challenge; every event is answered 200 once handled (or
+/// ignored: an unknown team or user, a disabled integration, a bot's
+/// message), and 500 when the store failed, so that Slack delivers it again.
 pub async fn events(
     State(state): State<AppState>,
+    signed: Signed,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = state.slack.signing_secret.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_CONFIGURED",
-            "Slack events are not configured on this server (SLACK_SIGNING_SECRET)",
-        )
-    })?;
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    if !common::signature::verify_slack(
-        secret.as_bytes(),
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        common::clock::unix_now(),
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "the X-Slack-Signature does not verify (or its timestamp is more than 5 minutes away)",
-        ));
+    if !signed.verifies(&body) {
+        return Err(unsigned());
     }
     let payload: Payload = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid("the payload is not the JSON Slack sends"))?;
@@ -169,7 +220,10 @@ pub async fn events(
         },
         "event_callback" => {
             if let Some(message) = Message::of(&payload) {
-                let retry = header("x-slack-retry-num");
+                let retry = headers
+                    .get("x-slack-retry-num")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
                 tracing::debug!(event = message.event_id, retry, "a Slack message");
                 handle(&state, &message).await.map_err(ApiError::internal)?;
             }

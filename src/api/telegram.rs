@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use common::config::{DecryptedConfig, FieldValue};
 use common::ids::random_token;
 use common::model::{Integration, IntegrationType, Scope};
@@ -378,65 +379,71 @@ fn field(state: &AppState, row: &Integration, name: &str) -> Option<Zeroizing<St
 
 // ---- the webhook -----------------------------------------------------------
 
-/// The bot an update came to.
-struct Bot {
+/// The bot an update came to, known by the secret token Telegram sends with
+/// each update (`X-Telegram-Bot-Api-Secret-Token`): checked before the
+/// update's body is read, so that a stranger without it is refused at once.
+pub struct Bot {
     /// Its id, from the webhook's path.
     id: String,
     /// A user's own bot's row; `None` for the platform's shared bot.
     own: Option<Integration>,
 }
 
-/// `POST /api/telegram/webhook/{bot_user_id}`: Telegram's updates. An update
-/// with the right secret is always answered 200, whatever its handling did
-/// (Telegram would redeliver it again and again); failures are logged. The
-/// work per update is bounded whatever the number of users of a bot: the
-/// secret is checked against one row (none for the platform's bot), the
-/// chat's row is one indexed read, and the forward to `INBOUND_FORWARD_URL`
-/// runs after the answer.
-pub async fn webhook(
-    State(state): State<AppState>,
-    Path(bot_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let refused = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "the secret token does not match",
-        )
-    };
-    if !valid_bot_id(&bot_id) {
-        return Err(refused());
-    }
-    let presented = headers
-        .get("x-telegram-bot-api-secret-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let same = |expected: &str| {
-        Sha256::digest(expected.as_bytes()) == Sha256::digest(presented.as_bytes())
-    };
-    // The platform's bot is checked before any row is read.
-    let platform = state.telegram.platform_bot_id().as_deref() == Some(bot_id.as_str());
-    let own = if platform {
-        if !state.telegram.platform_secret().is_some_and(|e| same(&e)) {
+impl FromRequestParts<AppState> for Bot {
+    type Rejection = ApiError;
+
+    /// The secret is checked against one row (none for the platform's bot).
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let refused = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "the secret token does not match",
+            )
+        };
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| refused())?;
+        if !valid_bot_id(&id) {
             return Err(refused());
         }
-        None
-    } else {
-        let own = state.store.telegram_own_bot(&bot_id).await?;
+        let presented = parts
+            .headers
+            .get("x-telegram-bot-api-secret-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let same = |expected: &str| {
+            Sha256::digest(expected.as_bytes()) == Sha256::digest(presented.as_bytes())
+        };
+        // The platform's bot is checked before any row is read.
+        if state.telegram.platform_bot_id().as_deref() == Some(id.as_str()) {
+            if !state.telegram.platform_secret().is_some_and(|e| same(&e)) {
+                return Err(refused());
+            }
+            return Ok(Self { id, own: None });
+        }
+        let own = state.store.telegram_own_bot(&id).await?;
         let secret = own
             .as_ref()
-            .and_then(|row| field(&state, row, "webhook_secret"));
+            .and_then(|row| field(state, row, "webhook_secret"));
         if !secret.is_some_and(|e| same(&e)) {
             return Err(refused());
         }
-        own
-    };
-    let bot = Bot { id: bot_id, own };
+        Ok(Self { id, own })
+    }
+}
+
+/// `POST /api/telegram/webhook/{bot_user_id}`: Telegram's updates. An update
+/// without the bot's secret token is 401 before its body is read; one with
+/// it is always answered 200, whatever its handling did (Telegram would
+/// redeliver it again and again); failures are logged. The work per update
+/// is bounded whatever the number of users of a bot: the secret is checked
+/// against one row ([`Bot`]), the chat's row is one indexed read, and the
+/// forward to `INBOUND_FORWARD_URL` runs after the answer.
+pub async fn webhook(State(state): State<AppState>, bot: Bot, body: Bytes) -> Json<Value> {
     let Ok(update) = serde_json::from_slice::<Value>(&body) else {
         tracing::warn!(bot = %bot.id, "a Telegram update was not JSON");
-        return Ok(Json(json!({"ok": true})));
+        return Json(json!({"ok": true}));
     };
     let chat = update["message"]["chat"]["id"]
         .as_i64()
@@ -459,7 +466,7 @@ pub async fn webhook(
         let row = owner.ok().flatten().or(bot.own);
         inbound::record_failure(&state, row.as_ref(), "telegram", &format!("{e:#}")).await;
     }
-    Ok(Json(json!({"ok": true})))
+    Json(json!({"ok": true}))
 }
 
 /// The update as this bot received it.

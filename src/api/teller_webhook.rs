@@ -1,12 +1,14 @@
 //! `POST /api/teller/webhook`: Teller's events, signed with
 //! `Teller-Signature: t=<ts>,v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use common::clock::unix_now;
 use common::signature;
 use serde::Deserialize;
@@ -34,30 +36,65 @@ pub fn secret_from_env() -> Option<Zeroizing<String>> {
         .map(Zeroizing::new)
 }
 
+/// A Teller webhook's `Teller-Signature`, fresh and well-formed
+/// ([`signature::TellerHeader`]): checked before its body is read, so that
+/// a stranger without it is refused at once.
+pub struct Signed {
+    secret: Arc<Zeroizing<String>>,
+    header: String,
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = state.teller_webhook_secret.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_CONFIGURED",
+                "Teller webhooks are not configured on this server",
+            )
+        })?;
+        let header = parts
+            .headers
+            .get("teller-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if signature::TellerHeader::parse(header, unix_now()).is_none() {
+            return Err(unsigned());
+        }
+        Ok(Self {
+            secret,
+            header: header.to_string(),
+        })
+    }
+}
+
+impl Signed {
+    /// When `body` was signed, if it was.
+    fn verify(&self, body: &[u8]) -> Option<i64> {
+        signature::verify_teller(self.secret.as_bytes(), &self.header, body, unix_now())
+    }
+}
+
+fn unsigned() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "the Teller-Signature does not verify",
+    )
+}
+
+/// `POST /api/teller/webhook`: 401 before the body is read without a fresh,
+/// well-formed signature header, 401 before it is parsed when the
+/// signature does not verify; an `enrollment.disconnected` marks the
+/// enrollment's rows `needs_reauth`.
 pub async fn receive(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    signed: Signed,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = state.teller_webhook_secret.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_CONFIGURED",
-            "Teller webhooks are not configured on this server",
-        )
-    })?;
-    let header = headers
-        .get("teller-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let Some(signed_at) = signature::verify_teller(secret.as_bytes(), header, &body, unix_now())
-    else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "the Teller-Signature does not verify",
-        ));
-    };
+    let signed_at = signed.verify(&body).ok_or_else(unsigned)?;
     let event: Event = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid("the event is not the JSON Teller sends"))?;
     if event.kind == "enrollment.disconnected" {

@@ -5,6 +5,7 @@
 
 mod backing;
 pub mod call;
+pub mod connections;
 pub mod http;
 pub mod lenient;
 mod local;

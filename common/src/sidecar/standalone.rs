@@ -10,6 +10,7 @@ use clap::{Args, FromArgMatches, Subcommand};
 use rmcp::model::{CallToolRequestParams, Tool};
 use rmcp::{ServerHandler, ServiceExt};
 
+use super::connections;
 use super::http::{self, HttpConfig};
 use super::relay::Relay;
 use super::{Backing, Caller, Identity, guarded_stdio};
@@ -149,12 +150,13 @@ where
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let config = HttpConfig::from_env(bound)?;
+    let limits = connections::Limits::from_env()?;
     let app = http::mount(server, handler, backing, &config)
         .route("/healthz", axum::routing::get(http::healthz));
     tracing::info!(addr = %bound, "{name} listening");
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
-    http::serve_until_signal(listener, app).await?;
+    connections::serve_until_signal(listener, app, limits).await?;
     Ok(())
 }
 
