@@ -289,7 +289,7 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
                     snapshot,
                 });
             }
-            Ok(None) => return no_longer_live(&gate, &store, &token, session).await,
+            Ok(None) => return no_longer_live(&gate, store, &token, session).await,
             Err(e) => return unavailable(&gate, e.to_string()),
         }
     }
