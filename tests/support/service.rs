@@ -200,7 +200,7 @@ impl Store {
 
 /// A serving process: its base URL and its stderr, kept for the log checks.
 pub struct Served {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     pub base: String,
     log: Arc<Mutex<String>>,
 }
@@ -214,11 +214,7 @@ impl Served {
             .env("RUST_LOG", "debug")
             .envs(envs.iter().copied());
         let (child, base, log) = serve::spawn(&mut cmd).await;
-        Self {
-            _child: child,
-            base,
-            log,
-        }
+        Self { child, base, log }
     }
 
     /// `mcp-teller serve` on a free port.
@@ -241,6 +237,11 @@ impl Served {
         ];
         envs.extend_from_slice(extra);
         Self::start(program, &["serve", "--listen", "127.0.0.1:0"], &envs).await
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
     }
 
     /// Its stderr so far.

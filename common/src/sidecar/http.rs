@@ -255,6 +255,11 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         },
         None => None,
     };
+    tracing::debug!(
+        server = gate.server,
+        session,
+        "token live; reading the request"
+    );
     // A body is read inside the budget, within its deadline, and a tool call
     // counted; its bytes stay reserved until the answer.
     let (mut request, call, _bytes) = if request.method() == Method::POST {
