@@ -34,10 +34,10 @@ use service::{OTHER, Served, Store, USER};
 /// The largest body an MCP endpoint reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// What the README states as the bound on a service process's peak RSS
-/// with the default limits: base + MCP_BODY_BUDGET_BYTES + MCP_MAX_IN_FLIGHT
-/// × the cost of a request served + the connections open × the cost of one
-/// waiting with its head read, in MiB.
+/// The README's bound on a service process's peak RSS with the default
+/// limits (`MCP_BODY_BUDGET_BYTES`): 32 MiB + the budget (64 MiB) +
+/// `MCP_MAX_IN_FLIGHT` (128) × 128 KiB + the connections open × 64 KiB, in
+/// MiB.
 fn stated_bound_mib(connections: u64) -> u64 {
     const BASE: u64 = 32;
     const BUDGET: u64 = 64;
