@@ -20,6 +20,7 @@ pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod fair;
 pub mod ids;
 pub mod logging;
 pub mod model;

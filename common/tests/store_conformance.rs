@@ -2762,3 +2762,90 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
     }
     cleanup(backends).await;
 }
+
+#[tokio::test]
+async fn a_user_past_max_profiles_per_user_is_refused_and_others_are_not() {
+    let max = common::store::DEFAULT_MAX_PROFILES_PER_USER;
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        for n in 0..max {
+            profile(s, "u1", &format!("prof_{n}"), &format!("p{n}")).await;
+        }
+        let one_more = NewProfile {
+            id: "prof_more".into(),
+            user_id: "u1".into(),
+            slug: "more".into(),
+            name: None,
+            is_default: false,
+        };
+        for refused in [
+            s.add_profile(&one_more).await.unwrap_err(),
+            s.put_profile(&one_more).await.unwrap_err(),
+        ] {
+            let StoreError::Conflict(message) = refused else {
+                panic!("{}: {refused}", b.name);
+            };
+            assert!(
+                message.contains("MAX_PROFILES_PER_USER is 100"),
+                "{}: {message}",
+                b.name
+            );
+        }
+        // One of them may still change, and another user add theirs.
+        let renamed = NewProfile {
+            id: "prof_0".into(),
+            name: Some("Renamed".into()),
+            slug: "p0".into(),
+            ..one_more.clone()
+        };
+        assert!(!s.put_profile(&renamed).await.unwrap().1);
+        profile(s, "u2", "prof_theirs", "theirs").await;
+        s.remove_profile("u1", "prof_0").await.unwrap();
+        s.add_profile(&one_more).await.unwrap();
+        assert_eq!(s.profiles("u1").await.unwrap().len() as i64, max);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_token_counts_no_call_and_reads_no_rows() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        profile(s, "u1", "prof_vzfin", "vzfin").await;
+        let sidecar = SidecarStore::open(&b.url, 1).unwrap();
+        let mint = |session: &'static str| async move {
+            let ttl = std::time::Duration::from_secs(3600);
+            s.mint_capability("u1", "prof_vzfin", session, &["teller"], ttl)
+                .await
+                .unwrap()
+                .token
+        };
+        let (live, revoked, expired) = (
+            mint("s_live").await,
+            mint("s_rev").await,
+            mint("s_exp").await,
+        );
+        s.revoke_session(Some("u1"), "s_rev").await.unwrap();
+        exec(
+            &b.url,
+            "UPDATE capability_tokens SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE session_id = 's_exp'",
+        )
+        .await;
+        let (calls, snapshot) = sidecar
+            .count_call_with_snapshot(&live, 1, "u1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(calls, 1, "{}", b.name);
+        assert_eq!(snapshot.profiles.len(), 1, "{}", b.name);
+        for token in [&revoked, &expired] {
+            let counted = sidecar.count_call_with_snapshot(token, 1, "u1").await;
+            assert!(counted.unwrap().is_none(), "{}", b.name);
+        }
+        let sql = "SELECT COUNT(*) FROM capability_tokens WHERE session_id <> 's_live' AND calls_in_minute > 0";
+        assert_eq!(count(&b.url, sql).await, 0, "{}", b.name);
+    }
+    cleanup(backends).await;
+}

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use common::channel::{self, ChannelError};
 use common::crypto::Keyring;
+use common::fair::{Share, Shares};
 use common::model::{Integration, IntegrationType, Status};
+use common::sidecar::http::DEFAULT_MAX_IN_FLIGHT_PER_USER;
 use common::sidecar::{Claim, Identity, LoggedNotification, NewClaim, SidecarStore, ThreadRow};
 
 use crate::deliver::{Delivered, Failure, Outgoing, Providers, Source, Urgency};
@@ -21,6 +23,9 @@ pub const MAX_MESSAGE_CHARS: usize = 20_000;
 pub const MAX_LABEL_CHARS: usize = 64;
 /// The rate limit's window.
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// How long a notification waits for one of its user's deliveries in
+/// flight before it is refused.
+const SHARE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long until one more may go, for `recent` (when each one that counts
 /// was sent, oldest first, within [`WINDOW`]) under `limit` a window:
@@ -82,6 +87,10 @@ pub enum NotifyError {
         "A notification with this idempotency_key is being sent right now; call again with the same key in a few seconds to get its result."
     )]
     InFlight,
+    #[error(
+        "Too many of this user's notifications are being delivered right now (at most {limit} at once). Try again in a few seconds."
+    )]
+    Busy { limit: u32 },
     #[error("{0}")]
     Unavailable(String),
 }
@@ -111,6 +120,10 @@ pub struct Notifier {
     providers: Providers,
     /// `NOTIFY_MAX_PER_MINUTE` (default 20), per user and profile.
     max_per_minute: usize,
+    /// Each user's notifications under way at once
+    /// (`MCP_MAX_IN_FLIGHT_PER_USER`, default 16; 0: no limit), so that one
+    /// user's slow receivers hold up no other user's; `None`: no limit.
+    per_user: Option<Arc<Shares>>,
 }
 
 impl Notifier {
@@ -119,11 +132,29 @@ impl Notifier {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(20);
+        let per_user = std::env::var("MCP_MAX_IN_FLIGHT_PER_USER")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT_PER_USER as u32);
         Self {
             store,
             keyring,
             providers,
             max_per_minute,
+            per_user: (per_user > 0).then(|| Shares::new(per_user)),
+        }
+    }
+
+    /// One of `user`'s notifications under way, waited for a bounded time.
+    async fn turn(&self, user: &str) -> Result<Option<Share>, NotifyError> {
+        let Some(shares) = &self.per_user else {
+            return Ok(None);
+        };
+        match shares.take(user, 1, SHARE_WAIT).await {
+            Some(turn) => Ok(Some(turn)),
+            None => Err(NotifyError::Busy {
+                limit: shares.limit(),
+            }),
         }
     }
 
@@ -159,6 +190,7 @@ impl Notifier {
         counted: bool,
     ) -> Result<Sent, NotifyError> {
         validate(request)?;
+        let _turn = self.turn(&who.user_id).await?;
         let id = new_id();
         if let Some(first) = self.claim(who, request, source, counted, &id).await? {
             return Ok(first);
@@ -299,6 +331,7 @@ impl Notifier {
         request: &Request,
         source: Source,
     ) -> Result<Sent, NotifyError> {
+        let _turn = self.turn(&who.user_id).await?;
         let id = new_id();
         let counted = source == Source::Agent;
         if let Some(first) = self.claim(who, request, source, counted, &id).await? {

@@ -2,13 +2,18 @@
 //! capability-token check.
 //!
 //! Every HTTP request to `/mcp/<server>` carries `Authorization: Bearer
-//! <token>`. Before rmcp reads the body, [`check`] re-reads the token's row
-//! (known, not expired, not revoked, this server among its servers) and puts
-//! the agent's [`Identity`] in the request's extensions, where
+//! <token>`. Before its body is read, [`check`] re-reads the token's row
+//! (known, not expired, not revoked, this server among its servers); the
+//! request then takes one of its user's turns (`MCP_MAX_IN_FLIGHT_PER_USER`),
+//! its body is read inside the memory budget ([`super::budget`]), it takes
+//! one of the process's turns (`MCP_MAX_IN_FLIGHT`), and a tool call is
+//! counted where the token is checked once more, as it runs. The agent's
+//! [`Identity`] goes in the request's extensions, where
 //! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
 //! then checks the grant exactly as on stdio. A refused token is a 401 (with
 //! `WWW-Authenticate: Bearer`) or a 403, never a tool result; no verdict is
-//! cached, so a revocation takes effect on the next request.
+//! cached, so a revocation takes effect on the next request, and on a tool
+//! call still waiting for its body or its turn.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +29,10 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::Semaphore;
 
+use super::budget::{self, BodyBudget, Refused};
 use super::call::Prefetched;
-use super::{Backing, Identity};
+use super::{Backing, Identity, SidecarStore};
+use crate::fair::Shares;
 use crate::store::Refusal;
 use crate::store::capabilities::capability_hash;
 
@@ -47,6 +54,20 @@ pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
 /// process whose calls mostly wait on slow providers wants more.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
+/// The requests of one user one process serves at once (reading their
+/// bodies included) unless `MCP_MAX_IN_FLIGHT_PER_USER` says otherwise: an
+/// eighth of [`DEFAULT_MAX_IN_FLIGHT`], so that one user's slow calls (a
+/// webhook that answers late) leave the other users most of the turns.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_USER: usize = 16;
+
+/// How long a request waits for one of its user's turns, or for the bytes
+/// of its body, before it is refused (429, or 503 when the whole process's
+/// budget is taken) with its body unread.
+const SHARE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The seconds a refused request is told to wait (`Retry-After`).
+const RETRY_AFTER: u32 = 2;
+
 /// The transport settings every MCP endpoint of one process shares.
 #[derive(Clone)]
 pub struct HttpConfig {
@@ -55,6 +76,28 @@ pub struct HttpConfig {
     max_calls_per_minute: Option<i64>,
     /// The turns to be served, shared by every endpoint; `None`: no limit.
     in_flight: Option<Arc<Semaphore>>,
+    /// Each user's turns, from before the body is read; `None`: no limit.
+    per_user: Option<Arc<Shares>>,
+    /// The bytes of request bodies read and parsed at once.
+    bodies: Arc<BodyBudget>,
+}
+
+/// A count from the environment variable `name` (of `what`, for its error):
+/// `default` when unset or empty, `None` for 0 (no limit), at most `max`.
+fn limit_from_env(
+    name: &str,
+    default: usize,
+    max: usize,
+    what: &str,
+) -> anyhow::Result<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n <= max => Ok(Some(n)),
+            _ => anyhow::bail!("{name} must be a number of {what} (0: no limit)"),
+        },
+        _ => Ok(Some(default)),
+    }
 }
 
 impl HttpConfig {
@@ -63,8 +106,10 @@ impl HttpConfig {
     /// `Origin` must come from the server's own loopback origin or one of
     /// `MCP_ALLOWED_ORIGINS` (both comma-separated); a request without one
     /// (not a browser) passes. A token makes at most
-    /// `MCP_MAX_CALLS_PER_MINUTE` tool calls a minute, and the process
-    /// serves at most `MCP_MAX_IN_FLIGHT` requests at once (0: no limit).
+    /// `MCP_MAX_CALLS_PER_MINUTE` tool calls a minute, the process serves at
+    /// most `MCP_MAX_IN_FLIGHT` requests at once, a user at most
+    /// `MCP_MAX_IN_FLIGHT_PER_USER` (0: no limit), and the bodies read at
+    /// once take at most `MCP_BODY_BUDGET_BYTES`.
     pub fn from_env(bound: SocketAddr) -> anyhow::Result<Self> {
         let listed = |name: &str| -> Vec<String> {
             std::env::var(name)
@@ -97,30 +142,41 @@ impl HttpConfig {
             // over. The answer to a plain call is one JSON body.
             .with_legacy_session_mode(false)
             .with_json_response(true);
-        let max_calls_per_minute = match std::env::var("MCP_MAX_CALLS_PER_MINUTE") {
-            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<i64>() {
-                Ok(0) => None,
-                Ok(n) if n > 0 => Some(n),
-                _ => anyhow::bail!(
-                    "MCP_MAX_CALLS_PER_MINUTE must be a number of tool calls (0: no limit)"
-                ),
-            },
-            _ => Some(DEFAULT_MAX_CALLS_PER_MINUTE),
-        };
-        let in_flight = match std::env::var("MCP_MAX_IN_FLIGHT") {
+        let max_calls_per_minute = limit_from_env(
+            "MCP_MAX_CALLS_PER_MINUTE",
+            DEFAULT_MAX_CALLS_PER_MINUTE as usize,
+            i64::MAX as usize,
+            "tool calls",
+        )?;
+        let in_flight = limit_from_env(
+            "MCP_MAX_IN_FLIGHT",
+            DEFAULT_MAX_IN_FLIGHT,
+            Semaphore::MAX_PERMITS,
+            "requests served at once",
+        )?;
+        let per_user = limit_from_env(
+            "MCP_MAX_IN_FLIGHT_PER_USER",
+            DEFAULT_MAX_IN_FLIGHT_PER_USER,
+            u32::MAX as usize,
+            "requests of one user served at once",
+        )?;
+        let body_budget = match std::env::var("MCP_BODY_BUDGET_BYTES") {
             Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
-                Ok(0) => None,
-                Ok(n) if n <= Semaphore::MAX_PERMITS => Some(n),
+                Ok(n) if n >= budget::MIN_BUDGET => n,
                 _ => anyhow::bail!(
-                    "MCP_MAX_IN_FLIGHT must be a number of requests served at once (0: no limit)"
+                    "MCP_BODY_BUDGET_BYTES must be a number of bytes, at least {} ({} MiB)",
+                    budget::MIN_BUDGET,
+                    budget::MIN_BUDGET >> 20
                 ),
             },
-            _ => Some(DEFAULT_MAX_IN_FLIGHT),
+            _ => budget::DEFAULT_BUDGET,
         };
         Ok(Self {
             rmcp,
-            max_calls_per_minute,
+            max_calls_per_minute: max_calls_per_minute.map(|n| n as i64),
             in_flight: in_flight.map(|n| Arc::new(Semaphore::new(n))),
+            per_user: per_user.map(|n| Shares::new(n as u32)),
+            bodies: Arc::new(BodyBudget::new(body_budget, SHARE_WAIT)),
         })
     }
 }
@@ -133,6 +189,8 @@ struct Gate {
     tokens: Backing,
     max_calls_per_minute: Option<i64>,
     in_flight: Option<Arc<Semaphore>>,
+    per_user: Option<Arc<Shares>>,
+    bodies: Arc<BodyBudget>,
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
@@ -157,15 +215,17 @@ where
                 tokens,
                 max_calls_per_minute: config.max_calls_per_minute,
                 in_flight: config.in_flight.clone(),
+                per_user: config.per_user.clone(),
+                bodies: Arc::clone(&config.bodies),
             },
             check,
         ))
 }
 
 /// The token check in front of an endpoint: 401 or 403 here, 429 past the
-/// token's tool calls of the minute, or the request goes on with the
-/// token's [`Identity`] and without the token, when its turn comes among
-/// the process's requests in flight.
+/// token's tool calls of the minute or its user's share, or the request goes
+/// on with the token's [`Identity`] and without the token, when its turn
+/// comes among the process's requests in flight.
 async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(token) = bearer(request.headers()).map(str::to_string) else {
         return refused(&gate, Refusal::Unknown, None, false);
@@ -186,14 +246,29 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     if let Err(refusal) = capability.admits(gate.server) {
         return refused(&gate, refusal, Some(&capability.session_id), true);
     }
-    // A body is read within its deadline, and a tool call counted.
-    let (mut request, call) = if request.method() == Method::POST {
-        match tool_call(request).await {
-            Ok(read) => read,
+    let session = capability.session_id.as_str();
+    // One of the user's turns, held until the answer, its body read inside it.
+    let _user_turn = match &gate.per_user {
+        Some(users) => match users.take(&capability.user_id, 1, SHARE_WAIT).await {
+            Some(turn) => Some(turn),
+            None => return not_served(&gate, session, Refused::UserBusy),
+        },
+        None => None,
+    };
+    tracing::debug!(
+        server = gate.server,
+        session,
+        "token live; reading the request"
+    );
+    // A body is read inside the budget, within its deadline, and a tool call
+    // counted; its bytes stay reserved until the answer.
+    let (mut request, call, _bytes) = if request.method() == Method::POST {
+        match tool_call(&gate, &capability.user_id, session, request).await {
+            Ok((request, call, bytes)) => (request, call, Some(bytes)),
             Err(response) => return response,
         }
     } else {
-        (request, false)
+        (request, false, None)
     };
     request.headers_mut().remove(header::AUTHORIZATION);
     // Never closed: a turn always comes.
@@ -201,15 +276,17 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         Some(turns) => turns.acquire().await.ok(),
         None => None,
     };
-    // A tool call is counted, and its grant's rows read, in one transaction.
-    if let Some(limit) = gate.max_calls_per_minute.filter(|_| call) {
+    // A tool call is checked again as it runs: counted, and its grant's rows
+    // read, in one transaction, only while its token is still live.
+    if call {
         let minute = unix_seconds() / 60;
         match store
             .count_call_with_snapshot(&token, minute, &capability.user_id)
             .await
         {
-            Ok(Some((calls, _))) if calls > limit => {
-                return rate_limited(&gate, &capability.session_id, limit);
+            Ok(Some((calls, _))) if gate.max_calls_per_minute.is_some_and(|l| calls > l) => {
+                let limit = gate.max_calls_per_minute.unwrap_or_default();
+                return rate_limited(&gate, session, limit);
             }
             Ok(Some((_, snapshot))) => {
                 request.extensions_mut().insert(Prefetched {
@@ -217,32 +294,52 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
                     snapshot,
                 });
             }
-            Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+            Ok(None) => return no_longer_live(&gate, store, &token, session).await,
             Err(e) => return unavailable(&gate, e.to_string()),
         }
     }
     request.extensions_mut().insert(Identity {
-        user_id: capability.user_id,
-        profile_id: capability.profile_id,
-        session_id: Some(capability.session_id),
+        user_id: capability.user_id.clone(),
+        profile_id: capability.profile_id.clone(),
+        session_id: Some(capability.session_id.clone()),
     });
     next.run(request).await
 }
 
-/// Reads the body of `request` (at most [`MAX_BODY`], within
-/// [`BODY_DEADLINE`]) and tells whether it is a tool call; the request comes
-/// back whole.
-async fn tool_call(request: Request) -> Result<(Request, bool), Response> {
+/// The refusal of a token that was live when its request came and no longer
+/// is as its call runs: why, read once more.
+async fn no_longer_live(gate: &Gate, store: &SidecarStore, token: &str, session: &str) -> Response {
+    let refusal = match store.capability(token).await {
+        Ok(Some(capability)) => capability.admits(gate.server).err(),
+        _ => None,
+    };
+    refused(
+        gate,
+        refusal.unwrap_or(Refusal::Unknown),
+        Some(session),
+        true,
+    )
+}
+
+/// Reads the body of `request` for `user` inside the budget (at most
+/// [`MAX_BODY`], within [`BODY_DEADLINE`]) and tells whether it is a tool
+/// call; the request comes back whole, with the reservation of its bytes.
+async fn tool_call(
+    gate: &Gate,
+    user: &str,
+    session: &str,
+    request: Request,
+) -> Result<(Request, bool, budget::Reservation), Response> {
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY));
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body could not be read whole, or is larger than 4 MiB",
-            ));
-        }
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = tokio::time::timeout(BODY_DEADLINE, gate.bodies.read(user, body, length));
+    let (bytes, reserved) = match read.await {
+        Ok(Ok(read)) => read,
+        Ok(Err(why)) => return Err(not_served(gate, session, why)),
         Err(_) => {
             return Err(error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -251,7 +348,59 @@ async fn tool_call(request: Request) -> Result<(Request, bool), Response> {
         }
     };
     let call = is_tool_call(&bytes);
-    Ok((Request::from_parts(parts, Body::from(bytes)), call))
+    Ok((
+        Request::from_parts(parts, Body::from(bytes)),
+        call,
+        reserved,
+    ))
+}
+
+/// The answer to a request whose body was not read or not served: 413 for
+/// a body too large, 429 past its user's share, 503 past the process's
+/// budget (both with `Retry-After`), 400 for a body cut short.
+fn not_served(gate: &Gate, session: &str, why: Refused) -> Response {
+    let (status, message, reason) = match why {
+        Refused::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} MiB, or holds more JSON values than one request may",
+                MAX_BODY >> 20
+            ),
+            "body too large",
+        ),
+        Refused::UserBusy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this user's agents have as many requests in flight as one user may; try again in {RETRY_AFTER} seconds"
+            ),
+            "past the user's share",
+        ),
+        Refused::ProcessBusy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the service is reading as many requests as it may; try again in {RETRY_AFTER} seconds"
+            ),
+            "past the process's body budget",
+        ),
+        Refused::Broken => (
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read whole".to_string(),
+            "body cut short",
+        ),
+    };
+    tracing::warn!(
+        server = gate.server,
+        session,
+        reason,
+        "refused an MCP request"
+    );
+    let mut response = error(status, &message);
+    if matches!(why, Refused::UserBusy | Refused::ProcessBusy) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER));
+    }
+    response
 }
 
 /// Whether a JSON-RPC message is a `tools/call`. What does not read as one

@@ -104,7 +104,7 @@ impl LocalSqlite {
 
     /// Counts a tool call of the token of SHA-256 `hash` in `minute` and
     /// reads `user_id`'s [`Snapshot`] (all types), in one write transaction;
-    /// `None` when no token has that SHA-256.
+    /// `None` when no live token (not revoked, not expired) has that SHA-256.
     pub async fn count_call_with_snapshot(
         &self,
         hash: String,
@@ -115,9 +115,10 @@ impl LocalSqlite {
         let counted = self
             .run(move |conn| {
                 in_transaction(conn, "BEGIN IMMEDIATE", |conn| {
+                    let now = crate::store::now();
                     let calls: Option<i64> = conn
                         .prepare_cached(COUNT_CALL)?
-                        .query_row(rusqlite::params![minute, &hash], |r| r.get(0))
+                        .query_row(rusqlite::params![minute, &hash, now], |r| r.get(0))
                         .optional()?;
                     calls
                         .map(|calls| Ok((calls, snapshot_rows(conn, &user, None)?)))

@@ -4,6 +4,7 @@
 //! malformed lines, and the relay that serves stdio from the HTTP service.
 
 mod backing;
+mod budget;
 pub mod call;
 pub mod connections;
 pub mod http;

@@ -138,7 +138,8 @@ impl SidecarStore {
     /// Counts a tool call of a presented token in `minute` and reads
     /// `user_id`'s [`Snapshot`] (all types), in one transaction (one
     /// statement on PostgreSQL): the token's calls in that minute and the
-    /// rows of the call's grant check; `None` when it is not one we minted.
+    /// rows of the call's grant check; `None` when it is not one we minted
+    /// or is no longer live (revoked or expired since it was first read).
     pub async fn count_call_with_snapshot(
         &self,
         token: &str,

@@ -28,31 +28,37 @@ pub(crate) const SELECT_CAPABILITY: &str = "SELECT user_id, profile_id, session_
      FROM capability_tokens WHERE token_sha256 = $1";
 
 /// Counts a tool call in minute `$1` (seconds since the epoch / 60) of the
-/// token whose SHA-256 is `$2`, and returns its calls in that minute. A minute
-/// earlier than the counted one (a replica whose clock lags) counts in the
-/// later one: replicas never reset each other's count. (`$1` comes first:
-/// SQLite numbers parameters by their first appearance.) `$from` joins a
-/// one-row relation, for what must run in the same statement.
+/// token whose SHA-256 is `$2`, and returns its calls in that minute, only
+/// while the token is live at `$now` (an RFC 3339 time, as `expires_at` is
+/// stored): not revoked, not expired. The call is re-checked where it is
+/// counted, when it runs: a token revoked while its request waited counts
+/// nothing and returns no row. A minute earlier than the counted one (a
+/// replica whose clock lags) counts in the later one: replicas never reset
+/// each other's count. (`$1` comes first: SQLite numbers parameters by their
+/// first appearance.) `$from` joins a one-row relation, for what must run in
+/// the same statement.
 macro_rules! count_call {
-    ($from:literal) => {
+    ($from:literal, $now:literal) => {
         concat!(
             "UPDATE capability_tokens SET \
              calls_in_minute = CASE WHEN calls_minute >= $1 THEN calls_in_minute + 1 ELSE 1 END, \
              calls_minute = CASE WHEN calls_minute > $1 THEN calls_minute ELSE $1 END ",
             $from,
-            " WHERE token_sha256 = $2 RETURNING calls_in_minute"
+            " WHERE token_sha256 = $2 AND revoked_at IS NULL AND expires_at > ",
+            $now,
+            " RETURNING calls_in_minute"
         )
     };
 }
 
-/// [`count_call!`] on SQLite, where a commit in WAL mode with `synchronous =
-/// NORMAL` waits for no flush anyway.
-pub(crate) const COUNT_CALL: &str = count_call!("");
+/// [`count_call!`] on SQLite (`$3`: now), where a commit in WAL mode with
+/// `synchronous = NORMAL` waits for no flush anyway.
+pub(crate) const COUNT_CALL: &str = count_call!("", "$3");
 
-/// On PostgreSQL, [`count_call!`] and the user's [`Snapshot`] (`$3`: the
-/// user; `$4`: a type or NULL) in one statement, one round trip: the call's
-/// count, then the profiles and integrations of its grant check (NULL and
-/// two empty lists when the token is unknown).
+/// On PostgreSQL, [`count_call!`] (`$5`: now) and the user's [`Snapshot`]
+/// (`$3`: the user; `$4`: a type or NULL) in one statement, one round trip:
+/// the call's count, then the profiles and integrations of its grant check
+/// (NULL and two empty lists when the token is unknown, revoked or expired).
 ///
 /// It commits without waiting for the WAL flush (`synchronous_commit` off for
 /// this statement's transaction alone, which holds no other write; through
@@ -65,7 +71,10 @@ pub(crate) const COUNT_CALL: &str = count_call!("");
 /// WAL flush a call, which is most of what a call costs here.
 const COUNT_CALL_WITH_SNAPSHOT: &str = concat!(
     "WITH counted AS (",
-    count_call!("FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"),
+    count_call!(
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed",
+        "$5"
+    ),
     ") SELECT (SELECT calls_in_minute FROM counted), snapshot.* FROM (",
     postgres_snapshot!("$3", "$4"),
     ") AS snapshot"
@@ -265,7 +274,8 @@ impl Store {
     /// Counts a tool call of a presented token in `minute` (seconds since
     /// the epoch / 60) and reads `user_id`'s [`Snapshot`] (all types) in the
     /// same statement ([`COUNT_CALL_WITH_SNAPSHOT`]); the token's calls in that
-    /// minute and the snapshot, `None` when it is not one we minted.
+    /// minute and the snapshot, `None` when it is not one we minted or is no
+    /// longer live (revoked, expired).
     /// PostgreSQL only: a sidecar counts on SQLite through its own connection.
     pub(crate) async fn count_call_with_snapshot(
         &self,
@@ -287,6 +297,7 @@ impl Store {
                 .bind(&hash)
                 .bind(user_id)
                 .bind(None::<&str>)
+                .bind(now())
                 .fetch_one(pool)
                 .await?;
         calls

@@ -40,7 +40,7 @@ pub use import::{ImportOutcome, ImportRow, ImportedIntegration, ImportedSecret};
 pub use inbound::{InboundMessage, NewInbound, Origin};
 pub use integrations::{IntegrationUpdate, NewIntegration};
 pub use notification_log::LoggedRow;
-pub use profiles::NewProfile;
+pub use profiles::{DEFAULT_MAX_PROFILES_PER_USER, NewProfile, max_profiles_per_user};
 pub use rotate::{ColumnRotation, RotationReport};
 pub use secrets::{NewSecret, Secret, SecretUpdate, secret_name_schema, secret_value_schema};
 pub use snapshot::Snapshot;

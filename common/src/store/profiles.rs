@@ -36,6 +36,40 @@ impl NewProfile {
     }
 }
 
+/// The profiles one user may have unless `MAX_PROFILES_PER_USER` says
+/// otherwise: each may be granted channels and fire notifications, so a
+/// user's profiles are not free.
+pub const DEFAULT_MAX_PROFILES_PER_USER: i64 = 100;
+
+/// The profiles one user may have: `MAX_PROFILES_PER_USER`, by default
+/// [`DEFAULT_MAX_PROFILES_PER_USER`].
+pub fn max_profiles_per_user() -> Result<i64, StoreError> {
+    match std::env::var("MAX_PROFILES_PER_USER") {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                StoreError::Invalid(
+                    "MAX_PROFILES_PER_USER must be a number of profiles, at least 1".into(),
+                )
+            })
+        }
+        _ => Ok(DEFAULT_MAX_PROFILES_PER_USER),
+    }
+}
+
+/// Counts a user's profiles: binds the user id.
+const COUNT_PROFILES: &str = "SELECT COUNT(*) FROM profiles WHERE user_id = $1";
+
+/// The refusal of one profile more for `user_id`, who has `count` of at
+/// most `max`.
+fn past_the_cap(user_id: &str, count: i64, max: i64) -> Result<(), StoreError> {
+    if count < max {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "user '{user_id}' has {count} profiles, the most one user may have (MAX_PROFILES_PER_USER is {max}); remove one before adding another"
+    )))
+}
+
 /// Clears a user's default profile: binds `false`, the user id.
 const CLEAR_DEFAULT: &str = "UPDATE profiles SET is_default = $1 WHERE user_id = $2 AND is_default";
 
@@ -57,9 +91,11 @@ const SCOPED_ROWS: [(&str, &str); 2] = [
 ];
 
 impl Store {
-    /// Adds a profile; its id must be new and its slug unused by the user.
+    /// Adds a profile; its id must be new, its slug unused by the user, and
+    /// the user under [`max_profiles_per_user`].
     pub async fn add_profile(&self, new: &NewProfile) -> Result<Profile, StoreError> {
         let profile = new.to_profile(now())?;
+        let max = max_profiles_per_user()?;
         let taken = || {
             format!(
                 "profile '{}' or slug '{}' of user '{}' exists already",
@@ -79,6 +115,11 @@ impl Store {
             if clash.is_some() {
                 return Err(StoreError::Conflict(taken()));
             }
+            let (count,): (i64,) = sqlx::query_as(COUNT_PROFILES)
+                .bind(&profile.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            past_the_cap(&profile.user_id, count, max)?;
             if profile.is_default {
                 sqlx::query(CLEAR_DEFAULT)
                     .bind(false)
@@ -103,10 +144,12 @@ impl Store {
 
     /// Creates or updates the user's profile `id` (slug, name, is_default),
     /// as the platform mirrors it; returns it and whether it was created.
-    /// Conflict when the id belongs to another user or the slug is taken by
-    /// another profile of the user.
+    /// Conflict when the id belongs to another user, the slug is taken by
+    /// another profile of the user, or a new profile would take the user
+    /// past [`max_profiles_per_user`].
     pub async fn put_profile(&self, new: &NewProfile) -> Result<(Profile, bool), StoreError> {
         let mut profile = new.to_profile(now())?;
+        let max = max_profiles_per_user()?;
         // Worded like any other clash: it must not tell that another user has it.
         let elsewhere = || {
             format!(
@@ -149,6 +192,13 @@ impl Store {
                     .await?;
             }
             let created = existing.is_none();
+            if created {
+                let (count,): (i64,) = sqlx::query_as(COUNT_PROFILES)
+                    .bind(&profile.user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                past_the_cap(&profile.user_id, count, max)?;
+            }
             if let Some(existing) = existing {
                 profile.created_at = existing.created_at;
                 sqlx::query(
