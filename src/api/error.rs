@@ -96,6 +96,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { what, id } => Self::not_found(what, &id),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "CONFLICT", message),
             StoreError::Invalid(message) => Self::invalid(message),
+            StoreError::TooManyMints(e) => Self::rate_limited(e.to_string(), e.retry_after),
             StoreError::Scope(ScopeError::ProfileNotFound(id)) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "PROFILE_NOT_FOUND",
