@@ -347,7 +347,10 @@ async fn integrations_serve_mints_and_serves(store: &Store) {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(
-        refused["error"]["message"].as_str().unwrap().replace("sess_r", "sess r"),
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("sess_r", "sess r"),
         malformed["error"]["message"]
     );
     assert_eq!(refused["error"]["code"], malformed["error"]["code"]);
