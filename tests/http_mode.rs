@@ -540,7 +540,9 @@ async fn audited_while_teller_holds_one(
             .unwrap()
             .unwrap();
     }
-    let sql = format!("SELECT tool FROM audit_log WHERE session_id = '{session}' ORDER BY id");
+    let sql = format!(
+        "SELECT tool FROM audit_log WHERE session_id = '{session}' AND server = 'teller' ORDER BY id"
+    );
     store
         .query(&sql)
         .await
@@ -673,7 +675,7 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
         assert!(body.contains("enr_pnc"), "{body}");
     }
     let audited = store
-        .query("SELECT tool FROM audit_log WHERE session_id = 'sess_rep'")
+        .query("SELECT tool FROM audit_log WHERE session_id = 'sess_rep' AND server = 'teller'")
         .await;
     assert_eq!(audited.len(), 24, "{audited:?}");
 
