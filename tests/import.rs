@@ -648,7 +648,10 @@ async fn a_string_in_the_product_cannot_forge_a_line_of_the_report() {
     .unwrap();
     let report = stdout(&out);
     assert_eq!(report.lines().count(), 2, "{report:?}");
-    assert!(report.starts_with("skipped          profiles prof_"), "{report:?}");
+    assert!(
+        report.starts_with("skipped          profiles prof_"),
+        "{report:?}"
+    );
     assert!(
         !report.lines().any(|l| l.starts_with("imported")),
         "{report:?}"

@@ -27,8 +27,8 @@ pub struct ErrorBody {
 #[derive(Serialize, JsonSchema)]
 pub struct ErrorDetail {
     /// One of UNAUTHORIZED, NOT_FOUND, VALIDATION_FAILED, PROFILE_NOT_FOUND,
-    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE,
-    /// RATE_LIMITED, INTERNAL.
+    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PROVIDER_UNAVAILABLE,
+    /// PAYLOAD_TOO_LARGE, RATE_LIMITED, INTERNAL.
     pub code: String,
     pub message: String,
 }
@@ -65,6 +65,12 @@ impl ApiError {
             "NOT_FOUND",
             format!("{what} '{}' does not exist", bounded(id)),
         )
+    }
+
+    /// A 502 `PROVIDER_UNAVAILABLE`: the provider could not be reached or
+    /// answered as a service that is down; nothing the caller sent is wrong.
+    pub fn provider_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "PROVIDER_UNAVAILABLE", message)
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

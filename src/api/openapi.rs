@@ -426,7 +426,9 @@ fn describe(status: u16) -> &'static str {
             "RATE_LIMITED: past a limit of the minute (NOTIFY_MAX_PER_MINUTE tests, MCP_MAX_MINTS_PER_MINUTE mints per API token); see Retry-After"
         }
         500 => "INTERNAL: the store failed; Slack delivers the event again",
-        502 => "DELIVERY_FAILED: the provider refused or could not be reached",
+        502 => {
+            "PROVIDER_UNAVAILABLE: the provider could not be reached or is down; DELIVERY_FAILED: it refused"
+        }
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
     }
@@ -505,12 +507,14 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             .open()
             .query(query::<Callback>(g))
             .ok(303, "to DASHBOARD_URL?connected=slack", Content::Redirect)
-            .ok(400, "a readable page; nothing written", Content::Html),
+            .ok(400, "a readable page; nothing written", Content::Html)
+            .ok(502, "the provider could not be reached: a readable page; nothing written", Content::Html),
         Operation::new("get", "/api/gmail/callback", "Google's OAuth redirect (browser)")
             .open()
             .query(query::<Callback>(g))
             .ok(303, "to DASHBOARD_URL?connected=gmail", Content::Redirect)
-            .ok(400, "a readable page; nothing written", Content::Html),
+            .ok(400, "a readable page; nothing written", Content::Html)
+            .ok(502, "the provider could not be reached: a readable page; nothing written", Content::Html),
         Operation::new(
             "post",
             "/v1/integrations/teller/nonce",
