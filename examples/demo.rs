@@ -15,7 +15,7 @@ use anyhow::Context;
 use common::config::DecryptedConfig;
 use common::crypto::Keyring;
 use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
+use common::store::{Minter, NewIntegration, NewProfile, Store};
 use fakes::gmail::FakeGmail;
 use fakes::resend::FakeResend;
 use fakes::slack::FakeSlack;
@@ -276,8 +276,10 @@ async fn main() -> anyhow::Result<()> {
     heading("8. The same agents over HTTP: one `mcp-teller serve`, a capability token each");
     let served = Served::teller(&bin_dir, &db, &keys_file, teller.base_url()).await?;
     let ttl = std::time::Duration::from_secs(600);
-    let finance_http = resolver::mint(&store, plans[0].clone(), &served.base, ttl).await?;
-    let coding_http = resolver::mint(&store, plans[1].clone(), &served.base, ttl).await?;
+    let finance_http =
+        resolver::mint(&store, plans[0].clone(), &served.base, ttl, Minter::Cli).await?;
+    let coding_http =
+        resolver::mint(&store, plans[1].clone(), &served.base, ttl, Minter::Cli).await?;
     let entry = &finance_http.claude_code()["mcpServers"]["teller"];
     let finance_token = bearer(entry)?;
     println!(

@@ -5,11 +5,11 @@ use anyhow::{Context, anyhow};
 use common::crypto::Keyring;
 use common::model::{Integration, IntegrationType};
 use common::sidecar::{Identity, SidecarStore};
-use mcp_gmail::client::GmailClient;
+use mcp_gmail::client::{GmailClient, GmailError};
 use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_notify::deliver::{Providers, Source};
 use mcp_notify::{Notifier, Request};
-use mcp_teller::client::{TellerClient, TellerConfig};
+use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -25,6 +25,23 @@ pub async fn run(
         IntegrationType::Teller => teller(keyring, integration).await,
         _ => notify(notifier, integration).await,
     }
+}
+
+/// Whether a test failed because the provider could not be reached or
+/// answered as a service that is down (Gmail, Google's OAuth, Teller), rather
+/// than refusing what it was sent.
+pub fn unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<TellerError>()
+            .is_some_and(TellerError::is_unavailable)
+            || cause
+                .downcast_ref::<oauth::OAuthError>()
+                .is_some_and(oauth::OAuthError::is_unavailable)
+            || cause
+                .downcast_ref::<GmailError>()
+                .is_some_and(GmailError::is_unavailable)
+    })
 }
 
 /// The notifier the platform's own notifications go through.

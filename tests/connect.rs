@@ -45,6 +45,9 @@ struct World {
     other_token: String,
     /// Whether the server checks Teller Connect's signatures.
     signed_teller: bool,
+    /// Where the server finds Slack, Google and Teller instead of the fakes:
+    /// a port nothing listens on.
+    unreachable: Option<String>,
     /// The binding cookie of each provider's last authorize: what the
     /// browser that started the flow sends back to its callback.
     cookies: std::sync::Mutex<HashMap<String, String>>,
@@ -86,6 +89,7 @@ impl World {
             token: String::new(),
             other_token: String::new(),
             signed_teller: true,
+            unreachable: None,
             cookies: Default::default(),
         };
         world.keys = world.cli(&["keys", "generate"]).trim().to_string();
@@ -136,6 +140,20 @@ impl World {
             ("TELLER_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ];
         env.retain(|(name, _)| self.signed_teller || *name != "TELLER_SIGNING_PUBKEY");
+        if let Some(closed) = &self.unreachable {
+            for (name, value) in &mut env {
+                if [
+                    "SLACK_API_BASE",
+                    "GOOGLE_TOKEN_URL",
+                    "GMAIL_API_BASE",
+                    "TELLER_API_BASE",
+                ]
+                .contains(name)
+                {
+                    *value = closed.clone();
+                }
+            }
+        }
         env
     }
 
@@ -915,4 +933,65 @@ async fn a_teller_token_proves_its_enrollment_and_changes_only_through_teller_co
         );
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_cannot_be_reached_is_502_provider_unavailable_and_writes_nothing() {
+    let mut w = World::new(false).await.unwrap();
+    let pnc = fakes::teller::PNC_TOKEN;
+    let enrollment = |nonce: &str, signature: String| {
+        json!({
+            "accessToken": pnc, "user": {"id": "usr_1"},
+            "enrollment": {"id": "enr_pnc", "institution": {"name": "PNC"}},
+            "signatures": [signature], "nonce": nonce,
+        })
+    };
+    let n = nonce(&w).await;
+    let signed = enrollment(&n, w.sign(&n, pnc, "usr_1", "enr_pnc"));
+    let (status, row) = w
+        .api("POST", "/v1/integrations/teller/callback", signed)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{row}");
+    let teller_id = row["id"].as_str().unwrap().to_string();
+
+    // Slack, Google and Teller are now where nothing answers.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    w.unreachable = Some(format!("http://{closed}"));
+    w.start().await;
+
+    for provider in ["slack", "gmail"] {
+        let query = w.authorize(provider).await;
+        let result = w
+            .callback(provider, &[("state", &query["state"]), ("code", "a-code")])
+            .await;
+        let Err((status, page)) = result else {
+            panic!("{provider}: {result:?}");
+        };
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{provider}: {page}");
+        assert!(page.contains("could not be reached"), "{page}");
+        assert!(page.contains("error=provider_unavailable"), "{page}");
+        assert!(w.integrations(provider).await.is_empty());
+    }
+
+    let n = nonce(&w).await;
+    let signed = enrollment(&n, w.sign(&n, pnc, "usr_1", "enr_pnc"));
+    let (status, body) = w
+        .api("POST", "/v1/integrations/teller/callback", signed)
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "PROVIDER_UNAVAILABLE", "{body}");
+    assert_eq!(w.integrations("teller").await.len(), 1);
+
+    let (status, body) = w
+        .api(
+            "POST",
+            &format!("/v1/integrations/{teller_id}/test"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "PROVIDER_UNAVAILABLE", "{body}");
 }

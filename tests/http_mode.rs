@@ -333,13 +333,27 @@ async fn integrations_serve_mints_and_serves(store: &Store) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["session_id"], "sess_r");
-    // The session is this user's: another user cannot mint into it.
+    // The session is this user's: another user cannot mint into it, and is
+    // answered as for a malformed session id, which says nothing of whose it is.
     let (status, refused) = mint(
         theirs.clone(),
         json!({"profile_id": "prof_theirs", "session_id": "sess_r"}),
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let (_, malformed) = mint(
+        theirs.clone(),
+        json!({"profile_id": "prof_theirs", "session_id": "sess r"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("sess_r", "sess r"),
+        malformed["error"]["message"]
+    );
+    assert_eq!(refused["error"]["code"], malformed["error"]["code"]);
     assert!(body["expires_at"].is_string());
     let text = body.to_string();
     for canary in [
@@ -526,7 +540,9 @@ async fn audited_while_teller_holds_one(
             .unwrap()
             .unwrap();
     }
-    let sql = format!("SELECT tool FROM audit_log WHERE session_id = '{session}' ORDER BY id");
+    let sql = format!(
+        "SELECT tool FROM audit_log WHERE session_id = '{session}' AND server = 'teller' ORDER BY id"
+    );
     store
         .query(&sql)
         .await
@@ -659,7 +675,7 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
         assert!(body.contains("enr_pnc"), "{body}");
     }
     let audited = store
-        .query("SELECT tool FROM audit_log WHERE session_id = 'sess_rep'")
+        .query("SELECT tool FROM audit_log WHERE session_id = 'sess_rep' AND server = 'teller'")
         .await;
     assert_eq!(audited.len(), 24, "{audited:?}");
 

@@ -609,3 +609,58 @@ async fn a_vonzio_database_is_imported_and_served() {
     assert_eq!(body["urgency"], "high");
     notify.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_string_in_the_product_cannot_forge_a_line_of_the_report() {
+    let (Some(product), Some(store)) = (
+        postgres::Database::create("hostile"),
+        postgres::Database::create("imported"),
+    ) else {
+        eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: skipping the import test");
+        return;
+    };
+    let mut c = sqlx::PgConnection::connect(&product.url).await.unwrap();
+    sqlx::raw_sql(PRODUCT_SCHEMA).execute(&mut c).await.unwrap();
+    // A slug that ends its line, clears the terminal's and writes a line of
+    // its own, in red, right to left.
+    let forged = "ops\r\n\u{1b}[2K\u{1b}[31mimported         profiles prof_fake (fake)\u{202e}";
+    sqlx::query(r#"INSERT INTO "user" VALUES ($1, NULL, 'A')"#)
+        .bind(USER)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO profiles (id, user_id, name, slug) VALUES ('prof_\u{1b}]0;t\u{7}x', $1, 'Ops', $2)")
+        .bind(USER)
+        .bind(forged)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let keys = cli::run(&store.url, "", &["keys", "generate"]);
+    let out = cli::command(
+        &store.url,
+        keys.trim(),
+        &["import", "vonzio", "--from-env", "VONZIO_DB", "--dry-run"],
+    )
+    .env("VONZIO_DB", &product.url)
+    .env("VONZIO_ENCRYPTION_KEY", PASSPHRASE)
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let report = stdout(&out);
+    assert_eq!(report.lines().count(), 2, "{report:?}");
+    assert!(
+        report.starts_with("skipped          profiles prof_"),
+        "{report:?}"
+    );
+    assert!(
+        !report.lines().any(|l| l.starts_with("imported")),
+        "{report:?}"
+    );
+    assert!(
+        !report
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "{report:?}"
+    );
+    assert!(report.contains(r"ops\r\n\u{1b}[2K"), "{report:?}");
+}

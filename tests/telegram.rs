@@ -1004,3 +1004,67 @@ async fn the_test_endpoint_counts_against_the_notification_rate_limit() {
         document["paths"]["/v1/integrations/{id}/test"]["post"]["responses"]["429"].is_object()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_that_cannot_be_reached_is_502_provider_unavailable_and_stores_nothing() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = format!("http://{closed}");
+    let w = World::with_env(false, &[("TELEGRAM_API_BASE", &unreachable)]).await;
+    let (status, answer) = w
+        .api(
+            "POST",
+            "/v1/integrations/telegram/connect",
+            json!({"bot_token": tg::BOT_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"]["code"], "PROVIDER_UNAVAILABLE", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("could not be reached"), "{message}");
+    assert!(!message.contains(tg::BOT_TOKEN.split(':').nth(1).unwrap()));
+    let (_, listed) = w
+        .api("GET", "/v1/integrations?type=telegram", Value::Null)
+        .await;
+    assert_eq!(listed["integrations"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_that_answers_as_a_service_that_is_down_is_502_and_a_refusal_stays_400() {
+    let w = World::new(false).await;
+    w.telegram.faults().inject(fakes::Fault::status(
+        &format!("/bot{}/getMe", tg::BOT_TOKEN),
+        502,
+        json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}),
+    ));
+    let connect = |token: &str| {
+        w.api(
+            "POST",
+            "/v1/integrations/telegram/connect",
+            json!({"bot_token": token}),
+        )
+    };
+    let (status, answer) = connect(tg::BOT_TOKEN).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("PROVIDER_UNAVAILABLE")),
+        "{answer}"
+    );
+    let (status, answer) = connect("123:AAunknown-token-the-fake-does-not-know").await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_FAILED")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Telegram refused the bot token"),
+        "{answer}"
+    );
+    // Telegram back: the same bot connects.
+    assert_eq!(connect(tg::BOT_TOKEN).await.0, StatusCode::CREATED);
+}

@@ -1297,8 +1297,11 @@ async fn api_tokens_are_shown_once_stored_hashed_and_revoked_only_by_their_user(
             ("ci deploy", None)
         );
         assert_eq!(
-            s.user_for_token(&token).await.unwrap().as_deref(),
-            Some("u1"),
+            s.user_for_token(&token)
+                .await
+                .unwrap()
+                .map(|owner| (owner.id, owner.user_id)),
+            Some((row.id.clone(), "u1".to_string())),
             "{}",
             b.name
         );

@@ -53,6 +53,20 @@ pub enum GmailError {
     BadResponse,
 }
 
+impl GmailError {
+    /// Whether Gmail could not be reached or answered as a service that is
+    /// down (rather than refusing the request).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Upstream(status) => *status >= 500,
+            other => matches!(
+                other,
+                Self::RateLimited { .. } | Self::Timeout | Self::Connect(_) | Self::BadResponse
+            ),
+        }
+    }
+}
+
 /// A Gmail API client; one per sidecar, its connections reused.
 #[derive(Clone)]
 pub struct GmailClient {

@@ -81,6 +81,17 @@ pub enum OAuthError {
     BadResponse,
 }
 
+impl OAuthError {
+    /// Whether Google could not be reached or answered as a service that is
+    /// down (rather than refusing the request).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Upstream(status) => *status >= 500 || *status == 429,
+            other => matches!(other, Self::Timeout | Self::Connect(_) | Self::BadResponse),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: Zeroizing<String>,

@@ -282,6 +282,7 @@ async fn seed(url: &str, keyring: &Keyring) -> anyhow::Result<Vec<HeaderValue>> 
                     &session,
                     &["teller"],
                     Duration::from_secs(3600),
+                    common::store::Minter::Cli,
                 )
                 .await?;
             tokens.push(bearer(&minted.token)?);

@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             "sess_bench",
             &["teller"],
             Duration::from_secs(3600),
+            common::store::Minter::Cli,
         )
         .await?;
     let relay = [

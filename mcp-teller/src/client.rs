@@ -78,6 +78,21 @@ pub enum TellerError {
     BadResponse,
 }
 
+impl TellerError {
+    /// Whether Teller could not be reached or answered as a service that is
+    /// down (rather than refusing the request).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect(_)
+                | Self::Timeout
+                | Self::RateLimited { .. }
+                | Self::Upstream { .. }
+                | Self::BadResponse
+        )
+    }
+}
+
 /// A Teller account.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Account {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::store::Store;
+use common::store::{Minter, Store};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -36,19 +36,17 @@ impl std::fmt::Debug for HttpPlan {
 
 /// Mints the capability token of `plan`'s running agent (its session must be
 /// known) for the plan's servers, valid for `ttl`, served under `base_url`
-/// (e.g. `https://mcp.example.com`, which serves `/mcp/<server>`).
+/// (e.g. `https://mcp.example.com`, which serves `/mcp/<server>`), recording
+/// `minter`. The token never crosses a network in clear text: `base_url` is
+/// `https://`, or `http://` on loopback only ([`check_base_url`]).
 pub async fn mint(
     store: &Store,
     plan: Plan,
     base_url: &str,
     ttl: Duration,
+    minter: Minter<'_>,
 ) -> Result<HttpPlan, ResolveError> {
-    let base_url = base_url.trim_end_matches('/');
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(ResolveError::Invalid(
-            "the base URL must start with http:// or https://".into(),
-        ));
-    }
+    let base_url = check_base_url(base_url).map_err(ResolveError::Invalid)?;
     let session = plan.session_id.as_deref().ok_or_else(|| {
         ResolveError::Invalid(
             "a plan over HTTP needs the session id: its token is minted for that session".into(),
@@ -56,7 +54,14 @@ pub async fn mint(
     })?;
     let servers: Vec<&str> = plan.servers.iter().map(|s| s.name.as_str()).collect();
     let minted = store
-        .mint_capability(&plan.user_id, &plan.profile_id, session, &servers, ttl)
+        .mint_capability(
+            &plan.user_id,
+            &plan.profile_id,
+            session,
+            &servers,
+            ttl,
+            minter,
+        )
         .await?;
     Ok(HttpPlan {
         base_url: base_url.to_string(),
@@ -64,6 +69,26 @@ pub async fn mint(
         expires_at: minted.expires_at,
         plan,
     })
+}
+
+/// The base URL of the sidecars' service as a plan hands it out (without a
+/// trailing `/`), when a capability token may travel to it: `https://`, or
+/// `http://` to 127.0.0.0/8, `::1` or `localhost`; a sentence saying why not.
+pub fn check_base_url(base_url: &str) -> Result<&str, String> {
+    let base_url = base_url.trim_end_matches('/');
+    if common::sidecar::token_url(base_url).is_some() {
+        Ok(base_url)
+    } else {
+        Err(format!(
+            "the MCP service's URL '{}' must be https://, or http:// on loopback only \
+             (127.0.0.0/8, ::1, localhost): a capability token never travels in clear text",
+            base_url
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .escape_debug()
+        ))
+    }
 }
 
 impl HttpPlan {

@@ -28,6 +28,6 @@ mod plan;
 mod route;
 
 pub use env::SidecarEnv;
-pub use http::{HttpPlan, mint};
+pub use http::{HttpPlan, check_base_url, mint};
 pub use plan::{InboundSurface, Plan, PlanRequest, ResolveError, Routing, ServerSpec, plan};
 pub use route::{Route, RouteError, route};

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use common::store::Store;
+use common::store::{Minter, Store};
 use resolver::{PlanRequest, SidecarEnv};
 
 /// Decide which MCP servers, channels and inbound surfaces a running agent gets.
@@ -48,13 +48,17 @@ enum Command {
         #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
-    /// End every capability token of a session at once: its next request is refused.
+    /// End every capability token of a session (or with `--all`, of a
+    /// user) at once: its next request is refused.
     Revoke {
-        #[arg(long)]
-        session: String,
-        /// Only this user's tokens of the session.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        session: Option<String>,
+        /// Only this user's tokens of the session; with `--all`, the user whose tokens end.
         #[arg(long)]
         user: Option<String>,
+        /// Every live token of `--user`, whatever minted it.
+        #[arg(long, requires = "user")]
+        all: bool,
     },
     /// Decide which profile a message arriving on a Slack or Telegram integration goes to.
     Route {
@@ -131,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Format::ClaudeCode => plan.claude_code(),
                 },
                 (transport, Some(base_url)) => {
-                    let plan = resolver::mint(&store, plan, &base_url, ttl).await?;
+                    let plan = resolver::mint(&store, plan, &base_url, ttl, Minter::Cli).await?;
                     match (transport, format) {
                         (Transport::Relay, Format::Json) => plan.relayed_json(),
                         (Transport::Relay, Format::ClaudeCode) => plan.relayed().claude_code(),
@@ -142,8 +146,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Command::Revoke { session, user } => {
-            let revoked = store.revoke_session(user.as_deref(), &session).await?;
+        Command::Revoke { session, user, all } => {
+            let revoked = match (session, user) {
+                (Some(session), user) => store.revoke_session(user.as_deref(), &session).await?,
+                (None, Some(user)) if all => store.revoke_user_sessions(&user).await?,
+                _ => anyhow::bail!("name a --session, or --all with --user"),
+            };
             println!("{}", serde_json::json!({ "revoked": revoked }));
         }
         Command::Route { integration, text } => {

@@ -37,8 +37,8 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if common::sidecar::http::bearer(&parts.headers).is_some() {
-            let TokenCaller(user) = TokenCaller::from_request_parts(parts, state).await?;
-            return Ok(Caller(user));
+            let caller = TokenCaller::from_request_parts(parts, state).await?;
+            return Ok(Caller(caller.user_id));
         }
         let secret = session_secret(state, &parts.headers).ok_or_else(ApiError::unauthorized)?;
         let user = state
@@ -63,10 +63,14 @@ pub fn session_secret<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'
     only_cookie(headers, session_cookie(state))
 }
 
-/// The user of an API token, for what only a program does (minting agents'
-/// capability tokens): the Settings page's session is refused there, so
-/// that nothing a browser holds outlives its sign-out.
-pub struct TokenCaller(pub String);
+/// The user of an API token, and the token's id, for what only a program
+/// does (minting agents' capability tokens, which the token's revocation
+/// revokes): the Settings page's session is refused there, so that nothing
+/// a browser holds outlives its sign-out.
+pub struct TokenCaller {
+    pub user_id: String,
+    pub token_id: String,
+}
 
 impl FromRequestParts<AppState> for TokenCaller {
     type Rejection = ApiError;
@@ -76,7 +80,10 @@ impl FromRequestParts<AppState> for TokenCaller {
             return Err(ApiError::unauthorized());
         };
         match state.store.user_for_token(token).await? {
-            Some(user) => Ok(TokenCaller(user)),
+            Some(owner) => Ok(TokenCaller {
+                user_id: owner.user_id,
+                token_id: owner.id,
+            }),
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -363,7 +363,9 @@ pub async fn gmail_authorize(
 pub struct Callback {
     /// The authorization code, on consent.
     code: Option<String>,
-    /// The single-use state this server issued with the redirect.
+    /// The single-use state this server issued with the redirect: required
+    /// (a callback without it is refused with a page).
+    #[schemars(required, length(min = 1, max = 128))]
     state: Option<String>,
     /// The provider's error code, when consent was not given.
     error: Option<String>,
@@ -371,6 +373,8 @@ pub struct Callback {
 
 /// A callback that failed: a readable page, and nothing written.
 struct Refused {
+    /// 400, or 502 when the provider could not be reached.
+    status: StatusCode,
     reason: &'static str,
     message: String,
 }
@@ -378,8 +382,18 @@ struct Refused {
 impl Refused {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
+            status: StatusCode::BAD_REQUEST,
             reason,
             message: message.into(),
+        }
+    }
+
+    /// The provider could not be reached, or answered as a service that is
+    /// down: 502, `?error=provider_unavailable`.
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            ..Self::new("provider_unavailable", message)
         }
     }
 }
@@ -418,7 +432,7 @@ fn page(c: &ConnectConfig, refused: Refused) -> Response {
         escape(&link)
     );
     (
-        StatusCode::BAD_REQUEST,
+        refused.status,
         [
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
@@ -560,7 +574,7 @@ async fn slack_connect(
     let redirect_uri = c
         .redirect_uri("slack")
         .map_err(|e| Refused::new("server_error", e.message))?;
-    let unreachable = |_| Refused::new("provider_error", "Slack could not be reached; try again.");
+    let unreachable = |_| Refused::unavailable("Slack could not be reached; try again.");
     let access: SlackAccess = c
         .http
         .post(format!("{}/oauth.v2.access", c.slack_api_base))
@@ -716,10 +730,12 @@ async fn gmail_connect(
     )
     .await
     .map_err(|e| {
-        Refused::new(
-            "provider_error",
-            format!("Google did not complete the connection: {e}."),
-        )
+        let message = format!("Google did not complete the connection: {e}.");
+        if e.is_unavailable() {
+            Refused::unavailable(message)
+        } else {
+            Refused::new("provider_error", message)
+        }
     })?;
     let Some(refresh_token) = consent.refresh_token else {
         return Err(Refused::new(
@@ -729,10 +745,12 @@ async fn gmail_connect(
     };
     let token = std::sync::Arc::new(consent.access_token);
     let profile = state.connect.gmail.profile(&token).await.map_err(|e| {
-        Refused::new(
-            "provider_error",
-            format!("Gmail did not answer for the new grant: {e}."),
-        )
+        let message = format!("Gmail did not answer for the new grant: {e}.");
+        if e.is_unavailable() {
+            Refused::unavailable(message)
+        } else {
+            Refused::new("provider_error", message)
+        }
     })?;
     let scopes: Vec<Value> = consent.scope.split_whitespace().map(Value::from).collect();
     let fields = [
@@ -847,11 +865,17 @@ pub async fn teller_callback(
     }
     let client = c.teller.as_ref().map_err(ApiError::internal)?;
     let accounts = client.accounts(&body.access_token).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "DELIVERY_FAILED",
-            format!("Teller did not accept the enrollment's access token: {e}"),
-        )
+        if e.is_unavailable() {
+            ApiError::provider_unavailable(format!(
+                "Teller could not be reached ({e}); try again later"
+            ))
+        } else {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "DELIVERY_FAILED",
+                format!("Teller did not accept the enrollment's access token: {e}"),
+            )
+        }
     })?;
     // The token must prove the enrollment: it shows at least one of its
     // accounts and none of another's. A token that sees nothing proves

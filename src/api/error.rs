@@ -27,8 +27,8 @@ pub struct ErrorBody {
 #[derive(Serialize, JsonSchema)]
 pub struct ErrorDetail {
     /// One of UNAUTHORIZED, NOT_FOUND, VALIDATION_FAILED, PROFILE_NOT_FOUND,
-    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PAYLOAD_TOO_LARGE,
-    /// REQUEST_TIMEOUT, RATE_LIMITED, INTERNAL.
+    /// CONFLICT, UNSUPPORTED_TYPE, DELIVERY_FAILED, PROVIDER_UNAVAILABLE,
+    /// PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, RATE_LIMITED, INTERNAL.
     pub code: String,
     pub message: String,
 }
@@ -67,6 +67,12 @@ impl ApiError {
         )
     }
 
+    /// A 502 `PROVIDER_UNAVAILABLE`: the provider could not be reached or
+    /// answered as a service that is down; nothing the caller sent is wrong.
+    pub fn provider_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "PROVIDER_UNAVAILABLE", message)
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", message)
     }
@@ -96,6 +102,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { what, id } => Self::not_found(what, &id),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "CONFLICT", message),
             StoreError::Invalid(message) => Self::invalid(message),
+            StoreError::TooManyMints(e) => Self::rate_limited(e.to_string(), e.retry_after),
             StoreError::Scope(ScopeError::ProfileNotFound(id)) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "PROFILE_NOT_FOUND",

@@ -265,6 +265,10 @@ pub async fn test(
             id: integration.id,
             detail,
         })),
+        Err(e) if crate::probe::unavailable(&e) => Err(ApiError::provider_unavailable(format!(
+            "the test of {} could not reach its provider: {e:#}",
+            bounded(&integration.id)
+        ))),
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "DELIVERY_FAILED",

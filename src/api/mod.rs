@@ -60,6 +60,9 @@ pub struct AppState {
     /// Where agents reach the MCP endpoints (`MCP_PUBLIC_URL`, else this
     /// server's own address): the base of a minted plan's URLs.
     pub mcp_url: Arc<str>,
+    /// How long a capability token minted here may live, and how many an
+    /// API token may mint a minute.
+    pub mint_limits: sessions::MintLimits,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             teller_webhook_secret: teller_webhook::secret_from_env().map(Arc::new),
             test_turn: Arc::default(),
             mcp_url: std::env::var("MCP_PUBLIC_URL").unwrap_or_default().into(),
+            mint_limits: sessions::MintLimits::from_env()?,
         })
     }
 }
@@ -141,7 +145,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/notifications",
             post(notifications::create).get(notifications::list),
         )
-        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions",
+            post(sessions::create)
+                .get(sessions::list)
+                .delete(sessions::end_all),
+        )
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::revoke))
         .route("/v1/dashboard/sign-in", post(dashboard::sign_in))
         .route("/v1/dashboard/session", get(dashboard::session))
@@ -198,6 +207,12 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
     if state.mcp_url.is_empty() {
         state.mcp_url = format!("http://{bound}").into();
     }
+    // A minted plan's token travels to this URL: https, or http on loopback.
+    resolver::check_base_url(&state.mcp_url).map_err(|why| {
+        anyhow::anyhow!(
+            "{why}; set MCP_PUBLIC_URL to the https:// address agents reach this server at"
+        )
+    })?;
     let config = HttpConfig::from_env(bound)?;
     let limits = connections::Limits::from_env()?;
     // The MCP endpoints check tokens and grants over the API's own pool.

@@ -3,10 +3,12 @@
 //! rules the server checks ([`rules`]) taken from the checks themselves.
 
 use axum::Json;
+use axum::extract::State;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
+use super::AppState;
 use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
 use super::dashboard::{DashboardSession, SignIn, SignedOut};
 use super::error::ErrorBody;
@@ -18,7 +20,7 @@ use super::notifications::{CreateNotification, LogPage, LogQuery, NotificationSe
 use super::profiles::{ProfileDeleted, ProfileList, ProfileView, PutProfile};
 use super::providers::{OAuthProvider, TelegramProvider, TellerProvider};
 use super::secrets::{CreateSecret, PatchSecret, SecretDeleted, SecretList, SecretView};
-use super::sessions::{CreateSession, SessionCreated, SessionRevoked};
+use super::sessions::{CreateSession, SessionCreated, SessionList, SessionRevoked, SessionsEnded};
 use super::telegram::{ConnectBot, ConnectPlatform, Connected, Regenerate};
 use crate::output::IntegrationView;
 
@@ -52,12 +54,20 @@ pub mod rules {
         schema(common::ids::ident_schema())
     }
 
-    /// A capability token's lifetime in seconds
-    /// (`common::store::MAX_TTL`), or null for the default.
+    /// A capability token's lifetime in seconds, or null for the default:
+    /// its maximum is this server's `MCP_MAX_TOKEN_TTL`, set by [`cap_ttl`].
     pub fn ttl_seconds_or_null(_: &mut SchemaGenerator) -> Schema {
-        or_null(
-            json!({"type": "integer", "minimum": 1, "maximum": common::store::MAX_TTL.as_secs()}),
-        )
+        or_null(json!({"type": "integer", "minimum": 1}))
+    }
+
+    /// Gives `ttl_seconds` of `CreateSession` among `schemas` its maximum.
+    pub fn cap_ttl(schemas: &mut serde_json::Map<String, Value>, max: std::time::Duration) {
+        if let Some(ttl) = schemas
+            .get_mut("CreateSession")
+            .and_then(|s| s.pointer_mut("/properties/ttl_seconds/anyOf/0"))
+        {
+            ttl["maximum"] = json!(max.as_secs());
+        }
     }
 
     /// A profile id (`common::ids::validate_ident`), or null.
@@ -333,11 +343,12 @@ fn without_null(mut schema: Value) -> Value {
     schema
 }
 
-pub async fn document() -> Json<Value> {
-    Json(build())
+pub async fn document(State(state): State<AppState>) -> Json<Value> {
+    Json(build(state.mint_limits.max_ttl))
 }
 
-fn build() -> Value {
+/// The document of a server whose tokens minted over REST live at most `max_ttl`.
+fn build(max_ttl: std::time::Duration) -> Value {
     let settings = SchemaSettings::draft2020_12().with(|s| {
         s.definitions_path = "/components/schemas".into();
         s.meta_schema = None;
@@ -386,16 +397,18 @@ fn build() -> Value {
             .or_insert_with(|| Value::Object(Map::new()));
         entry[op.method] = operation;
     }
+    let mut schemas = g.take_definitions(true);
+    rules::cap_ttl(&mut schemas, max_ttl);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "integrations", "version": env!("CARGO_PKG_VERSION"), "description": "Connected accounts, agent profiles and per-agent secrets of the caller (the user of the bearer token, or of the Settings page's session, whose state-changing requests carry its CSRF token as X-CSRF-Token)."},
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
-            "schemas": g.take_definitions(true),
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `integrations tokens create`"},
-                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE, "description": "the Settings page's session, from a sign-in link (`integrations dashboard-link`), named `__Host-integrations_session` under an https PUBLIC_BASE_URL; a request that changes anything also sends `X-CSRF-Token` (from GET /v1/dashboard/session), else 403. /v1/sessions takes an API token only"},
+                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE, "description": "the Settings page's session, from a sign-in link (`integrations dashboard-link`), named `__Host-integrations_session` under an https PUBLIC_BASE_URL; a request that changes anything also sends `X-CSRF-Token` (from GET /v1/dashboard/session), else 403. /v1/sessions and /v1/sessions/{id} take an API token only"},
             },
         },
     })
@@ -411,9 +424,13 @@ fn describe(status: u16) -> &'static str {
         409 => "CONFLICT",
         408 => "REQUEST_TIMEOUT: the body did not arrive whole within HTTP_BODY_TIMEOUT_MS",
         413 => "PAYLOAD_TOO_LARGE: a body over 64 KiB",
-        429 => "RATE_LIMITED: NOTIFY_MAX_PER_MINUTE tests a minute; see Retry-After",
+        429 => {
+            "RATE_LIMITED: past a limit of the minute (NOTIFY_MAX_PER_MINUTE tests, MCP_MAX_MINTS_PER_MINUTE mints per API token); see Retry-After"
+        }
         500 => "INTERNAL: the store failed; Slack delivers the event again",
-        502 => "DELIVERY_FAILED: the provider refused or could not be reached",
+        502 => {
+            "PROVIDER_UNAVAILABLE: the provider could not be reached or is down; DELIVERY_FAILED: it refused"
+        }
         503 => "NOT_CONFIGURED: the server lacks that provider's settings",
         _ => "error",
     }
@@ -492,12 +509,14 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             .open()
             .query(query::<Callback>(g))
             .ok(303, "to DASHBOARD_URL?connected=slack", Content::Redirect)
-            .ok(400, "a readable page; nothing written", Content::Html),
+            .ok(400, "a readable page; nothing written", Content::Html)
+            .ok(502, "the provider could not be reached: a readable page; nothing written", Content::Html),
         Operation::new("get", "/api/gmail/callback", "Google's OAuth redirect (browser)")
             .open()
             .query(query::<Callback>(g))
             .ok(303, "to DASHBOARD_URL?connected=gmail", Content::Redirect)
-            .ok(400, "a readable page; nothing written", Content::Html),
+            .ok(400, "a readable page; nothing written", Content::Html)
+            .ok(502, "the provider could not be reached: a readable page; nothing written", Content::Html),
         Operation::new(
             "post",
             "/v1/integrations/teller/nonce",
@@ -658,7 +677,22 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         )
         .token_only()
         .body(schema::<CreateSession>(g))
-        .ok(201, "the plan, in Claude Code's .mcp.json form", json::<SessionCreated>(g)),
+        .ok(201, "the plan, in Claude Code's .mcp.json form", json::<SessionCreated>(g))
+        .errors(&[429]),
+        Operation::new(
+            "get",
+            "/v1/sessions",
+            "Your live capability tokens: session, profile, servers, what minted each, expiry, last use",
+        )
+        .token_only()
+        .ok(200, "the live tokens, newest first", json::<SessionList>(g)),
+        Operation::new(
+            "delete",
+            "/v1/sessions",
+            "Revoke every live capability token of yours, whatever minted it",
+        )
+        .token_only()
+        .ok(200, "how many tokens were revoked", json::<SessionsEnded>(g)),
         Operation::new(
             "delete",
             "/v1/sessions/{id}",
@@ -675,7 +709,7 @@ mod tests {
 
     #[test]
     fn every_reference_resolves_and_every_route_is_documented() {
-        let doc = build();
+        let doc = build(std::time::Duration::from_secs(3600));
         let text = doc.to_string();
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
@@ -690,7 +724,7 @@ mod tests {
             ("/v1/profiles/{id}", &["put", "delete"]),
             ("/v1/secrets", &["get", "post"]),
             ("/v1/secrets/{id}", &["patch", "delete"]),
-            ("/v1/sessions", &["post"]),
+            ("/v1/sessions", &["post", "get", "delete"]),
             ("/v1/sessions/{id}", &["delete"]),
             ("/v1/dashboard/sign-in", &["post"]),
             ("/v1/dashboard/session", &["get"]),
@@ -703,5 +737,9 @@ mod tests {
         }
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(schemas["PatchIntegration"]["properties"]["scope"].is_object());
+        assert_eq!(
+            schemas["CreateSession"]["properties"]["ttl_seconds"]["anyOf"][0]["maximum"],
+            3600
+        );
     }
 }

@@ -28,6 +28,24 @@ use super::error::ApiError;
 use super::inbound;
 use super::openapi::rules;
 
+/// Why a Bot API call failed; never holds the token.
+#[derive(Debug)]
+enum BotApiError {
+    /// Telegram could not be reached, or answered as a service that is
+    /// down (5xx, 429, an unreadable answer): a sentence saying so.
+    Unavailable(String),
+    /// Telegram answered and refused: its description.
+    Refused(String),
+}
+
+impl std::fmt::Display for BotApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(why) | Self::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
 /// How long a link code may wait for its `/start`.
 const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -56,40 +74,55 @@ impl TelegramConfig {
 
     /// Calls the Bot API method `method` as `token`; Telegram's description
     /// of a failure (never the token, which is in the URL).
-    async fn call(&self, token: &str, method: &str, body: Value) -> Result<Value, String> {
+    async fn call(&self, token: &str, method: &str, body: Value) -> Result<Value, BotApiError> {
         let response = self
             .http
             .post(format!("{}/bot{token}/{method}", self.api_base))
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("Telegram could not be reached ({})", e.without_url()))?;
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|_| "Telegram sent a response that could not be read".to_string())?;
+            .map_err(|e| {
+                BotApiError::Unavailable(format!(
+                    "Telegram could not be reached ({})",
+                    e.without_url()
+                ))
+            })?;
+        let status = response.status();
+        let down = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        let Ok(answer) = response.json::<Value>().await else {
+            return Err(BotApiError::Unavailable(format!(
+                "Telegram sent a response that could not be read (HTTP {})",
+                status.as_u16()
+            )));
+        };
         if answer["ok"].as_bool() == Some(true) {
-            Ok(answer["result"].clone())
-        } else {
-            Err(answer["description"]
-                .as_str()
-                .unwrap_or("no reason given")
-                .chars()
-                .take(200)
-                .collect())
+            return Ok(answer["result"].clone());
         }
+        let description: String = answer["description"]
+            .as_str()
+            .unwrap_or("no reason given")
+            .chars()
+            .take(200)
+            .collect();
+        Err(if down {
+            BotApiError::Unavailable(format!("Telegram is unavailable ({description})"))
+        } else {
+            BotApiError::Refused(description)
+        })
     }
 
     /// The platform's bot (`PLATFORM_TELEGRAM_BOT_TOKEN`): its token, id and
     /// username as Telegram's `getMe` describes it; `None` when unset.
     pub async fn platform_bot(&self) -> Option<Result<(Zeroizing<String>, i64, String), String>> {
         let token = self.platform_token.clone()?;
-        Some(self.call(&token, "getMe", json!({})).await.and_then(|me| {
-            match (me["id"].as_i64(), me["username"].as_str()) {
-                (Some(id), Some(username)) => Ok((token, id, username.to_string())),
-                _ => Err("Telegram did not describe the bot".to_string()),
-            }
-        }))
+        let me = match self.call(&token, "getMe", json!({})).await {
+            Ok(me) => me,
+            Err(why) => return Some(Err(why.to_string())),
+        };
+        Some(match (me["id"].as_i64(), me["username"].as_str()) {
+            (Some(id), Some(username)) => Ok((token, id, username.to_string())),
+            _ => Err("Telegram did not describe the bot".to_string()),
+        })
     }
 
     /// The id of the platform's bot: the part of its token before the colon.
@@ -198,7 +231,14 @@ async fn who_is(state: &AppState, token: &str) -> Result<(i64, String), ApiError
         .telegram
         .call(token, "getMe", json!({}))
         .await
-        .map_err(|why| ApiError::invalid(format!("Telegram refused the bot token: {why}")))?;
+        .map_err(|e| match e {
+            BotApiError::Refused(why) => {
+                ApiError::invalid(format!("Telegram refused the bot token: {why}"))
+            }
+            BotApiError::Unavailable(why) => {
+                ApiError::provider_unavailable(format!("{why}; try again later"))
+            }
+        })?;
     match (me["id"].as_i64(), me["username"].as_str()) {
         (Some(id), Some(username)) => Ok((id, username.to_string())),
         _ => Err(ApiError::invalid("Telegram did not describe the bot")),
@@ -292,11 +332,16 @@ async fn connect_bot(
         .await;
     if let Err(why) = set {
         state.store.delete_integration(&row.id).await?;
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "DELIVERY_FAILED",
-            format!("Telegram refused the webhook: {why}"),
-        ));
+        return Err(match why {
+            BotApiError::Refused(why) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "DELIVERY_FAILED",
+                format!("Telegram refused the webhook: {why}"),
+            ),
+            BotApiError::Unavailable(why) => {
+                ApiError::provider_unavailable(format!("{why}; try again later"))
+            }
+        });
     }
     let link_url = link_url(state, &row, &username).await?;
     Ok((

@@ -73,7 +73,9 @@ impl Report {
         Self { entries, counts }
     }
 
-    /// The report as text: a line per row, then the counts.
+    /// The report as text: a line per row, then the counts. Every string
+    /// from the product is [`printable`]: none can end a line or drive the
+    /// terminal, so none can forge another line.
     pub fn text(&self) -> String {
         let mut out = String::new();
         for e in &self.entries {
@@ -86,17 +88,19 @@ impl Report {
             let user = e
                 .user_id
                 .as_deref()
-                .map(|u| format!(", user {u}"))
+                .map(|u| format!(", user {}", printable(u)))
                 .unwrap_or_default();
             out.push_str(&format!(
                 "{word:<16} {} {} ({}{user})",
-                e.table, e.id, e.what
+                e.table,
+                printable(&e.id),
+                printable(&e.what)
             ));
             if let Some(why) = reason {
-                out.push_str(&format!(": {why}"));
+                out.push_str(&format!(": {}", printable(why)));
             }
             for note in &e.notes {
-                out.push_str(&format!("; {note}"));
+                out.push_str(&format!("; {}", printable(note)));
             }
             out.push('\n');
         }
@@ -106,5 +110,45 @@ impl Report {
             c.imported, c.already_imported, c.skipped, c.failed
         ));
         out
+    }
+}
+
+/// `text` with its control characters (line ends, escape sequences, C1)
+/// and the marks that reorder text on screen (bidirectional overrides and
+/// isolates) written as escapes, e.g. `\n`, `\u{1b}`.
+fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_from_the_product_cannot_forge_a_line_or_drive_the_terminal() {
+        let forged = "x\r\n\u{1b}[2Kimported         profiles prof_fake (fake)\u{9b}\u{202e}";
+        let mut entry = Entry::new("profiles", forged, Some(forged), forged);
+        entry.outcome = Outcome::Skipped(forged.into());
+        entry.notes.push(forged.into());
+        let text = Report::new(vec![entry]).text();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(!text.contains('\u{202e}'));
+        assert!(text.contains(r"x\r\n\u{1b}[2Kimported"), "{text}");
     }
 }

@@ -15,7 +15,7 @@ mod relay;
 pub mod schema;
 pub mod standalone;
 mod stdio;
-mod store;
+pub(crate) mod store;
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ pub use backing::Backing;
 pub use notifications::{
     CLAIM_TIMEOUT, Claim, IDEMPOTENCY_WINDOW, LoggedNotification, NewClaim, ThreadAnchor, ThreadRow,
 };
-pub use relay::https_or_loopback;
+pub use relay::{https_or_loopback, token_url};
 pub use stdio::{guard, guarded_stdio};
 pub use store::SidecarStore;
 

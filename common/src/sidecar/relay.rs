@@ -116,19 +116,10 @@ impl Relay {
         let mut authorization = HeaderValue::from_str(&Zeroizing::new(format!("Bearer {token}")))
             .map_err(|_| not_a_token())?;
         authorization.set_sensitive(true);
-        let endpoint = Url::parse(&format!("{}/mcp/{server}", base.trim_end_matches('/')))
-            .ok()
-            .filter(|url| {
-                // The token crosses no network in clear text.
-                https_or_loopback(url)
-                    && url.has_host()
-                    && url.query().is_none()
-                    && url.fragment().is_none()
-            })
-            .ok_or(
-                "INTEGRATIONS_URL must be the base URL of the sidecars' service: \
+        let endpoint = token_url(&format!("{}/mcp/{server}", base.trim_end_matches('/'))).ok_or(
+            "INTEGRATIONS_URL must be the base URL of the sidecars' service: \
                  https://, or http:// on loopback only, e.g. https://mcp.example.com",
-            )?;
+        )?;
         let mut shown = endpoint.clone();
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
@@ -657,6 +648,18 @@ impl EventStream {
         self.line.extend_from_slice(rest);
         events
     }
+}
+
+/// `url` parsed, when a capability token may be sent to it: it crosses no
+/// network in clear text ([`https_or_loopback`]), and it has a host and
+/// neither a query nor a fragment.
+pub fn token_url(url: &str) -> Option<Url> {
+    Url::parse(url).ok().filter(|url| {
+        https_or_loopback(url)
+            && url.has_host()
+            && url.query().is_none()
+            && url.fragment().is_none()
+    })
 }
 
 /// Whether what travels to `url` crosses no network in clear text: it is

@@ -14,7 +14,7 @@ use super::{AuditEntry, GrantError, Identity};
 
 /// Writes one `audit_log` row; `$1`..`$10` appear in order (SQLite numbers
 /// named parameters by first appearance).
-pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Sets an integration's status while it still holds the sealed config `$4`

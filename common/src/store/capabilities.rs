@@ -4,7 +4,7 @@
 //! SHA-256 is stored, and every request re-reads its row, so that a
 //! revocation takes effect on the next request, on every replica.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use zeroize::Zeroizing;
 
@@ -12,7 +12,10 @@ use crate::ids::{random_secret, validate_ident};
 
 use super::snapshot::postgres_snapshot;
 use super::tokens::sha256_hex;
-use super::{Backend, Snapshot, Store, StoreError, conflict_on_unique, now, with_pool};
+use super::{
+    Backend, Snapshot, Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool,
+};
+use crate::sidecar::store::INSERT_AUDIT;
 
 /// What every capability token starts with, so that a leaked one is recognizable.
 const PREFIX: &str = "mct_";
@@ -120,14 +123,11 @@ impl Capability {
     pub(crate) fn from_columns(
         (user_id, profile_id, session_id, servers, expires_at, revoked_at): CapabilityColumns,
     ) -> Result<Self, StoreError> {
-        let servers = serde_json::from_str(&servers).map_err(|_| {
-            StoreError::Invalid("a capability token row has a corrupt servers column".into())
-        })?;
         Ok(Self {
             user_id,
             profile_id,
             session_id,
-            servers,
+            servers: parse_servers(&servers)?,
             expires_at,
             revoked_at,
         })
@@ -145,6 +145,13 @@ impl Capability {
             Ok(())
         }
     }
+}
+
+/// A row's `servers` column: a JSON array of server names.
+fn parse_servers(servers: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(servers).map_err(|_| {
+        StoreError::Invalid("a capability token row has a corrupt servers column".into())
+    })
 }
 
 /// The columns of one `capability_tokens` row, in [`SELECT_CAPABILITY`] order.
@@ -174,11 +181,117 @@ impl std::fmt::Debug for MintedToken {
     }
 }
 
+/// Who mints a capability token; stored in its `minted_by` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Minter<'a> {
+    /// `POST /v1/sessions` with the API token of id `id`: revoking that API
+    /// token revokes what it minted. At most `per_minute` mints a minute
+    /// (none: no limit), counted in the store.
+    ApiToken {
+        id: &'a str,
+        per_minute: Option<i64>,
+    },
+    /// `resolver plan --transport http|relay`, run by whoever holds the store.
+    Cli,
+}
+
+impl Minter<'_> {
+    /// Its `minted_by` value: the API token's id, or [`CLI_MINTER`].
+    fn stored(&self) -> &str {
+        match self {
+            Self::ApiToken { id, .. } => id,
+            Self::Cli => CLI_MINTER,
+        }
+    }
+}
+
+/// The `minted_by` of a token minted by `resolver plan`.
+pub const CLI_MINTER: &str = "cli";
+
+/// How long an expired or revoked token's row is kept (so that a refusal
+/// still says why) before a mint purges it.
+const PURGE_AFTER: Duration = Duration::from_secs(3600);
+/// The most rows of each kind one mint purges.
+const PURGE_BATCH: i64 = 100;
+/// The most live sessions [`Store::live_sessions`] lists.
+pub const MAX_LISTED: i64 = 1000;
+
+/// Counts a mint of API token `$2` in minute `$1` (as [`count_call!`] counts
+/// a tool call) and returns its mints in that minute; no row when the API
+/// token is gone. Its row stays locked until the mint commits, so that a
+/// revocation of the API token waits for the mint, then revokes it too.
+const COUNT_MINT: &str = "UPDATE api_tokens SET \
+     mints_in_minute = CASE WHEN mints_minute >= $1 THEN mints_in_minute + 1 ELSE 1 END, \
+     mints_minute = CASE WHEN mints_minute > $1 THEN mints_minute ELSE $1 END \
+     WHERE id = $2 RETURNING mints_in_minute";
+
+/// Claims session `$1` for user `$2` until `$3` (`$4`: now) in one
+/// statement: a new session, one of this user's (its expiry extended), or
+/// one whose tokens have all expired; returns no row when the session is
+/// another user's. The primary key decides a race between two users.
+const CLAIM_SESSION: &str = "INSERT INTO capability_sessions (session_id, user_id, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (session_id) DO UPDATE SET \
+     expires_at = CASE WHEN capability_sessions.user_id = excluded.user_id \
+     AND capability_sessions.expires_at > excluded.expires_at \
+     THEN capability_sessions.expires_at ELSE excluded.expires_at END, \
+     user_id = excluded.user_id \
+     WHERE capability_sessions.user_id = excluded.user_id OR capability_sessions.expires_at <= $4 \
+     RETURNING user_id";
+
+/// The answer to a session id that cannot be minted into: malformed, or
+/// another user's. One sentence for both, so that it never says whether a
+/// session id is taken, nor by whom.
+fn session_refused(session_id: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "session id '{}' cannot be used: a session id is 1 to 128 characters of letters, digits and _ - . : @, and names one running agent; choose another",
+        session_id
+            .chars()
+            .take(64)
+            .collect::<String>()
+            .escape_debug()
+    ))
+}
+
+/// A live capability token as its user lists it: never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct LiveSession {
+    pub session_id: String,
+    pub profile_id: String,
+    /// The MCP servers the token may call.
+    pub servers: Vec<String>,
+    /// The id of the API token that minted it, `cli` for `resolver plan`, or
+    /// `unrecorded` for a token minted before this was recorded.
+    pub minted_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// The start of the minute of its latest counted tool call (RFC 3339);
+    /// null before its first (calls are counted while
+    /// `MCP_MAX_CALLS_PER_MINUTE` is set).
+    pub last_used_at: Option<String>,
+}
+
+/// Why a mint was refused past its API token's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many sessions minted with this API token: at most {limit} a minute; try again in {retry_after} seconds"
+)]
+pub struct TooManyMints {
+    pub limit: i64,
+    /// Seconds to the next minute.
+    pub retry_after: u64,
+}
+
 impl Store {
     /// Mints a capability token for `servers` of the running agent
     /// (`user_id`, `profile_id`, `session_id`), valid for `ttl` (at most
-    /// [`MAX_TTL`]). Only its SHA-256 is stored. A session id already used
-    /// by another user is refused: a session is one user's.
+    /// [`MAX_TTL`]), recording who mints it, with its audit row (server
+    /// `sessions`, tool `mint`), in one transaction. Only its SHA-256 is
+    /// stored. A session is one user's: the first mint into a session id
+    /// claims it until its tokens expire, and a session id of another user's
+    /// is refused with the same answer as a malformed one. Each mint first
+    /// purges a batch of expired and revoked rows.
     pub async fn mint_capability(
         &self,
         user_id: &str,
@@ -186,53 +299,125 @@ impl Store {
         session_id: &str,
         servers: &[&str],
         ttl: Duration,
+        minter: Minter<'_>,
     ) -> Result<MintedToken, StoreError> {
         validate_ident("user id", user_id).map_err(StoreError::Invalid)?;
         validate_ident("profile id", profile_id).map_err(StoreError::Invalid)?;
-        validate_ident("session id", session_id).map_err(StoreError::Invalid)?;
+        validate_ident("session id", session_id).map_err(|_| session_refused(session_id))?;
         if ttl.is_zero() || ttl > MAX_TTL {
             return Err(StoreError::Invalid(format!(
                 "a token's lifetime must be between 1 second and {} days",
                 MAX_TTL.as_secs() / 86_400
             )));
         }
-        let token = random_secret(PREFIX, RANDOM_LEN);
-        let expires_at = humantime::format_rfc3339_micros(SystemTime::now() + ttl).to_string();
-        let servers = serde_json::to_string(servers)
-            .map_err(|e| StoreError::Invalid(format!("the servers cannot be encoded: {e}")))?;
-        let taken: Option<(String,)> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT user_id FROM capability_tokens WHERE session_id = $1 AND user_id <> $2 LIMIT 1",
-            )
-            .bind(session_id)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "session '{session_id}' belongs to another user; choose another session id"
-            )));
+        let started = Instant::now();
+        if let Err(e) = self.purge_capabilities().await {
+            // Bookkeeping only: the mint goes on.
+            tracing::warn!(error = %e, "could not purge expired capability tokens");
         }
+        let token = random_secret(PREFIX, RANDOM_LEN);
+        let minted_at = SystemTime::now();
+        let created_at = humantime::format_rfc3339_micros(minted_at).to_string();
+        let expires_at = humantime::format_rfc3339_micros(minted_at + ttl).to_string();
+        let servers_json = serde_json::to_string(servers)
+            .map_err(|e| StoreError::Invalid(format!("the servers cannot be encoded: {e}")))?;
+        let detail = format!(
+            "minted by {} for {}; expires {expires_at}",
+            minter.stored(),
+            servers.join(", ")
+        );
         with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, user_id).await?;
+            if let Minter::ApiToken { id, per_minute } = minter {
+                let second = crate::clock::unix_now();
+                let mints: Option<i64> = sqlx::query_scalar(COUNT_MINT)
+                    .bind(second / 60)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(mints) = mints else {
+                    return Err(StoreError::NotFound {
+                        what: "api token",
+                        id: id.to_string(),
+                    });
+                };
+                if let Some(limit) = per_minute.filter(|limit| mints > *limit) {
+                    return Err(StoreError::TooManyMints(TooManyMints {
+                        limit,
+                        retry_after: (60 - second.rem_euclid(60)) as u64,
+                    }));
+                }
+            }
+            let claimed: Option<String> = sqlx::query_scalar(CLAIM_SESSION)
+                .bind(session_id)
+                .bind(user_id)
+                .bind(&expires_at)
+                .bind(&created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if claimed.is_none() {
+                return Err(session_refused(session_id));
+            }
             sqlx::query(
-                "INSERT INTO capability_tokens (token_sha256, user_id, profile_id, session_id, servers, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO capability_tokens (token_sha256, user_id, profile_id, session_id, servers, expires_at, created_at, minted_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(sha256_hex(&token))
             .bind(user_id)
             .bind(profile_id)
             .bind(session_id)
-            .bind(&servers)
+            .bind(&servers_json)
             .bind(&expires_at)
-            .bind(now())
-            .execute(pool)
+            .bind(&created_at)
+            .bind(minter.stored())
+            .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique(|| {
                 "a token collided with an existing one; mint it again".into()
             }))?;
+            sqlx::query(INSERT_AUDIT)
+                .bind(&created_at)
+                .bind(user_id)
+                .bind(profile_id)
+                .bind(session_id)
+                .bind("sessions")
+                .bind("mint")
+                .bind(None::<&str>)
+                .bind("allow")
+                .bind(&detail)
+                .bind(started.elapsed().as_micros() as i64)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
         });
         Ok(MintedToken { token, expires_at })
+    }
+
+    /// Deletes a batch of rows expired or revoked more than [`PURGE_AFTER`]
+    /// ago, and of session claims whose tokens all expired that long ago.
+    async fn purge_capabilities(&self) -> Result<(), StoreError> {
+        let before = humantime::format_rfc3339_micros(SystemTime::now() - PURGE_AFTER).to_string();
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM capability_tokens WHERE token_sha256 IN \
+                 (SELECT token_sha256 FROM capability_tokens WHERE expires_at < $1 LIMIT $2) \
+                 OR token_sha256 IN \
+                 (SELECT token_sha256 FROM capability_tokens WHERE revoked_at < $1 LIMIT $2)",
+            )
+            .bind(&before)
+            .bind(PURGE_BATCH)
+            .execute(pool)
+            .await?;
+            sqlx::query(
+                "DELETE FROM capability_sessions WHERE session_id IN \
+                 (SELECT session_id FROM capability_sessions WHERE expires_at < $1 LIMIT $2)",
+            )
+            .bind(&before)
+            .bind(PURGE_BATCH)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Revokes every live token of session `session_id` (only `user_id`'s,
@@ -254,6 +439,60 @@ impl Store {
             .await?
             .rows_affected()
         }))
+    }
+
+    /// Revokes every live token of `user_id`, whatever minted it; returns
+    /// how many it revoked.
+    pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<u64, StoreError> {
+        let at = now();
+        Ok(with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE capability_tokens SET revoked_at = $1 \
+                 WHERE user_id = $2 AND expires_at > $1 AND revoked_at IS NULL",
+            )
+            .bind(&at)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    /// `user_id`'s live tokens (neither expired nor revoked), newest first,
+    /// at most [`MAX_LISTED`].
+    pub async fn live_sessions(&self, user_id: &str) -> Result<Vec<LiveSession>, StoreError> {
+        type Row = (String, String, String, String, String, String, i64);
+        let rows: Vec<Row> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT session_id, profile_id, servers, minted_by, created_at, expires_at, calls_minute \
+                 FROM capability_tokens WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL \
+                 ORDER BY created_at DESC LIMIT $3",
+            )
+            .bind(user_id)
+            .bind(now())
+            .bind(MAX_LISTED)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(
+                |(session_id, profile_id, servers, minted_by, created_at, expires_at, minute)| {
+                    let last_used_at = (minute > 0).then(|| {
+                        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(minute as u64 * 60);
+                        humantime::format_rfc3339_micros(at).to_string()
+                    });
+                    Ok(LiveSession {
+                        session_id,
+                        profile_id,
+                        servers: parse_servers(&servers)?,
+                        minted_by,
+                        created_at,
+                        expires_at,
+                        last_used_at,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// The stored row of a presented token, `None` when it is not one we

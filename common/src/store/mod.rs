@@ -33,7 +33,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use capabilities::{Capability, DEFAULT_TTL, MAX_TTL, MintedToken, Refusal};
+pub use capabilities::{
+    CLI_MINTER, Capability, DEFAULT_TTL, LiveSession, MAX_LISTED, MAX_TTL, MintedToken, Minter,
+    Refusal, TooManyMints,
+};
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};
 pub use import::{ImportOutcome, ImportRow, ImportedIntegration, ImportedSecret};
@@ -45,7 +48,7 @@ pub use rotate::{ColumnRotation, RotationReport};
 pub use secrets::{NewSecret, Secret, SecretUpdate, secret_name_schema, secret_value_schema};
 pub use snapshot::Snapshot;
 pub use telegram::{ClaimedThread, THREAD_WINDOW};
-pub use tokens::ApiToken;
+pub use tokens::{ApiToken, TokenOwner};
 
 use crate::crypto::OpenError;
 use crate::scope::ScopeError;
@@ -82,6 +85,9 @@ pub enum StoreError {
     /// The request itself is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// An API token minted more capability tokens this minute than it may.
+    #[error(transparent)]
+    TooManyMints(#[from] capabilities::TooManyMints),
     #[error(transparent)]
     Scope(#[from] ScopeError),
     #[error(transparent)]

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::ids::{new_token_id, random_secret, validate_ident};
 
-use super::{Store, StoreError, conflict_on_unique, now, with_pool};
+use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 /// What every token starts with, so that a leaked one is recognizable.
 const PREFIX: &str = "itk_";
@@ -27,6 +27,13 @@ pub struct ApiToken {
     pub name: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+}
+
+/// A presented API token, found: its id (what its mints record) and user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub id: String,
+    pub user_id: String,
 }
 
 impl Store {
@@ -79,29 +86,41 @@ impl Store {
         })
     }
 
-    /// Deletes one of the user's tokens; NotFound when it is not theirs.
+    /// Deletes one of the user's tokens and revokes every capability token
+    /// it minted, in one transaction; NotFound when it is not theirs.
     pub async fn revoke_api_token(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let done = with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        with_pool!(self, |pool| {
+            let mut tx = begin_for_user(pool, user_id).await?;
+            let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound {
+                    what: "api token",
+                    id: id.to_string(),
+                });
+            }
+            sqlx::query(
+                "UPDATE capability_tokens SET revoked_at = $1 \
+                 WHERE minted_by = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
         });
-        if done == 0 {
-            return Err(StoreError::NotFound {
-                what: "api token",
-                id: id.to_string(),
-            });
-        }
         Ok(())
     }
 
-    /// The user a presented token belongs to, or `None` for an unknown or
+    /// The API token a presented token is, or `None` for an unknown or
     /// revoked token. The lookup is by SHA-256, so no comparison ever runs on
     /// the secret itself. Touches `last_used_at` at most once a minute.
-    pub async fn user_for_token(&self, token: &str) -> Result<Option<String>, StoreError> {
+    pub async fn user_for_token(&self, token: &str) -> Result<Option<TokenOwner>, StoreError> {
         if !token.starts_with(PREFIX) || token.len() != PREFIX.len() + RANDOM_LEN {
             return Ok(None);
         }
@@ -124,7 +143,7 @@ impl Store {
             // Bookkeeping only: the request goes on.
             tracing::warn!(token = %id, error = %e, "could not record the token's last use");
         }
-        Ok(Some(user_id))
+        Ok(Some(TokenOwner { id, user_id }))
     }
 
     /// Sets `last_used_at` to now unless another request did since `stale`.
