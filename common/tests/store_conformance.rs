@@ -2820,10 +2820,17 @@ async fn a_revoked_or_expired_token_counts_no_call_and_reads_no_rows() {
         let sidecar = SidecarStore::open(&b.url, 1).unwrap();
         let mint = |session: &'static str| async move {
             let ttl = std::time::Duration::from_secs(3600);
-            s.mint_capability("u1", "prof_vzfin", session, &["teller"], ttl)
-                .await
-                .unwrap()
-                .token
+            s.mint_capability(
+                "u1",
+                "prof_vzfin",
+                session,
+                &["teller"],
+                ttl,
+                common::store::Minter::Cli,
+            )
+            .await
+            .unwrap()
+            .token
         };
         let (live, revoked, expired) = (
             mint("s_live").await,
