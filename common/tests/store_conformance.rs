@@ -36,9 +36,13 @@ fn teller(enrollment: &str, bank: &str) -> ValidConfig {
 }
 
 fn gmail() -> ValidConfig {
+    mailbox("a@gmail.com")
+}
+
+fn mailbox(email: &str) -> ValidConfig {
     config(
         IntegrationType::Gmail,
-        r#"{"email":"a@gmail.com","refresh_token":"1//rt"}"#,
+        &format!(r#"{{"email":"{email}","refresh_token":"1//rt"}}"#),
     )
 }
 
@@ -141,10 +145,23 @@ async fn uniqueness_rules_refuse_and_write_nothing() {
             "{}: {err}",
             b.name
         );
-        // Another user may have their own.
-        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
+        // Another user may have their own, not the same one.
+        let err = s
+            .add_integration(
+                &k,
+                &new("u2", IntegrationType::Gmail),
+                &mailbox("A@Gmail.COM"),
+            )
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        s.add_integration(
+            &k,
+            &new("u2", IntegrationType::Gmail),
+            &mailbox("b@gmail.com"),
+        )
+        .await
+        .unwrap();
         // Several teller enrollments per user, but each enrollment once.
         s.add_integration(
             &k,
@@ -732,9 +749,13 @@ async fn a_snapshot_reads_the_same_rows_as_the_single_reads() {
         off.bound_profile_id = Some("prof_b".into());
         let bot = s.add_integration(&k, &off, &bot(9)).await.unwrap();
         s.set_enabled(&bot.id, false).await.unwrap();
-        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
-            .await
-            .unwrap();
+        s.add_integration(
+            &k,
+            &new("u2", IntegrationType::Gmail),
+            &mailbox("b@gmail.com"),
+        )
+        .await
+        .unwrap();
 
         let snap = s.snapshot("u1", None).await.unwrap();
         assert_eq!(snap.profiles, s.profiles("u1").await.unwrap(), "{}", b.name);
@@ -1964,7 +1985,7 @@ async fn update_integration_reseals_a_merged_config_and_guards_the_external_id()
                 &tg.id,
                 &change(|u| {
                     u.config = config_changes(
-                        serde_json::json!({"bot_token": "7:CANARY", "bot_username": "bot7b", "bot_user_id": "7"}),
+                        serde_json::json!({"bot_token": "7:CANARY", "bot_username": "bot7b"}),
                     )
                 }),
             )
@@ -2593,8 +2614,7 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
-        let entry = Keyring::generate_entry();
-        let k = Keyring::parse(&entry).unwrap();
+        let k = keyring();
         profile(s, "u1", "prof_vzfin", "vzfin").await;
         profile(s, "u1", "prof_coding", "coding").await;
         let slack = |team: &str, user: &str| {
@@ -2609,66 +2629,41 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
             .add_integration(&k, &new("u1", IntegrationType::Slack), &slack("T1", "U1"))
             .await
             .unwrap();
-        let found = async |k: &Keyring, team: &str, user: &str| {
-            s.slack_user(k, team, user).await.unwrap().map(|r| r.id)
-        };
-        assert_eq!(
-            found(&k, "T1", "U1").await,
-            Some(row.id.clone()),
-            "{}",
-            b.name
-        );
-        assert_eq!(found(&k, "T1", "U2").await, None);
-        assert_eq!(found(&k, "T2", "U1").await, None);
-        assert_eq!(
-            count(
-                &b.url,
-                "SELECT count(*) FROM user_integrations WHERE chat_hash LIKE '%U1%' OR chat_hash LIKE '%T1%'"
-            )
-            .await,
-            0,
-            "the clear column holds neither the team nor the user"
-        );
-        // A config change, and connecting again in place, move it.
-        let mut changes = serde_json::Map::new();
-        changes.insert("authed_user_id".into(), "U2".into());
-        let update = IntegrationUpdate {
-            config: Some(changes),
-            ..IntegrationUpdate::default()
-        };
-        s.update_integration(&k, "u1", &row.id, &update)
-            .await
-            .unwrap();
-        assert_eq!(found(&k, "T1", "U1").await, None, "{}", b.name);
-        assert_eq!(found(&k, "T1", "U2").await, Some(row.id.clone()));
+        let found =
+            async |team: &str, user: &str| s.slack_user(team, user).await.unwrap().map(|r| r.id);
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()), "{}", b.name);
+        assert_eq!(found("T1", "U2").await, None);
+        assert_eq!(found("T2", "U1").await, None);
+        // A config change cannot move it; connecting again in place does.
+        for field in ["authed_user_id", "team_id"] {
+            let mut changes = serde_json::Map::new();
+            changes.insert(field.into(), "X2".into());
+            let update = IntegrationUpdate {
+                config: Some(changes),
+                ..IntegrationUpdate::default()
+            };
+            let err = s
+                .update_integration(&k, "u1", &row.id, &update)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Invalid(ref m) if m.contains(field) && m.contains("connecting Slack again")),
+                "{}: {err}",
+                b.name
+            );
+        }
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()));
         let (again, created) = s
-            .connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U1"))
+            .connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U2"))
             .await
             .unwrap();
         assert_eq!((again.id.as_str(), created), (row.id.as_str(), false));
-        assert_eq!(
-            found(&k, "T1", "U1").await,
-            Some(row.id.clone()),
-            "{}",
-            b.name
-        );
-        assert_eq!(found(&k, "T1", "U2").await, None);
-        // A row hashed before hashes existed, or under a key that is no
-        // longer the first, is found once the server's start re-hashed it.
-        exec(&b.url, "UPDATE user_integrations SET chat_hash = NULL").await;
-        assert_eq!(found(&k, "T1", "U1").await, None);
-        assert_eq!(s.rehash_chats(&k).await.unwrap(), 1, "{}", b.name);
-        assert_eq!(found(&k, "T1", "U1").await, Some(row.id.clone()));
-        let rotated = Keyring::parse(&format!(
-            "{},{}",
-            Keyring::generate_entry().as_str(),
-            entry.as_str()
-        ))
-        .unwrap();
-        assert_eq!(found(&rotated, "T1", "U1").await, None);
-        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 1);
-        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 0);
-        assert_eq!(found(&rotated, "T1", "U1").await, Some(row.id.clone()));
+        assert_eq!(found("T1", "U1").await, None, "{}", b.name);
+        assert_eq!(found("T1", "U2").await, Some(row.id.clone()));
+        s.connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U1"))
+            .await
+            .unwrap();
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()), "{}", b.name);
 
         // A reply in a notification's thread carries its session when it
         // is routed to the thread's profile, every time; an event is

@@ -1,16 +1,17 @@
 //! Rows brought over from another system with their ids and times kept:
 //! each user's rows written in one transaction of that user, a row whose id
 //! is already here left alone ("already imported"), a row that would break
-//! a rule of the store (one per user, a taken slug, name or external id)
-//! skipped with the reason.
+//! a rule of the store (one per user, a taken slug, name or identity)
+//! skipped with the reason: another user's identity without naming them.
 
 use zeroize::Zeroizing;
 
-use crate::config::ValidConfig;
+use crate::config::{ValidConfig, identity_noun};
 use crate::crypto::Keyring;
 use crate::ids::validate_ident;
 use crate::model::{IntegrationType, Profile, Scope, Status};
 
+use super::identities::identity_taken;
 use super::inbound::chat_hash;
 use super::rows::profile_ids_json;
 use super::secrets::{validate_name, validate_value};
@@ -171,10 +172,10 @@ impl Store {
                             .fetch_optional(&mut *tx)
                             .await?
                         };
-                        let same_external: Option<(String,)> = match &i.config.external_id {
+                        let same_external: Option<(String, String)> = match &i.config.external_id {
                             Some(external) => {
                                 sqlx::query_as(
-                                    "SELECT id FROM user_integrations WHERE type = $1 AND external_id = $2",
+                                    "SELECT id, user_id FROM user_integrations WHERE type = $1 AND external_id = $2",
                                 )
                                 .bind(kind.as_str())
                                 .bind(external)
@@ -199,9 +200,13 @@ impl Store {
                             (None, Some((other,)), _) => ImportOutcome::Skipped(format!(
                                 "the user has a {kind} integration already ({other}); only telegram and teller allow several"
                             )),
-                            (None, None, Some((other,))) => ImportOutcome::Skipped(format!(
-                                "this {kind} account is connected already, as {other}"
-                            )),
+                            (None, None, Some((other, owner))) if owner == user_id => {
+                                ImportOutcome::Skipped(format!(
+                                    "the user has this {} connected already, as {other}",
+                                    identity_noun(kind)
+                                ))
+                            }
+                            (None, None, Some(_)) => ImportOutcome::Skipped(identity_taken(kind)),
                             (None, None, None) => {
                                 let is_default =
                                     i.is_default && kind.is_channel() && default.is_none();
