@@ -11,7 +11,8 @@ use common::sidecar::{
     ThreadAnchor, ThreadRow,
 };
 use common::store::{
-    IntegrationUpdate, NewIntegration, NewProfile, NewSecret, SecretUpdate, Store, StoreError,
+    ImportRow, ImportedIntegration, IntegrationUpdate, NewIntegration, NewProfile, NewSecret,
+    SecretUpdate, Store, StoreError,
 };
 use zeroize::Zeroizing;
 
@@ -1290,15 +1291,18 @@ async fn two_stores_racing_for_one_key_or_the_last_place_of_the_minute_get_one_c
 
 /// Runs `sql` with a connection of the test's own.
 async fn exec(url: &str, sql: &str) {
+    try_exec(url, sql).await.unwrap();
+}
+
+/// [`exec`], which may fail.
+async fn try_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
     if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        sqlx::query(sql).execute(&pool).await?;
     } else {
-        sqlx::raw_sql(sql)
-            .execute(&own_pg(url).await)
-            .await
-            .unwrap();
+        sqlx::raw_sql(sql).execute(&own_pg(url).await).await?;
     }
+    Ok(())
 }
 
 fn strings(ids: &[&str]) -> Vec<String> {
@@ -2754,6 +2758,294 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
             "{}",
             b.name
         );
+    }
+    cleanup(backends).await;
+}
+
+/// A config of each type with an identity, another config of the same type
+/// with another identity, and the fields that make it.
+fn identities() -> [(
+    IntegrationType,
+    ValidConfig,
+    ValidConfig,
+    &'static [&'static str],
+); 4] {
+    let slack = |user: &str| {
+        config(
+            IntegrationType::Slack,
+            &format!(r#"{{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"{user}"}}"#),
+        )
+    };
+    [
+        (
+            IntegrationType::Slack,
+            slack("U1"),
+            slack("U2"),
+            &["team_id", "authed_user_id"],
+        ),
+        (
+            IntegrationType::Gmail,
+            mailbox("Owner@Gmail.com"),
+            mailbox("other@gmail.com"),
+            &["email"],
+        ),
+        (
+            IntegrationType::Telegram,
+            bot(77),
+            bot(78),
+            &["bot_user_id"],
+        ),
+        (
+            IntegrationType::Teller,
+            teller("enr_77", "PNC"),
+            teller("enr_78", "PNC"),
+            &["enrollment_id"],
+        ),
+    ]
+}
+
+/// A row of `user` brought in by an import, back-dated.
+fn imported(id: &str, user: &str, kind: IntegrationType, config: ValidConfig) -> ImportRow {
+    ImportRow::Integration(Box::new(ImportedIntegration {
+        id: id.into(),
+        user_id: user.into(),
+        kind,
+        label: "imported".into(),
+        enabled: true,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+        created_at: "2001-01-01T00:00:00.000000Z".into(),
+        updated_at: "2001-01-01T00:00:00.000000Z".into(),
+        config,
+    }))
+}
+
+#[tokio::test]
+async fn an_external_identity_belongs_to_one_user_and_only_its_provider_flow_sets_it() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        for (kind, held, other, fields) in identities() {
+            let case = format!("{}: {kind}", b.name);
+            let identity = held.external_id.clone().unwrap();
+            let (owned, created) = s.connect_integration(&k, "u1", kind, &held).await.unwrap();
+            assert!(created, "{case}");
+            // The same user connecting it again: in place.
+            let (again, created) = s.connect_integration(&k, "u1", kind, &held).await.unwrap();
+            assert_eq!(
+                (again.id.as_str(), created),
+                (owned.id.as_str(), false),
+                "{case}"
+            );
+            // Another user cannot connect it, add it, or import it (even
+            // back-dated), told so without a word of whose it is.
+            let mine = s
+                .add_integration(&k, &new("u2", kind), &other)
+                .await
+                .unwrap();
+            let refusals = [
+                s.connect_integration(&k, "u2", kind, &held)
+                    .await
+                    .map(|_| ()),
+                s.add_integration(&k, &new("u3", kind), &held)
+                    .await
+                    .map(|_| ()),
+            ];
+            for refused in refusals {
+                let err = refused.unwrap_err();
+                let text = err.to_string();
+                assert!(matches!(err, StoreError::Conflict(_)), "{case}: {text}");
+                assert!(text.contains("already connected"), "{case}: {text}");
+                assert!(
+                    !text.contains("u1") && !text.contains(&owned.id),
+                    "{case}: {text}"
+                );
+            }
+            let outcomes = s
+                .import_user(
+                    &k,
+                    "u3",
+                    &[&imported("int_hostile", "u3", kind, held)],
+                    false,
+                )
+                .await
+                .unwrap();
+            let common::store::ImportOutcome::Skipped(why) = &outcomes[0] else {
+                panic!("{case}: {outcomes:?}");
+            };
+            assert!(why.contains("already connected"), "{case}: {why}");
+            assert!(
+                !why.contains("u1") && !why.contains(&owned.id),
+                "{case}: {why}"
+            );
+            assert!(
+                s.integration("int_hostile").await.unwrap().is_none(),
+                "{case}"
+            );
+            // Nor patch it into a row of theirs: the fields are server-managed.
+            for name in fields {
+                let value = k
+                    .open_config(&owned)
+                    .unwrap()
+                    .get(kind, name)
+                    .unwrap()
+                    .unwrap();
+                let mut changes = serde_json::Map::new();
+                changes.insert(name.to_string(), value.as_str().into());
+                let err = s
+                    .update_integration(&k, "u2", &mine.id, &change(|u| u.config = Some(changes)))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, StoreError::Invalid(_)),
+                    "{case}: {name}: {err}"
+                );
+                assert!(
+                    err.to_string().contains(&format!("'{name}'")),
+                    "{case}: {err}"
+                );
+            }
+            let theirs = s.integration(&mine.id).await.unwrap().unwrap();
+            assert_eq!(theirs.external_id, other.external_id, "{case}");
+            // And the database itself holds one row per identity.
+            let sql = format!(
+                "UPDATE user_integrations SET external_id = '{identity}' WHERE id = '{}'",
+                mine.id
+            );
+            let err = try_exec(&b.url, &sql).await.unwrap_err();
+            assert!(
+                err.as_database_error()
+                    .is_some_and(|e| e.is_unique_violation()),
+                "{case}: {err}"
+            );
+        }
+        // Two users connecting one identity at the same moment: one row.
+        for n in 0..8 {
+            let slack = config(
+                IntegrationType::Slack,
+                &format!(r#"{{"bot_token":"xoxb-1","team_id":"T9","authed_user_id":"U{n}"}}"#),
+            );
+            let (first, second) = (format!("ua{n}"), format!("uc{n}"));
+            let (a, c) = tokio::join!(
+                s.connect_integration(&k, &first, IntegrationType::Slack, &slack),
+                s.connect_integration(&k, &second, IntegrationType::Slack, &slack),
+            );
+            assert_eq!(
+                [a.is_ok(), c.is_ok()].iter().filter(|ok| **ok).count(),
+                1,
+                "{}",
+                b.name
+            );
+            for lost in [a.err(), c.err()].into_iter().flatten() {
+                assert!(
+                    matches!(lost, StoreError::Conflict(_)),
+                    "{}: {lost}",
+                    b.name
+                );
+            }
+            let held = count(
+                &b.url,
+                &format!("SELECT count(*) FROM user_integrations WHERE external_id = 'T9:U{n}'"),
+            )
+            .await;
+            assert_eq!(held, 1, "{}", b.name);
+        }
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn rows_from_before_identities_take_theirs_and_an_identity_two_rows_name_is_nobodys() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let slack = |user: &str| {
+            config(
+                IntegrationType::Slack,
+                &format!(r#"{{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"{user}"}}"#),
+            )
+        };
+        // As a store from before: rows without their identity, two of them
+        // (an attacker's older one, patched, and its victim's) naming one
+        // Slack user, and one naming an address another row holds now.
+        let attacker = s
+            .add_integration(&k, &new("u_attacker", IntegrationType::Slack), &slack("U1"))
+            .await
+            .unwrap();
+        exec(&b.url, "UPDATE user_integrations SET external_id = NULL").await;
+        let victim = s
+            .add_integration(&k, &new("u_victim", IntegrationType::Slack), &slack("U1"))
+            .await
+            .unwrap();
+        let alone = s
+            .add_integration(
+                &k,
+                &new("u3", IntegrationType::Gmail),
+                &mailbox("u3@gmail.com"),
+            )
+            .await
+            .unwrap();
+        let late = s
+            .add_integration(
+                &k,
+                &new("u4", IntegrationType::Gmail),
+                &mailbox("X@gmail.com"),
+            )
+            .await
+            .unwrap();
+        exec(&b.url, "UPDATE user_integrations SET external_id = NULL").await;
+        s.add_integration(
+            &k,
+            &new("u5", IntegrationType::Gmail),
+            &mailbox("x@gmail.com"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.slack_user("T1", "U1").await.unwrap(), None, "{}", b.name);
+
+        let claims = s.claim_identities(&k).await.unwrap();
+        assert_eq!((claims.claimed, claims.refused), (1, 3), "{}", b.name);
+        assert_eq!(s.claim_identities(&k).await.unwrap(), Default::default());
+        let row = async |id: &str| s.integration(id).await.unwrap().unwrap();
+        assert_eq!(
+            row(&alone.id).await.external_id.as_deref(),
+            Some("u3@gmail.com")
+        );
+        for lost in [&attacker.id, &victim.id, &late.id] {
+            let lost = row(lost).await;
+            assert_eq!(
+                (lost.external_id, lost.status),
+                (None, Status::NeedsReauth),
+                "{}",
+                b.name
+            );
+        }
+        // Neither Slack row routes the user's messages...
+        assert_eq!(s.slack_user("T1", "U1").await.unwrap(), None, "{}", b.name);
+        // ...until Slack's own flow proves whose it is.
+        let (back, created) = s
+            .connect_integration(&k, "u_victim", IntegrationType::Slack, &slack("U1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (back.id.as_str(), created, back.status),
+            (victim.id.as_str(), false, Status::Active)
+        );
+        assert_eq!(
+            s.slack_user("T1", "U1").await.unwrap().map(|r| r.id),
+            Some(victim.id.clone()),
+            "{}",
+            b.name
+        );
+        let err = s
+            .connect_integration(&k, "u_attacker", IntegrationType::Slack, &slack("U1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
     }
     cleanup(backends).await;
 }
