@@ -3049,3 +3049,61 @@ async fn rows_from_before_identities_take_theirs_and_an_identity_two_rows_name_i
     }
     cleanup(backends).await;
 }
+
+#[tokio::test]
+async fn a_telegram_chat_two_rows_pair_is_routed_to_neither_and_is_not_imported_again() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        // Pairings of the platform's bot (9) by two users.
+        let pairing = |user: &str| {
+            let mut platform = bot(9);
+            platform.external_id = Some(format!("9:{user}"));
+            platform
+        };
+        let mut rows = Vec::new();
+        for user in ["u1", "u2"] {
+            let row = s
+                .add_integration(&k, &new(user, IntegrationType::Telegram), &pairing(user))
+                .await
+                .unwrap();
+            rows.push(row);
+        }
+        assert!(s.link_telegram_chat(&k, &rows[1], 4242).await.unwrap());
+        let routed = async || s.telegram_chat(&k, "9", 4242).await.unwrap().map(|r| r.id);
+        assert_eq!(routed().await, Some(rows[1].id.clone()), "{}", b.name);
+        // An import pairing the same chat with the same bot is skipped...
+        let paired = k
+            .open_config(&s.integration(&rows[1].id).await.unwrap().unwrap())
+            .unwrap()
+            .with_fields(IntegrationType::Telegram, &[("owner", "platform".into())])
+            .unwrap();
+        let mut hostile = paired;
+        hostile.external_id = Some("9:u3".into());
+        let outcomes = s
+            .import_user(
+                &k,
+                "u3",
+                &[&imported(
+                    "int_hostile",
+                    "u3",
+                    IntegrationType::Telegram,
+                    hostile,
+                )],
+                false,
+            )
+            .await
+            .unwrap();
+        let common::store::ImportOutcome::Skipped(why) = &outcomes[0] else {
+            panic!("{}: {outcomes:?}", b.name);
+        };
+        assert!(why.contains("paired with this bot already"), "{why}");
+        assert!(!why.contains("u2") && !why.contains(&rows[1].id), "{why}");
+        // ...and a chat two rows name (however it came about) goes to
+        // neither, not to the older one.
+        assert!(s.link_telegram_chat(&k, &rows[0], 4242).await.unwrap());
+        assert_eq!(routed().await, None, "{}", b.name);
+    }
+    cleanup(backends).await;
+}

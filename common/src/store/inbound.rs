@@ -123,8 +123,9 @@ pub(crate) const SWAP_WITH_HASH: &str = "UPDATE user_integrations SET encrypted_
      WHERE id = $3 AND encrypted_config = $4";
 
 impl Store {
-    /// The rows of `kind` whose `chat_hash` is the hash of `surface` (one
-    /// indexed read, the oldest two), confirmed by their own config.
+    /// The one row of `kind` whose `chat_hash` is the hash of `surface` (one
+    /// indexed read), confirmed by its own config. Two rows that name one
+    /// chat are nobody's: the message finds neither, whichever is older.
     pub(crate) async fn by_surface(
         &self,
         keyring: &Keyring,
@@ -134,7 +135,7 @@ impl Store {
         let hash = keyring.lookup_hash(surface_of);
         let rows = with_pool!(self, |pool| {
             let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
-                "WHERE chat_hash = $1 AND type = $2 ORDER BY created_at, id LIMIT 2"
+                "WHERE chat_hash = $1 AND type = $2 LIMIT 2"
             ))
             .bind(&hash)
             .bind(kind.as_str())
@@ -142,13 +143,18 @@ impl Store {
             .await?;
             integrations(rows)?
         });
+        let mut found = None;
         for row in rows {
             let config = keyring.open_config(&row)?;
             if surface(kind, row.external_id.as_deref(), &config).as_deref() == Some(surface_of) {
-                return Ok(Some(row));
+                if found.is_some() {
+                    tracing::warn!(integration = %row.id, "two rows name one chat: it is routed to neither");
+                    return Ok(None);
+                }
+                found = Some(row);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// The Slack row that `user_id` of the team `team_id` connected: the
