@@ -21,7 +21,8 @@ mod tokens;
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::store::Store;
+use common::crypto::{Keyring, KeyringError};
+use common::store::{IdentityClaims, Store};
 
 use crate::cli::{Cli, Command};
 
@@ -63,6 +64,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate => {
             println!("store is up to date ({})", store.backend_name());
+            // With the keyring, rows from before identities take theirs now
+            // rather than at `serve`'s start.
+            match Keyring::from_env() {
+                Ok(keyring) => {
+                    let claims = store.claim_identities(&keyring).await?;
+                    if claims != IdentityClaims::default() {
+                        println!(
+                            "{} row(s) took their external identity; {} named one another row holds or names, and were set needs_reauth (their users must connect them again)",
+                            claims.claimed, claims.refused
+                        );
+                    }
+                }
+                Err(KeyringError::Missing) => {}
+                Err(e) => return Err(e.into()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Profiles(command) => profiles::run(&store, command).await,

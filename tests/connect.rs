@@ -205,13 +205,18 @@ impl World {
     /// Follows an authorize endpoint to the provider: the query it sends
     /// there; the binding cookie it set is kept for the callback.
     async fn authorize(&self, provider: &str) -> HashMap<String, String> {
+        self.authorize_as(&self.token, provider).await
+    }
+
+    /// [`World::authorize`] for the user of the API token `token`.
+    async fn authorize_as(&self, token: &str, provider: &str) -> HashMap<String, String> {
         let response = self
             .http
             .get(format!(
                 "{}/v1/integrations/{provider}/authorize",
                 self.base
             ))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
@@ -931,6 +936,86 @@ async fn a_teller_token_proves_its_enrollment_and_changes_only_through_teller_co
             tested["detail"].as_str().unwrap().contains("account"),
             "{tested}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_one_user_connected_cannot_be_connected_by_another() {
+    each_backend(async |w: World| {
+        // The user connects Slack and Gmail through their providers.
+        let slack = w.authorize("slack").await;
+        w.callback(
+            "slack",
+            &[
+                ("code", fakes::slack::OAUTH_CODE),
+                ("state", &slack["state"]),
+            ],
+        )
+        .await
+        .unwrap();
+        let gmail = w.authorize("gmail").await;
+        let redirect = format!("{PUBLIC}/api/gmail/callback");
+        let code = w
+            .google
+            .authorize(&gmail["code_challenge"], &redirect, true);
+        w.callback("gmail", &[("code", &code), ("state", &gmail["state"])])
+            .await
+            .unwrap();
+        let owned: Vec<String> = [w.integrations("slack").await, w.integrations("gmail").await]
+            .iter()
+            .map(|rows| rows[0]["id"].as_str().unwrap().to_string())
+            .collect();
+
+        // Another user's consent for the same Slack user and mailbox
+        // connects nothing, and the page names no one.
+        let slack = w.authorize_as(&w.other_token, "slack").await;
+        let refused_slack = w
+            .callback(
+                "slack",
+                &[
+                    ("code", fakes::slack::OAUTH_CODE),
+                    ("state", &slack["state"]),
+                ],
+            )
+            .await;
+        let gmail = w.authorize_as(&w.other_token, "gmail").await;
+        let code = w
+            .google
+            .authorize(&gmail["code_challenge"], &redirect, true);
+        let refused_gmail = w
+            .callback("gmail", &[("code", &code), ("state", &gmail["state"])])
+            .await;
+        for (outcome, noun) in [
+            (refused_slack, "Slack user"),
+            (refused_gmail, "Gmail address"),
+        ] {
+            let (status, page) = outcome.unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(
+                page.contains(&format!("this {noun} is already connected")),
+                "{page}"
+            );
+            assert!(!page.contains(USER), "{page}");
+            assert!(owned.iter().all(|id| !page.contains(id.as_str())), "{page}");
+        }
+        let (status, theirs) = w
+            .api_as(&w.other_token, "GET", "/v1/integrations", Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(theirs["integrations"], json!([]), "{theirs}");
+        // The user's own rows are unchanged, and connect again in place.
+        let slack = w.authorize("slack").await;
+        w.callback(
+            "slack",
+            &[
+                ("code", fakes::slack::OAUTH_CODE),
+                ("state", &slack["state"]),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(w.integrations("slack").await[0]["id"], owned[0].as_str());
     })
     .await;
 }

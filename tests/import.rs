@@ -25,6 +25,8 @@ mod cli;
 mod mcp;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/serve.rs"]
+mod serve;
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -608,6 +610,196 @@ async fn a_vonzio_database_is_imported_and_served() {
     assert_eq!(body["message"], "Hook, *vonzio* style");
     assert_eq!(body["urgency"], "high");
     notify.cancel().await.unwrap();
+}
+
+/// The hostile import of the review: the product's database holds a row of
+/// another user, back-dated, that names the Slack user who connected Slack
+/// here; and two users' rows that name one Gmail address.
+async fn lay_out_hostile_product(url: &str) {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(PRODUCT_SCHEMA).execute(&mut c).await.unwrap();
+    sqlx::raw_sql(&format!(
+        r#"INSERT INTO "user" VALUES ('{USER}', 'amouzou@example.com', 'A'), ('{OTHER}', NULL, 'O'), ('u_third', NULL, 'T');"#
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let slack = json!({"bot_token": fakes::slack::SLACK_TOKEN, "team_id": fakes::slack::TEAM_ID,
+                       "authed_user_id": fakes::slack::USER_ID});
+    let rows = [
+        ("int_hostile", OTHER, "slack", slack, "2001-01-01T00:00:00Z"),
+        (
+            "int_mail_other",
+            OTHER,
+            "gmail",
+            json!({"email": "Shared@Example.com", "refresh_token": "1//a"}),
+            "2025-01-01T00:00:00Z",
+        ),
+        (
+            "int_mail_third",
+            "u_third",
+            "gmail",
+            json!({"email": "shared@example.com", "refresh_token": "1//b"}),
+            "2025-01-02T00:00:00Z",
+        ),
+    ];
+    let sealed = seal(
+        &rows
+            .iter()
+            .map(|r| (r.3.to_string(), "vonzio-encryption"))
+            .collect::<Vec<_>>(),
+    );
+    for ((id, user, kind, _, at), sealed) in rows.iter().zip(sealed) {
+        sqlx::query(
+            "INSERT INTO user_integrations (id, user_id, type, encrypted_config, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5::timestamptz, $5::timestamptz)",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(kind)
+        .bind(sealed)
+        .bind(at)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+}
+
+/// Runs `integrations <args>` on the store at `url` with `input` on stdin.
+fn run_with_input(url: &str, keys: &str, args: &[&str], input: &str) -> String {
+    let mut child = cli::command(url, keys, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_nothing() {
+    let (Some(product), Some(store)) = (
+        postgres::Database::create("hostile"),
+        postgres::Database::create("victim"),
+    ) else {
+        eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: skipping the import test");
+        return;
+    };
+    lay_out_hostile_product(&product.url).await;
+    let keys = cli::run(&store.url, "", &["keys", "generate"])
+        .trim()
+        .to_string();
+    let setup = Setup {
+        product,
+        store,
+        keys,
+        telegram: fakes::telegram::FakeTelegram::start().await.unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("victim.db").display()
+    );
+    for url in [setup.store.url.clone(), sqlite] {
+        // The victim connected Slack here.
+        let slack = json!({"bot_token": fakes::slack::SLACK_TOKEN, "team_id": fakes::slack::TEAM_ID,
+                           "authed_user_id": fakes::slack::USER_ID});
+        let victims = run_with_input(
+            &url,
+            &setup.keys,
+            &["add", "slack", "--user", USER, "--config", "-"],
+            &slack.to_string(),
+        );
+        let run = setup.import_into(&url, &[]);
+        let report = stdout(&run);
+        assert_eq!(run.status.code(), Some(0), "{report}");
+        let hostile = line(&report, "int_hostile");
+        assert!(
+            hostile.starts_with("skipped") && hostile.contains("Slack user is already connected"),
+            "{url}: {hostile}"
+        );
+        assert!(
+            !hostile.contains(USER) && !hostile.contains(&victims),
+            "{hostile}"
+        );
+        for id in ["int_mail_other", "int_mail_third"] {
+            let shared = line(&report, id);
+            assert!(
+                shared.starts_with("skipped") && shared.contains("same Gmail address"),
+                "{url}: {shared}"
+            );
+        }
+        assert!(
+            report.ends_with("0 imported, 0 already imported, 3 skipped, 0 failed\n"),
+            "{report}"
+        );
+
+        // The victim's DMs go to the victim, and none to the importer.
+        let slack = fakes::slack::FakeSlack::start().await.unwrap();
+        let mut cmd = tokio::process::Command::new(cli::BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("INTEGRATIONS_DB", &url)
+            .env("INTEGRATIONS_KEYS", &setup.keys)
+            .env("SLACK_SIGNING_SECRET", fakes::slack::events::SIGNING_SECRET)
+            .env("SLACK_API_BASE", slack.base_url());
+        let (_server, base, _log) = serve::spawn(&mut cmd).await;
+        slack
+            .set_request_url(&format!("{base}/api/slack/events"))
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let mut tokens = Vec::new();
+        for user in [USER, OTHER] {
+            let token = cli::run(&url, &setup.keys, &["tokens", "create", "--user", user])
+                .trim()
+                .to_string();
+            let created = http
+                .put(format!("{base}/v1/profiles/prof_{user}"))
+                .bearer_auth(&token)
+                .json(&json!({"slug": "main", "is_default": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+            tokens.push(token);
+        }
+        let dm = fakes::slack::events::dm(
+            fakes::slack::USER_ID,
+            "pay my rent from checking",
+            "1700000100.000001",
+        );
+        let attempts = slack.deliver(&slack.envelope(dm)).await.unwrap();
+        assert_eq!(attempts[0].status, Some(200), "{attempts:?}");
+        let inbound = async |token: &str| -> Vec<Value> {
+            let page: Value = http
+                .get(format!("{base}/v1/inbound?after=0"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["messages"].as_array().unwrap().clone()
+        };
+        let theirs = inbound(&tokens[0]).await;
+        assert_eq!(theirs.len(), 1, "{url}: {theirs:?}");
+        assert_eq!(theirs[0]["integration_id"], victims.as_str());
+        assert_eq!(inbound(&tokens[1]).await, Vec::<Value>::new(), "{url}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

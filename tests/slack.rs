@@ -144,8 +144,13 @@ impl World {
 
     /// `integrations add <kind> <args> --config -`: the new row's id.
     fn add(&self, kind: &str, args: &[&str], config: Value) -> String {
+        self.add_for(USER, kind, args, config)
+    }
+
+    /// [`World::add`] for `user`.
+    fn add_for(&self, user: &str, kind: &str, args: &[&str], config: Value) -> String {
         use std::io::Write;
-        let mut all = vec!["add", kind, "--user", USER, "--config", "-"];
+        let mut all = vec!["add", kind, "--user", user, "--config", "-"];
         all.extend(args);
         let mut child = cli::command(&self.url, &self.keys, &all)
             .stdin(std::process::Stdio::piped())
@@ -169,10 +174,21 @@ impl World {
     }
 
     async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api_with(&self.token, method, path, body).await
+    }
+
+    /// [`World::api`] with the API token `token`.
+    async fn api_with(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if !body.is_null() {
             request = request.json(&body);
         }
@@ -266,12 +282,22 @@ impl World {
 
     /// An agent of `profile` in the session `session`: mcp-notify on this store.
     async fn agent(&self, profile: &str, session: &str) -> RunningService<RoleClient, ()> {
+        self.agent_of(USER, profile, session).await
+    }
+
+    /// [`World::agent`] of `user`.
+    async fn agent_of(
+        &self,
+        user: &str,
+        profile: &str,
+        session: &str,
+    ) -> RunningService<RoleClient, ()> {
         let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
         let command = tokio::process::Command::new(sidecar).configure(|cmd| {
             cmd.env_clear()
                 .env("INTEGRATIONS_DB", &self.url)
                 .env("INTEGRATIONS_KEYS", &self.keys)
-                .env("INTEGRATIONS_USER_ID", USER)
+                .env("INTEGRATIONS_USER_ID", user)
                 .env("INTEGRATIONS_PROFILE_ID", profile)
                 .env("INTEGRATIONS_SESSION_ID", session)
                 .env("SLACK_API_BASE", self.slack.base_url());
@@ -800,6 +826,159 @@ async fn inbound_messages_go_where_the_plans_inbound_says_on_the_product_example
         assert_eq!(after[0], ("slack", "hello".into(), None), "coding is not granted Slack");
         assert_eq!(after[3], ("vonzio", "hello".into(), some("prof_coding")));
         assert_eq!(after[6], ("finance", "hello".into(), some("prof_vzfin")), "bound");
+    })
+    .await;
+}
+
+/// The attacker of the review's reproductions: another user of the same
+/// Slack workspace, with their own API token, profile and Slack row.
+const ATTACKER: &str = "u_mallory";
+/// The attacker's own Slack user.
+const ATTACKER_SLACK: &str = "U0MALLORY";
+
+/// The attacker's API token and Slack row, older than the victim's
+/// ([`OWNER`]).
+async fn attacker(w: &World) -> (String, String) {
+    let token = cli::run(&w.url, &w.keys, &["tokens", "create", "--user", ATTACKER])
+        .trim()
+        .to_string();
+    let (status, _) = w
+        .api_with(
+            &token,
+            "PUT",
+            "/v1/profiles/prof_mallory",
+            json!({"slug": "mallory", "is_default": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let row = w.add_for(
+        ATTACKER,
+        "slack",
+        &[],
+        json!({"bot_token": slack::SLACK_TOKEN, "team_id": slack::TEAM_ID, "authed_user_id": ATTACKER_SLACK}),
+    );
+    w.exec(&format!(
+        "UPDATE user_integrations SET created_at = '2001-01-01T00:00:00.000000Z' WHERE id = '{row}'"
+    ))
+    .await;
+    (token, row)
+}
+
+/// `agent` notifies over Slack: whether it was sent, and its text.
+async fn notify(agent: &RunningService<RoleClient, ()>, message: &str) -> (bool, String) {
+    let args = json!({"message": message, "channel": "slack"});
+    let result = agent
+        .call_tool(
+            CallToolRequestParams::new("notify_user")
+                .with_arguments(args.as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    (
+        result.is_error != Some(true),
+        format!("{:?}", result.content),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_patch_another_users_slack_identity_into_their_row() {
+    each_backend(async |w: World| {
+        let (token, row) = attacker(&w).await;
+        // The review's PATCH: the victim's team and user into the
+        // attacker's older row. Refused, field by field, naming no one.
+        for config in [
+            json!({"team_id": slack::TEAM_ID, "authed_user_id": OWNER}),
+            json!({"authed_user_id": OWNER}),
+            json!({"team_id": "T0ELSEWHERE"}),
+        ] {
+            let (status, body) = w
+                .api_with(
+                    &token,
+                    "PATCH",
+                    &format!("/v1/integrations/{row}"),
+                    json!({ "config": config }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("connecting Slack again"), "{message}");
+            assert!(
+                !message.contains(USER) && !message.contains(&w.id),
+                "{message}"
+            );
+        }
+        // The victim's DM lands in the victim's outbox, not the attacker's.
+        w.say("pay my rent from checking").await;
+        let (profile, text, _) = w.last().await;
+        assert_eq!(
+            (profile.as_str(), text.as_str()),
+            ("prof_vzfin", "pay my rent from checking")
+        );
+        assert_eq!(w.inbound().await[0]["integration_id"], w.id.as_str());
+        let (status, theirs) = w
+            .api_with(&token, "GET", "/v1/inbound?after=0", Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(theirs["messages"], json!([]), "{theirs}");
+        // The attacker's own DMs still reach the attacker.
+        answered_once(&w.deliver(events::dm(ATTACKER_SLACK, "mine", &w.ts())).await);
+        let (_, theirs) = w
+            .api_with(&token, "GET", "/v1/inbound?after=0", Value::Null)
+            .await;
+        assert_eq!(theirs["messages"][0]["text"], "mine", "{theirs}");
+        assert_eq!(w.inbound().await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attackers_notifications_never_reach_the_victims_slack() {
+    each_backend(async |w: World| {
+        let (token, row) = attacker(&w).await;
+        let (status, _) = w
+            .api_with(
+                &token,
+                "PATCH",
+                &format!("/v1/integrations/{row}"),
+                json!({"config": {"authed_user_id": OWNER}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let agent = w.agent_of(ATTACKER, "prof_mallory", "sess_mallory").await;
+        let (sent, said) = notify(&agent, "Your account is locked: reply with your code").await;
+        assert!(sent, "{said}");
+        let to_victim = events::dm_channel(OWNER);
+        let channels: Vec<String> = w.slack.posted().into_iter().map(|p| p.channel).collect();
+        assert_eq!(channels, [events::dm_channel(ATTACKER_SLACK)]);
+
+        // A store from before the rule, where the attacker's row already
+        // named the victim (the PATCH was accepted then): both rows lose
+        // the identity when the keyring is next at hand, and the
+        // attacker's notifications are refused, not sent to the victim.
+        w.exec("UPDATE user_integrations SET external_id = NULL").await;
+        w.exec(&format!("DELETE FROM user_integrations WHERE id = '{row}'")).await;
+        let patched = w.add_for(
+            ATTACKER,
+            "slack",
+            &[],
+            json!({"bot_token": slack::SLACK_TOKEN, "team_id": slack::TEAM_ID, "authed_user_id": OWNER}),
+        );
+        w.exec(&format!("UPDATE user_integrations SET external_id = NULL, created_at = '2001-01-01T00:00:00.000000Z' WHERE id = '{patched}'")).await;
+        let migrated = cli::run(&w.url, &w.keys, &["migrate"]);
+        assert!(migrated.contains("set needs_reauth"), "{migrated}");
+        let (sent, said) = notify(&agent, "Your account is locked: reply with your code").await;
+        assert!(!sent && said.contains("reconnect Slack"), "{said}");
+        assert!(
+            w.slack.posted().iter().all(|p| p.channel != to_victim),
+            "a notification reached the victim"
+        );
+        // Nor do the victim's DMs go to the attacker's older row.
+        w.say("pay my rent from checking").await;
+        let (_, theirs) = w
+            .api_with(&token, "GET", "/v1/inbound?after=0", Value::Null)
+            .await;
+        assert_eq!(theirs["messages"], json!([]), "{theirs}");
+        agent.cancel().await.unwrap();
     })
     .await;
 }

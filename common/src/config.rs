@@ -98,9 +98,89 @@ const WEBHOOK: &[Field] = &[
 /// product these documents describe.
 pub const WEBHOOK_SIGNATURES: &[&str] = &["standard-webhooks", "vonzio"];
 
-/// Fields only the server's own flows write, and which flow: a pairing's
-/// chat, a bot's webhook secret, the platform bot's mark; a Teller token and
-/// its enrollment, which only Teller Connect proves belong together.
+/// Each type's external identity: the fields that name the account a row
+/// stands for (a Slack team and the user who connected the app, a Telegram
+/// bot, a Gmail address, a Teller enrollment), why only its provider's flow
+/// writes them, and whether case is folded. The store keeps the identity in
+/// `external_id`, unique per type across users; every identity field is
+/// server-managed. A type that gains an identity (an SMTP login) is a line
+/// here.
+const IDENTITIES: &[Identity] = &[
+    Identity {
+        kind: IntegrationType::Slack,
+        noun: "Slack user",
+        fields: &["team_id", "authed_user_id"],
+        fold_case: false,
+        why: "names the Slack user this integration is, and changes only by connecting Slack again (Add to Slack)",
+    },
+    Identity {
+        kind: IntegrationType::Telegram,
+        noun: "Telegram bot",
+        fields: &["bot_user_id"],
+        fold_case: false,
+        why: "is the bot's own id, checked with Telegram: connect another bot as a new integration",
+    },
+    Identity {
+        kind: IntegrationType::Gmail,
+        noun: "Gmail address",
+        fields: &["email"],
+        fold_case: true,
+        why: "names the mailbox this integration is, and changes only by connecting Gmail again",
+    },
+    Identity {
+        kind: IntegrationType::Teller,
+        noun: "Teller enrollment",
+        fields: &["enrollment_id"],
+        fold_case: false,
+        why: "changes only by connecting the bank again through Teller Connect",
+    },
+];
+
+/// One entry of [`IDENTITIES`].
+struct Identity {
+    kind: IntegrationType,
+    /// What the identity is, in a sentence.
+    noun: &'static str,
+    /// Their values, joined by `:`, make the identity.
+    fields: &'static [&'static str],
+    /// Compared case-insensitively (an email address).
+    fold_case: bool,
+    /// Why a change may not name them.
+    why: &'static str,
+}
+
+fn identity_of(kind: IntegrationType) -> Option<&'static Identity> {
+    IDENTITIES.iter().find(|i| i.kind == kind)
+}
+
+/// The types whose rows have an external identity.
+pub fn identity_types() -> impl Iterator<Item = IntegrationType> {
+    IDENTITIES.iter().map(|i| i.kind)
+}
+
+/// What a `kind` identity is, for a sentence ("Slack user"); the type's
+/// name for a type without one.
+pub fn identity_noun(kind: IntegrationType) -> &'static str {
+    identity_of(kind).map_or(kind.as_str(), |i| i.noun)
+}
+
+/// The identity of a `kind` row whose identity fields hold `values`, in
+/// their order in [`IDENTITIES`] (a Slack team and user); `None` for a type
+/// without one.
+pub fn identity_value(kind: IntegrationType, values: &[&str]) -> Option<String> {
+    let identity = identity_of(kind)?;
+    let joined = values.join(":");
+    Some(if identity.fold_case {
+        joined.to_lowercase()
+    } else {
+        joined
+    })
+}
+
+/// Fields only the server's own flows write besides the identity, and
+/// which flow: a pairing's chat, a bot's webhook secret, the platform bot's
+/// mark; a Teller token, which only Teller Connect proves belongs to its
+/// enrollment.
 const SERVER_MANAGED: &[(IntegrationType, &str, &str)] = &[
     (
         IntegrationType::Telegram,
@@ -122,12 +202,21 @@ const SERVER_MANAGED: &[(IntegrationType, &str, &str)] = &[
         "access_token",
         "changes only by connecting the bank again through Teller Connect",
     ),
-    (
-        IntegrationType::Teller,
-        "enrollment_id",
-        "changes only by connecting the bank again through Teller Connect",
-    ),
 ];
+
+/// Why a change may not name the field `name` of a `kind` config, when only
+/// the server's flows write it (its identity, [`SERVER_MANAGED`]).
+fn server_managed(kind: IntegrationType, name: &str) -> Option<&'static str> {
+    identity_of(kind)
+        .filter(|i| i.fields.contains(&name))
+        .map(|i| i.why)
+        .or_else(|| {
+            SERVER_MANAGED
+                .iter()
+                .find(|(k, field, _)| *k == kind && *field == name)
+                .map(|(_, _, why)| *why)
+        })
+}
 
 /// A value written into a config: text is copied only into the config's
 /// zeroizing buffer; JSON null leaves the field out.
@@ -303,7 +392,8 @@ impl fmt::Debug for DecryptedConfig {
 #[derive(Debug)]
 pub struct ValidConfig {
     pub config: DecryptedConfig,
-    /// Telegram `bot_user_id` or Teller `enrollment_id`.
+    /// The external identity ([`DecryptedConfig::identity`]); the store
+    /// keeps it in `external_id`.
     pub external_id: Option<String>,
     /// A display name derived from non-secret fields.
     pub default_label: String,
@@ -341,7 +431,7 @@ impl DecryptedConfig {
                 _ => None,
             })
         };
-        let external_id = external_id_field(kind).and_then(clear);
+        let external_id = identity_in(kind, &scanned);
         let default_label = match kind {
             IntegrationType::Slack => clear("team_name").or_else(|| clear("team_id")),
             IntegrationType::Telegram => {
@@ -366,6 +456,14 @@ impl DecryptedConfig {
             external_id,
             default_label,
         })
+    }
+
+    /// The external identity of this `kind` config: the values of its
+    /// identity fields ([`IDENTITIES`]) joined by `:`, case-folded where the
+    /// type says so; `None` for a type without one, or when a field is
+    /// missing. Reads no secret.
+    pub fn identity(&self, kind: IntegrationType) -> Option<String> {
+        identity_in(kind, &scan(kind, &self.json, Mode::Redact).ok()?)
     }
 
     /// The value of one text field (secret or not) of this `kind` config, in
@@ -440,12 +538,10 @@ impl DecryptedConfig {
         kind: IntegrationType,
         changes: &Map<String, Value>,
     ) -> Result<ValidConfig, ConfigError> {
-        if let Some(name) = changes.keys().find_map(|name| {
-            SERVER_MANAGED
-                .iter()
-                .find(|(k, field, _)| *k == kind && field == name)
-        }) {
-            let (_, name, why) = name;
+        if let Some((name, why)) = changes
+            .keys()
+            .find_map(|name| Some((name, server_managed(kind, name)?)))
+        {
             return Err(ConfigError(format!("{kind} config field '{name}' {why}")));
         }
         self.rewritten(
@@ -518,14 +614,18 @@ impl DecryptedConfig {
     }
 }
 
-/// The config field that holds a `kind` row's external id (Telegram bot user
-/// id, Teller enrollment id), for the types that have one.
-pub fn external_id_field(kind: IntegrationType) -> Option<&'static str> {
-    match kind {
-        IntegrationType::Telegram => Some("bot_user_id"),
-        IntegrationType::Teller => Some("enrollment_id"),
-        _ => None,
+/// The identity of a scanned `kind` config ([`DecryptedConfig::identity`]).
+fn identity_in(kind: IntegrationType, scanned: &[(&'static Field, Scanned)]) -> Option<String> {
+    let fields = identity_of(kind)?.fields;
+    let mut parts = Vec::with_capacity(fields.len());
+    for name in fields {
+        parts.push(scanned.iter().find_map(|(f, v)| match v {
+            Scanned::Clear(v) if f.name == *name => Some(id_text(v)),
+            _ => None,
+        })?);
     }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    identity_value(kind, &parts)
 }
 
 /// Appends `"name":value` to a JSON object being written into `json`.
@@ -716,10 +816,7 @@ pub fn config_schema(kind: IntegrationType) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in fields(kind) {
-        if SERVER_MANAGED
-            .iter()
-            .any(|(k, name, _)| *k == kind && *name == f.name)
-        {
+        if server_managed(kind, f.name).is_some() {
             continue;
         }
         let text = if kind == IntegrationType::Webhook && f.name == "url" {
@@ -836,7 +933,7 @@ mod tests {
             (
                 Slack,
                 r#"{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U1","team_name":"Vox Gateway"}"#,
-                None,
+                Some("T1:U1"),
                 "Vox Gateway",
             ),
             (
@@ -853,9 +950,9 @@ mod tests {
             ),
             (
                 Gmail,
-                r#"{"email":"a@gmail.com","refresh_token":"1//r","scopes":["gmail.readonly"]}"#,
-                None,
-                "a@gmail.com",
+                r#"{"email":" A.Mouzou@Gmail.com ","refresh_token":"1//r","scopes":["gmail.readonly"]}"#,
+                Some("a.mouzou@gmail.com"),
+                "A.Mouzou@Gmail.com",
             ),
             (
                 Teller,
@@ -879,6 +976,7 @@ mod tests {
         for (kind, json, external, label) in cases {
             let v = valid(*kind, json).unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert_eq!(v.external_id.as_deref(), *external, "{kind}");
+            assert_eq!(v.config.identity(*kind), v.external_id, "{kind}");
             assert_eq!(v.default_label, *label, "{kind}");
         }
     }
@@ -1037,6 +1135,62 @@ mod tests {
             assert!(
                 !err.contains("SECRETVALUE") && !err.contains("12345678"),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_naming_an_identity_field_is_refused() {
+        let cases: &[(IntegrationType, &str, &str, &str)] = &[
+            (
+                Slack,
+                r#"{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U1"}"#,
+                "team_id",
+                "connecting Slack again",
+            ),
+            (
+                Slack,
+                r#"{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U1"}"#,
+                "authed_user_id",
+                "connecting Slack again",
+            ),
+            (
+                Gmail,
+                r#"{"email":"a@gmail.com","refresh_token":"1//r"}"#,
+                "email",
+                "connecting Gmail again",
+            ),
+            (
+                Telegram,
+                r#"{"bot_token":"7:AA","bot_user_id":7,"bot_username":"b"}"#,
+                "bot_user_id",
+                "another bot",
+            ),
+            (
+                Teller,
+                r#"{"enrollment_id":"enr_1","access_token":"t","institution_name":"P"}"#,
+                "enrollment_id",
+                "Teller Connect",
+            ),
+        ];
+        for (kind, json, name, why) in cases {
+            let v = valid(*kind, json).unwrap();
+            // Even to the value it has.
+            let current = v.config.get(*kind, name).unwrap().unwrap();
+            for value in [Value::String("OTHER".into()), current.as_str().into()] {
+                let changes = Map::from_iter([(name.to_string(), value)]);
+                let err = v.config.merged(*kind, &changes).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("'{name}'")) && err.contains(why),
+                    "{err}"
+                );
+                assert!(!err.contains("OTHER"), "{err}");
+            }
+            assert!(
+                !config_schema(*kind)["properties"]
+                    .as_object()
+                    .unwrap()
+                    .contains_key(*name)
             );
         }
     }

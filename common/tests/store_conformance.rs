@@ -11,7 +11,8 @@ use common::sidecar::{
     ThreadAnchor, ThreadRow,
 };
 use common::store::{
-    IntegrationUpdate, NewIntegration, NewProfile, NewSecret, SecretUpdate, Store, StoreError,
+    ImportRow, ImportedIntegration, IntegrationUpdate, NewIntegration, NewProfile, NewSecret,
+    SecretUpdate, Store, StoreError,
 };
 use zeroize::Zeroizing;
 
@@ -36,9 +37,13 @@ fn teller(enrollment: &str, bank: &str) -> ValidConfig {
 }
 
 fn gmail() -> ValidConfig {
+    mailbox("a@gmail.com")
+}
+
+fn mailbox(email: &str) -> ValidConfig {
     config(
         IntegrationType::Gmail,
-        r#"{"email":"a@gmail.com","refresh_token":"1//rt"}"#,
+        &format!(r#"{{"email":"{email}","refresh_token":"1//rt"}}"#),
     )
 }
 
@@ -141,10 +146,23 @@ async fn uniqueness_rules_refuse_and_write_nothing() {
             "{}: {err}",
             b.name
         );
-        // Another user may have their own.
-        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
+        // Another user may have their own, not the same one.
+        let err = s
+            .add_integration(
+                &k,
+                &new("u2", IntegrationType::Gmail),
+                &mailbox("A@Gmail.COM"),
+            )
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+        s.add_integration(
+            &k,
+            &new("u2", IntegrationType::Gmail),
+            &mailbox("b@gmail.com"),
+        )
+        .await
+        .unwrap();
         // Several teller enrollments per user, but each enrollment once.
         s.add_integration(
             &k,
@@ -732,9 +750,13 @@ async fn a_snapshot_reads_the_same_rows_as_the_single_reads() {
         off.bound_profile_id = Some("prof_b".into());
         let bot = s.add_integration(&k, &off, &bot(9)).await.unwrap();
         s.set_enabled(&bot.id, false).await.unwrap();
-        s.add_integration(&k, &new("u2", IntegrationType::Gmail), &gmail())
-            .await
-            .unwrap();
+        s.add_integration(
+            &k,
+            &new("u2", IntegrationType::Gmail),
+            &mailbox("b@gmail.com"),
+        )
+        .await
+        .unwrap();
 
         let snap = s.snapshot("u1", None).await.unwrap();
         assert_eq!(snap.profiles, s.profiles("u1").await.unwrap(), "{}", b.name);
@@ -1269,15 +1291,18 @@ async fn two_stores_racing_for_one_key_or_the_last_place_of_the_minute_get_one_c
 
 /// Runs `sql` with a connection of the test's own.
 async fn exec(url: &str, sql: &str) {
+    try_exec(url, sql).await.unwrap();
+}
+
+/// [`exec`], which may fail.
+async fn try_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
     if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        sqlx::query(sql).execute(&pool).await?;
     } else {
-        sqlx::raw_sql(sql)
-            .execute(&own_pg(url).await)
-            .await
-            .unwrap();
+        sqlx::raw_sql(sql).execute(&own_pg(url).await).await?;
     }
+    Ok(())
 }
 
 fn strings(ids: &[&str]) -> Vec<String> {
@@ -1967,7 +1992,7 @@ async fn update_integration_reseals_a_merged_config_and_guards_the_external_id()
                 &tg.id,
                 &change(|u| {
                     u.config = config_changes(
-                        serde_json::json!({"bot_token": "7:CANARY", "bot_username": "bot7b", "bot_user_id": "7"}),
+                        serde_json::json!({"bot_token": "7:CANARY", "bot_username": "bot7b"}),
                     )
                 }),
             )
@@ -2596,8 +2621,7 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
     let backends = backends().await;
     for b in &backends {
         let s = &b.store;
-        let entry = Keyring::generate_entry();
-        let k = Keyring::parse(&entry).unwrap();
+        let k = keyring();
         profile(s, "u1", "prof_vzfin", "vzfin").await;
         profile(s, "u1", "prof_coding", "coding").await;
         let slack = |team: &str, user: &str| {
@@ -2612,66 +2636,41 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
             .add_integration(&k, &new("u1", IntegrationType::Slack), &slack("T1", "U1"))
             .await
             .unwrap();
-        let found = async |k: &Keyring, team: &str, user: &str| {
-            s.slack_user(k, team, user).await.unwrap().map(|r| r.id)
-        };
-        assert_eq!(
-            found(&k, "T1", "U1").await,
-            Some(row.id.clone()),
-            "{}",
-            b.name
-        );
-        assert_eq!(found(&k, "T1", "U2").await, None);
-        assert_eq!(found(&k, "T2", "U1").await, None);
-        assert_eq!(
-            count(
-                &b.url,
-                "SELECT count(*) FROM user_integrations WHERE chat_hash LIKE '%U1%' OR chat_hash LIKE '%T1%'"
-            )
-            .await,
-            0,
-            "the clear column holds neither the team nor the user"
-        );
-        // A config change, and connecting again in place, move it.
-        let mut changes = serde_json::Map::new();
-        changes.insert("authed_user_id".into(), "U2".into());
-        let update = IntegrationUpdate {
-            config: Some(changes),
-            ..IntegrationUpdate::default()
-        };
-        s.update_integration(&k, "u1", &row.id, &update)
-            .await
-            .unwrap();
-        assert_eq!(found(&k, "T1", "U1").await, None, "{}", b.name);
-        assert_eq!(found(&k, "T1", "U2").await, Some(row.id.clone()));
+        let found =
+            async |team: &str, user: &str| s.slack_user(team, user).await.unwrap().map(|r| r.id);
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()), "{}", b.name);
+        assert_eq!(found("T1", "U2").await, None);
+        assert_eq!(found("T2", "U1").await, None);
+        // A config change cannot move it; connecting again in place does.
+        for field in ["authed_user_id", "team_id"] {
+            let mut changes = serde_json::Map::new();
+            changes.insert(field.into(), "X2".into());
+            let update = IntegrationUpdate {
+                config: Some(changes),
+                ..IntegrationUpdate::default()
+            };
+            let err = s
+                .update_integration(&k, "u1", &row.id, &update)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Invalid(ref m) if m.contains(field) && m.contains("connecting Slack again")),
+                "{}: {err}",
+                b.name
+            );
+        }
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()));
         let (again, created) = s
-            .connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U1"))
+            .connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U2"))
             .await
             .unwrap();
         assert_eq!((again.id.as_str(), created), (row.id.as_str(), false));
-        assert_eq!(
-            found(&k, "T1", "U1").await,
-            Some(row.id.clone()),
-            "{}",
-            b.name
-        );
-        assert_eq!(found(&k, "T1", "U2").await, None);
-        // A row hashed before hashes existed, or under a key that is no
-        // longer the first, is found once the server's start re-hashed it.
-        exec(&b.url, "UPDATE user_integrations SET chat_hash = NULL").await;
-        assert_eq!(found(&k, "T1", "U1").await, None);
-        assert_eq!(s.rehash_chats(&k).await.unwrap(), 1, "{}", b.name);
-        assert_eq!(found(&k, "T1", "U1").await, Some(row.id.clone()));
-        let rotated = Keyring::parse(&format!(
-            "{},{}",
-            Keyring::generate_entry().as_str(),
-            entry.as_str()
-        ))
-        .unwrap();
-        assert_eq!(found(&rotated, "T1", "U1").await, None);
-        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 1);
-        assert_eq!(s.rehash_chats(&rotated).await.unwrap(), 0);
-        assert_eq!(found(&rotated, "T1", "U1").await, Some(row.id.clone()));
+        assert_eq!(found("T1", "U1").await, None, "{}", b.name);
+        assert_eq!(found("T1", "U2").await, Some(row.id.clone()));
+        s.connect_integration(&k, "u1", IntegrationType::Slack, &slack("T1", "U1"))
+            .await
+            .unwrap();
+        assert_eq!(found("T1", "U1").await, Some(row.id.clone()), "{}", b.name);
 
         // A reply in a notification's thread carries its session when it
         // is routed to the thread's profile, every time; an event is
@@ -2762,6 +2761,352 @@ async fn a_slack_user_is_found_by_team_and_user_and_a_reply_joins_only_its_profi
             "{}",
             b.name
         );
+    }
+    cleanup(backends).await;
+}
+
+/// A config of each type with an identity, another config of the same type
+/// with another identity, and the fields that make it.
+fn identities() -> [(
+    IntegrationType,
+    ValidConfig,
+    ValidConfig,
+    &'static [&'static str],
+); 4] {
+    let slack = |user: &str| {
+        config(
+            IntegrationType::Slack,
+            &format!(r#"{{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"{user}"}}"#),
+        )
+    };
+    [
+        (
+            IntegrationType::Slack,
+            slack("U1"),
+            slack("U2"),
+            &["team_id", "authed_user_id"],
+        ),
+        (
+            IntegrationType::Gmail,
+            mailbox("Owner@Gmail.com"),
+            mailbox("other@gmail.com"),
+            &["email"],
+        ),
+        (
+            IntegrationType::Telegram,
+            bot(77),
+            bot(78),
+            &["bot_user_id"],
+        ),
+        (
+            IntegrationType::Teller,
+            teller("enr_77", "PNC"),
+            teller("enr_78", "PNC"),
+            &["enrollment_id"],
+        ),
+    ]
+}
+
+/// A row of `user` brought in by an import, back-dated.
+fn imported(id: &str, user: &str, kind: IntegrationType, config: ValidConfig) -> ImportRow {
+    ImportRow::Integration(Box::new(ImportedIntegration {
+        id: id.into(),
+        user_id: user.into(),
+        kind,
+        label: "imported".into(),
+        enabled: true,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+        created_at: "2001-01-01T00:00:00.000000Z".into(),
+        updated_at: "2001-01-01T00:00:00.000000Z".into(),
+        config,
+    }))
+}
+
+#[tokio::test]
+async fn an_external_identity_belongs_to_one_user_and_only_its_provider_flow_sets_it() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        for (kind, held, other, fields) in identities() {
+            let case = format!("{}: {kind}", b.name);
+            let identity = held.external_id.clone().unwrap();
+            let (owned, created) = s.connect_integration(&k, "u1", kind, &held).await.unwrap();
+            assert!(created, "{case}");
+            // The same user connecting it again: in place.
+            let (again, created) = s.connect_integration(&k, "u1", kind, &held).await.unwrap();
+            assert_eq!(
+                (again.id.as_str(), created),
+                (owned.id.as_str(), false),
+                "{case}"
+            );
+            // Another user cannot connect it, add it, or import it (even
+            // back-dated), told so without a word of whose it is.
+            let mine = s
+                .add_integration(&k, &new("u2", kind), &other)
+                .await
+                .unwrap();
+            let refusals = [
+                s.connect_integration(&k, "u2", kind, &held)
+                    .await
+                    .map(|_| ()),
+                s.add_integration(&k, &new("u3", kind), &held)
+                    .await
+                    .map(|_| ()),
+            ];
+            for refused in refusals {
+                let err = refused.unwrap_err();
+                let text = err.to_string();
+                assert!(matches!(err, StoreError::Conflict(_)), "{case}: {text}");
+                assert!(text.contains("already connected"), "{case}: {text}");
+                assert!(
+                    !text.contains("u1") && !text.contains(&owned.id),
+                    "{case}: {text}"
+                );
+            }
+            let outcomes = s
+                .import_user(
+                    &k,
+                    "u3",
+                    &[&imported("int_hostile", "u3", kind, held)],
+                    false,
+                )
+                .await
+                .unwrap();
+            let common::store::ImportOutcome::Skipped(why) = &outcomes[0] else {
+                panic!("{case}: {outcomes:?}");
+            };
+            assert!(why.contains("already connected"), "{case}: {why}");
+            assert!(
+                !why.contains("u1") && !why.contains(&owned.id),
+                "{case}: {why}"
+            );
+            assert!(
+                s.integration("int_hostile").await.unwrap().is_none(),
+                "{case}"
+            );
+            // Nor patch it into a row of theirs: the fields are server-managed.
+            for name in fields {
+                let value = k
+                    .open_config(&owned)
+                    .unwrap()
+                    .get(kind, name)
+                    .unwrap()
+                    .unwrap();
+                let mut changes = serde_json::Map::new();
+                changes.insert(name.to_string(), value.as_str().into());
+                let err = s
+                    .update_integration(&k, "u2", &mine.id, &change(|u| u.config = Some(changes)))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, StoreError::Invalid(_)),
+                    "{case}: {name}: {err}"
+                );
+                assert!(
+                    err.to_string().contains(&format!("'{name}'")),
+                    "{case}: {err}"
+                );
+            }
+            let theirs = s.integration(&mine.id).await.unwrap().unwrap();
+            assert_eq!(theirs.external_id, other.external_id, "{case}");
+            // And the database itself holds one row per identity.
+            let sql = format!(
+                "UPDATE user_integrations SET external_id = '{identity}' WHERE id = '{}'",
+                mine.id
+            );
+            let err = try_exec(&b.url, &sql).await.unwrap_err();
+            assert!(
+                err.as_database_error()
+                    .is_some_and(|e| e.is_unique_violation()),
+                "{case}: {err}"
+            );
+        }
+        // Two users connecting one identity at the same moment: one row.
+        for n in 0..8 {
+            let slack = config(
+                IntegrationType::Slack,
+                &format!(r#"{{"bot_token":"xoxb-1","team_id":"T9","authed_user_id":"U{n}"}}"#),
+            );
+            let (first, second) = (format!("ua{n}"), format!("uc{n}"));
+            let (a, c) = tokio::join!(
+                s.connect_integration(&k, &first, IntegrationType::Slack, &slack),
+                s.connect_integration(&k, &second, IntegrationType::Slack, &slack),
+            );
+            assert_eq!(
+                [a.is_ok(), c.is_ok()].iter().filter(|ok| **ok).count(),
+                1,
+                "{}",
+                b.name
+            );
+            for lost in [a.err(), c.err()].into_iter().flatten() {
+                assert!(
+                    matches!(lost, StoreError::Conflict(_)),
+                    "{}: {lost}",
+                    b.name
+                );
+            }
+            let held = count(
+                &b.url,
+                &format!("SELECT count(*) FROM user_integrations WHERE external_id = 'T9:U{n}'"),
+            )
+            .await;
+            assert_eq!(held, 1, "{}", b.name);
+        }
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn rows_from_before_identities_take_theirs_and_an_identity_two_rows_name_is_nobodys() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        let slack = |user: &str| {
+            config(
+                IntegrationType::Slack,
+                &format!(r#"{{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"{user}"}}"#),
+            )
+        };
+        // As a store from before: rows without their identity, two of them
+        // (an attacker's older one, patched, and its victim's) naming one
+        // Slack user, and one naming an address another row holds now.
+        let attacker = s
+            .add_integration(&k, &new("u_attacker", IntegrationType::Slack), &slack("U1"))
+            .await
+            .unwrap();
+        exec(&b.url, "UPDATE user_integrations SET external_id = NULL").await;
+        let victim = s
+            .add_integration(&k, &new("u_victim", IntegrationType::Slack), &slack("U1"))
+            .await
+            .unwrap();
+        let alone = s
+            .add_integration(
+                &k,
+                &new("u3", IntegrationType::Gmail),
+                &mailbox("u3@gmail.com"),
+            )
+            .await
+            .unwrap();
+        let late = s
+            .add_integration(
+                &k,
+                &new("u4", IntegrationType::Gmail),
+                &mailbox("X@gmail.com"),
+            )
+            .await
+            .unwrap();
+        exec(&b.url, "UPDATE user_integrations SET external_id = NULL").await;
+        s.add_integration(
+            &k,
+            &new("u5", IntegrationType::Gmail),
+            &mailbox("x@gmail.com"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.slack_user("T1", "U1").await.unwrap(), None, "{}", b.name);
+
+        let claims = s.claim_identities(&k).await.unwrap();
+        assert_eq!((claims.claimed, claims.refused), (1, 3), "{}", b.name);
+        assert_eq!(s.claim_identities(&k).await.unwrap(), Default::default());
+        let row = async |id: &str| s.integration(id).await.unwrap().unwrap();
+        assert_eq!(
+            row(&alone.id).await.external_id.as_deref(),
+            Some("u3@gmail.com")
+        );
+        for lost in [&attacker.id, &victim.id, &late.id] {
+            let lost = row(lost).await;
+            assert_eq!(
+                (lost.external_id, lost.status),
+                (None, Status::NeedsReauth),
+                "{}",
+                b.name
+            );
+        }
+        // Neither Slack row routes the user's messages...
+        assert_eq!(s.slack_user("T1", "U1").await.unwrap(), None, "{}", b.name);
+        // ...until Slack's own flow proves whose it is.
+        let (back, created) = s
+            .connect_integration(&k, "u_victim", IntegrationType::Slack, &slack("U1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (back.id.as_str(), created, back.status),
+            (victim.id.as_str(), false, Status::Active)
+        );
+        assert_eq!(
+            s.slack_user("T1", "U1").await.unwrap().map(|r| r.id),
+            Some(victim.id.clone()),
+            "{}",
+            b.name
+        );
+        let err = s
+            .connect_integration(&k, "u_attacker", IntegrationType::Slack, &slack("U1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err}", b.name);
+    }
+    cleanup(backends).await;
+}
+
+#[tokio::test]
+async fn a_telegram_chat_two_rows_pair_is_routed_to_neither_and_is_not_imported_again() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let k = keyring();
+        // Pairings of the platform's bot (9) by two users.
+        let pairing = |user: &str| {
+            let mut platform = bot(9);
+            platform.external_id = Some(format!("9:{user}"));
+            platform
+        };
+        let mut rows = Vec::new();
+        for user in ["u1", "u2"] {
+            let row = s
+                .add_integration(&k, &new(user, IntegrationType::Telegram), &pairing(user))
+                .await
+                .unwrap();
+            rows.push(row);
+        }
+        assert!(s.link_telegram_chat(&k, &rows[1], 4242).await.unwrap());
+        let routed = async || s.telegram_chat(&k, "9", 4242).await.unwrap().map(|r| r.id);
+        assert_eq!(routed().await, Some(rows[1].id.clone()), "{}", b.name);
+        // An import pairing the same chat with the same bot is skipped...
+        let paired = k
+            .open_config(&s.integration(&rows[1].id).await.unwrap().unwrap())
+            .unwrap()
+            .with_fields(IntegrationType::Telegram, &[("owner", "platform".into())])
+            .unwrap();
+        let mut hostile = paired;
+        hostile.external_id = Some("9:u3".into());
+        let outcomes = s
+            .import_user(
+                &k,
+                "u3",
+                &[&imported(
+                    "int_hostile",
+                    "u3",
+                    IntegrationType::Telegram,
+                    hostile,
+                )],
+                false,
+            )
+            .await
+            .unwrap();
+        let common::store::ImportOutcome::Skipped(why) = &outcomes[0] else {
+            panic!("{}: {outcomes:?}", b.name);
+        };
+        assert!(why.contains("paired with this bot already"), "{why}");
+        assert!(!why.contains("u2") && !why.contains(&rows[1].id), "{why}");
+        // ...and a chat two rows name (however it came about) goes to
+        // neither, not to the older one.
+        assert!(s.link_telegram_chat(&k, &rows[0], 4242).await.unwrap());
+        assert_eq!(routed().await, None, "{}", b.name);
     }
     cleanup(backends).await;
 }

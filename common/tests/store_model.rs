@@ -541,7 +541,8 @@ fn step() -> impl Strategy<Value = Step> {
 
 // ---- running a case ----------------------------------------------------------
 
-/// Makes every Telegram bot and Teller enrollment unique in the database.
+/// Makes every external identity (Slack user, Telegram bot, Gmail address,
+/// Teller enrollment) unique in the database.
 static EXTERNAL: AtomicU64 = AtomicU64::new(1);
 
 /// What the cases reached, so that a test that never grants or chooses
@@ -561,11 +562,13 @@ fn tally<T>(outcome: &Result<T, Refusal>) {
 fn config(kind: IntegrationType) -> ValidConfig {
     let n = EXTERNAL.fetch_add(1, Ordering::Relaxed);
     let json = match kind {
-        Slack => r#"{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U1"}"#.to_string(),
+        Slack => {
+            format!(r#"{{"bot_token":"xoxb-1","team_id":"T1","authed_user_id":"U{n}"}}"#)
+        }
         Telegram => {
             format!(r#"{{"bot_token":"{n}:AA","bot_user_id":{n},"bot_username":"Bot{n}"}}"#)
         }
-        Gmail => r#"{"email":"a@gmail.com","refresh_token":"1//rt"}"#.to_string(),
+        Gmail => format!(r#"{{"email":"a{n}@gmail.com","refresh_token":"1//rt"}}"#),
         Teller => {
             format!(r#"{{"enrollment_id":"enr_{n}","access_token":"t","institution_name":"PNC"}}"#)
         }

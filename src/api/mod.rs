@@ -36,7 +36,7 @@ use common::crypto::Keyring;
 use common::sidecar::connections;
 use common::sidecar::http::{self, HttpConfig};
 use common::sidecar::{Backing, Caller, SidecarStore};
-use common::store::Store;
+use common::store::{IdentityClaims, Store};
 use mcp_notify::Notifier;
 
 pub use body::MAX_BODY;
@@ -197,9 +197,18 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         Ok(0) => {}
         Ok(n) => tracing::info!(
             rows = n,
-            "Telegram chats and Slack users re-hashed under the keyring's first key"
+            "Telegram chats re-hashed under the keyring's first key"
         ),
-        Err(e) => tracing::warn!(error = %e, "Telegram chats and Slack users were not re-hashed"),
+        Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
+    }
+    match state.store.claim_identities(&state.keyring).await {
+        Ok(claims) if claims == IdentityClaims::default() => {}
+        Ok(claims) => tracing::info!(
+            claimed = claims.claimed,
+            refused = claims.refused,
+            "rows from before identities took theirs; those whose identity another row names were set needs_reauth"
+        ),
+        Err(e) => tracing::warn!(error = %e, "rows from before identities did not take theirs"),
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;

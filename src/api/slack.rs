@@ -6,8 +6,9 @@
 //!
 //! The work per event is bounded and fast, for Slack's 3 seconds: the
 //! signature's headers are checked before the body is read, the signature
-//! before the body is parsed, the row is one indexed
-//! read by team and user (`Store::slack_user`), and the forward to
+//! before the body is parsed, the row is one indexed read of the one row
+//! that holds the team and user as its identity (`Store::slack_user`), and
+//! the forward to
 //! `INBOUND_FORWARD_URL` and any reply to the user run after the answer.
 
 use std::sync::Arc;
@@ -238,7 +239,7 @@ pub async fn events(
 async fn handle(state: &AppState, message: &Message<'_>) -> anyhow::Result<()> {
     let Some(row) = state
         .store
-        .slack_user(&state.keyring, message.team, message.user)
+        .slack_user(message.team, message.user)
         .await?
         .filter(|row| row.enabled)
     else {

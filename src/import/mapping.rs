@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use common::config::{DecryptedConfig, FieldValue, ValidConfig, field_names};
+use common::config::{DecryptedConfig, FieldValue, ValidConfig, field_names, identity_noun};
 use common::ids::validate_slug;
 use common::model::{IntegrationType, Profile, Scope};
 use common::store::{ImportRow, ImportedIntegration, ImportedSecret};
@@ -100,13 +100,13 @@ impl<'a> Context<'a> {
 /// integrations, then secrets.
 pub fn plan(tables: &Tables, cx: &Context) -> Vec<Planned> {
     let mut out = profiles(&tables.profiles);
-    out.extend(newest_per_user(
+    out.extend(one_user_per_identity(newest_per_user(
         tables
             .integrations
             .iter()
             .map(|row| integration(row, cx))
             .collect(),
-    ));
+    )));
     out.extend(tables.secrets.iter().map(|row| secret(row, cx)));
     out
 }
@@ -454,6 +454,46 @@ fn newest_per_user(mut planned: Vec<Planned>) -> Vec<Planned> {
             p.entry.notes.clear();
             p.row = None;
         }
+    }
+    planned
+}
+
+/// Rows of several users that name one identity (a Slack user, a Gmail
+/// address, a bot, an enrollment) are all skipped: which user it belongs to
+/// is for the provider's flow to prove, not for the rows' age or order.
+fn one_user_per_identity(mut planned: Vec<Planned>) -> Vec<Planned> {
+    let mut users: HashMap<(IntegrationType, &str), HashSet<&str>> = HashMap::new();
+    for i in planned.iter().filter_map(integration_of) {
+        if let Some(identity) = &i.config.external_id {
+            users
+                .entry((i.kind, identity))
+                .or_default()
+                .insert(&i.user_id);
+        }
+    }
+    let shared: HashSet<(IntegrationType, String)> = users
+        .into_iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|((kind, identity), _)| (kind, identity.to_string()))
+        .collect();
+    for p in &mut planned {
+        let Some(kind) = integration_of(p)
+            .filter(|i| {
+                i.config
+                    .external_id
+                    .as_ref()
+                    .is_some_and(|e| shared.contains(&(i.kind, e.clone())))
+            })
+            .map(|i| i.kind)
+        else {
+            continue;
+        };
+        p.entry.outcome = Outcome::Skipped(format!(
+            "another user's row names the same {}: it can be connected only once, so its user must connect it again here",
+            identity_noun(kind)
+        ));
+        p.entry.notes.clear();
+        p.row = None;
     }
     planned
 }

@@ -12,11 +12,12 @@ use crate::crypto::Keyring;
 use crate::ids::random_secret;
 use crate::model::{Integration, IntegrationType, Scope, Status};
 
+use super::identities::identity_taken;
 use super::inbound::chat_hash;
 use super::integrations::NewIntegration;
 use super::rows::{IntegrationRow, select_integrations};
 use super::tokens::sha256_hex;
-use super::{Store, StoreError, begin_for_user, now, with_pool};
+use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
 
 /// Random characters of a key (192 bits).
 const KEY_LEN: usize = 32;
@@ -250,10 +251,13 @@ impl Store {
     }
 
     /// Connects an integration of `kind` for `user_id` from a provider's
-    /// grant: the user's existing row (Slack, Gmail: the one of its type;
-    /// Teller: the same enrollment) gets the new config in place, keeping its
-    /// id, label and scope, and turns `active` again; otherwise a new row granted to
-    /// every profile. Returns the row and whether it is new.
+    /// grant, whose identity the provider vouched for: the row that holds
+    /// that identity gets the new config in place when it is the user's
+    /// (Conflict when it is another user's); otherwise the user's row of a
+    /// one-per-user type (Slack, Gmail) takes the grant and its identity in
+    /// place; otherwise a new row granted to every profile. In place, a row
+    /// keeps its id, label and scope, and turns `active` again. Returns the
+    /// row and whether it is new.
     pub async fn connect_integration(
         &self,
         keyring: &Keyring,
@@ -263,7 +267,7 @@ impl Store {
     ) -> Result<(Integration, bool), StoreError> {
         let replaced = with_pool!(self, |pool| {
             let mut tx = begin_for_user(pool, user_id).await?;
-            let existing: Option<IntegrationRow> = match &config.external_id {
+            let holder: Option<IntegrationRow> = match &config.external_id {
                 Some(external) => {
                     sqlx::query_as(select_integrations!("WHERE type = $1 AND external_id = $2"))
                         .bind(kind.as_str())
@@ -271,44 +275,48 @@ impl Store {
                         .fetch_optional(&mut *tx)
                         .await?
                 }
-                None => {
+                None => None,
+            };
+            let existing: Option<IntegrationRow> = match holder {
+                Some(row) => Some(row),
+                None if !kind.allows_many_per_user() => {
                     sqlx::query_as(select_integrations!("WHERE user_id = $1 AND type = $2"))
                         .bind(user_id)
                         .bind(kind.as_str())
                         .fetch_optional(&mut *tx)
                         .await?
                 }
+                None => None,
             };
             match existing {
                 None => None,
                 Some(row) => {
                     let mut integration = Integration::try_from(row)?;
                     if integration.user_id != user_id {
-                        return Err(StoreError::Conflict(format!(
-                            "this {kind} account is connected by another user"
-                        )));
+                        return Err(StoreError::Conflict(identity_taken(kind)));
                     }
                     let sealed =
                         keyring.seal_config(&integration.id, user_id, kind, &config.config);
-                    let hash = chat_hash(
-                        keyring,
-                        kind,
-                        integration.external_id.as_deref(),
-                        &config.config,
-                    );
+                    let hash =
+                        chat_hash(keyring, kind, config.external_id.as_deref(), &config.config);
                     let at = now();
                     sqlx::query(
-                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3, chat_hash = $4 WHERE id = $5",
+                        "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3, \
+                         chat_hash = $4, external_id = $5 WHERE id = $6",
                     )
                     .bind(&sealed.0)
                     .bind(Status::Active.as_str())
                     .bind(&at)
                     .bind(&hash)
+                    .bind(&config.external_id)
                     .bind(&integration.id)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    // Another user's row took it at the same moment.
+                    .map_err(conflict_on_unique(|| identity_taken(kind)))?;
                     tx.commit().await?;
                     integration.sealed = sealed;
+                    integration.external_id = config.external_id.clone();
                     integration.status = Status::Active;
                     integration.updated_at = at;
                     Some(integration)

@@ -1,16 +1,17 @@
 //! Rows brought over from another system with their ids and times kept:
 //! each user's rows written in one transaction of that user, a row whose id
 //! is already here left alone ("already imported"), a row that would break
-//! a rule of the store (one per user, a taken slug, name or external id)
-//! skipped with the reason.
+//! a rule of the store (one per user, a taken slug, name or identity)
+//! skipped with the reason: another user's identity without naming them.
 
 use zeroize::Zeroizing;
 
-use crate::config::ValidConfig;
+use crate::config::{ValidConfig, identity_noun};
 use crate::crypto::Keyring;
 use crate::ids::validate_ident;
 use crate::model::{IntegrationType, Profile, Scope, Status};
 
+use super::identities::identity_taken;
 use super::inbound::chat_hash;
 use super::rows::profile_ids_json;
 use super::secrets::{validate_name, validate_value};
@@ -171,13 +172,31 @@ impl Store {
                             .fetch_optional(&mut *tx)
                             .await?
                         };
-                        let same_external: Option<(String,)> = match &i.config.external_id {
+                        let same_external: Option<(String, String)> = match &i.config.external_id {
                             Some(external) => {
                                 sqlx::query_as(
-                                    "SELECT id FROM user_integrations WHERE type = $1 AND external_id = $2",
+                                    "SELECT id, user_id FROM user_integrations WHERE type = $1 AND external_id = $2",
                                 )
                                 .bind(kind.as_str())
                                 .bind(external)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                            }
+                            None => None,
+                        };
+                        let hash = chat_hash(
+                            keyring,
+                            kind,
+                            i.config.external_id.as_deref(),
+                            &i.config.config,
+                        );
+                        let same_chat: Option<(String,)> = match &hash {
+                            Some(hash) => {
+                                sqlx::query_as(
+                                    "SELECT id FROM user_integrations WHERE type = $1 AND chat_hash = $2",
+                                )
+                                .bind(kind.as_str())
+                                .bind(hash)
                                 .fetch_optional(&mut *tx)
                                 .await?
                             }
@@ -189,30 +208,33 @@ impl Store {
                         .bind(user_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                        match (here, same_type, same_external) {
+                        match (here, same_type, same_external, same_chat) {
                             (Some((owner,)), ..) if owner == user_id => {
                                 ImportOutcome::AlreadyImported
                             }
                             (Some(_), ..) => ImportOutcome::Skipped(
                                 "an integration of another user has this id".into(),
                             ),
-                            (None, Some((other,)), _) => ImportOutcome::Skipped(format!(
+                            (None, Some((other,)), ..) => ImportOutcome::Skipped(format!(
                                 "the user has a {kind} integration already ({other}); only telegram and teller allow several"
                             )),
-                            (None, None, Some((other,))) => ImportOutcome::Skipped(format!(
-                                "this {kind} account is connected already, as {other}"
-                            )),
-                            (None, None, None) => {
+                            (None, None, Some((other, owner)), _) if owner == user_id => {
+                                ImportOutcome::Skipped(format!(
+                                    "the user has this {} connected already, as {other}",
+                                    identity_noun(kind)
+                                ))
+                            }
+                            (None, None, Some(_), _) => {
+                                ImportOutcome::Skipped(identity_taken(kind))
+                            }
+                            (None, None, None, Some(_)) => ImportOutcome::Skipped(
+                                "the Telegram chat it is paired with is paired with this bot already, by another integration: it can be paired again here".into(),
+                            ),
+                            (None, None, None, None) => {
                                 let is_default =
                                     i.is_default && kind.is_channel() && default.is_none();
                                 let sealed =
                                     keyring.seal_config(&i.id, user_id, kind, &i.config.config);
-                                let hash = chat_hash(
-                                    keyring,
-                                    kind,
-                                    i.config.external_id.as_deref(),
-                                    &i.config.config,
-                                );
                                 sqlx::query(
                                     "INSERT INTO user_integrations (id, user_id, type, external_id, label, encrypted_config, \
                                      enabled, is_default, scope, profile_ids, bound_profile_id, status, created_at, updated_at, chat_hash) \

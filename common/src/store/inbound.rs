@@ -1,11 +1,12 @@
 //! What Telegram and Slack share in the store: the outbox of inbound
 //! messages the platform consumes (one row per Telegram update or Slack
-//! event), the thread a message joins, and `chat_hash`, the keyed hash an
-//! inbound message finds its row by in one indexed read.
+//! event), the thread a message joins, and the row a message finds in one
+//! indexed read: a Slack row by its identity (`external_id`, one row at
+//! most), a paired Telegram chat by `chat_hash`, a keyed hash.
 
 use serde::Serialize;
 
-use crate::config::DecryptedConfig;
+use crate::config::{DecryptedConfig, identity_value};
 use crate::crypto::Keyring;
 use crate::ids::random_token;
 use crate::model::{Integration, IntegrationType};
@@ -81,8 +82,8 @@ pub enum Origin {
 }
 
 /// The clear value a row's `chat_hash` is the keyed hash of: a Telegram
-/// row's bot and paired chat, a Slack row's team and the user who connected
-/// it; `None` for a row no message finds (another type, a bot not paired).
+/// row's bot and paired chat; `None` for a row no chat finds (another type,
+/// a bot not paired).
 pub(crate) fn surface(
     kind: IntegrationType,
     external_id: Option<&str>,
@@ -96,7 +97,6 @@ pub(crate) fn surface(
             let bot = external_id?.split(':').next()?;
             Some(telegram_chat(bot, chat))
         }
-        IntegrationType::Slack => Some(slack_user(&field("team_id")?, &field("authed_user_id")?)),
         _ => None,
     }
 }
@@ -104,11 +104,6 @@ pub(crate) fn surface(
 /// What a Telegram chat of a bot is known by.
 pub(crate) fn telegram_chat(bot_id: &str, chat_id: i64) -> String {
     format!("telegram_chat|{bot_id}|{chat_id}")
-}
-
-/// What a Slack user of a team is known by.
-pub(crate) fn slack_user(team_id: &str, user_id: &str) -> String {
-    format!("slack_user|{team_id}|{user_id}")
 }
 
 /// The `chat_hash` of a `kind` row with `config`, under the keyring's first key.
@@ -128,8 +123,9 @@ pub(crate) const SWAP_WITH_HASH: &str = "UPDATE user_integrations SET encrypted_
      WHERE id = $3 AND encrypted_config = $4";
 
 impl Store {
-    /// The rows of `kind` whose `chat_hash` is the hash of `surface` (one
-    /// indexed read, the oldest two), confirmed by their own config.
+    /// The one row of `kind` whose `chat_hash` is the hash of `surface` (one
+    /// indexed read), confirmed by its own config. Two rows that name one
+    /// chat are nobody's: the message finds neither, whichever is older.
     pub(crate) async fn by_surface(
         &self,
         keyring: &Keyring,
@@ -139,7 +135,7 @@ impl Store {
         let hash = keyring.lookup_hash(surface_of);
         let rows = with_pool!(self, |pool| {
             let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
-                "WHERE chat_hash = $1 AND type = $2 ORDER BY created_at, id LIMIT 2"
+                "WHERE chat_hash = $1 AND type = $2 LIMIT 2"
             ))
             .bind(&hash)
             .bind(kind.as_str())
@@ -147,29 +143,40 @@ impl Store {
             .await?;
             integrations(rows)?
         });
+        let mut found = None;
         for row in rows {
             let config = keyring.open_config(&row)?;
             if surface(kind, row.external_id.as_deref(), &config).as_deref() == Some(surface_of) {
-                return Ok(Some(row));
+                if found.is_some() {
+                    tracing::warn!(integration = %row.id, "two rows name one chat: it is routed to neither");
+                    return Ok(None);
+                }
+                found = Some(row);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
-    /// The Slack row that `user_id` of the team `team_id` connected: one
-    /// indexed read by `chat_hash`, confirmed by its config.
+    /// The Slack row that `user_id` of the team `team_id` connected: the
+    /// one row that holds that identity, found in one indexed read.
     pub async fn slack_user(
         &self,
-        keyring: &Keyring,
         team_id: &str,
         user_id: &str,
     ) -> Result<Option<Integration>, StoreError> {
-        self.by_surface(
-            keyring,
-            IntegrationType::Slack,
-            &slack_user(team_id, user_id),
-        )
-        .await
+        let kind = IntegrationType::Slack;
+        let Some(identity) = identity_value(kind, &[team_id, user_id]) else {
+            return Ok(None);
+        };
+        with_pool!(self, |pool| {
+            let row: Option<IntegrationRow> =
+                sqlx::query_as(select_integrations!("WHERE type = $1 AND external_id = $2"))
+                    .bind(kind.as_str())
+                    .bind(&identity)
+                    .fetch_optional(pool)
+                    .await?;
+            row.map(Integration::try_from).transpose()
+        })
     }
 
     pub(crate) async fn swap_with_hash(
@@ -191,7 +198,7 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Gives every Telegram and Slack row the `chat_hash` of its config
+    /// Gives every Telegram row the `chat_hash` of its config
     /// under the keyring's first key: rows written before hashes existed,
     /// or hashed under a key that has since stopped being the first (after
     /// `keys rotate`). The server runs it at start, when its keyring is new;
@@ -204,11 +211,10 @@ impl Store {
         loop {
             let page = with_pool!(self, |pool| {
                 let rows: Vec<IntegrationRow> = sqlx::query_as(select_integrations!(
-                    "WHERE type IN ($1, $2) AND (chat_hash IS NULL OR substr(chat_hash, 1, $3) <> $4) \
-                     AND id > $5 ORDER BY id LIMIT 256"
+                    "WHERE type = $1 AND (chat_hash IS NULL OR substr(chat_hash, 1, $2) <> $3) \
+                     AND id > $4 ORDER BY id LIMIT 256"
                 ))
                 .bind(IntegrationType::Telegram.as_str())
-                .bind(IntegrationType::Slack.as_str())
                 .bind(prefix.len() as i32)
                 .bind(&prefix)
                 .bind(&after)

@@ -3,12 +3,13 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ValidConfig, external_id_field};
+use crate::config::ValidConfig;
 use crate::crypto::Keyring;
 use crate::ids::{new_integration_id, validate_ident};
 use crate::model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
 use crate::scope;
 
+use super::identities::identity_taken;
 use super::inbound::{SWAP_WITH_HASH, chat_hash};
 use super::rows::{
     IntegrationRow, ProfileRow, integrations, profile_ids_json, profiles, select_integrations,
@@ -69,8 +70,8 @@ fn not_found(id: &str) -> StoreError {
 }
 
 impl Store {
-    /// Creates an integration: checks the one-per-user and unique external id
-    /// rules and the scope against the user's profiles, seals the config under
+    /// Creates an integration: checks the one-per-user and one-owner
+    /// identity rules (`external_id`, unique per type) and the scope against the user's profiles, seals the config under
     /// the keyring's first key, and inserts the row, all in one transaction.
     pub async fn add_integration(
         &self,
@@ -99,16 +100,6 @@ impl Store {
             format!(
                 "user '{}' already has a {kind} integration; only telegram and teller allow several (remove the existing one first)",
                 new.user_id
-            )
-        };
-        let duplicate_external = || {
-            format!(
-                "this {kind} {} is already connected",
-                if kind == IntegrationType::Telegram {
-                    "bot"
-                } else {
-                    "enrollment"
-                }
             )
         };
         let profile_ids = with_pool!(self, |pool| {
@@ -144,7 +135,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if existing.is_some() {
-                    return Err(StoreError::Conflict(duplicate_external()));
+                    return Err(StoreError::Conflict(identity_taken(kind)));
                 }
             }
             if new.is_default {
@@ -248,7 +239,8 @@ impl Store {
     /// [`scope::normalize`]; `is_default = true` clears the user's other
     /// defaults (notification channels only); a bound profile must be one of
     /// the user's and, in an `agents` scope, granted the bot; a config change
-    /// may not change the row's external id. Returns the updated row.
+    /// may not name a server-managed field (the row's identity among them).
+    /// Returns the updated row.
     pub async fn update_integration(
         &self,
         keyring: &Keyring,
@@ -482,8 +474,8 @@ fn updated_integration(
 }
 
 /// The config of `integration` with `changes` merged in, validated and
-/// sealed again. The row's external id (the bot or enrollment it is) may not
-/// change. Errors name fields, never values.
+/// sealed again; [`crate::config::DecryptedConfig::merged`] refuses a change
+/// of the row's identity. Errors name fields, never values.
 fn resealed(
     keyring: &Keyring,
     integration: &Integration,
@@ -494,12 +486,6 @@ fn resealed(
         .open_config(integration)?
         .merged(kind, changes)
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    if merged.external_id != integration.external_id {
-        let field = external_id_field(kind).unwrap_or("external id");
-        return Err(StoreError::Invalid(format!(
-            "a config change cannot change '{field}' of a {kind} integration: connect the other one as a new integration"
-        )));
-    }
     Ok(Resealed {
         sealed: keyring.seal_config(&integration.id, &integration.user_id, kind, &merged.config),
         chat_hash: chat_hash(

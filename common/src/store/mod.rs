@@ -11,6 +11,7 @@ mod audit;
 pub(crate) mod capabilities;
 mod connect;
 mod dashboard;
+mod identities;
 mod import;
 mod inbound;
 mod integrations;
@@ -39,6 +40,7 @@ pub use capabilities::{
 };
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};
+pub use identities::IdentityClaims;
 pub use import::{ImportOutcome, ImportRow, ImportedIntegration, ImportedSecret};
 pub use inbound::{InboundMessage, NewInbound, Origin};
 pub use integrations::{IntegrationUpdate, NewIntegration};

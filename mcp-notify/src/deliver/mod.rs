@@ -203,6 +203,15 @@ impl Providers {
         };
         match kind {
             IntegrationType::Slack => {
+                // A direct message goes only to the Slack user this row
+                // holds as its identity, which no other row can hold.
+                if integration.external_id.is_none()
+                    || integration.external_id != config.identity(kind)
+                {
+                    return Err(Failure::new(
+                        "this Slack integration holds no Slack user of its own (it was connected before each Slack user could belong to one integration, or another integration holds its user), so nothing was sent: the user must reconnect Slack",
+                    ));
+                }
                 let token = field("bot_token").ok_or_else(missing)?;
                 let user = field("authed_user_id").ok_or_else(missing)?;
                 slack::send(self, deadline, &token, &user, out).await
