@@ -141,7 +141,7 @@ struct Identity {
     kind: IntegrationType,
     /// What the identity is, in a sentence.
     noun: &'static str,
-    /// Their values, joined by `:`, make the identity.
+    /// Their values, joined by `:` ([`identity_value`]), make the identity.
     fields: &'static [&'static str],
     /// Compared case-insensitively (an email address).
     fold_case: bool,
@@ -166,10 +166,18 @@ pub fn identity_noun(kind: IntegrationType) -> &'static str {
 
 /// The identity of a `kind` row whose identity fields hold `values`, in
 /// their order in [`IDENTITIES`] (a Slack team and user); `None` for a type
-/// without one.
+/// without one. Of several fields, each has its `%` and `:` escaped before
+/// they are joined by `:`, so that two different pairs never join alike.
 pub fn identity_value(kind: IntegrationType, values: &[&str]) -> Option<String> {
     let identity = identity_of(kind)?;
-    let joined = values.join(":");
+    let joined = match values {
+        [one] => (*one).to_string(),
+        many => many
+            .iter()
+            .map(|v| v.replace('%', "%25").replace(':', "%3A"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    };
     Some(if identity.fold_case {
         joined.to_lowercase()
     } else {
@@ -1137,6 +1145,21 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn two_different_slack_users_never_make_one_identity() {
+        let pairs = [("T1:U", "2"), ("T1", ":U2"), ("T1%3AU", "2"), ("T1", "U2")];
+        let made: std::collections::HashSet<_> = pairs
+            .iter()
+            .map(|(team, user)| identity_value(Slack, &[team, user]).unwrap())
+            .collect();
+        assert_eq!(made.len(), pairs.len(), "{made:?}");
+        assert_eq!(identity_value(Slack, &["T1", "U2"]).unwrap(), "T1:U2");
+        assert_eq!(
+            identity_value(Gmail, &["Ann@Example.com"]).unwrap(),
+            "ann@example.com"
+        );
     }
 
     #[test]
