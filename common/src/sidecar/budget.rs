@@ -41,7 +41,7 @@ const FIRST_STEP: usize = 64 * 1024;
 /// Reservations are counted in KiB.
 const UNIT: usize = 1024;
 
-/// Why a body was not read.
+/// Why a request was not served: its body not read, or no turn for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     /// Larger than [`MAX_BODY`], or costing more once parsed than a user's
@@ -53,6 +53,9 @@ pub enum Refused {
     ProcessBusy,
     /// The connection broke before the body was whole.
     Broken,
+    /// Every turn of the process (`MCP_MAX_IN_FLIGHT`) stayed taken for the
+    /// whole wait.
+    NoTurn,
 }
 
 /// The process's byte budget and its users' shares of it.

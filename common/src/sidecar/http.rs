@@ -60,9 +60,10 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 /// webhook that answers late) leave the other users most of the turns.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_USER: usize = 16;
 
-/// How long a request waits for one of its user's turns, or for the bytes
-/// of its body, before it is refused (429, or 503 when the whole process's
-/// budget is taken) with its body unread.
+/// How long a request waits for one of its user's turns, for the bytes of
+/// its body, or for a turn among the process's requests in flight, before it
+/// is refused (429 past its user's share, 503 when the whole process's
+/// budget or turns are taken).
 const SHARE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The seconds a refused request is told to wait (`Retry-After`).
@@ -271,9 +272,12 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         (request, false, None)
     };
     request.headers_mut().remove(header::AUTHORIZATION);
-    // Never closed: a turn always comes.
+    // A turn among the process's requests in flight, within the same wait.
     let _turn = match &gate.in_flight {
-        Some(turns) => turns.acquire().await.ok(),
+        Some(turns) => match tokio::time::timeout(SHARE_WAIT, turns.acquire()).await {
+            Ok(turn) => turn.ok(),
+            Err(_) => return not_served(&gate, session, Refused::NoTurn),
+        },
         None => None,
     };
     // A tool call is checked again as it runs: counted, and its grant's rows
@@ -382,6 +386,13 @@ fn not_served(gate: &Gate, session: &str, why: Refused) -> Response {
             ),
             "past the process's body budget",
         ),
+        Refused::NoTurn => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the service is serving as many requests as it may; try again in {RETRY_AFTER} seconds"
+            ),
+            "no turn among the requests in flight",
+        ),
         Refused::Broken => (
             StatusCode::BAD_REQUEST,
             "the request body could not be read whole".to_string(),
@@ -395,7 +406,7 @@ fn not_served(gate: &Gate, session: &str, why: Refused) -> Response {
         "refused an MCP request"
     );
     let mut response = error(status, &message);
-    if matches!(why, Refused::UserBusy | Refused::ProcessBusy) {
+    if matches!(why, Refused::UserBusy | Refused::ProcessBusy | Refused::NoTurn) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER));
