@@ -8,7 +8,7 @@ use common::sidecar::{Identity, SidecarStore};
 use mcp_gmail::client::{GmailClient, GmailError};
 use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_notify::deliver::{Providers, Source};
-use mcp_notify::{Notifier, Request};
+use mcp_notify::{Notifier, NotifyError, Request};
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -28,11 +28,14 @@ pub async fn run(
 }
 
 /// Whether a test failed because the provider could not be reached or
-/// answered as a service that is down (Gmail, Google's OAuth, Teller), rather
-/// than refusing what it was sent.
+/// answered as a service that is down (a notification channel, Gmail,
+/// Google's OAuth, Teller), rather than refusing what it was sent.
 pub fn unavailable(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        cause
+        matches!(
+            cause.downcast_ref::<NotifyError>(),
+            Some(NotifyError::Delivery { failure, .. }) if failure.unavailable
+        ) || cause
             .downcast_ref::<TellerError>()
             .is_some_and(TellerError::is_unavailable)
             || cause

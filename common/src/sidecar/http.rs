@@ -406,7 +406,10 @@ fn not_served(gate: &Gate, session: &str, why: Refused) -> Response {
         "refused an MCP request"
     );
     let mut response = error(status, &message);
-    if matches!(why, Refused::UserBusy | Refused::ProcessBusy | Refused::NoTurn) {
+    if matches!(
+        why,
+        Refused::UserBusy | Refused::ProcessBusy | Refused::NoTurn
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER));

@@ -107,6 +107,9 @@ pub struct Failure {
     pub attempts: u32,
     /// The provider refused the credentials: mark the row `needs_reauth`.
     pub reauth: bool,
+    /// The provider could not be reached, or kept failing or rate limiting
+    /// until the deadline: it refused nothing.
+    pub unavailable: bool,
 }
 
 impl Failure {
@@ -115,6 +118,7 @@ impl Failure {
             message: message.into(),
             attempts: 1,
             reauth: false,
+            unavailable: false,
         }
     }
 

@@ -61,6 +61,7 @@ where
             ),
             attempts,
             reauth: false,
+            unavailable: true,
         };
         match tokio::time::timeout(remaining, attempt()).await {
             Err(_) => return Err(gave_up("did not answer in time")),
