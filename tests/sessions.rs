@@ -361,6 +361,7 @@ async fn plain_http_is_refused_off_loopback_for_plans_relays_and_the_public_url(
             "http://mcp.example.com",
             "http://127.0.0.1.example.com",
             "ftp://127.0.0.1",
+            "http://agent:secret@127.0.0.1:9",
         ] {
             let out = plan(transport, url);
             assert!(!out.status.success(), "{transport} {url}");
@@ -385,9 +386,32 @@ async fn plain_http_is_refused_off_loopback_for_plans_relays_and_the_public_url(
             );
         }
     }
+    // A URL that parsers might read two ways is handed out normalized, as
+    // every WHATWG client reads it: the host is the loopback one.
+    let out = plan("http", "http://127.0.0.1:8080\\@mcp.example.com");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let handed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let urls: Vec<&str> = handed["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|server| server["url"].as_str())
+        .collect();
+    assert!(!urls.is_empty(), "{handed}");
+    for url in urls {
+        assert!(
+            url.starts_with("http://127.0.0.1:8080/@mcp.example.com/mcp/"),
+            "{url}"
+        );
+    }
+
     // Nothing was minted for a refused plan.
     let minted = store.query("SELECT minted_by FROM capability_tokens").await;
-    assert_eq!(minted.len(), 10);
+    assert_eq!(minted.len(), 11);
 
     // The relay refuses at start.
     let relay = tokio::process::Command::new(Store::bin("mcp-teller"))

@@ -64,30 +64,30 @@ pub async fn mint(
         )
         .await?;
     Ok(HttpPlan {
-        base_url: base_url.to_string(),
+        base_url,
         token: minted.token,
         expires_at: minted.expires_at,
         plan,
     })
 }
 
-/// The base URL of the sidecars' service as a plan hands it out (without a
-/// trailing `/`), when a capability token may travel to it: `https://`, or
-/// `http://` to 127.0.0.0/8, `::1` or `localhost`; a sentence saying why not.
-pub fn check_base_url(base_url: &str) -> Result<&str, String> {
-    let base_url = base_url.trim_end_matches('/');
-    if common::sidecar::token_url(base_url).is_some() {
-        Ok(base_url)
-    } else {
-        Err(format!(
+/// The base URL of the sidecars' service as a plan hands it out: its
+/// normalized form (WHATWG, as every client parses it; without a trailing
+/// `/`), when a capability token may travel to it: `https://`, or `http://`
+/// to 127.0.0.0/8, `::1` or `localhost`, with no user info; a sentence
+/// saying why not.
+pub fn check_base_url(base_url: &str) -> Result<String, String> {
+    match common::sidecar::token_url(base_url.trim_end_matches('/')) {
+        Some(url) => Ok(url.as_str().trim_end_matches('/').to_string()),
+        None => Err(format!(
             "the MCP service's URL '{}' must be https://, or http:// on loopback only \
-             (127.0.0.0/8, ::1, localhost): a capability token never travels in clear text",
+             (127.0.0.0/8, ::1, localhost), without user info: a capability token never travels in clear text",
             base_url
                 .chars()
                 .take(200)
                 .collect::<String>()
                 .escape_debug()
-        ))
+        )),
     }
 }
 

@@ -217,11 +217,13 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         state.mcp_url = format!("http://{bound}").into();
     }
     // A minted plan's token travels to this URL: https, or http on loopback.
-    resolver::check_base_url(&state.mcp_url).map_err(|why| {
-        anyhow::anyhow!(
-            "{why}; set MCP_PUBLIC_URL to the https:// address agents reach this server at"
-        )
-    })?;
+    state.mcp_url = resolver::check_base_url(&state.mcp_url)
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "{why}; set MCP_PUBLIC_URL to the https:// address agents reach this server at"
+            )
+        })?
+        .into();
     let config = HttpConfig::from_env(bound)?;
     let limits = connections::Limits::from_env()?;
     // The MCP endpoints check tokens and grants over the API's own pool.

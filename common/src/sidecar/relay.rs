@@ -651,12 +651,14 @@ impl EventStream {
 }
 
 /// `url` parsed, when a capability token may be sent to it: it crosses no
-/// network in clear text ([`https_or_loopback`]), and it has a host and
-/// neither a query nor a fragment.
+/// network in clear text ([`https_or_loopback`]), and it has a host, no
+/// user info, and neither a query nor a fragment.
 pub fn token_url(url: &str) -> Option<Url> {
     Url::parse(url).ok().filter(|url| {
         https_or_loopback(url)
             && url.has_host()
+            && url.username().is_empty()
+            && url.password().is_none()
             && url.query().is_none()
             && url.fragment().is_none()
     })
