@@ -225,3 +225,29 @@ async fn mints_are_counted_per_api_token_and_dead_rows_purged() {
     }
     cleanup(backends).await;
 }
+
+#[tokio::test]
+async fn probing_another_users_session_ids_costs_mints() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        mint(s, "u2", "sess_theirs", Minter::Cli).await.unwrap();
+        let (probe, _) = s.create_api_token("u1", "probe").await.unwrap();
+        let by = Minter::ApiToken {
+            id: &probe.id,
+            per_minute: None,
+        };
+        for _ in 0..3 {
+            let refused = mint(s, "u1", "sess_theirs", by).await.unwrap_err();
+            assert!(matches!(refused, StoreError::Invalid(_)), "{refused:?}");
+        }
+        // Each refused claim was counted against the API token (the three
+        // may straddle a minute: then the count restarted once).
+        let counted = format!(
+            "SELECT mints_in_minute FROM api_tokens WHERE id = '{}'",
+            probe.id
+        );
+        assert!(count(&b.url, &counted).await >= 1, "{}", b.name);
+    }
+    cleanup(backends).await;
+}

@@ -356,6 +356,9 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             if claimed.is_none() {
+                // A refused claim still counts against its API token, so
+                // probing whose session ids are taken costs mints too.
+                tx.commit().await?;
                 return Err(session_refused(session_id));
             }
             sqlx::query(
