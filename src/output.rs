@@ -85,6 +85,26 @@ pub fn scope_text(integration: &Integration) -> String {
     }
 }
 
+/// `text` with its control characters (line ends, escape sequences, C1)
+/// and the marks that reorder text on screen (bidirectional overrides and
+/// isolates) written as escapes, e.g. `\n`, `\u{1b}`: what a user or
+/// another system wrote cannot forge a line or drive the terminal.
+pub fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -100,7 +120,7 @@ pub fn integration_table(rows: &[Integration]) -> String {
             "{:<26} {:<9} {:<24} {:<8} {:<8} {:<13} {}\n",
             i.id,
             i.kind,
-            truncate(&i.label, 24),
+            truncate(&printable(&i.label), 24),
             yes_no(i.enabled),
             yes_no(i.is_default),
             i.status.as_str(),
@@ -116,7 +136,7 @@ pub fn integration_detail(i: &Integration, config: &Result<Value, String>) -> St
     let mut line = |k: &str, v: &str| out += &format!("{k:<13}{v}\n");
     line("id:", &i.id);
     line("type:", i.kind.as_str());
-    line("label:", &i.label);
+    line("label:", &printable(&i.label));
     line("user:", &i.user_id);
     line("enabled:", yes_no(i.enabled));
     line("default:", yes_no(i.is_default));
@@ -130,15 +150,15 @@ pub fn integration_detail(i: &Integration, config: &Result<Value, String>) -> St
             out += "config:\n";
             for (k, v) in fields {
                 let shown = match v {
-                    Value::String(s) => s.clone(),
+                    Value::String(s) => printable(s),
                     Value::Null => "(not set)".into(),
                     other => other.to_string(),
                 };
-                out += &format!("  {k}: {shown}\n");
+                out += &format!("  {}: {shown}\n", printable(k));
             }
         }
         Ok(other) => out += &format!("config:      {other}\n"),
-        Err(e) => out += &format!("config:      unreadable ({e})\n"),
+        Err(e) => out += &format!("config:      unreadable ({})\n", printable(e)),
     }
     out
 }
@@ -154,7 +174,7 @@ pub fn profile_table(rows: &[Profile]) -> String {
             "{:<24} {:<20} {:<24} {:<8} {}\n",
             p.id,
             p.slug,
-            truncate(&p.name, 24),
+            truncate(&printable(&p.name), 24),
             yes_no(p.is_default),
             p.created_at
         );

@@ -859,3 +859,36 @@ fn concurrent_cli_processes_neither_lock_out_nor_lose_writes() {
     enrollments.dedup();
     assert_eq!(enrollments.len(), writers * per_writer);
 }
+
+#[test]
+fn what_a_user_wrote_cannot_drive_the_operators_terminal() {
+    let w = World::new();
+    w.ok(&["migrate"], None);
+    // A label and a profile name as a tenant could set them over REST.
+    let forged = "lbl\u{1b}]0;pwned\u{7}\u{1b}[2J\rFAKE LINE\nu2 int_x";
+    w.add(
+        "webhook",
+        "u1",
+        r#"{"url":"https://hooks.example.com/x"}"#,
+        &["--label", forged],
+    );
+    w.ok(
+        &[
+            "profiles", "add", "prof_esc", "--user", "u1", "--slug", "esc", "--name", forged,
+        ],
+        None,
+    );
+    let id = w.list("u1")[0]["id"].as_str().unwrap().to_string();
+    for shown in [
+        w.ok(&["list", "--user", "u1"], None),
+        w.ok(&["show", &id], None),
+        w.ok(&["profiles", "list", "--user", "u1"], None),
+    ] {
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains("\nFAKE LINE"), "{shown}");
+        assert!(shown.contains(r"\u{1b}"), "{shown}");
+    }
+}

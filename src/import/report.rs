@@ -2,6 +2,7 @@
 //! imported, skipped or failed, each with its reason and what was changed on
 //! the way), then the counts; or the same as JSON.
 
+use crate::output::printable;
 use serde::Serialize;
 
 /// What became of one row.
@@ -74,7 +75,7 @@ impl Report {
     }
 
     /// The report as text: a line per row, then the counts. Every string
-    /// from the product is [`printable`]: none can end a line or drive the
+    /// from the product is [`printable`](crate::output::printable): none can end a line or drive the
     /// terminal, so none can forge another line.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -111,25 +112,6 @@ impl Report {
         ));
         out
     }
-}
-
-/// `text` with its control characters (line ends, escape sequences, C1)
-/// and the marks that reorder text on screen (bidirectional overrides and
-/// isolates) written as escapes, e.g. `\n`, `\u{1b}`.
-fn printable(text: &str) -> String {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    text.chars()
-        .map(|c| {
-            if hidden(c) {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
