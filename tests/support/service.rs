@@ -243,12 +243,6 @@ impl Served {
         Self::start(program, &["serve", "--listen", "127.0.0.1:0"], &envs).await
     }
 
-    /// Its process id (for tests/fair_share.rs, which reads its memory).
-    #[allow(dead_code)]
-    pub fn pid(&self) -> u32 {
-        self._child.id().expect("the server is running")
-    }
-
     /// Its stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
