@@ -4,7 +4,7 @@
 //! off, webhooks without their signature headers refused before their body, and the load of issue 24's abuse test (a
 //! thousand trickling connections; thousands of unfinished heads) while
 //! `/healthz` keeps answering within a second and peak RSS stays under the
-//! bound README's "Limits" states. Each scenario is one function, bounded
+//! bound docs/http-mode.md's "Limits" states. Each scenario is one function, bounded
 //! in time; more (stalled MCP bodies, a slow-webhook tenant) go beside them.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ const USER: &str = "u_abuse";
 const SLACK_SECRET: &str = "abuse-slack-signing-secret";
 const TELLER_SECRET: &str = "abuse-teller-webhook-secret";
 
-/// README, "Limits": what one connection may cost while its head arrives,
+/// docs/http-mode.md, "Limits": what one connection may cost while its head arrives,
 /// and the process before any connection (a debug build, with margin).
 const PER_CONNECTION_KIB: u64 = 32;
 const BASE_MIB: u64 = 48;
@@ -465,7 +465,7 @@ async fn webhooks_without_their_signature_headers_are_refused_before_their_body(
 /// (to `/api/slack/events`, past its header check) against the defaults,
 /// until the server cuts each off at its deadline; meanwhile `/healthz`
 /// answers on a fresh connection within a second, and peak RSS stays under
-/// README's bound for that many connections.
+/// docs/http-mode.md's bound for that many connections.
 #[tokio::test]
 async fn a_thousand_trickling_connections_leave_healthz_answering() {
     const HEADS: usize = 500;
@@ -531,7 +531,7 @@ async fn a_thousand_trickling_connections_leave_healthz_answering() {
 
 /// Issue 24, point 4: with the defaults, 3,000 connections that send as
 /// much of a head as the server will buffer (half of them more: 64 KiB)
-/// and stop there keep peak RSS under README's bound, and under 256 MiB.
+/// and stop there keep peak RSS under docs/http-mode.md's bound, and under 256 MiB.
 #[tokio::test]
 async fn three_thousand_unfinished_heads_stay_under_the_bound() {
     const CONNECTIONS: usize = 3000;

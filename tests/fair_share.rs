@@ -34,7 +34,7 @@ use service::{OTHER, Served, Store, USER};
 /// The largest body an MCP endpoint reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// The README's bound on a service process's peak RSS with the default
+/// docs/http-mode.md's bound on a service process's peak RSS with the default
 /// limits (`MCP_BODY_BUDGET_BYTES`): 32 MiB + the budget (64 MiB) +
 /// `MCP_MAX_IN_FLIGHT` (128) × 128 KiB + the connections open × 64 KiB, in
 /// MiB.
