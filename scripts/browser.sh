@@ -6,7 +6,7 @@
 # what it lacks (apt-get chromium, npm ci).
 #
 #   bash scripts/browser.sh              # the test
-#   SCREENSHOTS=docs/screenshots bash scripts/browser.sh   # and the README's PNGs
+#   SCREENSHOTS=docs/screenshots bash scripts/browser.sh   # and docs/settings-page.md's PNGs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,7 @@
 //!   their body;
 //! - a thousand trickling connections, thousands of unfinished heads, 300
 //!   stalled 4 MiB MCP bodies under one token: `/healthz` and another
-//!   user keep being served, and peak RSS stays under README's bound;
+//!   user keep being served, and peak RSS stays under the bound of docs/http-mode.md;
 //! - one user's slow webhook holds up no other user's calls and loses no
 //!   notification; a token revoked while its call waits reaches no provider;
 //! - all of it at once against one process with the default limits
@@ -54,7 +54,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// would measure each other.
 static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// README, "Limits": what a process costs before any connection (about
+/// docs/http-mode.md, "Limits": what a process costs before any connection (about
 /// 30 MiB for `integrations serve`), what one connection costs while its
 /// head arrives and at most, and what rmcp builds to serve one request; KiB.
 const BASE_KIB: u64 = 32 << 10;
@@ -62,7 +62,7 @@ const HEAD_KIB: u64 = 32;
 const CONNECTION_KIB: u64 = 96;
 const TURN_KIB: u64 = 128;
 
-/// The settings README's bound on peak RSS is a formula of, as the process
+/// The settings the bound of docs/http-mode.md on peak RSS is a formula of, as the process
 /// under test has them.
 #[derive(Clone, Copy)]
 struct Limits {
@@ -75,7 +75,7 @@ struct Limits {
 }
 
 impl Limits {
-    /// The defaults of README's configuration table.
+    /// The defaults of configuration table (docs/configuration.md).
     const DEFAULTS: Self = Self {
         connections: 2048,
         body_budget: 64 << 20,
@@ -91,7 +91,7 @@ impl Limits {
         ]
     }
 
-    /// README, "Limits": peak RSS ≤ base + `held` connections × 96 KiB +
+    /// docs/http-mode.md, "Limits": peak RSS ≤ base + `held` connections × 96 KiB +
     /// `MCP_BODY_BUDGET_BYTES` + `MCP_MAX_IN_FLIGHT` × 128 KiB, in KiB
     /// (`held` is at most `HTTP_MAX_CONNECTIONS`).
     fn bound_kib(&self, held: u64) -> u64 {
@@ -102,7 +102,7 @@ impl Limits {
     }
 }
 
-/// README, "Limits": the bound on peak RSS, in KiB, while `held`
+/// docs/http-mode.md, "Limits": the bound on peak RSS, in KiB, while `held`
 /// connections send heads and nothing else.
 fn heads_bound_kib(held: u64) -> u64 {
     BASE_KIB + held * HEAD_KIB
@@ -702,7 +702,7 @@ async fn webhooks_without_their_signature_headers_are_refused_before_their_body(
 /// Issue 24, point 8, first scenario: a thousand connections trickling
 /// their heads or their bodies against the defaults, until the server cuts
 /// each off at its deadline; meanwhile `/healthz` answers on a fresh
-/// connection within a second, and peak RSS stays under README's bound for
+/// connection within a second, and peak RSS stays under the bound of docs/http-mode.md for
 /// that many connections.
 #[tokio::test]
 async fn a_thousand_trickling_connections_leave_healthz_answering() {
@@ -763,7 +763,7 @@ async fn a_thousand_trickling_connections_leave_healthz_answering() {
 
 /// Issue 24, point 4: with the defaults, 3,000 connections that send as
 /// much of a head as the server will buffer (half of them more: 64 KiB)
-/// and stop there keep peak RSS under README's bound, and under 256 MiB.
+/// and stop there keep peak RSS under the bound of docs/http-mode.md, and under 256 MiB.
 #[tokio::test]
 async fn three_thousand_unfinished_heads_stay_under_the_bound() {
     const CONNECTIONS: usize = 3000;
@@ -805,7 +805,7 @@ async fn three_thousand_unfinished_heads_stay_under_the_bound() {
 
 /// Issue 24, point 4: 300 connections under one token each send all of a
 /// 4 MiB body to `mcp-teller serve` but its last byte, and hold on; peak
-/// RSS stays under README's bound for them, and another user's calls are
+/// RSS stays under the bound of docs/http-mode.md for them, and another user's calls are
 /// served within 2 s each meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_bodies_of_one_token_stay_inside_the_stated_bound_and_another_user_is_served() {
@@ -1099,7 +1099,7 @@ async fn keep_trickling(
 ///
 /// Throughout, `/healthz` answers a fresh connection within 1 s and each of
 /// the normal tenant's calls completes within 2 s; afterwards peak RSS is
-/// under README's bound for the process's settings, and every notification
+/// under the bound of docs/http-mode.md for the process's settings, and every notification
 /// a tool result said was sent, of either tenant, has its `sent` row in
 /// `notification_log` and reached its webhook, and no other was logged
 /// sent. Nothing is shrunk: the body deadline (30 s), the head deadline
@@ -1287,7 +1287,7 @@ async fn everything_at_once_against_one_process_with_the_default_limits() {
     let slow_sent: BTreeSet<String> = slow_answers.iter().filter_map(sent_notification).collect();
     let slowest_call = calm.iter().map(|c| c.1).max().unwrap_or_default();
     let peak = server.status_kib("VmHWM");
-    // README's formula for the settings the process has, and for the
+    // The formula of docs/http-mode.md for the settings the process has, and for the
     // places this test takes.
     let bound = limits.bound_kib(limits.connections);
     let taken = limits.bound_kib(places);
@@ -1327,7 +1327,7 @@ async fn everything_at_once_against_one_process_with_the_default_limits() {
 
     assert!(
         peak < bound && peak < taken,
-        "peak RSS {peak} KiB over README's bound: {bound} KiB, {taken} KiB for the places taken"
+        "peak RSS {peak} KiB over the bound of docs/http-mode.md: {bound} KiB, {taken} KiB for the places taken"
     );
 
     // Nothing lost: every notification a result said was sent has its

@@ -629,7 +629,7 @@ fn keys_rotate_reseals_integrations_and_secrets_so_the_old_key_can_go() {
         let granted = "API_KEY=sk-one\nDB_PASSWORD=two\n";
         assert_eq!(w.ok(&env, None), granted);
 
-        // The README's steps: the new key first, rotate, drop the old key.
+        // docs/operations.md's steps: the new key first, rotate, drop the old key.
         let old = w.keys.clone();
         let new = w.ok(&["keys", "generate"], None).trim().to_string();
         let new_kid = new.split('=').next().unwrap();

@@ -49,9 +49,9 @@ pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
 /// The requests one process serves at once unless `MCP_MAX_IN_FLIGHT` says
 /// otherwise. rmcp holds about 80 KiB for each request it serves; past this
 /// many, requests wait their turn with only their head and body read. 128
-/// keeps a process under 64 MiB with 1,000 agents calling flat out (README,
-/// "Benchmarks"); a call waiting on its provider holds its turn, so a
-/// process whose calls mostly wait on slow providers wants more.
+/// keeps a process under 64 MiB with 1,000 agents calling flat out
+/// (docs/performance.md); a call waiting on its provider holds its turn, so
+/// a process whose calls mostly wait on slow providers wants more.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
 /// The requests of one user one process serves at once (reading their

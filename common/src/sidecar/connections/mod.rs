@@ -16,7 +16,7 @@
 //!   in flight finish, for [`DRAIN`] at most.
 //!
 //! So the memory connections hold is at most about `max_connections` times
-//! the cost of one (README, "Limits").
+//! the cost of one (docs/http-mode.md, "Limits").
 
 pub mod deadline;
 mod stalled;
