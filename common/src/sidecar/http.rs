@@ -39,9 +39,6 @@ use crate::store::capabilities::capability_hash;
 /// The largest request body an MCP endpoint reads.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// How long a request's body may take to arrive.
-const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The tool calls a token may make in a minute unless
 /// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.
 pub const DEFAULT_MAX_CALLS_PER_MINUTE: i64 = 600;
@@ -81,6 +78,8 @@ pub struct HttpConfig {
     per_user: Option<Arc<Shares>>,
     /// The bytes of request bodies read and parsed at once.
     bodies: Arc<BodyBudget>,
+    /// How long a body may take to arrive whole (`HTTP_BODY_TIMEOUT_MS`).
+    body_deadline: std::time::Duration,
 }
 
 /// A count from the environment variable `name` (of `what`, for its error):
@@ -178,6 +177,7 @@ impl HttpConfig {
             in_flight: in_flight.map(|n| Arc::new(Semaphore::new(n))),
             per_user: per_user.map(|n| Shares::new(n as u32)),
             bodies: Arc::new(BodyBudget::new(body_budget, SHARE_WAIT)),
+            body_deadline: super::connections::Limits::from_env()?.body_deadline,
         })
     }
 }
@@ -192,6 +192,7 @@ struct Gate {
     in_flight: Option<Arc<Semaphore>>,
     per_user: Option<Arc<Shares>>,
     bodies: Arc<BodyBudget>,
+    body_deadline: std::time::Duration,
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
@@ -218,6 +219,7 @@ where
                 in_flight: config.in_flight.clone(),
                 per_user: config.per_user.clone(),
                 bodies: Arc::clone(&config.bodies),
+                body_deadline: config.body_deadline,
             },
             check,
         ))
@@ -326,7 +328,7 @@ async fn no_longer_live(gate: &Gate, store: &SidecarStore, token: &str, session:
 }
 
 /// Reads the body of `request` for `user` inside the budget (at most
-/// [`MAX_BODY`], within [`BODY_DEADLINE`]) and tells whether it is a tool
+/// [`MAX_BODY`], within `HTTP_BODY_TIMEOUT_MS`) and tells whether it is a tool
 /// call; the request comes back whole, with the reservation of its bytes.
 async fn tool_call(
     gate: &Gate,
@@ -340,14 +342,17 @@ async fn tool_call(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let read = tokio::time::timeout(BODY_DEADLINE, gate.bodies.read(user, body, length));
+    let read = tokio::time::timeout(gate.body_deadline, gate.bodies.read(user, body, length));
     let (bytes, reserved) = match read.await {
         Ok(Ok(read)) => read,
         Ok(Err(why)) => return Err(not_served(gate, session, why)),
         Err(_) => {
             return Err(error(
                 StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive within 30 seconds",
+                &format!(
+                    "the request body did not arrive within {} seconds",
+                    gate.body_deadline.as_secs()
+                ),
             ));
         }
     };
