@@ -6,7 +6,8 @@
 //! (known, not expired, not revoked, this server among its servers); the
 //! request then takes one of its user's turns (`MCP_MAX_IN_FLIGHT_PER_USER`),
 //! its body is read inside the memory budget ([`super::budget`]), it takes
-//! one of the process's turns (`MCP_MAX_IN_FLIGHT`), and a tool call is
+//! one of the process's turns (`MCP_MAX_IN_FLIGHT`, a quarter of them kept
+//! for users' first requests: [`Turns`]), and a tool call is
 //! counted where the token is checked once more, as it runs. The agent's
 //! [`Identity`] goes in the request's extensions, where
 //! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
