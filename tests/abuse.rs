@@ -1392,3 +1392,124 @@ async fn everything_at_once_against_one_process_with_the_default_limits() {
         "the stalled bodies were answered {answered:?}"
     );
 }
+
+/// `user`, a profile of theirs and a webhook integration granted to it that
+/// posts to `url`: the profile's notify token in `session` on `base`.
+fn webhook_tenant(store: &Store, user: &str, url: &str, base: &str) -> String {
+    let profile = format!("prof_{user}");
+    store.cli(&["profiles", "add", &profile, "--user", user, "--slug", user]);
+    add(store, "webhook", user, &profile, &json!({"url": url}));
+    token(
+        store,
+        user,
+        &profile,
+        &format!("sess_{user}"),
+        base,
+        "notify",
+    )
+}
+
+/// `mcp-notify serve` over `store` with the default limits, posting to
+/// loopback webhooks.
+async fn notify_with_default_limits(store: &Store) -> Server {
+    Server::start(
+        &Store::bin("mcp-notify"),
+        store,
+        &[
+            ("RUST_LOG", "debug"),
+            ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ],
+    )
+    .await
+}
+
+/// A `tools/list` and a `notify_user` of `token` each answered 200 within
+/// 2 s.
+async fn served_within_two_seconds(base: &str, token: &str) {
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let call = tool_call(2, "notify_user", json!({"message": "calm"}));
+    for message in [list, call] {
+        let asked = Instant::now();
+        let answer = rpc(base, "notify", token, &message).await;
+        let took = asked.elapsed();
+        assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+        assert!(answer.1.contains("\"result\""), "{answer:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "another user's request took {took:?}"
+        );
+    }
+}
+
+/// Issue 24, points 4 and 5, attacked again: four users each send four
+/// bare heads announcing a body of 4 MiB − 1 byte and send nothing of it.
+/// Announced bytes hold nothing of `MCP_BODY_BUDGET_BYTES` (a body is
+/// reserved as it arrives), so a fifth user is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_announced_and_not_sent_leave_the_budget_to_other_users() {
+    let _one_at_a_time = LOAD.lock().await;
+    let store = Store::sqlite().await;
+    let webhook = fakes::webhook::FakeWebhook::start().await.unwrap();
+    let served = notify_with_default_limits(&store).await;
+    let base = served.base();
+    let calm = webhook_tenant(&store, "u_calm", &webhook.url("/calm"), &base);
+    let mut heads = Vec::new();
+    for n in 0..4 {
+        let user = format!("u_announcer{n}");
+        let token = webhook_tenant(&store, &user, &webhook.url("/never"), &base);
+        for _ in 0..4 {
+            let mut stream = served.connect().await;
+            let head = mcp_head(&served.addr, "notify", &token, MAX_BODY - 1);
+            stream.write_all(head.as_bytes()).await.unwrap();
+            heads.push(stream);
+        }
+    }
+    until(Duration::from_secs(10), "every head is read", || {
+        served
+            .log()
+            .matches("token live; reading the request")
+            .count()
+            >= heads.len()
+    })
+    .await;
+    served_within_two_seconds(&base, &calm).await;
+    drop(heads);
+}
+
+/// Issue 24, point 5, attacked again: eight users fill their shares of the
+/// turns (`MCP_MAX_IN_FLIGHT_PER_USER` × 8 = `MCP_MAX_IN_FLIGHT`) with
+/// calls a webhook answers after 8 s. A quarter of the turns is kept for
+/// users with nothing in flight, so a ninth user is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_slow_tenants_leave_turns_for_a_ninth() {
+    const SLOW: usize = 8;
+    const CALLS_EACH: usize = 16;
+    let _one_at_a_time = LOAD.lock().await;
+    let store = Store::sqlite().await;
+    let webhook = fakes::webhook::FakeWebhook::start().await.unwrap();
+    webhook
+        .faults()
+        .inject(fakes::Fault::delay("/slow", Duration::from_secs(8)).times(1000));
+    let served = notify_with_default_limits(&store).await;
+    let base = served.base();
+    let calm = webhook_tenant(&store, "u_calm", &webhook.url("/calm"), &base);
+    let mut flood = tokio::task::JoinSet::new();
+    for n in 0..SLOW {
+        let token = webhook_tenant(&store, &format!("u_slow{n}"), &webhook.url("/slow"), &base);
+        for m in 0..CALLS_EACH {
+            let (base, token) = (base.clone(), token.clone());
+            let message = tool_call(1, "notify_user", json!({"message": format!("slow {m}")}));
+            flood.spawn(async move { rpc(&base, "notify", &token, &message).await });
+        }
+    }
+    // Every turn past the kept quarter is held (a slow user's first turn
+    // may come from it): the calls beyond wait for one.
+    until(
+        Duration::from_secs(6),
+        "the slow receiver holds 104 calls",
+        || webhook.faults().requests().len() >= 104,
+    )
+    .await;
+    served_within_two_seconds(&base, &calm).await;
+    flood.abort_all();
+}

@@ -3,6 +3,8 @@
 //! bytes of request bodies being read, deliveries under way) and waits for
 //! them a bounded time. A share counts work under way in this process, like
 //! the turns it divides; it is never a rate (those live in the store).
+//! [`Turns`] divides a process's turns so that keys already busy leave some
+//! to a key that holds none.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -121,6 +123,85 @@ impl Drop for Share {
     }
 }
 
+/// A process's turns (requests served at once), a quarter of them kept for
+/// keys that hold none: a key's first turn may take any free one, its
+/// second and later ones only the other three quarters. So `k` keys busy at
+/// once hold at most `k` + three quarters of the turns, and a key with
+/// nothing under way finds a turn free as long as fewer than a quarter of
+/// the turns' number of keys are busy.
+pub struct Turns {
+    all: Arc<Semaphore>,
+    /// The turns a key may hold beyond its first: all but the kept quarter.
+    more: Arc<Semaphore>,
+    /// Each key's turns, held or waited for.
+    held: Mutex<HashMap<String, u32>>,
+}
+
+impl Turns {
+    /// `limit` turns (at least one), a quarter of them (rounded down) kept
+    /// for keys' first turns.
+    pub fn new(limit: usize) -> Arc<Self> {
+        let limit = limit.max(1);
+        Arc::new(Self {
+            all: Arc::new(Semaphore::new(limit)),
+            more: Arc::new(Semaphore::new(limit - limit / 4)),
+            held: Mutex::default(),
+        })
+    }
+
+    /// A turn for `key` within `wait`, or `None`.
+    pub async fn take(self: &Arc<Self>, key: &str, wait: Duration) -> Option<Turn> {
+        let first = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = held.entry(key.to_string()).or_default();
+            *count += 1;
+            *count == 1
+        };
+        // Counted from here: dropped unfinished, it is given back.
+        let mut turn = Turn {
+            turns: Arc::clone(self),
+            key: key.to_string(),
+            permits: Vec::with_capacity(2),
+        };
+        let taken = async {
+            if !first {
+                turn.permits
+                    .push(Arc::clone(&self.more).acquire_owned().await.ok()?);
+            }
+            turn.permits
+                .push(Arc::clone(&self.all).acquire_owned().await.ok()?);
+            Some(())
+        };
+        // Never closed: only the wait can end it.
+        tokio::time::timeout(wait, taken).await.ok()??;
+        Some(turn)
+    }
+}
+
+/// One turn of [`Turns`], given back when dropped.
+pub struct Turn {
+    turns: Arc<Turns>,
+    key: String,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut held = self
+            .turns
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.permits.clear();
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +239,24 @@ mod tests {
         assert!(one.grow(2, Duration::from_secs(10)).await);
         assert_eq!(one.units(), 6);
         freed.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_quarter_of_the_turns_is_kept_for_keys_holding_none() {
+        let turns = Turns::new(8);
+        // a takes the six turns beyond the kept two, and one more (its first).
+        let mut held: Vec<Turn> = Vec::new();
+        for _ in 0..7 {
+            held.push(turns.take("a", NOW).await.unwrap());
+        }
+        assert!(turns.take("a", SOON).await.is_none(), "a's eighth");
+        let b = turns.take("b", NOW).await.unwrap();
+        assert!(turns.take("b", SOON).await.is_none(), "b's second");
+        assert!(turns.take("c", SOON).await.is_none(), "all eight held");
+        drop(b);
+        assert!(turns.take("c", NOW).await.is_some());
+        held.clear();
+        assert!(turns.held.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

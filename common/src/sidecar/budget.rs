@@ -1,13 +1,16 @@
 //! The memory the MCP endpoints' request bodies may take at once: a
 //! process-wide byte budget (`MCP_BODY_BUDGET_BYTES`) and each user's share
-//! of it. A body is read only into bytes reserved beforehand (its
-//! `Content-Length`, or, without one, a reservation grown chunk by chunk),
-//! and what rmcp will build from it (its strings again, and each JSON value
-//! it holds) is reserved before it is served. A reservation that does not
-//! come within a bounded wait refuses the request with its body unread; one
-//! larger than a user's whole share refuses it at once. So the bodies
-//! buffered and parsed at once never take more than the budget, whatever
-//! clients send, and the reservation is held until the request is answered.
+//! of it. A body's first [`FREE`] bytes are its connection's (the peak-RSS
+//! bound counts them there); past them, it is read only into bytes reserved
+//! as they arrive (its buffer, grown at most twice what came, never past its
+//! `Content-Length`), so a length announced and not sent holds nothing of
+//! the budget. What rmcp will build from a body (its strings again, and each
+//! JSON value it holds) is reserved once it has come, before it is served.
+//! A reservation that does not come within a bounded wait refuses the
+//! request, the rest of its body unread; one larger than a user's whole
+//! share refuses it at once. So the bodies buffered and parsed at once never
+//! take more than the budget and their connections' terms, whatever clients
+//! send, and the reservation is held until the request is answered.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -34,9 +37,11 @@ pub const MIN_BUDGET: usize = 3 * MAX_BODY;
 /// before it is typed).
 const VALUE_COST: usize = 160;
 
-/// A body without `Content-Length` is first given this much, then twice
+/// The bytes of a body its connection's term of the peak-RSS bound covers
+/// (docs/http-mode.md, "Limits"): read without a reservation, into a buffer
+/// of this much (or its `Content-Length`, when less), then grown to twice
 /// what it holds each time it needs more.
-const FIRST_STEP: usize = 64 * 1024;
+pub const FREE: usize = 64 * 1024;
 
 /// Reservations are counted in KiB.
 const UNIT: usize = 1024;
@@ -81,23 +86,23 @@ impl BodyBudget {
         }
     }
 
-    /// Reads `body` (of `length` bytes, when known) for `user` into bytes
-    /// reserved first; the reservation comes back with it, to be held until
-    /// the request is answered.
+    /// Reads `body` (of `length` bytes, when known) for `user`, past its
+    /// first [`FREE`] bytes into bytes reserved as they come; the
+    /// reservation (then also of what it parses into) comes back with it, to
+    /// be held until the request is answered.
     pub async fn read(
         &self,
         user: &str,
         body: Body,
         length: Option<u64>,
     ) -> Result<(Bytes, Reservation), Refused> {
-        let first = match length {
+        let most = match length {
             Some(n) if n > MAX_BODY as u64 => return Err(Refused::TooLarge),
             Some(n) => n as usize,
-            None => FIRST_STEP,
+            None => MAX_BODY,
         };
-        let mut reserved = self.reserve(user, first).await?;
-        let mut buffer: Vec<u8> = Vec::new();
-        buffer.reserve_exact(first);
+        let mut reserved = self.reserve(user, 0).await?;
+        let mut buffer: Vec<u8> = Vec::with_capacity(most.min(FREE));
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|_| Refused::Broken)?;
@@ -106,7 +111,8 @@ impl BodyBudget {
                 return Err(Refused::TooLarge);
             }
             if needed > buffer.capacity() {
-                let next = needed.max(buffer.capacity() * 2).min(MAX_BODY);
+                // Past FREE: the whole buffer is reserved from here on.
+                let next = (buffer.capacity() * 2).min(most).max(needed);
                 self.grow(&mut reserved, next).await?;
                 buffer.reserve_exact(next - buffer.len());
             }
@@ -288,6 +294,24 @@ mod tests {
             .read("c", Body::empty(), Some(MAX_BODY as u64 + 1))
             .await;
         assert_eq!(refused.err(), Some(Refused::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_length_announced_and_not_sent_holds_nothing_of_the_budget() {
+        let budget = Arc::new(BodyBudget::new(MIN_BUDGET, WAIT));
+        let length = Some(MAX_BODY as u64);
+        let mut announced = tokio::task::JoinSet::new();
+        for user in ["a", "b", "c"] {
+            let budget = Arc::clone(&budget);
+            let never: Body =
+                Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+            announced.spawn(async move { budget.read(user, never, length).await.is_ok() });
+        }
+        tokio::task::yield_now().await;
+        let big = vec![b' '; MAX_BODY];
+        let read = budget.read("d", Body::from(big), length).await;
+        assert!(read.is_ok(), "{:?}", read.err());
+        announced.abort_all();
     }
 
     #[tokio::test]

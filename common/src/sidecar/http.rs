@@ -6,7 +6,8 @@
 //! (known, not expired, not revoked, this server among its servers); the
 //! request then takes one of its user's turns (`MCP_MAX_IN_FLIGHT_PER_USER`),
 //! its body is read inside the memory budget ([`super::budget`]), it takes
-//! one of the process's turns (`MCP_MAX_IN_FLIGHT`), and a tool call is
+//! one of the process's turns (`MCP_MAX_IN_FLIGHT`, a quarter of them kept
+//! for users' first requests: [`Turns`]), and a tool call is
 //! counted where the token is checked once more, as it runs. The agent's
 //! [`Identity`] goes in the request's extensions, where
 //! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
@@ -27,12 +28,11 @@ use axum::response::{IntoResponse, Response};
 use rmcp::ServerHandler;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::sync::Semaphore;
 
 use super::budget::{self, BodyBudget, Refused};
 use super::call::Prefetched;
 use super::{Backing, Identity, SidecarStore};
-use crate::fair::Shares;
+use crate::fair::{Shares, Turns};
 use crate::store::Refusal;
 use crate::store::capabilities::capability_hash;
 
@@ -72,8 +72,9 @@ pub struct HttpConfig {
     rmcp: StreamableHttpServerConfig,
     /// Tool calls per token per minute; `None`: no limit.
     max_calls_per_minute: Option<i64>,
-    /// The turns to be served, shared by every endpoint; `None`: no limit.
-    in_flight: Option<Arc<Semaphore>>,
+    /// The turns to be served, shared by every endpoint, a quarter kept for
+    /// users' first requests; `None`: no limit.
+    in_flight: Option<Arc<Turns>>,
     /// Each user's turns, from before the body is read; `None`: no limit.
     per_user: Option<Arc<Shares>>,
     /// The bytes of request bodies read and parsed at once.
@@ -151,7 +152,7 @@ impl HttpConfig {
         let in_flight = limit_from_env(
             "MCP_MAX_IN_FLIGHT",
             DEFAULT_MAX_IN_FLIGHT,
-            Semaphore::MAX_PERMITS,
+            tokio::sync::Semaphore::MAX_PERMITS,
             "requests served at once",
         )?;
         let per_user = limit_from_env(
@@ -174,7 +175,7 @@ impl HttpConfig {
         Ok(Self {
             rmcp,
             max_calls_per_minute: max_calls_per_minute.map(|n| n as i64),
-            in_flight: in_flight.map(|n| Arc::new(Semaphore::new(n))),
+            in_flight: in_flight.map(Turns::new),
             per_user: per_user.map(|n| Shares::new(n as u32)),
             bodies: Arc::new(BodyBudget::new(body_budget, SHARE_WAIT)),
             body_deadline: super::connections::Limits::from_env()?.body_deadline,
@@ -189,7 +190,7 @@ struct Gate {
     server: &'static str,
     tokens: Backing,
     max_calls_per_minute: Option<i64>,
-    in_flight: Option<Arc<Semaphore>>,
+    in_flight: Option<Arc<Turns>>,
     per_user: Option<Arc<Shares>>,
     bodies: Arc<BodyBudget>,
     body_deadline: std::time::Duration,
@@ -274,11 +275,12 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         (request, false, None)
     };
     request.headers_mut().remove(header::AUTHORIZATION);
-    // A turn among the process's requests in flight, within the same wait.
+    // A turn among the process's requests in flight, within the same wait:
+    // any free one for the user's first, else one past the kept quarter.
     let _turn = match &gate.in_flight {
-        Some(turns) => match tokio::time::timeout(SHARE_WAIT, turns.acquire()).await {
-            Ok(turn) => turn.ok(),
-            Err(_) => return not_served(&gate, session, Refused::NoTurn),
+        Some(turns) => match turns.take(&capability.user_id, SHARE_WAIT).await {
+            Some(turn) => Some(turn),
+            None => return not_served(&gate, session, Refused::NoTurn),
         },
         None => None,
     };
