@@ -8,7 +8,10 @@
 //! places are taken then ([`Connections::crowded`]), the read fails and
 //! hyper closes the connection. Once a byte came, reads pass straight
 //! through, and the head deadline alone applies (as it does, meanwhile, to
-//! a silent connection in a process that is not crowded).
+//! a silent connection in a process that is not crowded). So a crowded
+//! process sheds its silent connections down to three quarters of its
+//! places within about [`FIRST_BYTE_DEADLINE`], and the last quarter is
+//! there for clients that speak.
 
 use std::io;
 use std::pin::Pin;
