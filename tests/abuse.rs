@@ -126,6 +126,9 @@ impl Server {
             .env("INTEGRATIONS_DB", &store.url)
             .env("INTEGRATIONS_KEYS", &store.keys)
             .env("NO_COLOR", "1")
+            // One loopback address plays every stranger here: the limit
+            // per address is tests/connections.rs's business.
+            .env("HTTP_MAX_CONNECTIONS_PER_IP", "0")
             .envs(envs.iter().copied());
         let (child, base, log) = serve::spawn(&mut cmd).await;
         Self {

@@ -3,9 +3,14 @@
 //! connections and sends nothing, or sends slowly, holds a bounded share of
 //! the process for a bounded time.
 //!
-//! - At most [`Limits::max_connections`] at once; one past it is refused at
-//!   accept (a best-effort 503 written without reading anything, then
-//!   closed) and counted in [`Connections`].
+//! - At most [`Limits::max_connections`] at once, and at most
+//!   [`Limits::max_per_address`] from one address (an IPv6 /64); one past
+//!   either is refused at accept (a best-effort 503 written without reading
+//!   anything, then closed) and counted in [`Connections`].
+//! - While more than three quarters of the places are taken, a connection
+//!   that has sent nothing for [`FIRST_BYTE_DEADLINE`] is closed
+//!   ([`silent`]): silent sockets from many addresses cannot keep the
+//!   places taken for a whole [`HEAD_DEADLINE`] each.
 //! - Each connection buffers at most [`MAX_BUFFER`] of what it reads: a
 //!   request head larger than that is 431.
 //! - Each request's head must arrive within [`HEAD_DEADLINE`] (also an idle
@@ -19,10 +24,13 @@
 //! the cost of one (docs/http-mode.md, "Limits").
 
 pub mod deadline;
+mod silent;
 mod stalled;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -33,6 +41,10 @@ use hyper::body::Incoming;
 /// says otherwise: room for a thousand slow clients and the rest, at about
 /// 30 KiB each while a head arrives.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// The connections one address holds at once unless
+/// `HTTP_MAX_CONNECTIONS_PER_IP` says otherwise.
+pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
 
 /// How long a request's body may take to arrive whole unless
 /// `HTTP_BODY_TIMEOUT_MS` says otherwise.
@@ -45,6 +57,10 @@ pub const MAX_BUFFER: usize = 16 * 1024;
 /// How long a connection may take to send a request's head (and an idle
 /// keep-alive connection to start its next one).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(15);
+
+/// How long a connection may stay silent (not a byte of a request) while
+/// the process is crowded: more than three quarters of its places taken.
+pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(30);
@@ -61,6 +77,9 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 pub struct Limits {
     /// Connections held at once (`HTTP_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Connections one address (an IPv6 /64) holds at once
+    /// (`HTTP_MAX_CONNECTIONS_PER_IP`); 0: no such limit.
+    pub max_per_address: usize,
     /// How long a request's body may take to arrive whole, and an answer
     /// may wait for its client to read on (`HTTP_BODY_TIMEOUT_MS`).
     pub body_deadline: Duration,
@@ -70,69 +89,146 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_address: DEFAULT_MAX_PER_ADDRESS,
             body_deadline: DEFAULT_BODY_DEADLINE,
         }
     }
 }
 
 impl Limits {
-    /// From `HTTP_MAX_CONNECTIONS` (at least 1) and `HTTP_BODY_TIMEOUT_MS`
-    /// (at least 1), the defaults where unset.
+    /// From `HTTP_MAX_CONNECTIONS` (at least 1), `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// (0: off) and `HTTP_BODY_TIMEOUT_MS` (at least 1), the defaults where
+    /// unset.
     pub fn from_env() -> anyhow::Result<Self> {
-        let number = |name: &str| -> anyhow::Result<Option<u64>> {
+        let number = |name: &str, least: u64| -> anyhow::Result<Option<u64>> {
             match std::env::var(name) {
                 Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => anyhow::bail!("{name} must be a whole number, at least 1"),
+                    Ok(n) if n >= least => Ok(Some(n)),
+                    _ => anyhow::bail!("{name} must be a whole number, at least {least}"),
                 },
                 _ => Ok(None),
             }
         };
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let defaults = Self::default();
         Ok(Self {
-            max_connections: number("HTTP_MAX_CONNECTIONS")?
-                .map_or(defaults.max_connections, |n| {
-                    usize::try_from(n).unwrap_or(usize::MAX)
-                }),
-            body_deadline: number("HTTP_BODY_TIMEOUT_MS")?
+            max_connections: number("HTTP_MAX_CONNECTIONS", 1)?
+                .map_or(defaults.max_connections, count),
+            max_per_address: number("HTTP_MAX_CONNECTIONS_PER_IP", 0)?
+                .map_or(defaults.max_per_address, count),
+            body_deadline: number("HTTP_BODY_TIMEOUT_MS", 1)?
                 .map_or(defaults.body_deadline, Duration::from_millis),
         })
     }
 }
 
-/// The connections a process holds and those it refused: the one place
-/// these counts are kept.
+/// Where a connection comes from, as the per-address limit counts it: an
+/// IPv4 address (also one mapped into IPv6), or an IPv6 address's /64
+/// prefix (one host, or one network, has a whole /64 to pick from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Peer {
+    V4(Ipv4Addr),
+    V6(u64),
+}
+
+impl From<IpAddr> for Peer {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4),
+                None => Self::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `HTTP_MAX_CONNECTIONS` are open.
+    Full,
+    /// `HTTP_MAX_CONNECTIONS_PER_IP` are open from its address.
+    AddressFull,
+}
+
+/// The connections a process holds, per address too, and those it refused:
+/// the one place these counts are kept.
 #[derive(Debug)]
 pub struct Connections {
-    max: usize,
+    limits: Limits,
     open: AtomicUsize,
     refused: AtomicU64,
+    /// The connections held from each address that holds one (so at most
+    /// `max_connections` entries); empty when there is no per-address limit.
+    per_address: Mutex<HashMap<Peer, usize>>,
 }
 
 impl Connections {
-    /// No connection yet, at most `max` at once.
-    pub fn new(max: usize) -> Arc<Self> {
+    /// No connection yet, within `limits`.
+    pub fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
-            max,
+            limits,
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            per_address: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A place for one more connection, held until the [`Slot`] is dropped;
-    /// `None` (and counted) when all are taken.
-    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+    /// A place for one more connection, from `peer`, held until the
+    /// [`Slot`] is dropped; refused (and counted) when all are taken, or
+    /// all its address may hold.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
             self.open.fetch_sub(1, Ordering::AcqRel);
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Err(Refused::Full);
         }
-        Some(Slot(Arc::clone(self)))
+        let per_address = self.limits.max_per_address;
+        if per_address == 0 {
+            return Ok(Slot {
+                connections: Arc::clone(self),
+                peer: None,
+            });
+        }
+        let peer = Peer::from(peer);
+        let mut counts = self.counts();
+        let held = counts.entry(peer).or_insert(0);
+        if *held >= per_address {
+            drop(counts);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::AddressFull);
+        }
+        *held += 1;
+        Ok(Slot {
+            connections: Arc::clone(self),
+            peer: Some(peer),
+        })
+    }
+
+    /// The per-address counts (a panic while they were held left them
+    /// whole: each change is one statement).
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<Peer, usize>> {
+        self.per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Connections held now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// More than three quarters of the places are taken: a silent
+    /// connection is closed after [`FIRST_BYTE_DEADLINE`].
+    pub fn crowded(&self) -> bool {
+        self.open().saturating_mul(4) > self.limits.max_connections.saturating_mul(3)
+    }
+
+    /// Addresses holding a connection now.
+    pub fn addresses(&self) -> usize {
+        self.counts().len()
     }
 
     /// Connections refused since the start.
@@ -143,11 +239,24 @@ impl Connections {
 
 /// One connection's place among [`Connections`].
 #[derive(Debug)]
-pub struct Slot(Arc<Connections>);
+pub struct Slot {
+    connections: Arc<Connections>,
+    /// Its address, when counted per address.
+    peer: Option<Peer>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(peer) = self.peer {
+            let mut counts = self.connections.counts();
+            if let Some(held) = counts.get_mut(&peer) {
+                *held -= 1;
+                if *held == 0 {
+                    counts.remove(&peer);
+                }
+            }
+        }
+        self.connections.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -165,7 +274,7 @@ pub async fn serve_until_signal(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_DEADLINE)
         .max_buf_size(MAX_BUFFER);
-    let connections = Connections::new(limits.max_connections);
+    let connections = Connections::new(limits);
     let mut refusal_logged: Option<Instant> = None;
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
@@ -175,8 +284,8 @@ pub async fn serve_until_signal(
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 // Out of file descriptors, say: wait a little, keep serving.
                 tracing::warn!(error = %e, "cannot accept a connection");
@@ -184,19 +293,29 @@ pub async fn serve_until_signal(
                 continue;
             }
         };
-        let Some(slot) = connections.admit() else {
-            // Never blocks: a fresh socket's send buffer is empty. The peer
-            // may see a reset instead, if its request was already here.
-            let _ = stream.try_write(REFUSAL);
-            if refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
-                refusal_logged = Some(Instant::now());
-                tracing::warn!(
-                    open = connections.open(),
-                    refused = connections.refused(),
-                    "refusing connections: HTTP_MAX_CONNECTIONS are open"
-                );
+        let slot = match connections.admit(peer) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // Never blocks: a fresh socket's send buffer is empty. The
+                // peer may see a reset instead, if its request was already here.
+                let _ = stream.try_write(REFUSAL);
+                if refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+                    refusal_logged = Some(Instant::now());
+                    let why = match refused {
+                        Refused::Full => "HTTP_MAX_CONNECTIONS are open",
+                        Refused::AddressFull => {
+                            "HTTP_MAX_CONNECTIONS_PER_IP are open from one address"
+                        }
+                    };
+                    tracing::warn!(
+                        open = connections.open(),
+                        addresses = connections.addresses(),
+                        refused = connections.refused(),
+                        "refusing connections: {why}"
+                    );
+                }
+                continue;
             }
-            continue;
         };
         // A small answer goes out at once, not after the peer's delayed ACK.
         let _ = stream.set_nodelay(true);
@@ -211,6 +330,7 @@ pub async fn serve_until_signal(
             }
         });
         let stream = stalled::Stalled::new(stream, limits.body_deadline);
+        let stream = silent::Silent::new(stream, Arc::clone(&connections));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -223,7 +343,7 @@ pub async fn serve_until_signal(
     if connections.refused() > 0 {
         tracing::warn!(
             refused = connections.refused(),
-            "connections refused past HTTP_MAX_CONNECTIONS"
+            "connections refused past HTTP_MAX_CONNECTIONS or HTTP_MAX_CONNECTIONS_PER_IP"
         );
     }
     tokio::select! {

@@ -1,0 +1,243 @@
+//! Issue 24, point 4, against one address's flood: the real `integrations
+//! serve`, on loopback, clients bound to addresses of 127/8 (all of it is
+//! loopback on Linux) to stand for different peers.
+//!
+//! - one address holds at most `HTTP_MAX_CONNECTIONS_PER_IP`, the next
+//!   refused at once, so it cannot take every place and another address
+//!   is served;
+//! - while more than three quarters of the places are taken, connections
+//!   that have sent nothing are closed after the first-byte deadline (2 s),
+//!   so silent sockets from many addresses do not hold the cap for the
+//!   head deadline (15 s); a connection that began its head is left be.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/serve.rs"]
+mod serve;
+
+/// A connection that has sent nothing for this long is closed while the
+/// process is crowded (`connections::FIRST_BYTE_DEADLINE`).
+const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `integrations serve` on an empty SQLite store.
+struct Server {
+    _dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+    addr: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// With `HTTP_MAX_CONNECTIONS` = `max` and `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// = `per_address`.
+    async fn start(max: usize, per_address: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
+        let mut cmd = tokio::process::Command::new(cli::BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("INTEGRATIONS_DB", &url)
+            .env("INTEGRATIONS_KEYS", &keys)
+            .env("NO_COLOR", "1")
+            .env("HTTP_MAX_CONNECTIONS", max.to_string())
+            .env("HTTP_MAX_CONNECTIONS_PER_IP", per_address.to_string());
+        let (child, base, log) = serve::spawn(&mut cmd).await;
+        Self {
+            _dir: dir,
+            _child: child,
+            addr: base.trim_start_matches("http://").parse().unwrap(),
+            log,
+        }
+    }
+
+    /// A connection from `127.0.0.<host>`.
+    async fn connect_from(&self, host: u8) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, host], 0)))
+            .unwrap();
+        socket.connect(self.addr).await.unwrap()
+    }
+
+    /// `GET /healthz` from `127.0.0.<host>` on a fresh connection: its
+    /// status, or why none came within `bound`.
+    async fn healthz_from(&self, host: u8, bound: Duration) -> Result<u16, String> {
+        let probe = async {
+            let mut stream = self.connect_from(host).await;
+            let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            // A refused connection may be closed before it takes this.
+            let _ = stream.write_all(request).await;
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).to_string()
+        };
+        let answer = tokio::time::timeout(bound, probe)
+            .await
+            .map_err(|_| format!("no answer within {bound:?}"))?;
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status line in {answer:?}"))
+    }
+
+    /// Its stderr so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Whether `stream` is still open: nothing to read on it within 100 ms
+/// (these connections are sent nothing while held).
+async fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf))
+        .await
+        .is_err()
+}
+
+/// Those of `streams` still open ([`still_open`], all at once).
+async fn open_ones(streams: Vec<TcpStream>) -> Vec<TcpStream> {
+    let mut checks = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        checks.spawn(async move { still_open(&mut stream).await.then_some(stream) });
+    }
+    let mut open = Vec::new();
+    while let Some(checked) = checks.join_next().await {
+        open.extend(checked.unwrap());
+    }
+    open
+}
+
+/// `stream` is answered the bare 503, or closed, within 2 s: refused at
+/// accept, nothing of it read.
+async fn refused(stream: &mut TcpStream) -> Result<(), String> {
+    let mut answer = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await {
+        Err(_) => Err("still held after 2 s".into()),
+        // A reset: refused before the 503 was read.
+        Ok(Err(_)) => Ok(()),
+        Ok(Ok(_)) => {
+            let text = String::from_utf8_lossy(&answer);
+            if text.is_empty() || text.starts_with("HTTP/1.1 503 ") {
+                Ok(())
+            } else {
+                Err(format!("answered {text:?}"))
+            }
+        }
+    }
+}
+
+/// One address opens more connections than the whole cap and sends
+/// nothing: it holds `HTTP_MAX_CONNECTIONS_PER_IP` of them (not closed
+/// early: the process is not crowded), the rest are refused at once and
+/// counted, and another address is served within 1 s; once its
+/// connections leave, the address may connect again.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_and_another_is_served() {
+    const MAX: usize = 200;
+    const PER_ADDRESS: usize = 50;
+    let server = Server::start(MAX, PER_ADDRESS).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX + 10 {
+        held.push(server.connect_from(1).await);
+    }
+    let open = open_ones(held).await;
+    assert_eq!(
+        open.len(),
+        PER_ADDRESS,
+        "one address holds its share, the rest refused"
+    );
+    let started = Instant::now();
+    let status = server.healthz_from(2, Duration::from_secs(1)).await;
+    assert_eq!(status, Ok(200), "another address is served");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The same address is refused meanwhile.
+    let mut more = server.connect_from(1).await;
+    refused(&mut more).await.unwrap();
+    // Not crowded (a quarter of the places): silent connections are left
+    // be past the first-byte deadline.
+    tokio::time::sleep(FIRST_BYTE_DEADLINE + Duration::from_secs(1)).await;
+    let open = open_ones(open).await;
+    assert_eq!(open.len(), PER_ADDRESS, "closed while not crowded");
+    // Once they leave, the address has its whole share again.
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = Vec::new();
+    for _ in 0..PER_ADDRESS {
+        again.push(server.connect_from(1).await);
+    }
+    let again = open_ones(again).await;
+    assert_eq!(again.len(), PER_ADDRESS, "the address connects again");
+    let status = server.healthz_from(1, Duration::from_secs(1)).await;
+    assert_ne!(status, Ok(200), "and no more");
+    drop(again);
+    let log = server.log();
+    assert!(
+        log.contains("refusing connections") && log.contains("HTTP_MAX_CONNECTIONS_PER_IP"),
+        "the refusals are logged: {log}"
+    );
+}
+
+/// Four addresses each hold their share of connections, every place of
+/// the process, most of them silent: `/healthz` from a fifth is refused at
+/// first; after the first-byte deadline (not before, and not the 15 s of
+/// the head deadline) silent ones are closed until no more than three
+/// quarters of the places are taken, the connections that began their
+/// head are left be, and `/healthz` answers again.
+#[tokio::test]
+async fn silent_sockets_of_many_addresses_are_closed_after_the_first_byte_deadline() {
+    const MAX: usize = 40;
+    const PER_ADDRESS: usize = 10;
+    const TALKING: usize = 5;
+    let server = Server::start(MAX, PER_ADDRESS).await;
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    let mut talking = Vec::new();
+    for host in 1..=4 {
+        for i in 0..PER_ADDRESS {
+            let mut stream = server.connect_from(host).await;
+            if host == 4 && i < TALKING {
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\n")
+                    .await
+                    .unwrap();
+                talking.push(stream);
+            } else {
+                silent.push(stream);
+            }
+        }
+    }
+    let mut late = server.connect_from(9).await;
+    refused(&mut late).await.unwrap();
+    // Not before the deadline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let silent = open_ones(silent).await;
+    assert_eq!(
+        silent.len(),
+        MAX - TALKING,
+        "none closed after {:?}",
+        opened.elapsed()
+    );
+    // Soon after it.
+    tokio::time::sleep_until((opened + FIRST_BYTE_DEADLINE + Duration::from_millis(1500)).into())
+        .await;
+    let silent = open_ones(silent).await;
+    assert!(
+        silent.len() + TALKING <= MAX * 3 / 4,
+        "{} silent connections left after {:?}",
+        silent.len(),
+        opened.elapsed()
+    );
+    let talking = open_ones(talking).await;
+    assert_eq!(talking.len(), TALKING, "a head under way is left be");
+    let status = server.healthz_from(9, Duration::from_secs(1)).await;
+    assert_eq!(status, Ok(200), "served again after {:?}", opened.elapsed());
+}
