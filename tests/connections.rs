@@ -5,6 +5,10 @@
 //! - one address holds at most `HTTP_MAX_CONNECTIONS_PER_IP`, the next
 //!   refused at once, so it cannot take every place and another address
 //!   is served;
+//! - when every place is taken, a new connection closes the one idle
+//!   longest (not through its first head, or between requests): sockets
+//!   that send a byte and wait, from as many addresses as it takes, do not
+//!   keep a client with a whole request out;
 //! - while more than three quarters of the places are taken, connections
 //!   that have sent nothing are closed after the first-byte deadline (2 s),
 //!   so silent sockets from many addresses do not hold the cap for the
@@ -187,11 +191,12 @@ async fn one_address_holds_at_most_its_share_and_another_is_served() {
 }
 
 /// Four addresses each hold their share of connections, every place of
-/// the process, most of them silent: `/healthz` from a fifth is refused at
-/// first; after the first-byte deadline (not before, and not the 15 s of
-/// the head deadline) silent ones are closed until no more than three
-/// quarters of the places are taken, the connections that began their
-/// head are left be, and `/healthz` answers again.
+/// the process, most of them silent, the rest a head begun: `/healthz` from
+/// a fifth is answered at once, in the place of the connection idle longest
+/// (and only that one); after the first-byte deadline (not before, and not
+/// the 15 s of the head deadline) silent ones are closed until no more than
+/// three quarters of the places are taken, the connections that began
+/// their head are left be.
 #[tokio::test]
 async fn silent_sockets_of_many_addresses_are_closed_after_the_first_byte_deadline() {
     const MAX: usize = 40;
@@ -215,14 +220,20 @@ async fn silent_sockets_of_many_addresses_are_closed_after_the_first_byte_deadli
             }
         }
     }
-    let mut late = server.connect_from(9).await;
-    refused(&mut late).await.unwrap();
+    let status = server.healthz_from(9, Duration::from_secs(1)).await;
+    assert_eq!(status, Ok(200), "served in a place made for it");
+    let mut silent = silent.into_iter();
+    let mut longest = silent.next().unwrap();
+    assert!(
+        !still_open(&mut longest).await,
+        "the connection idle longest"
+    );
     // Not before the deadline.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let silent = open_ones(silent).await;
+    let silent = open_ones(silent.collect()).await;
     assert_eq!(
         silent.len(),
-        MAX - TALKING,
+        MAX - TALKING - 1,
         "none closed after {:?}",
         opened.elapsed()
     );
@@ -238,6 +249,54 @@ async fn silent_sockets_of_many_addresses_are_closed_after_the_first_byte_deadli
     );
     let talking = open_ones(talking).await;
     assert_eq!(talking.len(), TALKING, "a head under way is left be");
-    let status = server.healthz_from(9, Duration::from_secs(1)).await;
-    assert_eq!(status, Ok(200), "served again after {:?}", opened.elapsed());
+}
+
+/// Every place taken by connections that each sent one byte of a head, or
+/// a whole request and then nothing (kept alive), from as many addresses as
+/// it takes, opened anew as they are closed: a client with a whole request
+/// is served within 1 s each time, the connection idle longest closed to
+/// make room (so never more than the cap are held), and the evictions are
+/// logged.
+#[tokio::test]
+async fn connections_that_send_a_byte_and_wait_do_not_keep_a_whole_request_out() {
+    const MAX: usize = 64;
+    const PER_ADDRESS: usize = 16;
+    let server = Server::start(MAX, PER_ADDRESS).await;
+    let mut held = Vec::new();
+    for host in 1..=4u8 {
+        for i in 0..PER_ADDRESS {
+            let mut stream = server.connect_from(host).await;
+            if i % 2 == 0 {
+                stream.write_all(b"G").await.unwrap();
+            } else {
+                let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+                stream.write_all(request).await.unwrap();
+                let mut answer = [0u8; 512];
+                let n = stream.read(&mut answer).await.unwrap();
+                assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
+            }
+            held.push(stream);
+        }
+    }
+    for round in 0..20u8 {
+        let status = server
+            .healthz_from(100 + round, Duration::from_secs(1))
+            .await;
+        assert_eq!(status, Ok(200), "round {round}");
+        // The attacker takes the freed place again.
+        let mut stream = server.connect_from(5).await;
+        stream.write_all(b"G").await.unwrap();
+        held.push(stream);
+    }
+    let open = open_ones(held).await;
+    assert!(
+        open.len() <= MAX,
+        "{} held: one closed for each let in",
+        open.len()
+    );
+    let log = server.log();
+    assert!(
+        log.contains("closing idle ones to make room"),
+        "the evictions are logged: {log}"
+    );
 }

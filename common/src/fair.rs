@@ -3,8 +3,8 @@
 //! bytes of request bodies being read, deliveries under way) and waits for
 //! them a bounded time. A share counts work under way in this process, like
 //! the turns it divides; it is never a rate (those live in the store).
-//! [`Turns`] divides a process's turns so that keys already busy leave some
-//! to a key that holds none.
+//! A [`Pool`] divides a process's turns, or its bytes, so that keys already
+//! busy leave some to a key that holds none.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -77,9 +77,7 @@ pub struct Share {
 impl Share {
     /// The units held.
     pub fn units(&self) -> u32 {
-        self.permit
-            .as_ref()
-            .map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX))
+        permits(self.permit.as_ref())
     }
 
     /// Takes `units` more of the same share within `wait`; `false` (holding
@@ -95,10 +93,7 @@ impl Share {
         let more = Arc::clone(&self.semaphore).acquire_many_owned(units);
         match tokio::time::timeout(wait, more).await {
             Ok(Ok(more)) => {
-                match &mut self.permit {
-                    Some(permit) => permit.merge(more),
-                    None => self.permit = Some(more),
-                }
+                merge(&mut self.permit, more);
                 true
             }
             // Never closed: only the wait can end it.
@@ -123,34 +118,42 @@ impl Drop for Share {
     }
 }
 
-/// A process's turns (requests served at once), a quarter of them kept for
-/// keys that hold none: a key's first turn may take any free one, its
-/// second and later ones only the other three quarters. So `k` keys busy at
-/// once hold at most `k` + three quarters of the turns, and a key with
-/// nothing under way finds a turn free as long as fewer than a quarter of
-/// the turns' number of keys are busy.
-pub struct Turns {
+/// A process's units of work (turns, bytes of bodies), a quarter of them
+/// kept for keys that hold none: a key's first holding may take its first
+/// `allowance` units from any free ones, everything else only from the
+/// other three quarters. So `k` keys busy at once hold at most `k` ×
+/// `allowance` units of the kept quarter, and a key with nothing under way
+/// finds `allowance` units free as long as fewer than the kept quarter's
+/// `allowance`s are held by other keys' first holdings. As turns (one unit
+/// each, an allowance of one), a key's first turn may take any free one,
+/// its second and later ones only the other three quarters.
+pub struct Pool {
+    limit: u32,
+    allowance: u32,
     all: Arc<Semaphore>,
-    /// The turns a key may hold beyond its first: all but the kept quarter.
+    /// The units taken beyond first holdings' allowances: all but the kept
+    /// quarter.
     more: Arc<Semaphore>,
-    /// Each key's turns, held or waited for.
+    /// Each key's holdings, held or waited for.
     held: Mutex<HashMap<String, u32>>,
 }
 
-impl Turns {
-    /// `limit` turns (at least one), a quarter of them (rounded down) kept
-    /// for keys' first turns.
-    pub fn new(limit: usize) -> Arc<Self> {
+impl Pool {
+    /// `limit` units (at least one), a quarter of them (rounded down) kept
+    /// for the first `allowance` units of keys' first holdings.
+    pub fn new(limit: u32, allowance: u32) -> Arc<Self> {
         let limit = limit.max(1);
         Arc::new(Self {
-            all: Arc::new(Semaphore::new(limit)),
-            more: Arc::new(Semaphore::new(limit - limit / 4)),
+            limit,
+            allowance,
+            all: Arc::new(Semaphore::new(limit as usize)),
+            more: Arc::new(Semaphore::new((limit - limit / 4) as usize)),
             held: Mutex::default(),
         })
     }
 
-    /// A turn for `key` within `wait`, or `None`.
-    pub async fn take(self: &Arc<Self>, key: &str, wait: Duration) -> Option<Turn> {
+    /// `units` for `key` within `wait`, or `None`.
+    pub async fn take(self: &Arc<Self>, key: &str, units: u32, wait: Duration) -> Option<Held> {
         let first = {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             let count = held.entry(key.to_string()).or_default();
@@ -158,41 +161,99 @@ impl Turns {
             *count == 1
         };
         // Counted from here: dropped unfinished, it is given back.
-        let mut turn = Turn {
-            turns: Arc::clone(self),
+        let mut holding = Held {
+            pool: Arc::clone(self),
             key: key.to_string(),
-            permits: Vec::with_capacity(2),
+            allowance: if first { self.allowance } else { 0 },
+            all: None,
+            more: None,
         };
-        let taken = async {
-            if !first {
-                turn.permits
-                    .push(Arc::clone(&self.more).acquire_owned().await.ok()?);
-            }
-            turn.permits
-                .push(Arc::clone(&self.all).acquire_owned().await.ok()?);
-            Some(())
-        };
-        // Never closed: only the wait can end it.
-        tokio::time::timeout(wait, taken).await.ok()??;
-        Some(turn)
+        holding.grow(units, wait).await.then_some(holding)
     }
 }
 
-/// One turn of [`Turns`], given back when dropped.
-pub struct Turn {
-    turns: Arc<Turns>,
+/// Units of a [`Pool`], given back when dropped.
+pub struct Held {
+    pool: Arc<Pool>,
     key: String,
-    permits: Vec<OwnedSemaphorePermit>,
+    /// The units it may take without taking them from the other three
+    /// quarters too: the pool's allowance for a key's first holding, else 0.
+    allowance: u32,
+    all: Option<OwnedSemaphorePermit>,
+    more: Option<OwnedSemaphorePermit>,
 }
 
-impl Drop for Turn {
+impl Held {
+    /// The units held.
+    pub fn units(&self) -> u32 {
+        permits(self.all.as_ref())
+    }
+
+    /// Takes `units` more within `wait`; `false` (holding what it held) when
+    /// they did not come in time, at once when the pool cannot hold that
+    /// many.
+    pub async fn grow(&mut self, units: u32, wait: Duration) -> bool {
+        let held = self.units();
+        if units == 0 {
+            return true;
+        }
+        if held.saturating_add(units) > self.pool.limit {
+            return false;
+        }
+        let allowed = self.allowance.saturating_sub(held).min(units);
+        let beyond = units - allowed;
+        let taken = async {
+            // The three quarters first, so that no unit of the whole is held
+            // while waiting for them.
+            let more = match beyond {
+                0 => None,
+                n => Some(
+                    Arc::clone(&self.pool.more)
+                        .acquire_many_owned(n)
+                        .await
+                        .ok()?,
+                ),
+            };
+            let all = Arc::clone(&self.pool.all)
+                .acquire_many_owned(units)
+                .await
+                .ok()?;
+            Some((more, all))
+        };
+        // Never closed: only the wait can end it.
+        let Ok(Some((more, all))) = tokio::time::timeout(wait, taken).await else {
+            return false;
+        };
+        merge(&mut self.all, all);
+        if let Some(more) = more {
+            merge(&mut self.more, more);
+        }
+        true
+    }
+}
+
+/// The permits held in `permit`.
+fn permits(permit: Option<&OwnedSemaphorePermit>) -> u32 {
+    permit.map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX))
+}
+
+/// `more` permits into `held`.
+fn merge(held: &mut Option<OwnedSemaphorePermit>, more: OwnedSemaphorePermit) {
+    match held {
+        Some(permit) => permit.merge(more),
+        None => *held = Some(more),
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
         let mut held = self
-            .turns
+            .pool
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.permits.clear();
+        self.all = None;
+        self.more = None;
         if let Some(count) = held.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -243,20 +304,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_quarter_of_the_turns_is_kept_for_keys_holding_none() {
-        let turns = Turns::new(8);
+        let turns = Pool::new(8, 1);
         // a takes the six turns beyond the kept two, and one more (its first).
-        let mut held: Vec<Turn> = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         for _ in 0..7 {
-            held.push(turns.take("a", NOW).await.unwrap());
+            held.push(turns.take("a", 1, NOW).await.unwrap());
         }
-        assert!(turns.take("a", SOON).await.is_none(), "a's eighth");
-        let b = turns.take("b", NOW).await.unwrap();
-        assert!(turns.take("b", SOON).await.is_none(), "b's second");
-        assert!(turns.take("c", SOON).await.is_none(), "all eight held");
+        assert!(turns.take("a", 1, SOON).await.is_none(), "a's eighth");
+        let b = turns.take("b", 1, NOW).await.unwrap();
+        assert!(turns.take("b", 1, SOON).await.is_none(), "b's second");
+        assert!(turns.take("c", 1, SOON).await.is_none(), "all eight held");
         drop(b);
-        assert!(turns.take("c", NOW).await.is_some());
+        assert!(turns.take("c", 1, NOW).await.is_some());
         held.clear();
         assert!(turns.held.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_first_holding_takes_its_allowance_from_the_kept_quarter_and_no_more() {
+        // 16 units, 4 kept; a key's first holding takes up to 2 of them.
+        let bytes = Pool::new(16, 2);
+        let mut a = bytes.take("a", 12, NOW).await.unwrap();
+        assert!(!a.grow(3, SOON).await, "past the three quarters");
+        assert!(a.grow(2, NOW).await, "the last two of the three quarters");
+        let b = bytes.take("b", 3, SOON).await;
+        assert!(b.is_none(), "b's first 2 are kept, its third is not");
+        let b = bytes.take("b", 2, NOW).await.unwrap();
+        assert!(
+            bytes.take("b", 1, SOON).await.is_none(),
+            "b's second holding"
+        );
+        assert!(bytes.take("c", 1, SOON).await.is_none(), "all sixteen held");
+        drop(b);
+        assert!(bytes.take("c", 2, NOW).await.is_some());
     }
 
     #[tokio::test]

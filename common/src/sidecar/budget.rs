@@ -11,6 +11,13 @@
 //! share refuses it at once. So the bodies buffered and parsed at once never
 //! take more than the budget and their connections' terms, whatever clients
 //! send, and the reservation is held until the request is answered.
+//!
+//! A quarter of the budget is kept for users' first requests: a user's
+//! first reservation takes its first [`KEPT_EACH`] (a small call's whole
+//! cost) from any free bytes, everything else only from the other three
+//! quarters ([`Pool`]). So users whose slow calls hold large parsed bodies
+//! leave room for another user's small call, unless a quarter of the budget
+//! over [`KEPT_EACH`] of them (64 with the default budget) are busy at once.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -21,7 +28,7 @@ use futures_util::StreamExt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::http::MAX_BODY;
-use crate::fair::{Share, Shares};
+use crate::fair::{Held, Pool, Share, Shares};
 
 /// The bytes every MCP endpoint of a process may hold in request bodies at
 /// once unless `MCP_BODY_BUDGET_BYTES` says otherwise.
@@ -42,6 +49,11 @@ const VALUE_COST: usize = 160;
 /// of this much (or its `Content-Length`, when less), then grown to twice
 /// what it holds each time it needs more.
 pub const FREE: usize = 64 * 1024;
+
+/// What a user's first reservation may take of the quarter of the budget
+/// kept for first reservations: more than a small tool call costs, read and
+/// parsed.
+pub const KEPT_EACH: usize = 256 * 1024;
 
 /// Reservations are counted in KiB.
 const UNIT: usize = 1024;
@@ -65,8 +77,8 @@ pub enum Refused {
 
 /// The process's byte budget and its users' shares of it.
 pub struct BodyBudget {
-    /// The whole budget: one share, of the key `""`.
-    process: Arc<Shares>,
+    /// The whole budget, a quarter kept for users' first reservations.
+    process: Arc<Pool>,
     users: Arc<Shares>,
     /// How long a request waits for its bytes.
     wait: Duration,
@@ -80,7 +92,7 @@ impl BodyBudget {
         let bytes = bytes.max(MIN_BUDGET);
         let user = (bytes / 4).max(MIN_BUDGET);
         Self {
-            process: Shares::new(units(bytes)),
+            process: Pool::new(units(bytes), units(KEPT_EACH)),
             users: Shares::new(units(user)),
             wait,
         }
@@ -131,17 +143,20 @@ impl BodyBudget {
         if wanted > self.users.limit() {
             return Err(Refused::TooLarge);
         }
-        let user = self
+        let share = self
             .users
             .take(user, wanted, self.wait)
             .await
             .ok_or(Refused::UserBusy)?;
         let process = self
             .process
-            .take("", wanted, self.wait)
+            .take(user, wanted, self.wait)
             .await
             .ok_or(Refused::ProcessBusy)?;
-        Ok(Reservation { user, process })
+        Ok(Reservation {
+            user: share,
+            process,
+        })
     }
 
     /// Grows `reserved` to `bytes` in all.
@@ -164,7 +179,7 @@ impl BodyBudget {
 /// dropped.
 pub struct Reservation {
     user: Share,
-    process: Share,
+    process: Held,
 }
 
 /// `bytes` in whole units.
@@ -271,17 +286,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_is_read_only_within_its_users_share_and_the_budget() {
-        let budget = BodyBudget::new(MIN_BUDGET, WAIT);
         let big = vec![b' '; MAX_BODY];
         let length = Some(MAX_BODY as u64);
-        let (bytes, held) = budget
+        // Read and parsed, it holds two thirds of a's share (a quarter of
+        // this budget)...
+        let budget = BodyBudget::new(4 * MIN_BUDGET, WAIT);
+        let (bytes, _held) = budget
             .read("a", Body::from(big.clone()), length)
             .await
             .unwrap();
         assert_eq!(bytes.len(), MAX_BODY);
-        // Read and parsed, it holds two thirds of a's share and of the budget.
         let refused = budget.read("a", chunked(MAX_BODY), None).await.err();
         assert_eq!(refused, Some(Refused::UserBusy));
+        // ... and of the smallest budget, all but its first 256 KiB from the
+        // three quarters not kept for first reservations.
+        let budget = BodyBudget::new(MIN_BUDGET, WAIT);
+        let (_, held) = budget
+            .read("a", Body::from(big.clone()), length)
+            .await
+            .unwrap();
         let refused = budget
             .read("b", Body::from(big.clone()), length)
             .await
@@ -294,6 +317,29 @@ mod tests {
             .read("c", Body::empty(), Some(MAX_BODY as u64 + 1))
             .await;
         assert_eq!(refused.err(), Some(Refused::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_users_first_small_call_finds_room_in_a_budget_others_hold() {
+        let budget = BodyBudget::new(MIN_BUDGET, WAIT);
+        let big = vec![b' '; MAX_BODY];
+        let held = budget
+            .read("a", Body::from(big), Some(MAX_BODY as u64))
+            .await;
+        let _a = held.unwrap();
+        // A third of the budget is free, but not of the three quarters that
+        // all but a user's first 256 KiB come from.
+        let mid = vec![b' '; MAX_BODY * 3 / 8];
+        let length = Some(mid.len() as u64);
+        let refused = budget.read("b", Body::from(mid), length).await.err();
+        assert_eq!(refused, Some(Refused::ProcessBusy));
+        let small = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        let mut calls = Vec::new();
+        for user in ["b", "c", "d"] {
+            let body = Body::from(&small[..]);
+            let read = budget.read(user, body, Some(small.len() as u64)).await;
+            calls.push(read.unwrap());
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! request then takes one of its user's turns (`MCP_MAX_IN_FLIGHT_PER_USER`),
 //! its body is read inside the memory budget ([`super::budget`]), it takes
 //! one of the process's turns (`MCP_MAX_IN_FLIGHT`, a quarter of them kept
-//! for users' first requests: [`Turns`]), and a tool call is
+//! for users' first requests: [`Pool`]), and a tool call is
 //! counted where the token is checked once more, as it runs. The agent's
 //! [`Identity`] goes in the request's extensions, where
 //! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
@@ -32,7 +32,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use super::budget::{self, BodyBudget, Refused};
 use super::call::Prefetched;
 use super::{Backing, Identity, SidecarStore};
-use crate::fair::{Shares, Turns};
+use crate::fair::{Pool, Shares};
 use crate::store::Refusal;
 use crate::store::capabilities::capability_hash;
 
@@ -74,7 +74,7 @@ pub struct HttpConfig {
     max_calls_per_minute: Option<i64>,
     /// The turns to be served, shared by every endpoint, a quarter kept for
     /// users' first requests; `None`: no limit.
-    in_flight: Option<Arc<Turns>>,
+    in_flight: Option<Arc<Pool>>,
     /// Each user's turns, from before the body is read; `None`: no limit.
     per_user: Option<Arc<Shares>>,
     /// The bytes of request bodies read and parsed at once.
@@ -175,7 +175,7 @@ impl HttpConfig {
         Ok(Self {
             rmcp,
             max_calls_per_minute: max_calls_per_minute.map(|n| n as i64),
-            in_flight: in_flight.map(Turns::new),
+            in_flight: in_flight.map(|n| Pool::new(u32::try_from(n).unwrap_or(u32::MAX), 1)),
             per_user: per_user.map(|n| Shares::new(n as u32)),
             bodies: Arc::new(BodyBudget::new(body_budget, SHARE_WAIT)),
             body_deadline: super::connections::Limits::from_env()?.body_deadline,
@@ -190,7 +190,7 @@ struct Gate {
     server: &'static str,
     tokens: Backing,
     max_calls_per_minute: Option<i64>,
-    in_flight: Option<Arc<Turns>>,
+    in_flight: Option<Arc<Pool>>,
     per_user: Option<Arc<Shares>>,
     bodies: Arc<BodyBudget>,
     body_deadline: std::time::Duration,
@@ -278,7 +278,7 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     // A turn among the process's requests in flight, within the same wait:
     // any free one for the user's first, else one past the kept quarter.
     let _turn = match &gate.in_flight {
-        Some(turns) => match turns.take(&capability.user_id, SHARE_WAIT).await {
+        Some(turns) => match turns.take(&capability.user_id, 1, SHARE_WAIT).await {
             Some(turn) => Some(turn),
             None => return not_served(&gate, session, Refused::NoTurn),
         },

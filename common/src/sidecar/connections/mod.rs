@@ -6,7 +6,13 @@
 //! - At most [`Limits::max_connections`] at once, and at most
 //!   [`Limits::max_per_address`] from one address (an IPv6 /64); one past
 //!   either is refused at accept (a best-effort 503 written without reading
-//!   anything, then closed) and counted in [`Connections`].
+//!   anything, then closed) and counted in [`Connections`]; but when every
+//!   place is taken and some connection is idle (between requests, or not
+//!   yet through its first head), the one idle longest is closed to make
+//!   room ([`Connections::admit`]). So connections that send a byte and
+//!   wait, from as many addresses as it takes, cannot keep a client that
+//!   sends a whole request out: to push it out they must open every place
+//!   anew while its head is arriving.
 //! - While more than three quarters of the places are taken, a connection
 //!   that has sent nothing for [`FIRST_BYTE_DEADLINE`] is closed
 //!   ([`silent`]): silent sockets from many addresses cannot keep the
@@ -27,15 +33,17 @@ pub mod deadline;
 mod silent;
 mod stalled;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::http::Request;
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 /// The connections a process holds at once unless `HTTP_MAX_CONNECTIONS`
 /// says otherwise: room for a thousand slow clients and the rest, at about
@@ -65,7 +73,7 @@ pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
-/// How often a refused connection is logged, at most.
+/// How often a refused or evicted connection is logged, at most.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What a connection refused at accept is sent: nothing of it was read.
@@ -162,6 +170,24 @@ pub struct Connections {
     /// The connections held from each address that holds one (so at most
     /// `max_connections` entries); empty when there is no per-address limit.
     per_address: Mutex<HashMap<Peer, usize>>,
+    /// The idle connections (no request being read or answered), the one
+    /// idle longest first.
+    idle: Mutex<BTreeMap<u64, Arc<Place>>>,
+    /// The key of the next connection to become idle.
+    next_idle: AtomicU64,
+    evicted: AtomicU64,
+}
+
+/// What [`Connections`] knows of one connection: whether it is idle, and
+/// how to close it.
+#[derive(Debug, Default)]
+struct Place {
+    /// Its key among the idle connections; 0 while it is not idle.
+    idle_key: AtomicU64,
+    /// Closed (its slot dropped): never idle again.
+    closed: std::sync::atomic::AtomicBool,
+    /// Told when it is closed to make room for another.
+    evict: Notify,
 }
 
 impl Connections {
@@ -172,39 +198,87 @@ impl Connections {
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             per_address: Mutex::new(HashMap::new()),
+            idle: Mutex::new(BTreeMap::new()),
+            next_idle: AtomicU64::new(1),
+            evicted: AtomicU64::new(0),
         })
     }
 
     /// A place for one more connection, from `peer`, held until the
-    /// [`Slot`] is dropped; refused (and counted) when all are taken, or
-    /// all its address may hold.
+    /// [`Slot`] is dropped, idle until its first request's head has come.
+    /// Refused (and counted) when its address holds all it may, or when all
+    /// places are taken and none is idle; when all are taken and some are
+    /// idle, the one idle longest is told to close and this one takes its
+    /// place.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::Full);
-        }
         let per_address = self.limits.max_per_address;
-        if per_address == 0 {
-            return Ok(Slot {
-                connections: Arc::clone(self),
-                peer: None,
-            });
+        let peer = (per_address > 0).then(|| Peer::from(peer));
+        if let Some(peer) = peer {
+            let mut counts = self.counts();
+            let held = counts.entry(peer).or_insert(0);
+            if *held >= per_address {
+                drop(counts);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::AddressFull);
+            }
+            *held += 1;
         }
-        let peer = Peer::from(peer);
-        let mut counts = self.counts();
-        let held = counts.entry(peer).or_insert(0);
-        if *held >= per_address {
-            drop(counts);
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::AddressFull);
-        }
-        *held += 1;
-        Ok(Slot {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        // Counted from here: dropped, it gives both counts back.
+        let slot = Slot {
             connections: Arc::clone(self),
-            peer: Some(peer),
-        })
+            peer,
+            place: Arc::default(),
+        };
+        if self.open() > self.limits.max_connections {
+            if !self.evict_longest_idle() {
+                drop(slot);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::Full);
+            }
+            // Counted twice until the evicted one's task drops its slot.
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.rest(&slot.place);
+        Ok(slot)
+    }
+
+    /// Tells the connection idle longest to close; `false` when none is.
+    fn evict_longest_idle(&self) -> bool {
+        let longest = self.idle().pop_first();
+        let Some((_, place)) = longest else {
+            return false;
+        };
+        place.idle_key.store(0, Ordering::Relaxed);
+        place.evict.notify_one();
+        true
+    }
+
+    /// `place` is idle from now: between requests.
+    fn rest(&self, place: &Arc<Place>) {
+        let mut idle = self.idle();
+        if place.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let key = self.next_idle.fetch_add(1, Ordering::Relaxed);
+        place.idle_key.store(key, Ordering::Relaxed);
+        idle.insert(key, Arc::clone(place));
+    }
+
+    /// `place` is no longer idle: a request is being read or answered, or
+    /// it is closed.
+    fn wake(&self, place: &Place) {
+        let mut idle = self.idle();
+        let key = place.idle_key.swap(0, Ordering::Relaxed);
+        if key != 0 {
+            idle.remove(&key);
+        }
+    }
+
+    /// The idle connections (each change is one statement, as for
+    /// [`Self::counts`]).
+    fn idle(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Place>>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The per-address counts (a panic while they were held left them
@@ -235,6 +309,11 @@ impl Connections {
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
+
+    /// Idle connections closed to make room for new ones since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
 }
 
 /// One connection's place among [`Connections`].
@@ -243,10 +322,81 @@ pub struct Slot {
     connections: Arc<Connections>,
     /// Its address, when counted per address.
     peer: Option<Peer>,
+    place: Arc<Place>,
+}
+
+impl Slot {
+    /// What its requests tell when they come and go.
+    fn requests(&self) -> Requests {
+        Requests {
+            connections: Arc::clone(&self.connections),
+            place: Arc::clone(&self.place),
+        }
+    }
+
+    /// Resolves when this connection is to close to make room for another.
+    async fn evicted(&self) {
+        self.place.evict.notified().await;
+    }
+}
+
+/// The requests of one connection, as its idleness counts them.
+#[derive(Clone)]
+struct Requests {
+    connections: Arc<Connections>,
+    place: Arc<Place>,
+}
+
+impl Requests {
+    /// A request's head has come: the connection is not idle until the
+    /// [`Busy`] is dropped, and not evicted meanwhile.
+    fn busy(&self) -> Busy {
+        self.connections.wake(&self.place);
+        Busy(self.clone())
+    }
+}
+
+/// A request of a connection being read or answered; dropped (its answer's
+/// body sent or dropped), the connection is idle again.
+struct Busy(Requests);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.connections.rest(&self.0.place);
+    }
+}
+
+/// An answer's body, which keeps its request [`Busy`] until it is sent or
+/// dropped.
+struct Answer {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.place.closed.store(true, Ordering::Relaxed);
+        self.connections.wake(&self.place);
         if let Some(peer) = self.peer {
             let mut counts = self.connections.counts();
             if let Some(held) = counts.get_mut(&peer) {
@@ -293,8 +443,21 @@ pub async fn serve_until_signal(
                 continue;
             }
         };
+        let evicted = connections.evicted();
         let slot = match connections.admit(peer) {
-            Ok(slot) => slot,
+            Ok(slot) => {
+                if connections.evicted() > evicted
+                    && refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY)
+                {
+                    refusal_logged = Some(Instant::now());
+                    tracing::warn!(
+                        open = connections.open(),
+                        evicted = connections.evicted(),
+                        "HTTP_MAX_CONNECTIONS are open: closing idle ones to make room"
+                    );
+                }
+                slot
+            }
             Err(refused) => {
                 // Never blocks: a fresh socket's send buffer is empty. The
                 // peer may see a reset instead, if its request was already here.
@@ -321,28 +484,35 @@ pub async fn serve_until_signal(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let body_deadline = limits.body_deadline;
+        let requests = slot.requests();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
+            let busy = requests.busy();
             async move {
-                Ok::<_, std::convert::Infallible>(
-                    deadline::serve(app, request, body_deadline).await,
-                )
+                let response = deadline::serve(app, request, body_deadline).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, _busy: busy }))
             }
         });
         let stream = stalled::Stalled::new(stream, limits.body_deadline);
         let stream = silent::Silent::new(stream, Arc::clone(&connections));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "a connection ended with an error");
+                },
+                () = slot.evicted() => {
+                    tracing::debug!("closed an idle connection to make room for a new one");
+                }
             }
             drop(slot);
         });
     }
     drop(listener);
-    if connections.refused() > 0 {
+    if connections.refused() > 0 || connections.evicted() > 0 {
         tracing::warn!(
             refused = connections.refused(),
+            evicted = connections.evicted(),
             "connections refused past HTTP_MAX_CONNECTIONS or HTTP_MAX_CONNECTIONS_PER_IP"
         );
     }
@@ -371,4 +541,62 @@ async fn shutdown_signal() {
         }
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn told_to_close(slot: &Slot) -> bool {
+        slot.evicted().now_or_never().is_some()
+    }
+
+    #[test]
+    fn when_every_place_is_taken_the_connection_idle_longest_makes_room() {
+        let connections = Connections::new(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let a = connections.admit(ip).unwrap();
+        let b = connections.admit(ip).unwrap();
+        let a_busy = a.requests().busy();
+        let c = connections.admit(ip).unwrap();
+        assert!(told_to_close(&b), "b idle, a busy");
+        assert!(!told_to_close(&a));
+        drop(b);
+        let d = connections.admit(ip).unwrap();
+        assert!(told_to_close(&c));
+        // a's answer is sent: idle again, but not as long as d.
+        drop(a_busy);
+        drop(c);
+        let e = connections.admit(ip).unwrap();
+        assert!(told_to_close(&d) && !told_to_close(&a));
+        drop(d);
+        let (a_busy, _e_busy) = (a.requests().busy(), e.requests().busy());
+        assert_eq!(connections.admit(ip).err(), Some(Refused::Full));
+        assert_eq!((connections.evicted(), connections.refused()), (3, 1));
+        assert_eq!(connections.open(), 2);
+        // A closed connection's answer sent late leaves nothing idle.
+        drop(a);
+        drop(a_busy);
+        assert!(connections.idle().is_empty());
+    }
+
+    #[test]
+    fn an_address_at_its_limit_evicts_nobody() {
+        let connections = Connections::new(Limits {
+            max_connections: 2,
+            max_per_address: 1,
+            ..Limits::default()
+        });
+        let one = connections.admit(IpAddr::from([127, 0, 0, 1])).unwrap();
+        let _two = connections.admit(IpAddr::from([127, 0, 0, 2])).unwrap();
+        let again = connections.admit(IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(again.err(), Some(Refused::AddressFull));
+        assert!(!told_to_close(&one));
+        assert_eq!(connections.addresses(), 2);
+    }
 }
