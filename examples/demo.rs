@@ -12,16 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::{Minter, NewIntegration, NewProfile, Store};
 use fakes::gmail::FakeGmail;
 use fakes::resend::FakeResend;
 use fakes::slack::FakeSlack;
 use fakes::telegram::FakeTelegram;
 use fakes::teller::{CHASE_TOKEN, FakeTeller, PNC_TOKEN};
 use fakes::webhook::FakeWebhook;
+use model::config::DecryptedConfig;
+use model::{IntegrationType, Scope};
 use resolver::{Plan, PlanRequest, SidecarEnv};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
@@ -29,6 +27,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use store::{Minter, NewIntegration, NewProfile, Store};
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const USER: &str = "u_amouzou";

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{Integration, IntegrationType, Scope};
-use common::store::{NewIntegration, Store, StoreError};
+use model::config::DecryptedConfig;
+use model::{Integration, IntegrationType, Scope};
 use serde_json::Value;
+use store::{NewIntegration, Store, StoreError};
+use vault::Keyring;
 
 use crate::cli::{AddArgs, IntegrationCommand, ScopeArgs};
 use crate::{config_input, output, revoke};

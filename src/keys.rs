@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use common::crypto::Keyring;
-use common::store::Store;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use store::Store;
+use vault::Keyring;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {

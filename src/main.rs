@@ -21,13 +21,13 @@ mod tokens;
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::crypto::{Keyring, KeyringError};
-use common::store::{IdentityClaims, Store};
+use store::{IdentityClaims, Store};
+use vault::{Keyring, KeyringError};
 
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    common::logging::init();
+    store::logging::init();
     let cli = Cli::parse();
     // The API serves on every core; a one-shot command needs one thread.
     let mut runtime = if matches!(cli.command, Command::Serve { .. }) {

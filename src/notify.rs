@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::crypto::Keyring;
-use common::sidecar::Identity;
-use common::store::Store;
 use mcp_notify::deliver::{Source, Urgency};
 use mcp_notify::{Notifier, NotifyError, Request, Sent};
+use model::Identity;
+use store::Store;
+use vault::Keyring;
 
 use crate::cli::NotifyArgs;
 

@@ -1,10 +1,10 @@
 //! How rows are printed: redacted JSON objects and plain tables.
 
-use common::crypto::Keyring;
-use common::model::{Integration, IntegrationType, Profile, Scope, Status};
+use model::{Integration, IntegrationType, Profile, Scope, Status};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
+use vault::Keyring;
 
 /// An integration as `--json` prints it and the API returns it: `config` is
 /// the allowlisted view, or `null` with an `error` when the row does not open.

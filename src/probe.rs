@@ -2,15 +2,16 @@
 //! Gmail and Teller a cheap authenticated read that proves the credentials.
 
 use anyhow::{Context, anyhow};
-use common::crypto::Keyring;
-use common::model::{Integration, IntegrationType};
-use common::sidecar::{Identity, SidecarStore};
 use mcp_gmail::client::{GmailClient, GmailError};
 use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_notify::deliver::{Providers, Source};
 use mcp_notify::{Notifier, NotifyError, Request};
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
+use model::Identity;
+use model::{Integration, IntegrationType};
 use std::sync::Arc;
+use store::SidecarStore;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 /// Tests `integration`, sending through `notifier` for a channel; says what

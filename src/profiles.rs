@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use common::store::{NewProfile, Store};
+use store::{NewProfile, Store};
 
 use crate::output;
 

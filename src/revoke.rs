@@ -1,10 +1,10 @@
 //! Revoking an integration at its provider before its row is deleted.
 
 use anyhow::{Context, bail};
-use common::crypto::Keyring;
-use common::model::{Integration, IntegrationType};
 use mcp_gmail::oauth;
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
+use model::{Integration, IntegrationType};
+use vault::Keyring;
 
 /// What a downstream revocation did.
 pub struct Revoked {

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use common::crypto::Keyring;
-use common::store::Store;
+use store::Store;
+use vault::Keyring;
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use common::store::Store;
+use store::Store;
 
 #[derive(Subcommand)]
 pub enum TokensCommand {

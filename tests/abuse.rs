@@ -217,6 +217,11 @@ impl Server {
             .await
             .expect("the server stops on SIGTERM")
             .unwrap();
+        // Its stderr read to the end: the collector holds the log no more.
+        until(Duration::from_secs(5), "the log is read whole", || {
+            Arc::strong_count(&self.log) == 1
+        })
+        .await;
         self.log()
     }
 }
@@ -510,6 +515,9 @@ async fn connections_past_the_cap_are_refused_at_once_and_counted() {
         assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
         held.push(stream);
     }
+    // The pipelined heads are in the server's buffers: let the connections'
+    // tasks read them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // The next ones are answered 503 (or closed) at once, before they even
     // send their request: nothing of them is read.
     for _ in 0..10 {
@@ -632,7 +640,8 @@ async fn a_trickled_body_is_answered_408_at_its_total_deadline() {
 
 /// A client that pipelines requests and never reads their answers holds
 /// its connection only until an answer has waited `HTTP_BODY_TIMEOUT_MS`
-/// for it (two seconds here), not for ever: here it holds the only place.
+/// for it (two seconds here), not for ever: here it holds the only place
+/// (a connection whose answer is under way is not closed for a newcomer).
 #[tokio::test]
 async fn a_client_that_stops_reading_its_answers_is_cut_off() {
     let store = Store::sqlite().await;
@@ -655,6 +664,10 @@ async fn a_client_that_stops_reading_its_answers_is_cut_off() {
     .await
     .expect("the requests are taken")
     .unwrap();
+    // Its first answer has begun; a moment later its writes wait on it.
+    let mut first_byte = [0u8; 1];
+    greedy.read_exact(&mut first_byte).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let first = server.healthz(Duration::from_secs(1)).await;
     assert!(
         !first.as_deref().is_ok_and(|l| l.contains("200")),

@@ -153,14 +153,14 @@ impl World {
     /// Adds secrets `(name, value)` of `user`, scope `all`, through the store.
     fn add_secrets(&self, user: &str, secrets: &[(&str, &str)]) {
         block_on(async {
-            let store = common::store::Store::connect(&self.url).await.unwrap();
-            let keyring = common::crypto::Keyring::parse(&self.keys).unwrap();
+            let store = store::Store::connect(&self.url).await.unwrap();
+            let keyring = vault::Keyring::parse(&self.keys).unwrap();
             for (name, value) in secrets {
-                let secret = common::store::NewSecret {
+                let secret = store::NewSecret {
                     user_id: user.into(),
                     name: (*name).into(),
                     value: zeroize::Zeroizing::new((*value).into()),
-                    scope: common::model::Scope::All,
+                    scope: model::Scope::All,
                     profile_ids: Vec::new(),
                 };
                 store.add_secret(&keyring, &secret).await.unwrap();

@@ -5,9 +5,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use common::channel::{ChannelError, ChannelRequest, parse, select};
-use common::model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
-use common::scope::is_granted;
+use model::channel::{ChannelError, ChannelRequest, parse, select};
+use model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
+use model::scope::is_granted;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

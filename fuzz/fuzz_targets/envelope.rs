@@ -7,9 +7,9 @@
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
-use common::config::DecryptedConfig;
-use common::crypto::{Keyring, OpenError};
-use common::model::{Integration, IntegrationType, Scope, SealedConfig, Status};
+use model::config::DecryptedConfig;
+use vault::{Keyring, OpenError};
+use model::{Integration, IntegrationType, Scope, SealedConfig, Status};
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
 

@@ -1,4 +1,4 @@
-//! The JSON-RPC guard (`common::sidecar::guard`) over in-memory streams:
+//! The JSON-RPC guard (`sidecar::guard`) over in-memory streams:
 //! arbitrary bytes split into lines reach the server exactly when a line is
 //! JSON, in order and byte for byte, and every other non-blank line is
 //! answered with one JSON-RPC parse error.
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         let input = std::io::Cursor::new(data.to_vec());
         // Room for every answer, so that the guard never waits for this reader.
         let (output, from_guard) = tokio::io::duplex(1 << 20);
-        let (mut server_in, server_out) = common::sidecar::guard(input, output);
+        let (mut server_in, server_out) = sidecar::guard(input, output);
         let mut seen = Vec::new();
         server_in
             .read_to_end(&mut seen)

@@ -3,9 +3,9 @@
 
 #![no_main]
 
-use common::config::DecryptedConfig;
-use common::crypto::{Keyring, KeyringError};
-use common::model::{Integration, IntegrationType, Scope, Status};
+use model::config::DecryptedConfig;
+use vault::{Keyring, KeyringError};
+use model::{Integration, IntegrationType, Scope, Status};
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use common::signature::verify_slack;
+use providers::signature::verify_slack;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

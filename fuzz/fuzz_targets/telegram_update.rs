@@ -9,10 +9,10 @@
 
 use std::sync::LazyLock;
 
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
+use model::config::DecryptedConfig;
+use vault::Keyring;
+use model::{IntegrationType, Scope};
+use store::{NewIntegration, NewProfile, Store};
 use libfuzzer_sys::fuzz_target;
 use resolver::RouteError;
 use serde_json::Value;

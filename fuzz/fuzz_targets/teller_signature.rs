@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use common::signature::verify_teller;
+use providers::signature::verify_teller;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

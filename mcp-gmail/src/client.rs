@@ -98,9 +98,9 @@ impl GetToken for Bearer {
 
 /// Our retry policy, applied by the hub: a rate-limited request waits for
 /// `Retry-After` (or an exponential backoff) while the call's deadline
-/// allows ([`::common::retry::Backoff`]).
+/// allows ([`::model::retry::Backoff`]).
 struct Backoff {
-    waits: ::common::retry::Backoff,
+    waits: ::model::retry::Backoff,
     /// The last `Retry-After` Gmail sent, for the report when we give up.
     retry_after: Option<u64>,
 }
@@ -109,7 +109,7 @@ impl Backoff {
     /// The retries of one call that may take `timeout` in all.
     fn new(timeout: Duration) -> Self {
         Self {
-            waits: ::common::retry::Backoff::until(Instant::now() + timeout)
+            waits: ::model::retry::Backoff::until(Instant::now() + timeout)
                 .max_retries(MAX_RETRIES),
             retry_after: None,
         }
@@ -122,7 +122,7 @@ impl Delegate for Backoff {
         if !is_rate_limit(status, error) {
             return Retry::Abort;
         }
-        let asked = ::common::retry::retry_after(
+        let asked = ::model::retry::retry_after(
             response
                 .headers()
                 .get("retry-after")

@@ -1,8 +1,8 @@
 //! The user's Gmail grant as one tool call sees it: which OAuth scopes it
 //! holds, and its access token, refreshed and written back encrypted.
 
-use common::config::DecryptedConfig;
-use common::model::{Integration, IntegrationType};
+use model::config::DecryptedConfig;
+use model::{Integration, IntegrationType};
 use serde_json::Value;
 use zeroize::Zeroizing;
 

@@ -10,10 +10,10 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use mcp_gmail::GmailServer;
 //! use rmcp::ServiceExt;
-//! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let backing = common::sidecar::Backing::new("mcp-gmail", common::store::Store::url_from_env(), 1);
-//! let server = GmailServer::new(common::sidecar::Caller::Spawned(identity), backing);
-//! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
+//! let identity = model::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
+//! let backing = sidecar::Backing::new("mcp-gmail", store::Store::url_from_env(), 1);
+//! let server = GmailServer::new(sidecar::Caller::Spawned(identity), backing);
+//! server.serve(sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```
 

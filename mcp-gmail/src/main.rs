@@ -6,7 +6,7 @@ use mcp_gmail::GmailServer;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    common::sidecar::standalone::main(
+    sidecar::standalone::main(
         "mcp-gmail",
         "The user's Gmail for one running agent, over MCP on stdio.",
         GmailServer::tools,

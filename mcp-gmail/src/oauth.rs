@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::clock::unix_now;
+use model::clock::unix_now;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;

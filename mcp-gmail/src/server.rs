@@ -5,13 +5,11 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Status};
-use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore, schema};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use google_gmail1::api::Message;
+use model::Identity;
+use model::{IntegrationType, Status};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -22,7 +20,11 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use sidecar::call::{self, ToolError, note, quoted, reply};
+use sidecar::{Backing, Caller, schema};
+use store::{GrantError, SidecarStore};
 use tokio::sync::OnceCell;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 use crate::client::{GmailClient, GmailError};

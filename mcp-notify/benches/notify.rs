@@ -12,12 +12,12 @@
 #[path = "../../benches/support.rs"]
 mod support;
 
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::NewIntegration;
 use fakes::webhook::FakeWebhook;
+use model::config::DecryptedConfig;
+use model::{IntegrationType, Scope};
 use serde_json::json;
+use store::NewIntegration;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-notify");

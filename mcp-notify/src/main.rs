@@ -6,7 +6,7 @@ use mcp_notify::NotifyServer;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    common::sidecar::standalone::main(
+    sidecar::standalone::main(
         "mcp-notify",
         "notify_user for one running agent, over MCP on stdio.",
         NotifyServer::tools,

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::channel::{self, ChannelError};
-use common::crypto::Keyring;
-use common::fair::{Share, Shares};
-use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::http::DEFAULT_MAX_IN_FLIGHT_PER_USER;
-use common::sidecar::{Claim, Identity, LoggedNotification, NewClaim, SidecarStore, ThreadRow};
+use model::Identity;
+use model::channel::{self, ChannelError};
+use model::{Integration, IntegrationType, Status};
+use sidecar::fair::{Share, Shares};
+use sidecar::http::DEFAULT_MAX_IN_FLIGHT_PER_USER;
+use store::{Claim, LoggedNotification, NewClaim, SidecarStore, ThreadRow};
+use vault::Keyring;
 
 use crate::deliver::{Delivered, Failure, Outgoing, Providers, Source, Urgency};
 
@@ -480,7 +481,7 @@ impl Notifier {
 
 /// A new notification id, `ntf_...`.
 fn new_id() -> String {
-    format!("ntf_{}", common::ids::random_token(20))
+    format!("ntf_{}", model::ids::random_token(20))
 }
 
 /// The store failed: logged, and one sentence for the caller.

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use common::sidecar::call::{self, ToolError, note};
-use common::sidecar::{Backing, Caller, Decision, Identity, schema};
+use model::{Decision, Identity};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -13,6 +12,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sidecar::call::{self, ToolError, note};
+use sidecar::{Backing, Caller, schema};
 use tokio::sync::OnceCell;
 
 use crate::deliver::{Providers, Source, Urgency};

@@ -34,19 +34,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderValue};
 use hyper_util::rt::TokioIo;
+use model::config::DecryptedConfig;
+use model::{IntegrationType, Scope};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use store::{NewIntegration, NewProfile, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::time::Instant;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-teller");
@@ -282,7 +282,7 @@ async fn seed(url: &str, keyring: &Keyring) -> anyhow::Result<Vec<HeaderValue>> 
                     &session,
                     &["teller"],
                     Duration::from_secs(3600),
-                    common::store::Minter::Cli,
+                    store::Minter::Cli,
                 )
                 .await?;
             tokens.push(bearer(&minted.token)?);
@@ -312,7 +312,7 @@ async fn serve_floor() -> anyhow::Result<()> {
                 .map(|host| format!("http://{host}:{}", bound.port())),
         )
         .enforce_origin_validation()
-        .with_max_request_body_bytes(common::sidecar::http::MAX_BODY)
+        .with_max_request_body_bytes(sidecar::http::MAX_BODY)
         .with_legacy_session_mode(false)
         .with_json_response(true);
     let bare = baseline::Bare::default();

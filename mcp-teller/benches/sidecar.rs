@@ -16,11 +16,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, Store};
+use model::config::DecryptedConfig;
+use model::{IntegrationType, Scope};
+use store::{NewIntegration, Store};
 use tokio::io::AsyncBufReadExt;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-teller");
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             "sess_bench",
             &["teller"],
             Duration::from_secs(3600),
-            common::store::Minter::Cli,
+            store::Minter::Cli,
         )
         .await?;
     let relay = [

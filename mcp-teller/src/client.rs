@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::retry::{Backoff, retry_after};
+use model::retry::{Backoff, retry_after};
 
 use reqwest::StatusCode;
 use serde::Deserialize;

@@ -8,10 +8,10 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use mcp_teller::TellerServer;
 //! use rmcp::ServiceExt;
-//! let identity = common::sidecar::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
-//! let backing = common::sidecar::Backing::new("mcp-teller", common::store::Store::url_from_env(), 1);
-//! let server = TellerServer::new(common::sidecar::Caller::Spawned(identity), backing);
-//! server.serve(common::sidecar::guarded_stdio()).await?.waiting().await?;
+//! let identity = model::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
+//! let backing = sidecar::Backing::new("mcp-teller", store::Store::url_from_env(), 1);
+//! let server = TellerServer::new(sidecar::Caller::Spawned(identity), backing);
+//! server.serve(sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```
 

@@ -6,7 +6,7 @@ use mcp_teller::TellerServer;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    common::sidecar::standalone::main(
+    sidecar::standalone::main(
         "mcp-teller",
         "Teller bank data for one running agent, over MCP on stdio.",
         TellerServer::tools,

@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use common::crypto::Keyring;
-use common::model::{Integration, IntegrationType, Status};
-use common::sidecar::call::{self, ToolError, note, quoted, reply};
-use common::sidecar::{Backing, Caller, GrantError, Identity, SidecarStore, schema};
+use model::Identity;
+use model::{Integration, IntegrationType, Status};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -15,7 +13,11 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sidecar::call::{self, ToolError, note, quoted, reply};
+use sidecar::{Backing, Caller, schema};
+use store::{GrantError, SidecarStore};
 use tokio::sync::OnceCell;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 use crate::client::{TellerClient, TellerConfig, TellerError, TransactionQuery};

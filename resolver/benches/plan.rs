@@ -13,11 +13,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::IntegrationType;
-use common::store::Store;
+use model::IntegrationType;
+use model::config::DecryptedConfig;
 use resolver::{PlanRequest, SidecarEnv};
+use store::Store;
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const SMALL: usize = 1_000;

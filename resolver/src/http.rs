@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::store::{Minter, Store};
 use serde_json::{Value, json};
+use store::{Minter, Store};
 use zeroize::Zeroizing;
 
 use crate::plan::{Plan, ResolveError};
@@ -77,7 +77,7 @@ pub async fn mint(
 /// to 127.0.0.0/8, `::1` or `localhost`, with no user info; a sentence
 /// saying why not.
 pub fn check_base_url(base_url: &str) -> Result<String, String> {
-    match common::sidecar::token_url(base_url.trim_end_matches('/')) {
+    match model::endpoint::token_url(base_url.trim_end_matches('/')) {
         Some(url) => Ok(url.as_str().trim_end_matches('/').to_string()),
         None => Err(format!(
             "the MCP service's URL '{}' must be https://, or http:// on loopback only \

@@ -14,7 +14,7 @@
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use resolver::{PlanRequest, SidecarEnv, plan};
-//! let store = common::store::Store::connect("sqlite://integrations.db?mode=rwc").await?;
+//! let store = store::Store::connect("sqlite://integrations.db?mode=rwc").await?;
 //! let env = SidecarEnv::from_process("sqlite://integrations.db?mode=rwc");
 //! let request = PlanRequest { user_id: "u1", profile_id: "prof_vzfin", session_id: None, bin_dir: "/usr/local/bin".as_ref() };
 //! let plan = plan(&store, &env, &request).await?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use common::store::{Minter, Store};
 use resolver::{PlanRequest, SidecarEnv};
+use store::{Minter, Store};
 
 /// Decide which MCP servers, channels and inbound surfaces a running agent gets.
 #[derive(Parser)]
@@ -86,7 +86,7 @@ enum Format {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    common::logging::init();
+    store::logging::init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::channel::channel_string;
-use common::model::{Integration, IntegrationType, Profile};
-use common::scope::is_granted;
-use common::store::{Store, StoreError};
+use model::channel::channel_string;
+use model::scope::is_granted;
+use model::{Integration, IntegrationType, Profile};
 use serde::Serialize;
 use serde_json::{Value, json};
+use store::{Store, StoreError};
 
 use crate::env::SidecarEnv;
 

@@ -1,9 +1,9 @@
 //! Inbound routing: which profile a Slack or Telegram message goes to.
 
-use common::model::{Integration, IntegrationType, Profile};
-use common::scope::is_granted;
-use common::store::{Store, StoreError};
+use model::scope::is_granted;
+use model::{Integration, IntegrationType, Profile};
 use serde::Serialize;
+use store::{Store, StoreError};
 
 /// Where a message goes, and its text without the `@slug` prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +140,7 @@ fn split_mention(text: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::model::{Scope, SealedConfig, Status};
+    use model::{Scope, SealedConfig, Status};
 
     fn profile(id: &str, slug: &str, is_default: bool) -> Profile {
         Profile {

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::config::DecryptedConfig;
-use common::crypto::Keyring;
-use common::model::{IntegrationType, Scope};
-use common::store::{NewIntegration, NewProfile, Store};
+use model::config::DecryptedConfig;
+use model::{IntegrationType, Scope};
 use serde_json::Value;
+use store::{NewIntegration, NewProfile, Store};
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 const BIN: &str = env!("CARGO_BIN_EXE_resolver");
@@ -476,7 +476,7 @@ async fn no_secret_reaches_any_output_format() {
     };
     let db = format!(
         "resolver_{}",
-        common::ids::random_token(10)
+        model::ids::random_token(10)
             .to_lowercase()
             .replace('-', "_")
     );

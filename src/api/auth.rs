@@ -36,7 +36,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if common::sidecar::http::bearer(&parts.headers).is_some() {
+        if sidecar::http::bearer(&parts.headers).is_some() {
             let caller = TokenCaller::from_request_parts(parts, state).await?;
             return Ok(Caller(caller.user_id));
         }
@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for TokenCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(token) = common::sidecar::http::bearer(&parts.headers) else {
+        let Some(token) = sidecar::http::bearer(&parts.headers) else {
             return Err(ApiError::unauthorized());
         };
         match state.store.user_for_token(token).await? {

@@ -12,17 +12,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::config::{DecryptedConfig, FieldValue};
-use common::ids::random_secret;
-use common::model::IntegrationType;
-use common::store::{Purpose, SpentState};
 use mcp_gmail::client::GmailClient;
 use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_teller::client::{TellerClient, TellerConfig};
+use model::IntegrationType;
+use model::config::{DecryptedConfig, FieldValue};
+use model::ids::random_secret;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use store::{Purpose, SpentState};
 use zeroize::Zeroizing;
 
 use super::AppState;
@@ -204,7 +204,7 @@ fn teller_connect_url(configured: Option<String>) -> anyhow::Result<String> {
         return Ok("https://cdn.teller.io/connect/connect.js".into());
     };
     let safe = reqwest::Url::parse(&url)
-        .is_ok_and(|u| common::sidecar::https_or_loopback(&u) && u.has_host());
+        .is_ok_and(|u| model::endpoint::https_or_loopback(&u) && u.has_host());
     anyhow::ensure!(
         safe,
         "TELLER_CONNECT_URL must be an https:// URL (or http:// on this machine)"
@@ -677,7 +677,7 @@ async fn connect(
     user_id: &str,
     kind: IntegrationType,
     fields: &[(&str, Option<FieldValue<'_>>)],
-) -> Result<(common::model::Integration, bool), NotStored> {
+) -> Result<(model::Integration, bool), NotStored> {
     let given: Vec<(&str, FieldValue)> = fields
         .iter()
         .filter_map(|(name, value)| Some((*name, value.clone()?)))
@@ -690,7 +690,7 @@ async fn connect(
         .connect_integration(&state.keyring, user_id, kind, &valid)
         .await
         .map_err(|e| match e {
-            common::store::StoreError::Conflict(m) => NotStored::Conflict(m),
+            store::StoreError::Conflict(m) => NotStored::Conflict(m),
             other => {
                 tracing::error!(error = %other, "could not store a connected integration");
                 NotStored::Failed
@@ -763,7 +763,7 @@ async fn gmail_connect(
         ("access_token", Some(FieldValue::Text(&token))),
         (
             "expires_at",
-            Some((common::clock::unix_now() + consent.expires_in).into()),
+            Some((model::clock::unix_now() + consent.expires_in).into()),
         ),
     ];
     connect(state, &spent.user_id, IntegrationType::Gmail, &fields).await?;

@@ -72,7 +72,7 @@ pub async fn sign_in(
         user_id,
     })
     .into_response();
-    let max_age = common::store::SESSION_TTL.as_secs();
+    let max_age = store::SESSION_TTL.as_secs();
     set_cookie(&state, &mut response, &secret, max_age);
     Ok(response)
 }

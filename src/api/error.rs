@@ -3,10 +3,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::scope::ScopeError;
-use common::store::StoreError;
+use model::scope::ScopeError;
 use schemars::JsonSchema;
 use serde::Serialize;
+use store::StoreError;
 
 /// A failed request: its status, stable code and a sentence saying what is wrong.
 #[derive(Debug)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use common::model::Integration;
-use common::store::{InboundMessage, NewInbound};
+use model::Integration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::{InboundMessage, NewInbound};
 use zeroize::Zeroizing;
 
 use super::AppState;
@@ -98,7 +98,7 @@ async fn forward(state: &AppState, message: &InboundMessage) {
         return;
     };
     let body = serde_json::to_vec(message).unwrap_or_default();
-    let timestamp = common::clock::unix_now().max(0) as u64;
+    let timestamp = model::clock::unix_now().max(0) as u64;
     let mut request = state
         .inbound
         .http
@@ -132,17 +132,17 @@ pub async fn record_failure(
     error: &str,
 ) {
     let Some(row) = row else { return };
-    let identity = common::sidecar::Identity {
+    let identity = model::Identity {
         user_id: row.user_id.clone(),
         profile_id: String::new(),
         session_id: None,
     };
-    let entry = common::sidecar::AuditEntry {
+    let entry = model::AuditEntry {
         identity: &identity,
         server,
         tool: "webhook_update",
         integration_id: Some(&row.id),
-        decision: common::sidecar::Decision::Error,
+        decision: model::Decision::Error,
         detail: Some(error),
         duration: Duration::ZERO,
     };

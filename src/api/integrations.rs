@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::config::{ConfigInput, DecryptedConfig};
-use common::model::{Integration, IntegrationType, Scope};
-use common::store::{IntegrationUpdate, NewIntegration};
+use model::config::{ConfigInput, DecryptedConfig};
+use model::{Integration, IntegrationType, Scope};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use store::{IntegrationUpdate, NewIntegration};
 
 use super::AppState;
 use super::auth::Caller;
@@ -68,7 +68,7 @@ fn config_of_its_type(schema: &mut schemars::Schema) {
         .map(|kind| {
             serde_json::json!({"properties": {
                 "type": {"const": kind.as_str()},
-                "config": common::config::config_schema(*kind),
+                "config": model::config::config_schema(*kind),
             }})
         })
         .collect();
@@ -305,17 +305,17 @@ async fn admit_test(
             seconds,
         ));
     }
-    let identity = common::sidecar::Identity {
+    let identity = model::Identity {
         user_id: caller.0.clone(),
         profile_id: String::new(),
         session_id: None,
     };
-    let entry = common::sidecar::AuditEntry {
+    let entry = model::AuditEntry {
         identity: &identity,
         server: "api",
         tool: "integration_test",
         integration_id: Some(&integration.id),
-        decision: common::sidecar::Decision::Allow,
+        decision: model::Decision::Allow,
         detail: None,
         duration: std::time::Duration::ZERO,
     };

@@ -32,12 +32,13 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use common::crypto::Keyring;
-use common::sidecar::connections;
-use common::sidecar::http::{self, HttpConfig};
-use common::sidecar::{Backing, Caller, SidecarStore};
-use common::store::{IdentityClaims, Store};
 use mcp_notify::Notifier;
+use sidecar::connections;
+use sidecar::http::{self, HttpConfig};
+use sidecar::{Backing, Caller};
+use store::SidecarStore;
+use store::{IdentityClaims, Store};
+use vault::Keyring;
 
 pub use body::MAX_BODY;
 pub use connect::ConnectConfig;
@@ -270,7 +271,7 @@ async fn request_log(mut request: Request, next: Next) -> Response {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map_or_else(
-            || format!("req_{}", common::ids::random_token(16)),
+            || format!("req_{}", model::ids::random_token(16)),
             str::to_string,
         );
     let method = request.method().clone();

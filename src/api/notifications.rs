@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::sidecar::Identity;
-use common::store::LoggedRow;
 use mcp_notify::deliver::Urgency;
+use model::Identity;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::LoggedRow;
 
 use super::AppState;
 use super::auth::Caller;
@@ -151,7 +151,7 @@ pub async fn list(
     Params(query): Params<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     if let Some(profile) = &query.profile_id {
-        common::ids::validate_ident("profile_id", profile).map_err(ApiError::invalid)?;
+        model::ids::validate_ident("profile_id", profile).map_err(ApiError::invalid)?;
     }
     let (after, limit) = super::body::page(query.after, query.limit);
     let notifications = state

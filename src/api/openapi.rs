@@ -28,7 +28,7 @@ use crate::output::IntegrationView;
 /// `#[schemars(schema_with = ...)]` and `transform`: each is built from the
 /// constants of the check it describes, so the two cannot drift apart.
 pub mod rules {
-    use common::model::Scope;
+    use model::Scope;
     use schemars::{Schema, SchemaGenerator};
     use serde_json::{Value, json};
 
@@ -41,17 +41,17 @@ pub mod rules {
     }
 
     fn profile_ids() -> Value {
-        json!({"type": "array", "items": common::ids::ident_schema()})
+        json!({"type": "array", "items": model::ids::ident_schema()})
     }
 
-    /// A profile slug (`common::ids::validate_slug`).
+    /// A profile slug (`model::ids::validate_slug`).
     pub fn slug(_: &mut SchemaGenerator) -> Schema {
-        schema(common::ids::slug_schema())
+        schema(model::ids::slug_schema())
     }
 
-    /// An id (`common::ids::validate_ident`): a profile's, a session's.
+    /// An id (`model::ids::validate_ident`): a profile's, a session's.
     pub fn ident(_: &mut SchemaGenerator) -> Schema {
-        schema(common::ids::ident_schema())
+        schema(model::ids::ident_schema())
     }
 
     /// A capability token's lifetime in seconds, or null for the default:
@@ -70,9 +70,9 @@ pub mod rules {
         }
     }
 
-    /// A profile id (`common::ids::validate_ident`), or null.
+    /// A profile id (`model::ids::validate_ident`), or null.
     pub fn ident_or_null(_: &mut SchemaGenerator) -> Schema {
-        or_null(common::ids::ident_schema())
+        or_null(model::ids::ident_schema())
     }
 
     /// A list of profile ids, or null.
@@ -82,27 +82,27 @@ pub mod rules {
 
     /// A secret's name (an environment variable's).
     pub fn secret_name(_: &mut SchemaGenerator) -> Schema {
-        schema(common::store::secret_name_schema())
+        schema(store::secret_name_schema())
     }
 
     /// A secret's name, or null.
     pub fn secret_name_or_null(_: &mut SchemaGenerator) -> Schema {
-        or_null(common::store::secret_name_schema())
+        or_null(store::secret_name_schema())
     }
 
     /// A secret's value.
     pub fn secret_value(_: &mut SchemaGenerator) -> Schema {
-        schema(common::store::secret_value_schema())
+        schema(store::secret_value_schema())
     }
 
     /// A secret's value, or null.
     pub fn secret_value_or_null(_: &mut SchemaGenerator) -> Schema {
-        or_null(common::store::secret_value_schema())
+        or_null(store::secret_value_schema())
     }
 
     /// Text that is not blank once trimmed (a label), or null.
     pub fn non_blank_or_null(_: &mut SchemaGenerator) -> Schema {
-        or_null(common::config::non_blank_schema())
+        or_null(model::config::non_blank_schema())
     }
 
     /// A Telegram bot token from @BotFather.
@@ -118,7 +118,7 @@ pub mod rules {
     }
 
     /// Scope `agents` needs at least one profile id
-    /// (`common::scope::ScopeError::NoProfiles`).
+    /// (`model::scope::ScopeError::NoProfiles`).
     pub fn agents_need_profiles(schema: &mut Schema) {
         schema.insert(
             "if".into(),
@@ -133,7 +133,7 @@ pub mod rules {
     }
 
     /// In a change, a list of profile ids without scope `all` means scope
-    /// `agents` (`common::scope::merge`), so it may not be empty.
+    /// `agents` (`model::scope::merge`), so it may not be empty.
     pub fn listed_profiles_not_empty(schema: &mut Schema) {
         schema.insert(
             "if".into(),
@@ -458,7 +458,7 @@ fn literal(value: Value) -> Content {
 }
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
-    let profile_id = common::ids::ident_schema();
+    let profile_id = model::ids::ident_schema();
     vec![
         Operation::new("get", "/v1/integrations", "List your integrations, secrets redacted")
             .query(query::<ListQuery>(g))

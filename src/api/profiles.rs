@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::model::Profile;
-use common::store::NewProfile;
+use model::Profile;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::NewProfile;
 
 use super::AppState;
 use super::auth::Caller;

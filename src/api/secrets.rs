@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::model::Scope;
-use common::store::{NewSecret, Secret, SecretUpdate};
+use model::{Scope, Secret};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::{NewSecret, SecretUpdate};
 use zeroize::Zeroizing;
 
 use super::AppState;

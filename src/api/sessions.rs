@@ -7,10 +7,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::store::{DEFAULT_TTL, LiveSession, MAX_TTL, Minter, StoreError};
 use resolver::{PlanRequest, ResolveError, SidecarEnv};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::{DEFAULT_TTL, LiveSession, MAX_TTL, Minter, StoreError};
 
 use super::AppState;
 use super::auth::TokenCaller;

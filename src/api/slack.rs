@@ -18,10 +18,10 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use common::model::{Integration, IntegrationType};
-use common::store::{NewInbound, Origin};
+use model::{Integration, IntegrationType};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use store::{NewInbound, Origin};
 use zeroize::Zeroizing;
 
 use super::AppState;
@@ -128,7 +128,7 @@ impl<'a> Message<'a> {
 }
 
 /// A Slack request's signature headers, well-formed and fresh
-/// ([`common::signature::slack_headers`]): checked before its body is read,
+/// ([`providers::signature::slack_headers`]): checked before its body is read,
 /// so that a stranger without them is refused at once.
 pub struct Signed {
     slack: Arc<SlackConfig>,
@@ -159,7 +159,7 @@ impl FromRequestParts<AppState> for Signed {
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
         );
-        if common::signature::slack_headers(&timestamp, &signature, common::clock::unix_now())
+        if providers::signature::slack_headers(&timestamp, &signature, model::clock::unix_now())
             .is_none()
         {
             return Err(unsigned());
@@ -176,12 +176,12 @@ impl Signed {
     /// Whether `body` is what was signed.
     fn verifies(&self, body: &[u8]) -> bool {
         self.slack.signing_secret.as_deref().is_some_and(|secret| {
-            common::signature::verify_slack(
+            providers::signature::verify_slack(
                 secret.as_bytes(),
                 &self.timestamp,
                 &self.signature,
                 body,
-                common::clock::unix_now(),
+                model::clock::unix_now(),
             )
         })
     }

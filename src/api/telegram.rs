@@ -10,15 +10,15 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use common::config::{DecryptedConfig, FieldValue};
-use common::ids::random_token;
-use common::model::{Integration, IntegrationType, Scope};
-use common::store::{NewInbound, NewIntegration, Origin, Purpose};
 use hmac::{Hmac, Mac};
+use model::config::{DecryptedConfig, FieldValue};
+use model::ids::random_token;
+use model::{Integration, IntegrationType, Scope};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use store::{NewInbound, NewIntegration, Origin, Purpose};
 use zeroize::Zeroizing;
 
 use super::AppState;
@@ -664,7 +664,7 @@ async fn agents(state: &AppState, row: &Integration) -> anyhow::Result<String> {
     let profiles = state.store.profiles(&row.user_id).await?;
     let granted: Vec<String> = profiles
         .iter()
-        .filter(|p| common::scope::is_granted(row, Some(p)))
+        .filter(|p| model::scope::is_granted(row, Some(p)))
         .map(|p| {
             let bound = if row.bound_profile_id.as_deref() == Some(p.id.as_str()) {
                 " (default here)"
@@ -782,13 +782,13 @@ async fn claim(
     state: &AppState,
     row: &Integration,
     notification: &str,
-) -> anyhow::Result<Option<common::store::ClaimedThread>> {
+) -> anyhow::Result<Option<store::ClaimedThread>> {
     let Some(profile_id) = state.store.thread_profile(&row.id, notification).await? else {
         return Ok(None);
     };
     let profiles = state.store.profiles(&row.user_id).await?;
     let profile = profiles.iter().find(|p| p.id == profile_id);
-    if !common::scope::is_granted(row, profile) {
+    if !model::scope::is_granted(row, profile) {
         return Ok(None);
     }
     Ok(state

@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use common::config::{DecryptedConfig, FieldValue, ValidConfig, field_names, identity_noun};
-use common::ids::validate_slug;
-use common::model::{IntegrationType, Profile, Scope};
-use common::store::{ImportRow, ImportedIntegration, ImportedSecret};
+use model::config::{DecryptedConfig, FieldValue, ValidConfig, field_names, identity_noun};
+use model::ids::validate_slug;
+use model::{IntegrationType, Profile, Scope};
 use serde_json::{Map, Value};
+use store::{ImportRow, ImportedIntegration, ImportedSecret};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::crypto::Passphrase;

@@ -11,9 +11,9 @@ mod tables;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Subcommand};
-use common::crypto::Keyring;
-use common::store::{ImportOutcome, ImportRow, Store};
 use indicatif::{ProgressBar, ProgressStyle};
+use store::{ImportOutcome, ImportRow, Store};
+use vault::Keyring;
 
 use crate::api::telegram::TelegramConfig;
 use mapping::{Context, Planned, PlatformBot};

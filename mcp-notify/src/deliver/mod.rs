@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::config::DecryptedConfig;
-use common::model::{Integration, IntegrationType};
-use common::sidecar::ThreadAnchor;
+use model::config::DecryptedConfig;
+use model::{Integration, IntegrationType};
 use serde::{Deserialize, Serialize};
+use store::ThreadAnchor;
 
 pub use webhook::{check_target, sign};
 

@@ -1,10 +1,10 @@
 //! Bounded retries: every attempt inside one deadline, the waits between them
-//! from [`common::retry::Backoff`] (`Retry-After` honoured when it fits).
+//! from [`model::retry::Backoff`] (`Retry-After` honoured when it fits).
 
 use std::future::Future;
 use std::time::Duration;
 
-use common::retry::Backoff;
+use model::retry::Backoff;
 use tokio::time::Instant;
 
 use super::Failure;
@@ -89,7 +89,7 @@ where
 
 /// `Retry-After` in seconds, if the response has one.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    common::retry::retry_after(
+    model::retry::retry_after(
         response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

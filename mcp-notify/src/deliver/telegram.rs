@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use common::sidecar::ThreadAnchor;
+use store::ThreadAnchor;
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};

@@ -1,0 +1,3 @@
+//! The providers' wire formats: the signatures of their webhooks.
+
+pub mod signature;

@@ -1,0 +1,635 @@
+//! The connections of a service process (`integrations serve`,
+//! `mcp-<name> serve`): HTTP/1 over hyper, so that a stranger who opens
+//! connections and sends nothing, or sends slowly, holds a bounded share of
+//! the process for a bounded time.
+//!
+//! - At most [`Limits::max_connections`] at once, and at most
+//!   [`Limits::max_per_address`] from one address (an IPv6 /64); one past
+//!   either is refused at accept (a best-effort 503 written without reading
+//!   anything, then closed) and counted in [`Connections`]; but when every
+//!   place is taken and some connection is idle (between requests, or not
+//!   yet through its first head), the one idle longest is closed to make
+//!   room ([`Connections::admit`]). One whose client is not reading its
+//!   answers is not idle: it holds its place until the write deadline. So connections that send a byte and
+//!   wait, from as many addresses as it takes, cannot keep a client that
+//!   sends a whole request out: to push it out they must open every place
+//!   anew while its head is arriving.
+//! - While more than three quarters of the places are taken, a connection
+//!   that has sent nothing for [`FIRST_BYTE_DEADLINE`] is closed
+//!   ([`silent`]): silent sockets from many addresses cannot keep the
+//!   places taken for a whole [`HEAD_DEADLINE`] each.
+//! - Each connection buffers at most [`MAX_BUFFER`] of what it reads: a
+//!   request head larger than that is 431.
+//! - Each request's head must arrive within [`HEAD_DEADLINE`] (also an idle
+//!   keep-alive connection's next one), and its body whole within
+//!   [`Limits::body_deadline`] (408, [`deadline`]); an answer the client
+//!   does not read on for as long ends its connection.
+//! - Small answers go out at once (`TCP_NODELAY`); SIGTERM lets the requests
+//!   in flight finish, for [`DRAIN`] at most.
+//!
+//! So the memory connections hold is at most about `max_connections` times
+//! the cost of one (docs/http-mode.md, "Limits").
+
+pub mod deadline;
+mod silent;
+mod stalled;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use hyper::body::Incoming;
+use tokio::sync::Notify;
+
+/// The connections a process holds at once unless `HTTP_MAX_CONNECTIONS`
+/// says otherwise: room for a thousand slow clients and the rest, at about
+/// 30 KiB each while a head arrives.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// The connections one address holds at once unless
+/// `HTTP_MAX_CONNECTIONS_PER_IP` says otherwise.
+pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
+
+/// How long a request's body may take to arrive whole unless
+/// `HTTP_BODY_TIMEOUT_MS` says otherwise.
+pub const DEFAULT_BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The most a connection buffers of what it reads (hyper's read buffer, the
+/// smallest it allows being 8 KiB): a request head must fit in it.
+pub const MAX_BUFFER: usize = 16 * 1024;
+
+/// How long a connection may take to send a request's head (and an idle
+/// keep-alive connection to start its next one).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(15);
+
+/// How long a connection may stay silent (not a byte of a request) while
+/// the process is crowded: more than three quarters of its places taken.
+pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long requests in flight may take to finish after SIGTERM.
+pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// How often a refused or evicted connection is logged, at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What a connection refused at accept is sent: nothing of it was read.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+    retry-after: 1\r\ncontent-length: 0\r\n\r\n";
+
+/// The connection limits of a service process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections held at once (`HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Connections one address (an IPv6 /64) holds at once
+    /// (`HTTP_MAX_CONNECTIONS_PER_IP`); 0: no such limit.
+    pub max_per_address: usize,
+    /// How long a request's body may take to arrive whole, and an answer
+    /// may wait for its client to read on (`HTTP_BODY_TIMEOUT_MS`).
+    pub body_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_address: DEFAULT_MAX_PER_ADDRESS,
+            body_deadline: DEFAULT_BODY_DEADLINE,
+        }
+    }
+}
+
+impl Limits {
+    /// From `HTTP_MAX_CONNECTIONS` (at least 1), `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// (0: off) and `HTTP_BODY_TIMEOUT_MS` (at least 1), the defaults where
+    /// unset.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let number = |name: &str, least: u64| -> anyhow::Result<Option<u64>> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                    Ok(n) if n >= least => Ok(Some(n)),
+                    _ => anyhow::bail!("{name} must be a whole number, at least {least}"),
+                },
+                _ => Ok(None),
+            }
+        };
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let defaults = Self::default();
+        Ok(Self {
+            max_connections: number("HTTP_MAX_CONNECTIONS", 1)?
+                .map_or(defaults.max_connections, count),
+            max_per_address: number("HTTP_MAX_CONNECTIONS_PER_IP", 0)?
+                .map_or(defaults.max_per_address, count),
+            body_deadline: number("HTTP_BODY_TIMEOUT_MS", 1)?
+                .map_or(defaults.body_deadline, Duration::from_millis),
+        })
+    }
+}
+
+/// Where a connection comes from, as the per-address limit counts it: an
+/// IPv4 address (also one mapped into IPv6), or an IPv6 address's /64
+/// prefix (one host, or one network, has a whole /64 to pick from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Peer {
+    V4(Ipv4Addr),
+    V6(u64),
+}
+
+impl From<IpAddr> for Peer {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4),
+                None => Self::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `HTTP_MAX_CONNECTIONS` are open.
+    Full,
+    /// `HTTP_MAX_CONNECTIONS_PER_IP` are open from its address.
+    AddressFull,
+}
+
+/// The connections a process holds, per address too, and those it refused:
+/// the one place these counts are kept.
+#[derive(Debug)]
+pub struct Connections {
+    limits: Limits,
+    open: AtomicUsize,
+    refused: AtomicU64,
+    /// The connections held from each address that holds one (so at most
+    /// `max_connections` entries); empty when there is no per-address limit.
+    per_address: Mutex<HashMap<Peer, usize>>,
+    /// The idle connections (no request being read or answered), the one
+    /// idle longest first.
+    idle: Mutex<BTreeMap<u64, Arc<Place>>>,
+    /// The key of the next connection to become idle.
+    next_idle: AtomicU64,
+    evicted: AtomicU64,
+}
+
+/// What [`Connections`] knows of one connection: whether it is idle, and
+/// how to close it.
+#[derive(Debug, Default)]
+struct Place {
+    /// Its key among the idle connections; 0 while it is not idle.
+    idle_key: AtomicU64,
+    /// Closed (its slot dropped): never idle again.
+    closed: std::sync::atomic::AtomicBool,
+    /// A write of an answer waits on its client ([`stalled`]).
+    writing: std::sync::atomic::AtomicBool,
+    /// Told when it is closed to make room for another.
+    evict: Notify,
+}
+
+impl Connections {
+    /// No connection yet, within `limits`.
+    pub fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            per_address: Mutex::new(HashMap::new()),
+            idle: Mutex::new(BTreeMap::new()),
+            next_idle: AtomicU64::new(1),
+            evicted: AtomicU64::new(0),
+        })
+    }
+
+    /// A place for one more connection, from `peer`, held until the
+    /// [`Slot`] is dropped, idle until its first request's head has come.
+    /// Refused (and counted) when its address holds all it may, or when all
+    /// places are taken and none is idle; when all are taken and some are
+    /// idle, the one idle longest is told to close and this one takes its
+    /// place.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
+        let per_address = self.limits.max_per_address;
+        let peer = (per_address > 0).then(|| Peer::from(peer));
+        if let Some(peer) = peer {
+            let mut counts = self.counts();
+            let held = counts.entry(peer).or_insert(0);
+            if *held >= per_address {
+                drop(counts);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::AddressFull);
+            }
+            *held += 1;
+        }
+        self.open.fetch_add(1, Ordering::AcqRel);
+        // Counted from here: dropped, it gives both counts back.
+        let slot = Slot {
+            connections: Arc::clone(self),
+            peer,
+            place: Arc::default(),
+        };
+        if self.open() > self.limits.max_connections {
+            if !self.evict_longest_idle() {
+                drop(slot);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::Full);
+            }
+            // Counted twice until the evicted one's task drops its slot.
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.rest(&slot.place);
+        Ok(slot)
+    }
+
+    /// Tells the connection idle longest to close, of those waiting for a
+    /// request (not for their client to read an answer); `false` when none
+    /// is.
+    fn evict_longest_idle(&self) -> bool {
+        let mut idle = self.idle();
+        let longest = idle
+            .iter()
+            .find(|(_, place)| !place.writing.load(Ordering::Relaxed))
+            .map(|(key, _)| *key);
+        let Some(place) = longest.and_then(|key| idle.remove(&key)) else {
+            return false;
+        };
+        drop(idle);
+        place.idle_key.store(0, Ordering::Relaxed);
+        place.evict.notify_one();
+        true
+    }
+
+    /// `place` is idle from now: between requests.
+    fn rest(&self, place: &Arc<Place>) {
+        let mut idle = self.idle();
+        if place.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let key = self.next_idle.fetch_add(1, Ordering::Relaxed);
+        place.idle_key.store(key, Ordering::Relaxed);
+        idle.insert(key, Arc::clone(place));
+    }
+
+    /// `place` is no longer idle: a request is being read or answered, or
+    /// it is closed.
+    fn wake(&self, place: &Place) {
+        let mut idle = self.idle();
+        let key = place.idle_key.swap(0, Ordering::Relaxed);
+        if key != 0 {
+            idle.remove(&key);
+        }
+    }
+
+    /// The idle connections (each change is one statement, as for
+    /// [`Self::counts`]).
+    fn idle(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Place>>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The per-address counts (a panic while they were held left them
+    /// whole: each change is one statement).
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<Peer, usize>> {
+        self.per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connections held now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// More than three quarters of the places are taken: a silent
+    /// connection is closed after [`FIRST_BYTE_DEADLINE`].
+    pub fn crowded(&self) -> bool {
+        self.open().saturating_mul(4) > self.limits.max_connections.saturating_mul(3)
+    }
+
+    /// Addresses holding a connection now.
+    pub fn addresses(&self) -> usize {
+        self.counts().len()
+    }
+
+    /// Connections refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections closed to make room for new ones since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection's place among [`Connections`].
+#[derive(Debug)]
+pub struct Slot {
+    connections: Arc<Connections>,
+    /// Its address, when counted per address.
+    peer: Option<Peer>,
+    place: Arc<Place>,
+}
+
+impl Slot {
+    /// What its requests tell when they come and go.
+    fn requests(&self) -> Requests {
+        Requests {
+            connections: Arc::clone(&self.connections),
+            place: Arc::clone(&self.place),
+        }
+    }
+
+    /// What [`Connections`] knows of it.
+    fn place(&self) -> Arc<Place> {
+        Arc::clone(&self.place)
+    }
+
+    /// Resolves when this connection is to close to make room for another.
+    async fn evicted(&self) {
+        self.place.evict.notified().await;
+    }
+}
+
+/// The requests of one connection, as its idleness counts them.
+#[derive(Clone)]
+struct Requests {
+    connections: Arc<Connections>,
+    place: Arc<Place>,
+}
+
+impl Requests {
+    /// A request's head has come: the connection is not idle until the
+    /// [`Busy`] is dropped, and not evicted meanwhile.
+    fn busy(&self) -> Busy {
+        self.connections.wake(&self.place);
+        Busy(self.clone())
+    }
+}
+
+/// A request of a connection being read or answered; dropped (its answer's
+/// body sent or dropped), the connection is idle again.
+struct Busy(Requests);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.connections.rest(&self.0.place);
+    }
+}
+
+/// An answer's body, which keeps its request [`Busy`] until it is sent or
+/// dropped.
+struct Answer {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.place.closed.store(true, Ordering::Relaxed);
+        self.connections.wake(&self.place);
+        if let Some(peer) = self.peer {
+            let mut counts = self.connections.counts();
+            if let Some(held) = counts.get_mut(&peer) {
+                *held -= 1;
+                if *held == 0 {
+                    counts.remove(&peer);
+                }
+            }
+        }
+        self.connections.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until SIGTERM or Ctrl-C, then
+/// lets the requests in flight finish, for [`DRAIN`] at most.
+pub async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE)
+        .max_buf_size(MAX_BUFFER);
+    let connections = Connections::new(limits);
+    let mut refusal_logged: Option<Instant> = None;
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer.ip()),
+            Err(e) => {
+                // Out of file descriptors, say: wait a little, keep serving.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let evicted = connections.evicted();
+        let slot = match connections.admit(peer) {
+            Ok(slot) => {
+                if connections.evicted() > evicted
+                    && refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY)
+                {
+                    refusal_logged = Some(Instant::now());
+                    tracing::warn!(
+                        open = connections.open(),
+                        evicted = connections.evicted(),
+                        "HTTP_MAX_CONNECTIONS are open: closing idle ones to make room"
+                    );
+                }
+                slot
+            }
+            Err(refused) => {
+                // Never blocks: a fresh socket's send buffer is empty. The
+                // peer may see a reset instead, if its request was already here.
+                let _ = stream.try_write(REFUSAL);
+                if refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+                    refusal_logged = Some(Instant::now());
+                    let why = match refused {
+                        Refused::Full => "HTTP_MAX_CONNECTIONS are open",
+                        Refused::AddressFull => {
+                            "HTTP_MAX_CONNECTIONS_PER_IP are open from one address"
+                        }
+                    };
+                    tracing::warn!(
+                        open = connections.open(),
+                        addresses = connections.addresses(),
+                        refused = connections.refused(),
+                        "refusing connections: {why}"
+                    );
+                }
+                continue;
+            }
+        };
+        // A small answer goes out at once, not after the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let body_deadline = limits.body_deadline;
+        let requests = slot.requests();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let app = app.clone();
+            let busy = requests.busy();
+            async move {
+                let response = deadline::serve(app, request, body_deadline).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, _busy: busy }))
+            }
+        });
+        let stream = stalled::Stalled::new(stream, limits.body_deadline, slot.place());
+        let stream = silent::Silent::new(stream, Arc::clone(&connections));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "a connection ended with an error");
+                },
+                () = slot.evicted() => {
+                    tracing::debug!("closed an idle connection to make room for a new one");
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if connections.refused() > 0 || connections.evicted() > 0 {
+        tracing::warn!(
+            refused = connections.refused(),
+            evicted = connections.evicted(),
+            "connections refused past HTTP_MAX_CONNECTIONS or HTTP_MAX_CONNECTIONS_PER_IP"
+        );
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
+            tracing::warn!("requests still in flight after {} s; stopping anyway", DRAIN.as_secs());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn told_to_close(slot: &Slot) -> bool {
+        slot.evicted().now_or_never().is_some()
+    }
+
+    #[test]
+    fn when_every_place_is_taken_the_connection_idle_longest_makes_room() {
+        let connections = Connections::new(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let a = connections.admit(ip).unwrap();
+        let b = connections.admit(ip).unwrap();
+        let a_busy = a.requests().busy();
+        let c = connections.admit(ip).unwrap();
+        assert!(told_to_close(&b), "b idle, a busy");
+        assert!(!told_to_close(&a));
+        drop(b);
+        let d = connections.admit(ip).unwrap();
+        assert!(told_to_close(&c));
+        // a's answer is sent: idle again, but not as long as d.
+        drop(a_busy);
+        drop(c);
+        let e = connections.admit(ip).unwrap();
+        assert!(told_to_close(&d) && !told_to_close(&a));
+        drop(d);
+        let (a_busy, _e_busy) = (a.requests().busy(), e.requests().busy());
+        assert_eq!(connections.admit(ip).err(), Some(Refused::Full));
+        assert_eq!((connections.evicted(), connections.refused()), (3, 1));
+        assert_eq!(connections.open(), 2);
+        // A closed connection's answer sent late leaves nothing idle.
+        drop(a);
+        drop(a_busy);
+        assert!(connections.idle().is_empty());
+    }
+
+    #[test]
+    fn a_connection_whose_client_is_not_reading_is_not_closed_for_a_newcomer() {
+        let connections = Connections::new(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let stuck = connections.admit(ip).unwrap();
+        stuck.place.writing.store(true, Ordering::Relaxed);
+        let waiting = connections.admit(ip).unwrap();
+        let new = connections.admit(ip).unwrap();
+        assert!(told_to_close(&waiting) && !told_to_close(&stuck));
+        drop(waiting);
+        let _busy = new.requests().busy();
+        assert_eq!(connections.admit(ip).err(), Some(Refused::Full));
+        assert!(!told_to_close(&stuck));
+    }
+
+    #[test]
+    fn an_address_at_its_limit_evicts_nobody() {
+        let connections = Connections::new(Limits {
+            max_connections: 2,
+            max_per_address: 1,
+            ..Limits::default()
+        });
+        let one = connections.admit(IpAddr::from([127, 0, 0, 1])).unwrap();
+        let _two = connections.admit(IpAddr::from([127, 0, 0, 2])).unwrap();
+        let again = connections.admit(IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(again.err(), Some(Refused::AddressFull));
+        assert!(!told_to_close(&one));
+        assert_eq!(connections.addresses(), 2);
+    }
+}
