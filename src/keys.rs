@@ -1,5 +1,6 @@
 //! `integrations keys generate|rotate`.
 
+use model::sealing::Sealer;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

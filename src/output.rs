@@ -1,5 +1,6 @@
 //! How rows are printed: redacted JSON objects and plain tables.
 
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType, Profile, Scope, Status};
 use schemars::JsonSchema;
 use serde::Serialize;

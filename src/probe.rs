@@ -8,6 +8,7 @@ use mcp_notify::deliver::{Providers, Source};
 use mcp_notify::{Notifier, NotifyError, Request};
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use model::Identity;
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
 use std::sync::Arc;
 use store::SidecarStore;

@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use mcp_gmail::oauth;
 use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
 use vault::Keyring;
 

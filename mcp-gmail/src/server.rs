@@ -1,5 +1,6 @@
 //! The `gmail` MCP server: one handler, its tools in one router.
 
+use model::sealing::Sealer;
 use std::sync::Arc;
 use std::time::SystemTime;
 

@@ -3,6 +3,7 @@
 //! delivery, and the `notification_log` row. Shared by `notify_user`,
 //! `integrations notify` and `integrations test`.
 
+use model::sealing::Sealer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use model::IntegrationType;
 use model::config::DecryptedConfig;
+use model::sealing::Sealer;
 use resolver::{PlanRequest, SidecarEnv};
 use store::Store;
 use vault::Keyring;

@@ -292,7 +292,7 @@ pub async fn slack_authorize(
     let key = state
         .store
         .issue_oauth_state(
-            &state.keyring,
+            &*state.keyring,
             &caller.0,
             Purpose::SlackState,
             &binding,
@@ -332,7 +332,7 @@ pub async fn gmail_authorize(
     let key = state
         .store
         .issue_oauth_state(
-            &state.keyring,
+            &*state.keyring,
             &caller.0,
             Purpose::GmailState,
             &binding,
@@ -469,7 +469,7 @@ async fn spend(
     };
     let spent = state
         .store
-        .spend_oauth_state(&state.keyring, key, purpose, binding_from(headers))
+        .spend_oauth_state(&*state.keyring, key, purpose, binding_from(headers))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read the connect state");
@@ -687,7 +687,7 @@ async fn connect(
     })?;
     state
         .store
-        .connect_integration(&state.keyring, user_id, kind, &valid)
+        .connect_integration(&*state.keyring, user_id, kind, &valid)
         .await
         .map_err(|e| match e {
             store::StoreError::Conflict(m) => NotStored::Conflict(m),

@@ -197,7 +197,7 @@ pub async fn create(
     };
     let row = state
         .store
-        .add_integration(&state.keyring, &new, &config)
+        .add_integration(&*state.keyring, &new, &config)
         .await?;
     Ok((StatusCode::CREATED, Json(view(&state, &row))))
 }
@@ -219,7 +219,7 @@ pub async fn patch(
     };
     let row = state
         .store
-        .update_integration(&state.keyring, &caller.0, &id, &update)
+        .update_integration(&*state.keyring, &caller.0, &id, &update)
         .await?;
     Ok(Json(view(&state, &row)))
 }

@@ -194,7 +194,7 @@ fn mcp_routes(backing: &Backing, config: &HttpConfig) -> Router {
 /// `db_url` on `listen` until SIGTERM or Ctrl-C; requests in flight finish
 /// first.
 pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> anyhow::Result<()> {
-    match state.store.rehash_chats(&state.keyring).await {
+    match state.store.rehash_chats(&*state.keyring).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             rows = n,
@@ -202,7 +202,7 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         ),
         Err(e) => tracing::warn!(error = %e, "Telegram chats were not re-hashed"),
     }
-    match state.store.claim_identities(&state.keyring).await {
+    match state.store.claim_identities(&*state.keyring).await {
         Ok(claims) if claims == IdentityClaims::default() => {}
         Ok(claims) => tracing::info!(
             claimed = claims.claimed,

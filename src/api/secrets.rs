@@ -116,7 +116,7 @@ pub async fn create(
         }),
         profile_ids,
     };
-    let secret = state.store.add_secret(&state.keyring, &new).await?;
+    let secret = state.store.add_secret(&*state.keyring, &new).await?;
     Ok((StatusCode::CREATED, Json(secret.into())))
 }
 
@@ -134,7 +134,7 @@ pub async fn patch(
     };
     let secret = state
         .store
-        .update_secret(&state.keyring, &caller.0, &id, &update)
+        .update_secret(&*state.keyring, &caller.0, &id, &update)
         .await?;
     Ok(Json(secret.into()))
 }

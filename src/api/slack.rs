@@ -11,6 +11,7 @@
 //! the forward to
 //! `INBOUND_FORWARD_URL` and any reply to the user run after the answer.
 
+use model::sealing::Sealer;
 use std::sync::Arc;
 
 use axum::Json;

@@ -3,6 +3,7 @@
 //! chat with `/start <code>` or `/link <code>`, routing inbound messages to a
 //! profile into the outbox, and claiming notification threads.
 
+use model::sealing::Sealer;
 use std::time::Duration;
 
 use axum::Json;
@@ -324,7 +325,7 @@ async fn connect_bot(
     };
     let row = state
         .store
-        .add_integration(&state.keyring, &new, &valid)
+        .add_integration(&*state.keyring, &new, &valid)
         .await?;
     let set = state
         .telegram
@@ -497,7 +498,7 @@ pub async fn webhook(State(state): State<AppState>, bot: Bot, body: Bytes) -> Js
         Some(chat) => {
             state
                 .store
-                .telegram_chat(&state.keyring, &bot.id, chat)
+                .telegram_chat(&*state.keyring, &bot.id, chat)
                 .await
         }
         None => Ok(None),
@@ -651,7 +652,7 @@ async fn pair(
     }
     if !state
         .store
-        .link_telegram_chat(&state.keyring, &row, chat)
+        .link_telegram_chat(&*state.keyring, &row, chat)
         .await?
     {
         return Ok("The bot changed meanwhile; try the link again.".into());

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod ids;
 pub mod retry;
 pub mod scope;
+pub mod sealing;
 
 use std::fmt;
 use std::str::FromStr;

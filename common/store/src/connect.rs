@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 use model::clock::unix_now;
 use model::config::ValidConfig;
 use model::ids::random_secret;
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType, Scope, Status};
-use vault::Keyring;
 
 use super::identities::identity_taken;
 use super::inbound::chat_hash;
@@ -92,7 +92,7 @@ impl Store {
     /// kept), with the PKCE `verifier`, if any, sealed beside it.
     pub async fn issue_oauth_state(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         purpose: Purpose,
         binding: &str,
@@ -175,7 +175,7 @@ impl Store {
     /// answers [`SpentState::OtherBrowser`].
     pub async fn spend_oauth_state(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         key: &str,
         purpose: Purpose,
         binding: Option<&str>,
@@ -260,7 +260,7 @@ impl Store {
     /// row and whether it is new.
     pub async fn connect_integration(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         kind: IntegrationType,
         config: &ValidConfig,

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use model::config::{identity_noun, identity_types};
+use model::sealing::Sealer;
 use model::{IntegrationType, Status};
-use vault::Keyring;
 
 use super::rows::{IntegrationRow, integrations, select_integrations};
 use super::{Store, StoreError, now, with_pool};
@@ -46,7 +46,10 @@ impl Store {
     /// until a provider's flow proves whose it is. The server runs it at
     /// start, when its keyring is new; a row whose config does not open is
     /// left as it was (and tried again at the next start).
-    pub async fn claim_identities(&self, keyring: &Keyring) -> Result<IdentityClaims, StoreError> {
+    pub async fn claim_identities(
+        &self,
+        keyring: &dyn Sealer,
+    ) -> Result<IdentityClaims, StoreError> {
         // Our own type names: nothing from outside goes into the statement.
         let kinds: Vec<String> = identity_types()
             .map(|k| format!("'{}'", k.as_str()))

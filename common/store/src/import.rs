@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 
 use model::config::{ValidConfig, identity_noun};
 use model::ids::validate_ident;
+use model::sealing::Sealer;
 use model::{IntegrationType, Profile, Scope, Status};
-use vault::Keyring;
 
 use super::identities::identity_taken;
 use super::inbound::chat_hash;
@@ -84,7 +84,7 @@ impl Store {
     /// ones a real run would have.
     pub async fn import_user(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         rows: &[&ImportRow],
         dry_run: bool,

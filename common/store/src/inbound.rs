@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use model::config::{DecryptedConfig, identity_value};
 use model::ids::random_token;
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
-use vault::Keyring;
 
 use super::rows::{IntegrationRow, integrations, select_integrations};
 use super::telegram::{ClaimedThread, window_start};
@@ -108,7 +108,7 @@ pub(crate) fn telegram_chat(bot_id: &str, chat_id: i64) -> String {
 
 /// The `chat_hash` of a `kind` row with `config`, under the keyring's first key.
 pub(crate) fn chat_hash(
-    keyring: &Keyring,
+    keyring: &dyn Sealer,
     kind: IntegrationType,
     external_id: Option<&str>,
     config: &DecryptedConfig,
@@ -128,7 +128,7 @@ impl Store {
     /// chat are nobody's: the message finds neither, whichever is older.
     pub(crate) async fn by_surface(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         kind: IntegrationType,
         surface_of: &str,
     ) -> Result<Option<Integration>, StoreError> {
@@ -204,7 +204,7 @@ impl Store {
     /// `keys rotate`). The server runs it at start, when its keyring is new;
     /// a row whose config does not open is left as it was. Returns the rows
     /// re-hashed.
-    pub async fn rehash_chats(&self, keyring: &Keyring) -> Result<u64, StoreError> {
+    pub async fn rehash_chats(&self, keyring: &dyn Sealer) -> Result<u64, StoreError> {
         let prefix = format!("{}.", keyring.primary_kid());
         let mut after = String::new();
         let mut rehashed = 0;

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use model::config::ValidConfig;
 use model::ids::{new_integration_id, validate_ident};
 use model::scope;
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
-use vault::Keyring;
 
 use super::identities::identity_taken;
 use super::inbound::{SWAP_WITH_HASH, chat_hash};
@@ -75,7 +75,7 @@ impl Store {
     /// the keyring's first key, and inserts the row, all in one transaction.
     pub async fn add_integration(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         new: &NewIntegration,
         config: &ValidConfig,
     ) -> Result<Integration, StoreError> {
@@ -243,7 +243,7 @@ impl Store {
     /// Returns the updated row.
     pub async fn update_integration(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         id: &str,
         update: &IntegrationUpdate,
@@ -477,7 +477,7 @@ fn updated_integration(
 /// sealed again; [`model::config::DecryptedConfig::merged`] refuses a change
 /// of the row's identity. Errors name fields, never values.
 fn resealed(
-    keyring: &Keyring,
+    keyring: &dyn Sealer,
     integration: &Integration,
     changes: &Map<String, Value>,
 ) -> Result<Resealed, StoreError> {

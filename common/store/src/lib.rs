@@ -63,7 +63,7 @@ pub use telegram::{ClaimedThread, THREAD_WINDOW};
 pub use tokens::{ApiToken, TokenOwner};
 
 use model::scope::ScopeError;
-use vault::OpenError;
+use model::sealing::OpenError;
 
 /// The PostgreSQL connections a service process pools unless
 /// `INTEGRATIONS_DB_POOL` says otherwise.

@@ -4,7 +4,7 @@
 //! them all, so a sealed column is rotated as soon as it has its entry there.
 
 use model::SealedConfig;
-use vault::{CONNECT_KEY_ROW, Keyring, OpenError, config_aad, secret_aad, verifier_aad};
+use model::sealing::{CONNECT_KEY_ROW, OpenError, Sealer, config_aad, secret_aad, verifier_aad};
 
 use super::{Store, StoreError, with_pool};
 
@@ -157,7 +157,7 @@ impl Store {
     /// that does not open is reported and left unchanged.
     pub async fn rotate_keys(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         mut progress: impl FnMut(&str, u64),
     ) -> Result<RotationReport, StoreError> {
         let mut report = RotationReport::default();
@@ -216,7 +216,7 @@ impl Store {
     /// Re-seals one value with compare-and-swap on its old ciphertext.
     async fn reseal(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         column: &SealedColumn,
         mut row: SealedRow,
     ) -> Result<Result<bool, OpenError>, StoreError> {

@@ -6,8 +6,8 @@ use zeroize::Zeroizing;
 
 use model::ids::{new_secret_id, validate_ident};
 use model::scope;
+use model::sealing::Sealer;
 use model::{Profile, Scope, SealedConfig, Secret};
-use vault::Keyring;
 
 use super::rows::{ProfileRow, profile_ids_json, profiles, select_profiles};
 use super::{Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool};
@@ -104,7 +104,7 @@ impl Store {
     /// Conflict when the user has a secret of that name already.
     pub async fn add_secret(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         new: &NewSecret,
     ) -> Result<Secret, StoreError> {
         validate_ident("user id", &new.user_id).map_err(StoreError::Invalid)?;
@@ -181,7 +181,7 @@ impl Store {
     /// `agents`). Returns the updated row.
     pub async fn update_secret(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         id: &str,
         update: &SecretUpdate,
@@ -255,7 +255,7 @@ impl Store {
     /// `user_id` (an unknown or deleted profile is granted nothing).
     pub async fn granted_secrets(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         user_id: &str,
         profile_id: &str,
     ) -> Result<Vec<(String, Zeroizing<String>)>, StoreError> {
@@ -286,7 +286,7 @@ impl Store {
 /// `current` with `update` applied: the value re-sealed, the scope merged and
 /// normalized against `user_profiles`.
 fn updated_secret(
-    keyring: &Keyring,
+    keyring: &dyn Sealer,
     mut secret: Secret,
     update: &SecretUpdate,
     user_profiles: &[Profile],

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
-use vault::Keyring;
 
 use super::inbound::{chat_hash, telegram_chat};
 use super::rows::{IntegrationRow, integrations, select_integrations};
@@ -69,7 +69,7 @@ impl Store {
     /// read by `chat_hash`, then that row's config confirms the chat.
     pub async fn telegram_chat(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         bot_user_id: &str,
         chat_id: i64,
     ) -> Result<Option<Integration>, StoreError> {
@@ -85,7 +85,7 @@ impl Store {
     /// writer changed the row first (`false`).
     pub async fn link_telegram_chat(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         integration: &Integration,
         chat_id: i64,
     ) -> Result<bool, StoreError> {

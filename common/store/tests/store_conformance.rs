@@ -4,6 +4,7 @@
 
 use model::config::{DecryptedConfig, ValidConfig};
 use model::scope::{ScopeError, is_granted};
+use model::sealing::{OpenError, Sealer};
 use model::{AuditEntry, Decision, Identity};
 use model::{Integration, IntegrationType, Scope, Status};
 use store::{Claim, LoggedNotification, NewClaim, SidecarStore, ThreadAnchor, ThreadRow};
@@ -11,7 +12,7 @@ use store::{
     ImportRow, ImportedIntegration, IntegrationUpdate, NewIntegration, NewProfile, NewSecret,
     SecretUpdate, Store, StoreError,
 };
-use vault::{Keyring, OpenError};
+use vault::Keyring;
 use zeroize::Zeroizing;
 
 mod support;
@@ -706,7 +707,7 @@ async fn concurrent_writers_lose_nothing() {
                 tokio::spawn(async move {
                     for n in 0..10 {
                         s.add_integration(
-                            &k,
+                            &*k,
                             &new("u1", IntegrationType::Teller),
                             &teller(&format!("enr_{t}_{n}"), "PNC"),
                         )

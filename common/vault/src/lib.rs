@@ -1,4 +1,5 @@
-//! The encryption envelope and the keyring.
+//! The encryption envelope and the keyring: the one implementation of
+//! [`Sealer`], so the only crate that can seal or open a value.
 //!
 //! A sealed value is `v1.<kid>.<base64url nonce>.<base64url ciphertext+tag>`,
 //! AES-256-GCM with a fresh random 96-bit nonce per write. The associated
@@ -18,6 +19,7 @@ use zeroize::Zeroizing;
 use model::Secret;
 use model::config::DecryptedConfig;
 use model::ids::{random_bytes, random_token};
+use model::sealing::{CONNECT_KEY_ROW, OpenError, Sealer, config_aad, secret_aad, verifier_aad};
 use model::{Integration, IntegrationType, SealedConfig};
 
 const VERSION: &str = "v1";
@@ -51,45 +53,6 @@ pub enum KeyringError {
     DuplicateKid(String),
 }
 
-/// Why a sealed config or secret did not open. Names the row, never the data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
-    #[error(
-        "{} {id}: its {} is encrypted under key '{kid}', which is not in the keyring",
-        row_words(id).0,
-        row_words(id).1
-    )]
-    UnknownKey { id: String, kid: String },
-    #[error("{} {id}: its stored {} is not a v1 envelope", row_words(id).0, row_words(id).1)]
-    Malformed { id: String },
-    #[error(
-        "{} {id}: its {} fails authentication (wrong key, tampered ciphertext, or a ciphertext copied from another row)",
-        row_words(id).0,
-        row_words(id).1
-    )]
-    Rejected { id: String },
-}
-
-impl OpenError {
-    /// The integration (or user secret) whose sealed value did not open.
-    pub fn integration_id(&self) -> &str {
-        match self {
-            Self::UnknownKey { id, .. } | Self::Malformed { id } | Self::Rejected { id } => id,
-        }
-    }
-}
-
-/// What a row is and what it seals, named from its id's prefix.
-fn row_words(id: &str) -> (&'static str, &'static str) {
-    if id.starts_with("sec_") {
-        ("secret", "value")
-    } else if id.starts_with(CONNECT_KEY_ROW) {
-        ("connect key", "PKCE verifier")
-    } else {
-        ("integration", "config")
-    }
-}
-
 struct KeyEntry {
     kid: String,
     cipher: Aes256Gcm,
@@ -112,25 +75,6 @@ impl fmt::Debug for Keyring {
             )
             .finish()
     }
-}
-
-/// The associated data of an integration's config (`kind` as the `type`
-/// column stores it).
-pub fn config_aad(id: &str, user_id: &str, kind: impl fmt::Display) -> String {
-    format!("user_integrations|{id}|{user_id}|{kind}")
-}
-
-/// The associated data of a user secret's value.
-pub fn secret_aad(id: &str, user_id: &str) -> String {
-    format!("user_secrets|{id}|{user_id}")
-}
-
-/// How a connect key is named in an [`OpenError`] (never by its hash).
-pub const CONNECT_KEY_ROW: &str = "connect_key";
-
-/// The associated data of a connect key's PKCE verifier.
-pub fn verifier_aad(key_sha256: &str, user_id: &str) -> String {
-    format!("connect_keys|{key_sha256}|{user_id}")
 }
 
 fn valid_kid(kid: &str) -> bool {
@@ -218,23 +162,6 @@ impl Keyring {
         ))
     }
 
-    /// The id of the key that seals new values.
-    pub fn primary_kid(&self) -> &str {
-        &self.keys[0].kid
-    }
-
-    /// A keyed hash of `value` for a clear, indexed lookup column:
-    /// `<kid>.<hex HMAC-SHA256>` under a key derived from the first key.
-    /// The column reveals nothing about `value`; a row hashed under another
-    /// key (its prefix says which) is found again once re-hashed under the
-    /// first one.
-    pub fn lookup_hash(&self, value: &str) -> String {
-        let key = &self.keys[0];
-        let mac = hmac_sha256(key.lookup.as_ref(), value.as_bytes());
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}.{hex}", key.kid)
-    }
-
     fn seal(&self, aad: &str, plaintext: &[u8]) -> String {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
@@ -296,52 +223,6 @@ impl Keyring {
             .map_err(|_| OpenError::Rejected { id: id.to_string() })
     }
 
-    /// Seals `config` for the row `(id, user_id, kind)` under the first key.
-    pub fn seal_config(
-        &self,
-        id: &str,
-        user_id: &str,
-        kind: IntegrationType,
-        config: &DecryptedConfig,
-    ) -> SealedConfig {
-        SealedConfig::from_stored(self.seal(&config_aad(id, user_id, kind), config.as_bytes()))
-    }
-
-    /// Opens the config of `integration`, checking that it belongs to that row.
-    pub fn open_config(&self, integration: &Integration) -> Result<DecryptedConfig, OpenError> {
-        let aad = config_aad(&integration.id, &integration.user_id, integration.kind);
-        self.open(&integration.id, &aad, integration.sealed.as_stored())
-            .map(DecryptedConfig::from_trusted)
-    }
-
-    /// Seals a user secret's `value` for the row `(id, user_id)` under the
-    /// first key.
-    pub fn seal_secret(&self, id: &str, user_id: &str, value: &str) -> SealedConfig {
-        SealedConfig::from_stored(self.seal(&secret_aad(id, user_id), value.as_bytes()))
-    }
-
-    /// Opens the value of `secret`, checking that it belongs to that row.
-    pub fn open_secret(&self, secret: &Secret) -> Result<Zeroizing<String>, OpenError> {
-        let aad = secret_aad(&secret.id, &secret.user_id);
-        self.open_text(&secret.id, &aad, secret.sealed.as_stored())
-    }
-
-    /// Seals the PKCE `verifier` of the connect key whose SHA-256 is
-    /// `key_sha256`, issued to `user_id`, under the first key.
-    pub fn seal_verifier(&self, key_sha256: &str, user_id: &str, verifier: &str) -> String {
-        self.seal(&verifier_aad(key_sha256, user_id), verifier.as_bytes())
-    }
-
-    /// Opens a verifier sealed by [`Keyring::seal_verifier`] for that key and user.
-    pub fn open_verifier(
-        &self,
-        key_sha256: &str,
-        user_id: &str,
-        sealed: &str,
-    ) -> Result<Zeroizing<String>, OpenError> {
-        self.open_text(CONNECT_KEY_ROW, &verifier_aad(key_sha256, user_id), sealed)
-    }
-
     fn open_text(&self, id: &str, aad: &str, sealed: &str) -> Result<Zeroizing<String>, OpenError> {
         let mut bytes = self.open(id, aad, sealed)?;
         // Moves the buffer into the string (no copy); bytes that are not
@@ -353,11 +234,59 @@ impl Keyring {
                 OpenError::Malformed { id: id.to_string() }
             })
     }
+}
 
-    /// Re-seals `sealed`, the value of row `id` sealed with `aad`, under the
-    /// first key, or `None` when it is sealed under that key already. (Key
-    /// rotation: `store::rotate`.)
-    pub fn reseal(
+impl Sealer for Keyring {
+    fn primary_kid(&self) -> &str {
+        &self.keys[0].kid
+    }
+
+    fn lookup_hash(&self, value: &str) -> String {
+        let key = &self.keys[0];
+        let mac = hmac_sha256(key.lookup.as_ref(), value.as_bytes());
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{hex}", key.kid)
+    }
+
+    fn seal_config(
+        &self,
+        id: &str,
+        user_id: &str,
+        kind: IntegrationType,
+        config: &DecryptedConfig,
+    ) -> SealedConfig {
+        SealedConfig::from_stored(self.seal(&config_aad(id, user_id, kind), config.as_bytes()))
+    }
+
+    fn open_config(&self, integration: &Integration) -> Result<DecryptedConfig, OpenError> {
+        let aad = config_aad(&integration.id, &integration.user_id, integration.kind);
+        self.open(&integration.id, &aad, integration.sealed.as_stored())
+            .map(DecryptedConfig::from_trusted)
+    }
+
+    fn seal_secret(&self, id: &str, user_id: &str, value: &str) -> SealedConfig {
+        SealedConfig::from_stored(self.seal(&secret_aad(id, user_id), value.as_bytes()))
+    }
+
+    fn open_secret(&self, secret: &Secret) -> Result<Zeroizing<String>, OpenError> {
+        let aad = secret_aad(&secret.id, &secret.user_id);
+        self.open_text(&secret.id, &aad, secret.sealed.as_stored())
+    }
+
+    fn seal_verifier(&self, key_sha256: &str, user_id: &str, verifier: &str) -> String {
+        self.seal(&verifier_aad(key_sha256, user_id), verifier.as_bytes())
+    }
+
+    fn open_verifier(
+        &self,
+        key_sha256: &str,
+        user_id: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<String>, OpenError> {
+        self.open_text(CONNECT_KEY_ROW, &verifier_aad(key_sha256, user_id), sealed)
+    }
+
+    fn reseal(
         &self,
         id: &str,
         aad: &str,

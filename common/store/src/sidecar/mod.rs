@@ -7,8 +7,8 @@ pub mod notifications;
 
 use model::config::DecryptedConfig;
 use model::scope::is_granted;
+use model::sealing::{OpenError, Sealer};
 use model::{AuditEntry, Identity, Integration, IntegrationType, SealedConfig, Status};
-use vault::{Keyring, OpenError};
 
 use crate::capabilities::capability_hash;
 use crate::{Capability, Snapshot, Store, StoreError, with_pool};
@@ -117,7 +117,7 @@ impl SidecarStore {
     /// there is none: an out-of-scope row and a missing one look the same.
     pub async fn open_granted(
         &self,
-        keyring: &Keyring,
+        keyring: &dyn Sealer,
         who: &Identity,
         kind: IntegrationType,
         matches: impl Fn(&Integration) -> bool,
