@@ -436,8 +436,15 @@ fn sidecars() -> anyhow::Result<PathBuf> {
         .context("the example runs from target/<profile>/examples")?;
     let mut build =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The same selection as `cargo run --example demo`'s, the sidecars'
+    // binaries added: cargo unifies the same features, so it builds only
+    // those three binaries and reuses every crate already built.
     build.args([
         "build",
+        "-p",
+        "integrations",
+        "--example",
+        "demo",
         "-p",
         "mcp-teller",
         "-p",
@@ -468,7 +475,7 @@ fn sidecars() -> anyhow::Result<PathBuf> {
         build.arg("--release");
     }
     eprintln!(
-        "Building the sidecars mcp-teller, mcp-gmail and mcp-notify with cargo ({} profile; a first build takes a few minutes)",
+        "Building the sidecars' binaries mcp-teller, mcp-gmail and mcp-notify ({} profile; the crates they need are built already)",
         if release { "release" } else { "dev" }
     );
     build.stdout(std::io::stderr());
