@@ -21,7 +21,10 @@ pub mod client;
 mod grant;
 pub mod mail;
 pub mod oauth;
+mod outbox;
+mod render;
 mod schema;
 mod server;
+mod upstream;
 
 pub use server::GmailServer;
