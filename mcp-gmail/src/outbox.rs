@@ -9,7 +9,7 @@ use sidecar::call::{ToolError, quoted};
 use zeroize::Zeroizing;
 
 use crate::client::{GmailClient, GmailError};
-use crate::grant::{Access, Mailbox};
+use crate::grant::{Access, OpenedGrant};
 use crate::mail::{compose, read};
 use crate::schema::ComposeArgs;
 use crate::upstream::{Failure, Upstream, valid_id};
@@ -23,7 +23,7 @@ pub async fn compose(
     who: &Identity,
     args: &ComposeArgs,
     access: Access,
-) -> Result<(Mailbox, Composed), ToolError> {
+) -> Result<(OpenedGrant, Composed), ToolError> {
     upstream
         .with_gmail(
             who,

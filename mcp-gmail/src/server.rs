@@ -17,7 +17,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use sidecar::call::{self, ToolError, quoted, reply};
-use sidecar::{Backing, Caller, schema};
+use sidecar::{Backing, IdentitySource, schema};
 
 use crate::client::GmailError;
 use crate::grant::Access;
@@ -46,7 +46,7 @@ pub struct GmailServer {
 }
 
 struct Inner {
-    caller: Caller,
+    identity_source: IdentitySource,
     upstream: Upstream,
 }
 
@@ -60,11 +60,11 @@ fn access_of(tool: &str) -> Access {
 }
 
 impl GmailServer {
-    /// A server for `caller` over `backing`; nothing is opened until the
+    /// A server for `identity_source` over `backing`; nothing is opened until the
     /// first request.
-    pub fn new(caller: Caller, backing: Backing) -> Self {
+    pub fn new(identity_source: IdentitySource, backing: Backing) -> Self {
         let inner = Inner {
-            caller,
+            identity_source,
             upstream: Upstream::new(backing),
         };
         Self {
@@ -487,9 +487,9 @@ impl ServerHandler for GmailServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let who = self.inner.caller.identity(&context)?;
+        let who = self.inner.identity_source.identity(&context)?;
         let mut tools = self.tool_router.list_all();
-        if let Ok(mailbox) = self.upstream().granted_mailbox(&who).await {
+        if let Ok(mailbox) = self.upstream().granted(&who).await {
             tools.retain(|t| mailbox.allows(access_of(&t.name)));
         }
         Ok(ListToolsResult::with_all_items(tools))
@@ -502,7 +502,7 @@ impl ServerHandler for GmailServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let auditor = call::Auditor {
             store: self.upstream().store().await.ok(),
-            caller: &self.inner.caller,
+            identity_source: &self.inner.identity_source,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -16,7 +16,7 @@ use vault::Keyring;
 use zeroize::Zeroizing;
 
 use crate::client::{GmailClient, GmailError};
-use crate::grant::{Access, Mailbox};
+use crate::grant::{Access, OpenedGrant};
 use crate::oauth::{self, OAuthConfig, OAuthError};
 
 /// The store, the keyring and the clients of Google's two services, each
@@ -99,8 +99,12 @@ impl Upstream {
 
     /// The user's Gmail integration if it is granted to this profile and
     /// allows `access`, opened; the same answer whether it exists or not.
-    pub async fn mailbox(&self, who: &Identity, access: Access) -> Result<Mailbox, ToolError> {
-        let mailbox = self.granted_mailbox(who).await?;
+    pub async fn grant_allowing(
+        &self,
+        who: &Identity,
+        access: Access,
+    ) -> Result<OpenedGrant, ToolError> {
+        let mailbox = self.granted(who).await?;
         if !mailbox.allows(access) {
             return Err(ToolError::deny(access.missing()));
         }
@@ -108,14 +112,14 @@ impl Upstream {
     }
 
     /// The user's Gmail integration if it is granted to this profile, opened.
-    pub async fn granted_mailbox(&self, who: &Identity) -> Result<Mailbox, ToolError> {
+    pub async fn granted(&self, who: &Identity) -> Result<OpenedGrant, ToolError> {
         let store = self.store().await?;
         let keyring = self.keyring().await?;
         let opened = store
             .open_granted(keyring, who, IntegrationType::Gmail, |_| true)
             .await;
         let mailbox = match opened {
-            Ok(Some((integration, config))) => Mailbox::new(integration, config),
+            Ok(Some((integration, config))) => OpenedGrant::new(integration, config),
             Ok(None) => {
                 return Err(ToolError::deny(
                     "No Gmail account is available to this agent. The user can connect Gmail in Settings → Integrations and grant it to this agent.",
@@ -143,7 +147,7 @@ impl Upstream {
     /// when `renew`) a new one from Google, written back encrypted.
     async fn token(
         &self,
-        mailbox: &mut Mailbox,
+        mailbox: &mut OpenedGrant,
         renew: bool,
     ) -> Result<Arc<Zeroizing<String>>, ToolError> {
         if !renew && let Some(token) = mailbox.fresh_token() {
@@ -178,7 +182,7 @@ impl Upstream {
 
     /// Keeps a refreshed token in the store for the next call, unless another
     /// writer changed the row first (its token is as good as ours).
-    async fn write_back(&self, mailbox: &mut Mailbox, grant: &oauth::Grant) {
+    async fn write_back(&self, mailbox: &mut OpenedGrant, grant: &oauth::Grant) {
         let (Ok(store), Ok(keyring)) = (self.store().await, self.keyring().await) else {
             return;
         };
@@ -202,7 +206,7 @@ impl Upstream {
     }
 
     /// Marks the grant `needs_reauth` and tells the agent so.
-    async fn dead_grant(&self, mailbox: &Mailbox, why: &str) -> ToolError {
+    async fn dead_grant(&self, mailbox: &OpenedGrant, why: &str) -> ToolError {
         if let Ok(store) = self.store().await
             && let Err(e) = store
                 .set_status(
@@ -231,8 +235,8 @@ impl Upstream {
         access: Access,
         item: String,
         call: impl Fn(GmailClient, Arc<Zeroizing<String>>, String) -> BoxFuture<'c, Result<T, Failure>>,
-    ) -> Result<(Mailbox, T), ToolError> {
-        let mut mailbox = self.mailbox(who, access).await?;
+    ) -> Result<(OpenedGrant, T), ToolError> {
+        let mut mailbox = self.grant_allowing(who, access).await?;
         let gmail = self.gmail().await;
         let token = self.token(&mut mailbox, false).await?;
         // One deadline for all of the tool's requests (a search's fetches).

@@ -18,7 +18,7 @@ use serde::Serialize;
 use model::{AuditEntry, Decision, Identity};
 use store::{Prefetched, SidecarStore};
 
-use super::Caller;
+use super::IdentitySource;
 
 tokio::task_local! {
     static NOTE: RefCell<Note>;
@@ -53,7 +53,7 @@ pub async fn noted<F: Future>(call: F) -> (F::Output, Note) {
 /// server name.
 pub struct Auditor<'a> {
     pub store: Option<&'a SidecarStore>,
-    pub caller: &'a Caller,
+    pub identity_source: &'a IdentitySource,
     pub server: &'a str,
 }
 
@@ -69,7 +69,7 @@ pub async fn audited<S: Send + Sync + 'static>(
     auditor: Auditor<'_>,
 ) -> Result<CallToolResponse, ErrorData> {
     let started = Instant::now();
-    let identity = auditor.caller.identity(&context)?;
+    let identity = auditor.identity_source.identity(&context)?;
     let prefetched = context
         .extensions
         .get_mut::<axum::http::request::Parts>()

@@ -41,7 +41,7 @@ use sqlx::sqlite::{
 
 pub use capabilities::{
     CLI_MINTER, Capability, DEFAULT_TTL, LiveSession, MAX_LISTED, MAX_TTL, MintedToken, Minter,
-    Refusal, TooManyMints, capability_hash,
+    TokenRefusal, TooManyMints, capability_hash,
 };
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};

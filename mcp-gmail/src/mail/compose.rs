@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::address::{self, Mailbox};
+use super::address::{self, Address};
 use super::words;
 
 /// Lines longer than this are folded where there is whitespace to fold at.
@@ -142,7 +142,7 @@ fn refuse_line_breaks(mail: &Outgoing) -> Result<(), ComposeError> {
     }
 }
 
-fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Mailbox<'a>, ComposeError> {
+fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Address<'a>, ComposeError> {
     let mut mailboxes = address::parse_list(field, value)?;
     match mailboxes.len() {
         0 => Err(ComposeError::NoAddress { field }),
@@ -154,7 +154,7 @@ fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Mailbox<'a>
 fn optional_list<'a>(
     field: &'static str,
     value: Option<&'a str>,
-) -> Result<Vec<Mailbox<'a>>, ComposeError> {
+) -> Result<Vec<Address<'a>>, ComposeError> {
     value.map_or(Ok(Vec::new()), |list| address::parse_list(field, list))
 }
 
