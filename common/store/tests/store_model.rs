@@ -3,8 +3,8 @@
 //! queries and channel choices in between. After every step the store's
 //! answers (what it refused, the snapshots the resolver and the sidecars
 //! read, the sidecars' grant check, the channel chosen) equal those of a
-//! reference model written here from DESIGN.md's rules ("Scope and grants",
-//! "Channels", the uniqueness rules of "Store"), not from the code.
+//! reference model written here from the rules of docs/rules.md ("Rows",
+//! "Scope and grants", "Channels"), not from the code.
 //!
 //! Runs on a fresh SQLite file, and on a fresh PostgreSQL database when
 //! `INTEGRATIONS_TEST_POSTGRES` is set. Each case works in ids of its own
@@ -40,7 +40,7 @@ const MISSING: &str = "int_000000000000000000000";
 
 use IntegrationType::{Email, Gmail, Slack, Telegram, Teller, Webhook};
 
-// ---- the rules, from DESIGN.md -----------------------------------------------
+// ---- the rules, from docs/rules.md -------------------------------------------
 
 /// "a bare type (`slack`, `telegram`, `email`, `webhook`)": the channels.
 fn is_channel(kind: IntegrationType) -> bool {
@@ -114,7 +114,7 @@ struct Change {
     bound: Option<Option<String>>,
 }
 
-/// The store as DESIGN.md describes it: both lists in creation order.
+/// The store as docs/rules.md describes it: both lists in creation order.
 #[derive(Debug, Default)]
 struct Model {
     profiles: Vec<MProfile>,
