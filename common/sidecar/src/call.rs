@@ -19,6 +19,7 @@ use model::{AuditEntry, Decision, Identity};
 use store::{Prefetched, SidecarStore};
 
 use super::IdentitySource;
+pub use super::quoted;
 
 tokio::task_local! {
     static NOTE: RefCell<Note>;
@@ -201,12 +202,4 @@ pub async fn outcome(
             CallToolResult::error(vec![ContentBlock::text(e.message)])
         }
     }
-}
-
-/// An id the agent sent, quoted and bounded for an error sentence.
-pub fn quoted(id: &str) -> String {
-    format!(
-        "'{}'",
-        id.chars().take(64).collect::<String>().escape_debug()
-    )
 }

@@ -36,8 +36,7 @@ use super::Backing;
 use super::budget::{self, BodyBudget, Refused};
 use crate::fair::{Pool, Shares};
 
-/// The largest request body an MCP endpoint reads.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
+pub use crate::budget::MAX_BODY;
 
 /// The tool calls a token may make in a minute unless
 /// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.

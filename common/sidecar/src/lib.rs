@@ -52,3 +52,11 @@ impl IdentitySource {
         }
     }
 }
+
+/// An id the agent sent, quoted and bounded for an error sentence.
+pub fn quoted(id: &str) -> String {
+    format!(
+        "'{}'",
+        id.chars().take(64).collect::<String>().escape_debug()
+    )
+}

@@ -15,7 +15,7 @@ use super::tokens::sha256_hex;
 use super::{
     Backend, Snapshot, Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool,
 };
-use crate::sidecar::INSERT_AUDIT;
+use crate::audit::INSERT_AUDIT;
 
 /// What every capability token starts with, so that a leaked one is recognizable.
 const PREFIX: &str = "mct_";

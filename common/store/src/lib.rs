@@ -11,6 +11,7 @@
 
 mod audit;
 pub(crate) mod capabilities;
+mod chat_hash;
 mod connect;
 mod dashboard;
 mod identities;

@@ -1,7 +1,7 @@
 //! Address lists as a user writes them (`a@b.c, Ana Pérez <ana@x.org>, "Pérez, Ana"
 //! <ana@x.org>`): split, checked, and rendered as header tokens.
 
-use super::compose::ComposeError;
+use super::compose_error::ComposeError;
 use super::words;
 
 /// One recipient or sender: a display name (possibly empty) and an ASCII addr-spec.
