@@ -15,18 +15,22 @@ What counts as a reference from file A to file B:
 
 What does not count:
 - `mod b;` itself: declaring a child is not using it;
-- a re-export (`pub use`, `pub(crate) use`, ...) of an item of one of A's own
-  descendants: a parent presenting its children's API does not depend on
-  them for its own code;
+- a module's use of one of its ancestors (`super::AppState`,
+  `crate::StoreError`): an ancestor is the scope a module lives in, the base
+  its children build on, as a crate root is for every module;
+- a re-export (`pub use`, `pub(crate) use`, ...) of an item of one of the
+  module's own descendants: a parent presenting its children's API;
 - test code: an item under `#[cfg(test)]` (a `mod tests`, a test-only
   function or import), and the files such a module declares.
 
-So a parent and its child do form a cycle when each uses the other in its
-own code (the parent calls `child::f()` while the child uses `super::T`): then
-neither file can be read, or moved, without the other. The way out is the
-one for any cycle: move what both need into a module both may use (a
-sibling, or the parent when the parent no longer uses the child), so that
-the files form layers.
+So a parent that routes to its children (`api/mod.rs` building the router
+from `api::profiles`, which uses `super::AppState`) is no cycle: the parent
+is their base. A cycle is two modules neither of which encloses the other
+(siblings, cousins, or a parent's child's sibling) reaching each other,
+directly or through others: `store::inbound` -> `store::telegram` ->
+`store::inbound`, or `store::sidecar` -> `store::capabilities` ->
+`store::sidecar`. The way out: move what both need into a module both may
+use (a new sibling, or a common ancestor), so that the files form layers.
 
 Inline modules (`mod m { ... }`) belong to the file that holds them. The
 scan is lexical (comments, strings and characters removed, then tokens), in
