@@ -1,6 +1,6 @@
 """Schemathesis hooks for scripts/schemathesis.sh: a schema-valid request
 may name profiles, but only the caller's own exist (the server answers 400
-PROFILE_NOT_FOUND otherwise, as DESIGN.md asks). A positive case's profile
+PROFILE_NOT_FOUND otherwise, as docs/rules.md asks). A positive case's profile
 ids are mapped onto the profiles the script seeded, so that it tests
 acceptance rather than the store's contents."""
 

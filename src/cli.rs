@@ -1,4 +1,4 @@
-//! The command line, as DESIGN.md spells it.
+//! The command line, as docs/cli.md spells it.
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 

@@ -65,7 +65,7 @@ pub fn allows(scopes: Option<&[String]>, access: Access) -> bool {
 }
 
 /// The granted Gmail integration of the running profile, opened for one call.
-pub struct Mailbox {
+pub struct OpenedGrant {
     pub integration: Integration,
     pub config: DecryptedConfig,
     /// The connected address: the `From` of everything sent.
@@ -74,7 +74,7 @@ pub struct Mailbox {
     pub scopes: Option<Vec<String>>,
 }
 
-impl Mailbox {
+impl OpenedGrant {
     /// Reads the clear facts of an opened Gmail config.
     pub fn new(integration: Integration, config: DecryptedConfig) -> Self {
         let shown = config

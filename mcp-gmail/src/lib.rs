@@ -12,7 +12,7 @@
 //! use rmcp::ServiceExt;
 //! let identity = model::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
 //! let backing = sidecar::Backing::new("mcp-gmail", store::Store::url_from_env(), 1);
-//! let server = GmailServer::new(sidecar::Caller::Spawned(identity), backing);
+//! let server = GmailServer::new(sidecar::IdentitySource::Spawned(identity), backing);
 //! server.serve(sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```
@@ -21,7 +21,10 @@ pub mod client;
 mod grant;
 pub mod mail;
 pub mod oauth;
+mod outbox;
+mod render;
 mod schema;
 mod server;
+mod upstream;
 
 pub use server::GmailServer;

@@ -1,16 +1,11 @@
 //! The `gmail` MCP server: one handler, its tools in one router.
 
-use model::sealing::Sealer;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt as _;
-use futures::future::BoxFuture;
-use google_gmail1::api::Message;
 use model::Identity;
-use model::{IntegrationType, Status};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -21,18 +16,16 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use sidecar::call::{self, ToolError, note, quoted, reply};
-use sidecar::{Backing, Caller, schema};
-use store::{GrantError, SidecarStore};
-use tokio::sync::OnceCell;
-use vault::Keyring;
-use zeroize::Zeroizing;
+use sidecar::call::{self, ToolError, quoted, reply};
+use sidecar::{Backing, IdentitySource, schema};
 
-use crate::client::{GmailClient, GmailError};
-use crate::grant::{Access, Mailbox};
-use crate::mail::{compose, read};
-use crate::oauth::{self, OAuthConfig, OAuthError};
+use crate::client::GmailError;
+use crate::grant::Access;
+use crate::mail::read;
+use crate::outbox;
+use crate::render::{is_text, max_chars, message_out, message_text};
 use crate::schema::*;
+use crate::upstream::{Upstream, valid_id};
 
 const SERVER: &str = "gmail";
 /// Attachments larger than this are refused.
@@ -53,28 +46,8 @@ pub struct GmailServer {
 }
 
 struct Inner {
-    caller: Caller,
-    backing: Backing,
-    gmail: OnceCell<GmailClient>,
-    oauth: OnceCell<(reqwest::Client, OAuthConfig)>,
-}
-
-/// A failed step of a tool: Gmail's answer, or our own refusal.
-enum Failure {
-    Gmail(GmailError),
-    Tool(ToolError),
-}
-
-impl From<GmailError> for Failure {
-    fn from(e: GmailError) -> Self {
-        Self::Gmail(e)
-    }
-}
-
-impl From<ToolError> for Failure {
-    fn from(e: ToolError) -> Self {
-        Self::Tool(e)
-    }
+    identity_source: IdentitySource,
+    upstream: Upstream,
 }
 
 /// Which tool needs which access.
@@ -86,40 +59,13 @@ fn access_of(tool: &str) -> Access {
     }
 }
 
-/// Refuses an id that is not shaped like Gmail's: ids go into the request
-/// path, where `../` or `?` would reach another endpoint.
-fn valid_id(name: &str, id: &str) -> Result<(), ToolError> {
-    let ok = !id.is_empty()
-        && id.len() <= 256
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ToolError::deny(format!(
-            "{name} {} is not a Gmail id; use the ids gmail_search and gmail_read_message return.",
-            quoted(id)
-        )))
-    }
-}
-
-/// At most this many Message-IDs are carried in a reply's `References`.
-const MAX_REFERENCES: usize = 20;
-
-fn max_chars(requested: Option<i64>) -> usize {
-    requested.unwrap_or(4_000).clamp(1, 20_000) as usize
-}
-
 impl GmailServer {
-    /// A server for `caller` over `backing`; nothing is opened until the
+    /// A server for `identity_source` over `backing`; nothing is opened until the
     /// first request.
-    pub fn new(caller: Caller, backing: Backing) -> Self {
+    pub fn new(identity_source: IdentitySource, backing: Backing) -> Self {
         let inner = Inner {
-            caller,
-            backing,
-            gmail: OnceCell::new(),
-            oauth: OnceCell::new(),
+            identity_source,
+            upstream: Upstream::new(backing),
         };
         Self {
             inner: Arc::new(inner),
@@ -137,426 +83,9 @@ impl GmailServer {
         schema::portable(Self::tool_router())
     }
 
-    async fn store(&self) -> Result<&SidecarStore, ToolError> {
-        self.inner.backing.store().await
+    fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
     }
-
-    async fn keyring(&self) -> Result<&Keyring, ToolError> {
-        self.inner.backing.keyring().await.map(Arc::as_ref)
-    }
-
-    async fn gmail(&self) -> &GmailClient {
-        self.inner
-            .gmail
-            .get_or_init(|| async { GmailClient::from_env() })
-            .await
-    }
-
-    async fn oauth(&self) -> Result<&(reqwest::Client, OAuthConfig), ToolError> {
-        let timeout = self.gmail().await.timeout();
-        self.inner
-            .oauth
-            .get_or_try_init(|| async {
-                Ok((oauth::http_client(timeout)?, OAuthConfig::from_env()))
-            })
-            .await
-            .map_err(|e: OAuthError| ToolError::error(format!("mcp-gmail is misconfigured: {e}.")))
-    }
-
-    /// The user's Gmail integration if it is granted to this profile and
-    /// allows `access`, opened; the same answer whether it exists or not.
-    async fn mailbox(&self, who: &Identity, access: Access) -> Result<Mailbox, ToolError> {
-        let mailbox = self.granted_mailbox(who).await?;
-        if !mailbox.allows(access) {
-            return Err(ToolError::deny(access.missing()));
-        }
-        Ok(mailbox)
-    }
-
-    /// The user's Gmail integration if it is granted to this profile, opened.
-    async fn granted_mailbox(&self, who: &Identity) -> Result<Mailbox, ToolError> {
-        let store = self.store().await?;
-        let keyring = self.keyring().await?;
-        let opened = store
-            .open_granted(keyring, who, IntegrationType::Gmail, |_| true)
-            .await;
-        let mailbox = match opened {
-            Ok(Some((integration, config))) => Mailbox::new(integration, config),
-            Ok(None) => {
-                return Err(ToolError::deny(
-                    "No Gmail account is available to this agent. The user can connect Gmail in Settings → Integrations and grant it to this agent.",
-                ));
-            }
-            Err(GrantError::Open(e)) => {
-                note(|n| n.integration_id = Some(e.integration_id().to_string()));
-                return Err(ToolError::error(
-                    "The stored Gmail credentials cannot be read; ask the operator to check the keyring.",
-                )
-                .with_detail(e));
-            }
-            Err(GrantError::Store(e)) => {
-                return Err(ToolError::error(
-                    "The integrations store is not answering; try again shortly.",
-                )
-                .with_detail(e));
-            }
-        };
-        note(|n| n.integration_id = Some(mailbox.integration.id.clone()));
-        Ok(mailbox)
-    }
-
-    /// The access token for this call: the stored one while fresh; else (or
-    /// when `renew`) a new one from Google, written back encrypted.
-    async fn token(
-        &self,
-        mailbox: &mut Mailbox,
-        renew: bool,
-    ) -> Result<Arc<Zeroizing<String>>, ToolError> {
-        if !renew && let Some(token) = mailbox.fresh_token() {
-            return Ok(Arc::new(token));
-        }
-        let refresh_token = mailbox.refresh_token().ok_or_else(|| {
-            ToolError::error(
-                "This Gmail connection has no refresh token; the user must reconnect Gmail.",
-            )
-        })?;
-        let (http, config) = self.oauth().await?;
-        let grant = match oauth::refresh(http, config, &refresh_token).await {
-            Ok(grant) => grant,
-            Err(OAuthError::InvalidGrant) => {
-                return Err(self.dead_grant(mailbox, "invalid_grant").await);
-            }
-            Err(e @ OAuthError::Misconfigured(_)) => {
-                return Err(ToolError::error(format!(
-                    "mcp-gmail is misconfigured: {e}."
-                )));
-            }
-            Err(e) => {
-                return Err(ToolError::error(
-                    "Google's sign-in service is not answering; try again later.",
-                )
-                .with_detail(e));
-            }
-        };
-        self.write_back(mailbox, &grant).await;
-        Ok(Arc::new(grant.access_token))
-    }
-
-    /// Keeps a refreshed token in the store for the next call, unless another
-    /// writer changed the row first (its token is as good as ours).
-    async fn write_back(&self, mailbox: &mut Mailbox, grant: &oauth::Grant) {
-        let (Ok(store), Ok(keyring)) = (self.store().await, self.keyring().await) else {
-            return;
-        };
-        let Some(config) = mailbox.with_grant(grant) else {
-            return;
-        };
-        let i = &mailbox.integration;
-        let sealed = keyring.seal_config(&i.id, &i.user_id, IntegrationType::Gmail, &config);
-        match store.swap_config(&i.id, &i.sealed, &sealed).await {
-            Ok(true) => {
-                mailbox.integration.sealed = sealed;
-                mailbox.config = config;
-            }
-            Ok(false) => {
-                tracing::debug!(integration = %i.id, "the grant changed meanwhile; the refreshed token is not stored")
-            }
-            Err(e) => {
-                tracing::warn!(integration = %i.id, error = %e, "could not store the refreshed token")
-            }
-        }
-    }
-
-    /// Marks the grant `needs_reauth` and tells the agent so.
-    async fn dead_grant(&self, mailbox: &Mailbox, why: &str) -> ToolError {
-        if let Ok(store) = self.store().await
-            && let Err(e) = store
-                .set_status(
-                    &mailbox.integration.id,
-                    &mailbox.integration.sealed,
-                    Status::NeedsReauth,
-                )
-                .await
-        {
-            tracing::warn!(integration = %mailbox.integration.id, error = %e, "could not mark the integration needs_reauth");
-        }
-        ToolError::error(format!(
-            "The Gmail connection of {} is no longer valid: the user must reconnect Gmail in Settings → Integrations.",
-            mailbox.email
-        ))
-        .with_detail(why)
-    }
-
-    /// Runs `call` against Gmail for the granted mailbox, with one refresh
-    /// and one retry when Gmail refuses the token; `item` names what a 404
-    /// was about.
-    /// `call` gets the client, the token and the mailbox's address.
-    async fn with_gmail<'c, T>(
-        &self,
-        who: &Identity,
-        access: Access,
-        item: String,
-        call: impl Fn(GmailClient, Arc<Zeroizing<String>>, String) -> BoxFuture<'c, Result<T, Failure>>,
-    ) -> Result<(Mailbox, T), ToolError> {
-        let mut mailbox = self.mailbox(who, access).await?;
-        let gmail = self.gmail().await;
-        let token = self.token(&mut mailbox, false).await?;
-        // One deadline for all of the tool's requests (a search's fetches).
-        let email = mailbox.email.clone();
-        let bounded = async |token| {
-            tokio::time::timeout(gmail.timeout(), call(gmail.clone(), token, email.clone()))
-                .await
-                .unwrap_or(Err(Failure::Gmail(GmailError::Timeout)))
-        };
-        let result = match bounded(token).await {
-            Err(Failure::Gmail(GmailError::Unauthorized)) => {
-                let token = self.token(&mut mailbox, true).await?;
-                bounded(token).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(value) => Ok((mailbox, value)),
-            Err(Failure::Tool(e)) => Err(e),
-            Err(Failure::Gmail(e)) => Err(Self::gmail_failure(&item, e)),
-        }
-    }
-
-    /// Turns a Gmail failure into a sentence the agent can act on.
-    fn gmail_failure(item: &str, e: GmailError) -> ToolError {
-        let message = match &e {
-            GmailError::Unauthorized => {
-                "Gmail refused a freshly issued access token; try again later.".into()
-            }
-            GmailError::RateLimited { retry_after } => format!(
-                "Gmail is rate limiting requests; try again in {} seconds.",
-                retry_after.unwrap_or(30)
-            ),
-            GmailError::NotFound => {
-                return ToolError::deny(format!(
-                    "Gmail has no {item}; call gmail_search to find message and thread ids."
-                ))
-                .with_detail(e);
-            }
-            GmailError::Rejected(why) => {
-                return ToolError::deny(format!("Gmail rejected the request: {why}"))
-                    .with_detail(e);
-            }
-            GmailError::Forbidden(why) => format!("Gmail refused the request: {why}"),
-            GmailError::Upstream(status) => {
-                format!("Gmail is not answering right now (HTTP {status}); try again later.")
-            }
-            GmailError::Timeout => "Gmail did not answer in time; try again later.".into(),
-            GmailError::Connect(_) => "Gmail could not be reached; try again later.".into(),
-            GmailError::BadResponse => {
-                "Gmail sent a response that could not be read; try again later.".into()
-            }
-        };
-        ToolError::error(message).with_detail(e)
-    }
-
-    /// Composes and sends (or saves as a draft) one message.
-    async fn compose(
-        &self,
-        who: &Identity,
-        args: &ComposeArgs,
-        access: Access,
-    ) -> Result<(Mailbox, Composed), ToolError> {
-        self.with_gmail(
-            who,
-            access,
-            "message or thread by that id".into(),
-            |gmail, token, from| {
-                Box::pin(async move {
-                    let (gmail, token) = (&gmail, &token);
-                    let reply = reply_context(gmail, token, args).await?;
-                    let outgoing = compose::Outgoing {
-                        from: &from,
-                        to: &args.to,
-                        cc: args.cc.as_deref(),
-                        bcc: args.bcc.as_deref(),
-                        subject: &args.subject,
-                        body: &args.body,
-                        in_reply_to: reply.in_reply_to.as_deref(),
-                        references: reply.references.as_deref(),
-                    };
-                    let raw = compose::compose(&outgoing, SystemTime::now()).map_err(|e| {
-                        ToolError::deny(format!("The message cannot be sent: {e}."))
-                    })?;
-                    Ok(match access {
-                        Access::Draft => {
-                            let draft = gmail.draft(token, raw, reply.thread_id).await?;
-                            let message = draft.message.unwrap_or_default();
-                            Composed {
-                                draft_id: draft.id,
-                                message_id: message.id.unwrap_or_default(),
-                                thread_id: message.thread_id.unwrap_or_default(),
-                            }
-                        }
-                        _ => {
-                            let sent = gmail.send(token, raw, reply.thread_id).await?;
-                            Composed {
-                                draft_id: None,
-                                message_id: sent.id.unwrap_or_default(),
-                                thread_id: sent.thread_id.unwrap_or_default(),
-                            }
-                        }
-                    })
-                })
-            },
-        )
-        .await
-    }
-}
-
-/// What a send or a draft produced.
-struct Composed {
-    draft_id: Option<String>,
-    message_id: String,
-    thread_id: String,
-}
-
-/// The threading of a reply: the Gmail thread, and the `In-Reply-To` and
-/// `References` headers.
-#[derive(Default)]
-struct ReplyContext {
-    thread_id: Option<String>,
-    in_reply_to: Option<String>,
-    references: Option<String>,
-}
-
-/// Works out the threading of a reply from the thread and/or the message it
-/// answers: a Gmail message id is looked up; an RFC Message-ID is used as is
-/// (a bare one gets its angle brackets);
-/// a thread alone answers its latest message.
-async fn reply_context(
-    gmail: &GmailClient,
-    token: &Arc<Zeroizing<String>>,
-    args: &ComposeArgs,
-) -> Result<ReplyContext, Failure> {
-    const HEADERS: &[&str] = &["Message-ID", "References"];
-    if let Some(thread) = &args.thread_id {
-        valid_id("thread_id", thread)?;
-    }
-    let answered = match (args.in_reply_to.as_deref(), args.thread_id.as_deref()) {
-        (None, None) => return Ok(ReplyContext::default()),
-        // An RFC Message-ID, with its angle brackets or bare (a Gmail id
-        // has no `@`).
-        (Some(id), thread) if id.trim_start().starts_with('<') || id.contains('@') => {
-            let id = id.trim();
-            let id = if id.starts_with('<') {
-                id.to_string()
-            } else {
-                format!("<{id}>")
-            };
-            return Ok(ReplyContext {
-                thread_id: thread.map(str::to_string),
-                in_reply_to: Some(id.clone()),
-                references: Some(id),
-            });
-        }
-        (Some(id), _) => {
-            valid_id("in_reply_to", id)?;
-            gmail.message(token, id, "metadata", HEADERS).await?
-        }
-        (None, Some(thread)) => gmail
-            .thread(token, thread, "metadata", HEADERS)
-            .await?
-            .messages
-            .and_then(|m| m.into_iter().last())
-            .ok_or(GmailError::NotFound)?,
-    };
-    let thread_id = answered.thread_id.clone().unwrap_or_default();
-    if let Some(wanted) = &args.thread_id
-        && *wanted != thread_id
-    {
-        return Err(ToolError::deny(format!(
-            "Message {} is not in thread {}; pass the thread_id gmail_search lists for it, or leave thread_id out.",
-            quoted(args.in_reply_to.as_deref().unwrap_or_default()),
-            quoted(wanted)
-        ))
-        .into());
-    }
-    // Headers of received mail: malformed ids are dropped, not refused.
-    let payload = answered.payload.unwrap_or_default();
-    let message_id = read::header(&payload, "Message-ID")
-        .map(|id| id.trim().to_string())
-        .filter(|id| compose::is_message_id(id));
-    let mut chain: Vec<String> = read::header(&payload, "References")
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter(|id| compose::is_message_id(id))
-        .map(str::to_string)
-        .collect();
-    chain.extend(message_id.clone());
-    let skip = chain.len().saturating_sub(MAX_REFERENCES);
-    let references = (!chain.is_empty()).then(|| chain[skip..].join(" "));
-    Ok(ReplyContext {
-        thread_id: Some(thread_id),
-        in_reply_to: message_id,
-        references,
-    })
-}
-
-/// One message as the agent reads it.
-fn message_out(message: &Message, max_chars: usize) -> MessageOut {
-    let payload = message.payload.clone().unwrap_or_default();
-    let header = |name: &str| read::header(&payload, name);
-    let body = read::body(&payload, max_chars);
-    MessageOut {
-        message_id: message.id.clone().unwrap_or_default(),
-        thread_id: message.thread_id.clone().unwrap_or_default(),
-        subject: header("Subject").unwrap_or_default(),
-        from: header("From").unwrap_or_default(),
-        to: header("To").unwrap_or_default(),
-        cc: header("Cc"),
-        date: header("Date").unwrap_or_default(),
-        labels: message.label_ids.clone().unwrap_or_default(),
-        body: body.text,
-        truncated: body.truncated,
-        attachments: read::attachments(&payload)
-            .into_iter()
-            .map(|a| AttachmentOut {
-                attachment_id: a.attachment_id,
-                filename: a.filename,
-                mime_type: a.mime_type,
-                size: a.size,
-            })
-            .collect(),
-    }
-}
-
-/// A message as readable text: headers, attachments, then the body.
-fn message_text(m: &MessageOut) -> String {
-    let mut text = format!("From: {}\nTo: {}\n", m.from, m.to);
-    if let Some(cc) = &m.cc {
-        text += &format!("Cc: {cc}\n");
-    }
-    text += &format!(
-        "Date: {}\nSubject: {}\nLabels: {}\nMessage: {} (thread {})\n",
-        m.date,
-        m.subject,
-        m.labels.join(", "),
-        m.message_id,
-        m.thread_id
-    );
-    for a in &m.attachments {
-        text += &format!(
-            "Attachment: {} ({}, {} bytes, attachment_id {})\n",
-            a.filename, a.mime_type, a.size, a.attachment_id
-        );
-    }
-    text + "\n" + &m.body
-}
-
-/// Whether an attachment is text the agent can read inline.
-fn is_text(mime_type: &str, filename: &str) -> bool {
-    let mime = mime_type.to_ascii_lowercase();
-    mime.starts_with("text/")
-        || ["application/json", "application/xml", "application/csv"].contains(&mime.as_str())
-        || [".txt", ".csv", ".json", ".md", ".xml", ".ics"]
-            .iter()
-            .any(|ext| filename.to_ascii_lowercase().ends_with(ext))
 }
 
 #[tool_router(router = tool_router)]
@@ -581,6 +110,7 @@ impl GmailServer {
                 valid_id("page_token", page)?;
             }
             let (_, (list, metas)) = self
+                .upstream()
                 .with_gmail(
                     &who,
                     Access::Read,
@@ -684,6 +214,7 @@ impl GmailServer {
             valid_id("message_id", &args.message_id)?;
             let item = format!("message {}", quoted(&args.message_id));
             let (_, message) = self
+                .upstream()
                 .with_gmail(&who, Access::Read, item, |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
@@ -716,6 +247,7 @@ impl GmailServer {
             valid_id("thread_id", &args.thread_id)?;
             let item = format!("thread {}", quoted(&args.thread_id));
             let (_, thread) = self
+                .upstream()
                 .with_gmail(&who, Access::Read, item, |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
@@ -758,6 +290,7 @@ impl GmailServer {
     async fn gmail_list_labels(&self, Extension(who): Extension<Identity>) -> CallToolResult {
         call::outcome(async move {
             let (_, labels) = self
+                .upstream()
                 .with_gmail(&who, Access::Read, "labels".into(), |gmail, token, _| {
                     Box::pin(async move {
                         let (gmail, token) = (&gmail, &token);
@@ -812,6 +345,7 @@ impl GmailServer {
                 quoted(&args.message_id)
             );
             let (_, (meta, data)) = self
+                .upstream()
                 .with_gmail(&who, Access::Read, item, |gmail, token, _| Box::pin(async move {
                     let (gmail, token) = (&gmail, &token);
                     let message = gmail.message(token, &args.message_id, "full", ALL_HEADERS).await?;
@@ -892,7 +426,8 @@ impl GmailServer {
         Parameters(args): Parameters<ComposeArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
-            let (mailbox, sent) = self.compose(&who, &args, Access::Send).await?;
+            let (mailbox, sent) =
+                outbox::compose(self.upstream(), &who, &args, Access::Send).await?;
             let out = SentOut {
                 message_id: sent.message_id,
                 thread_id: sent.thread_id,
@@ -920,7 +455,7 @@ impl GmailServer {
         Parameters(args): Parameters<ComposeArgs>,
     ) -> CallToolResult {
         call::outcome(async move {
-            let (_, draft) = self.compose(&who, &args, Access::Draft).await?;
+            let (_, draft) = outbox::compose(self.upstream(), &who, &args, Access::Draft).await?;
             let out = DraftOut {
                 draft_id: draft.draft_id.unwrap_or_default(),
                 message_id: draft.message_id,
@@ -952,9 +487,9 @@ impl ServerHandler for GmailServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let who = self.inner.caller.identity(&context)?;
+        let who = self.inner.identity_source.identity(&context)?;
         let mut tools = self.tool_router.list_all();
-        if let Ok(mailbox) = self.granted_mailbox(&who).await {
+        if let Ok(mailbox) = self.upstream().granted(&who).await {
             tools.retain(|t| mailbox.allows(access_of(&t.name)));
         }
         Ok(ListToolsResult::with_all_items(tools))
@@ -966,8 +501,8 @@ impl ServerHandler for GmailServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let auditor = call::Auditor {
-            store: self.store().await.ok(),
-            caller: &self.inner.caller,
+            store: self.upstream().store().await.ok(),
+            identity_source: &self.inner.identity_source,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -13,7 +13,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sidecar::call::{self, ToolError, note};
-use sidecar::{Backing, Caller, schema};
+use sidecar::{Backing, IdentitySource, schema};
 use tokio::sync::OnceCell;
 
 use crate::deliver::{Providers, Source, Urgency};
@@ -30,7 +30,7 @@ pub struct NotifyServer {
 }
 
 struct Inner {
-    caller: Caller,
+    identity_source: IdentitySource,
     backing: Backing,
     notifier: OnceCell<Notifier>,
 }
@@ -106,12 +106,12 @@ impl JsonSchema for UrgencyArg {
 }
 
 impl NotifyServer {
-    /// A server for `caller` over `backing`; nothing is opened until the
+    /// A server for `identity_source` over `backing`; nothing is opened until the
     /// first tool call.
-    pub fn new(caller: Caller, backing: Backing) -> Self {
+    pub fn new(identity_source: IdentitySource, backing: Backing) -> Self {
         Self {
             inner: Arc::new(Inner {
-                caller,
+                identity_source,
                 backing,
                 notifier: OnceCell::new(),
             }),
@@ -236,7 +236,7 @@ impl ServerHandler for NotifyServer {
         let notifier = self.notifier().await.ok();
         let auditor = call::Auditor {
             store: notifier.map(|n| n.store()),
-            caller: &self.inner.caller,
+            identity_source: &self.inner.identity_source,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -10,7 +10,7 @@
 //! use rmcp::ServiceExt;
 //! let identity = model::Identity::from_env(None, None).map_err(anyhow::Error::msg)?;
 //! let backing = sidecar::Backing::new("mcp-teller", store::Store::url_from_env(), 1);
-//! let server = TellerServer::new(sidecar::Caller::Spawned(identity), backing);
+//! let server = TellerServer::new(sidecar::IdentitySource::Spawned(identity), backing);
 //! server.serve(sidecar::guarded_stdio()).await?.waiting().await?;
 //! # Ok(()) }
 //! ```

@@ -14,7 +14,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sidecar::call::{self, ToolError, note, quoted, reply};
-use sidecar::{Backing, Caller, schema};
+use sidecar::{Backing, IdentitySource, schema};
 use store::{GrantError, SidecarStore};
 use tokio::sync::OnceCell;
 use vault::Keyring;
@@ -33,7 +33,7 @@ pub struct TellerServer {
 }
 
 struct Inner {
-    caller: Caller,
+    identity_source: IdentitySource,
     backing: Backing,
     client: OnceCell<TellerClient>,
 }
@@ -161,11 +161,11 @@ pub struct RoutingOut {
 // ---- the server ------------------------------------------------------------
 
 impl TellerServer {
-    /// A server for `caller` over `backing`; nothing is opened until the
+    /// A server for `identity_source` over `backing`; nothing is opened until the
     /// first tool call.
-    pub fn new(caller: Caller, backing: Backing) -> Self {
+    pub fn new(identity_source: IdentitySource, backing: Backing) -> Self {
         let inner = Inner {
-            caller,
+            identity_source,
             backing,
             client: OnceCell::new(),
         };
@@ -587,7 +587,7 @@ impl ServerHandler for TellerServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let auditor = call::Auditor {
             store: self.store().await.ok(),
-            caller: &self.inner.caller,
+            identity_source: &self.inner.identity_source,
             server: SERVER,
         };
         call::audited(self, &self.tool_router, request, context, auditor).await

@@ -35,7 +35,7 @@ use axum::routing::{get, post};
 use mcp_notify::Notifier;
 use sidecar::connections;
 use sidecar::http::{self, HttpConfig};
-use sidecar::{Backing, Caller};
+use sidecar::{Backing, IdentitySource};
 use store::SidecarStore;
 use store::{IdentityClaims, Store};
 use vault::Keyring;
@@ -172,19 +172,19 @@ fn mcp_routes(backing: &Backing, config: &HttpConfig) -> Router {
     Router::new()
         .merge(http::mount(
             "teller",
-            mcp_teller::TellerServer::new(Caller::Token, backing.named("mcp-teller")),
+            mcp_teller::TellerServer::new(IdentitySource::Token, backing.named("mcp-teller")),
             backing.clone(),
             config,
         ))
         .merge(http::mount(
             "gmail",
-            mcp_gmail::GmailServer::new(Caller::Token, backing.named("mcp-gmail")),
+            mcp_gmail::GmailServer::new(IdentitySource::Token, backing.named("mcp-gmail")),
             backing.clone(),
             config,
         ))
         .merge(http::mount(
             "notify",
-            mcp_notify::NotifyServer::new(Caller::Token, backing.named("mcp-notify")),
+            mcp_notify::NotifyServer::new(IdentitySource::Token, backing.named("mcp-notify")),
             backing.clone(),
             config,
         ))

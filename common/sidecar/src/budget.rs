@@ -27,8 +27,10 @@ use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::http::MAX_BODY;
 use crate::fair::{Held, Pool, Share, Shares};
+
+/// The largest request body an MCP endpoint reads.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The bytes every MCP endpoint of a process may hold in request bodies at
 /// once unless `MCP_BODY_BUDGET_BYTES` says otherwise.

@@ -18,7 +18,8 @@ use serde::Serialize;
 use model::{AuditEntry, Decision, Identity};
 use store::{Prefetched, SidecarStore};
 
-use super::Caller;
+use super::IdentitySource;
+pub use super::quoted;
 
 tokio::task_local! {
     static NOTE: RefCell<Note>;
@@ -53,7 +54,7 @@ pub async fn noted<F: Future>(call: F) -> (F::Output, Note) {
 /// server name.
 pub struct Auditor<'a> {
     pub store: Option<&'a SidecarStore>,
-    pub caller: &'a Caller,
+    pub identity_source: &'a IdentitySource,
     pub server: &'a str,
 }
 
@@ -69,7 +70,7 @@ pub async fn audited<S: Send + Sync + 'static>(
     auditor: Auditor<'_>,
 ) -> Result<CallToolResponse, ErrorData> {
     let started = Instant::now();
-    let identity = auditor.caller.identity(&context)?;
+    let identity = auditor.identity_source.identity(&context)?;
     let prefetched = context
         .extensions
         .get_mut::<axum::http::request::Parts>()
@@ -201,12 +202,4 @@ pub async fn outcome(
             CallToolResult::error(vec![ContentBlock::text(e.message)])
         }
     }
-}
-
-/// An id the agent sent, quoted and bounded for an error sentence.
-pub fn quoted(id: &str) -> String {
-    format!(
-        "'{}'",
-        id.chars().take(64).collect::<String>().escape_debug()
-    )
 }

@@ -10,7 +10,7 @@
 //! for users' first requests: [`Pool`]), and a tool call is
 //! counted where the token is checked once more, as it runs. The agent's
 //! [`Identity`] goes in the request's extensions, where
-//! [`Caller::Token`](super::Caller::Token) finds it for the handler, which
+//! [`IdentitySource::Token`](super::IdentitySource::Token) finds it for the handler, which
 //! then checks the grant exactly as on stdio. A refused token is a 401 (with
 //! `WWW-Authenticate: Bearer`) or a 403, never a tool result; no verdict is
 //! cached, so a revocation takes effect on the next request, and on a tool
@@ -30,14 +30,13 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use model::Identity;
-use store::{Prefetched, Refusal, SidecarStore, capability_hash};
+use store::{Prefetched, SidecarStore, TokenRefusal, capability_hash};
 
 use super::Backing;
 use super::budget::{self, BodyBudget, Refused};
 use crate::fair::{Pool, Shares};
 
-/// The largest request body an MCP endpoint reads.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
+pub use crate::budget::MAX_BODY;
 
 /// The tool calls a token may make in a minute unless
 /// `MCP_MAX_CALLS_PER_MINUTE` says otherwise.
@@ -197,7 +196,7 @@ struct Gate {
 }
 
 /// The route `/mcp/<server>` serving `handler` (built with
-/// [`Caller::Token`](super::Caller::Token)) over streamable HTTP, behind the
+/// [`IdentitySource::Token`](super::IdentitySource::Token)) over streamable HTTP, behind the
 /// token check: the handshake of 2025-11-25 and the stateless protocol of
 /// 2026-07-28, each request served statelessly.
 /// `tokens` opens the store the tokens are checked in.
@@ -232,10 +231,10 @@ where
 /// comes among the process's requests in flight.
 async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let Some(token) = bearer(request.headers()).map(str::to_string) else {
-        return refused(&gate, Refusal::Unknown, None, false);
+        return refused(&gate, TokenRefusal::Unknown, None, false);
     };
     if capability_hash(&token).is_none() {
-        return refused(&gate, Refusal::Unknown, None, true);
+        return refused(&gate, TokenRefusal::Unknown, None, true);
     }
     let store = match gate.tokens.store().await {
         Ok(store) => store,
@@ -244,7 +243,7 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     // The token first: no body is read for a request without a live one.
     let capability = match store.capability(&token).await {
         Ok(Some(capability)) => capability,
-        Ok(None) => return refused(&gate, Refusal::Unknown, None, true),
+        Ok(None) => return refused(&gate, TokenRefusal::Unknown, None, true),
         Err(e) => return unavailable(&gate, e.to_string()),
     };
     if let Err(refusal) = capability.admits(gate.server) {
@@ -323,7 +322,7 @@ async fn no_longer_live(gate: &Gate, store: &SidecarStore, token: &str, session:
     };
     refused(
         gate,
-        refusal.unwrap_or(Refusal::Unknown),
+        refusal.unwrap_or(TokenRefusal::Unknown),
         Some(session),
         true,
     )
@@ -481,7 +480,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The answer to a refused token, logged without the token.
-fn refused(gate: &Gate, refusal: Refusal, session: Option<&str>, presented: bool) -> Response {
+fn refused(gate: &Gate, refusal: TokenRefusal, session: Option<&str>, presented: bool) -> Response {
     tracing::warn!(
         server = gate.server,
         reason = if presented {
@@ -493,23 +492,23 @@ fn refused(gate: &Gate, refusal: Refusal, session: Option<&str>, presented: bool
         "refused an MCP request"
     );
     let (status, message) = match refusal {
-        Refusal::Unknown if !presented => (
+        TokenRefusal::Unknown if !presented => (
             StatusCode::UNAUTHORIZED,
             "send this agent's capability token as 'Authorization: Bearer <token>'".to_string(),
         ),
-        Refusal::Unknown => (
+        TokenRefusal::Unknown => (
             StatusCode::UNAUTHORIZED,
             "the capability token is not valid".to_string(),
         ),
-        Refusal::Expired => (
+        TokenRefusal::Expired => (
             StatusCode::UNAUTHORIZED,
             "the capability token has expired; the platform must mint a new one".to_string(),
         ),
-        Refusal::Revoked => (
+        TokenRefusal::Revoked => (
             StatusCode::UNAUTHORIZED,
             "the capability token was revoked".to_string(),
         ),
-        Refusal::NotGranted => (
+        TokenRefusal::NotGranted => (
             StatusCode::FORBIDDEN,
             format!(
                 "this capability token does not grant the {} server",

@@ -12,7 +12,7 @@ use rmcp::ErrorData;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, ContentBlock, JsonObject};
 use serde_json::Value;
 
-use super::call::quoted;
+use super::quoted;
 
 /// Argument names that say who is calling.
 const IDENTITY: &[&str] = &[

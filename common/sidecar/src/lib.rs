@@ -1,5 +1,5 @@
 //! The runtime every MCP sidecar shares: where a call's identity comes from
-//! ([`Caller`]), the audit row of every tool call ([`call`]), lenient
+//! ([`IdentitySource`]), the audit row of every tool call ([`call`]), lenient
 //! arguments and output schemas, a stdio transport that answers malformed
 //! lines, the HTTP gate with its limits ([`http`], [`connections`],
 //! [`fair`]), and the relay that serves stdio from the HTTP service. The
@@ -28,7 +28,7 @@ pub use stdio::{guard, guarded_stdio};
 /// Where a sidecar's handler takes the running agent's identity from: the
 /// transport decides, the handler is the same.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub enum IdentitySource {
     /// Fixed at spawn, from the environment (stdio, `call`).
     Spawned(Identity),
     /// Each HTTP request's capability token, verified by [`http`] before the
@@ -36,7 +36,7 @@ pub enum Caller {
     Token,
 }
 
-impl Caller {
+impl IdentitySource {
     /// The identity of the request in `context`.
     pub fn identity(&self, context: &RequestContext<RoleServer>) -> Result<Identity, ErrorData> {
         match self {
@@ -51,4 +51,12 @@ impl Caller {
                 }),
         }
     }
+}
+
+/// An id the agent sent, quoted and bounded for an error sentence.
+pub fn quoted(id: &str) -> String {
+    format!(
+        "'{}'",
+        id.chars().take(64).collect::<String>().escape_debug()
+    )
 }

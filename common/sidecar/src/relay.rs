@@ -350,14 +350,14 @@ impl Relay {
     /// them (`{"error": {"message": ...}}`).
     fn refused(&self, status: StatusCode, body: &[u8], retry_after: Option<u64>) -> Failure {
         #[derive(Deserialize)]
-        struct Refusal {
-            error: RefusalError,
+        struct ServiceError {
+            error: ServiceErrorDetail,
         }
         #[derive(Deserialize)]
-        struct RefusalError {
+        struct ServiceErrorDetail {
             message: String,
         }
-        let mut message = match serde_json::from_slice::<Refusal>(body) {
+        let mut message = match serde_json::from_slice::<ServiceError>(body) {
             Ok(refusal) => refusal.error.message,
             Err(_) => {
                 let (server, shown) = (self.server, &self.shown);

@@ -16,7 +16,7 @@ use super::relay::Relay;
 use model::Identity;
 use store::Store;
 
-use super::{Backing, Caller, guarded_stdio};
+use super::{Backing, IdentitySource, guarded_stdio};
 
 /// Where `serve` listens unless told otherwise.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8790";
@@ -63,7 +63,7 @@ pub async fn main<S>(
     name: &'static str,
     about: &'static str,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Caller, Backing) -> S,
+    server: impl FnOnce(IdentitySource, Backing) -> S,
 ) -> ExitCode
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
@@ -96,7 +96,7 @@ async fn run<S>(
     name: &'static str,
     cli: Cli,
     tools: fn() -> Vec<Tool>,
-    server: impl FnOnce(Caller, Backing) -> S,
+    server: impl FnOnce(IdentitySource, Backing) -> S,
 ) -> anyhow::Result<ExitCode>
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
@@ -121,12 +121,12 @@ where
     let db = cli.db.unwrap_or_else(Store::url_from_env);
     if let Some(Command::Serve { listen }) = cli.command {
         let backing = Backing::new(name, db, Store::service_connections()?);
-        let handler = server(Caller::Token, backing.clone());
+        let handler = server(IdentitySource::Token, backing.clone());
         serve(name, server_name, handler, backing, listen).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let identity = Identity::from_env(cli.user, cli.profile).map_err(anyhow::Error::msg)?;
-    let server = server(Caller::Spawned(identity), Backing::new(name, db, 1));
+    let server = server(IdentitySource::Spawned(identity), Backing::new(name, db, 1));
     match cli.command {
         None => {
             server.serve(guarded_stdio()).await?.waiting().await?;

@@ -1,9 +1,15 @@
-//! Reading the audit log back: when a user's calls of one tool were
+//! The audit log: the statement that writes a row (the sidecars' and the
+//! mints'), and reading it back: when a user's calls of one tool were
 //! recorded, for a rate limit that holds across restarts.
 
 use std::time::{Duration, SystemTime};
 
 use super::{Store, StoreError, with_pool};
+
+/// Writes one `audit_log` row; `$1`..`$10` appear in order (SQLite numbers
+/// named parameters by first appearance).
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 impl Store {
     /// When each `server`/`tool` row of `user_id` in the last `window` was

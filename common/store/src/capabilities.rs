@@ -15,7 +15,7 @@ use super::tokens::sha256_hex;
 use super::{
     Backend, Snapshot, Store, StoreError, begin_for_user, conflict_on_unique, now, with_pool,
 };
-use crate::sidecar::INSERT_AUDIT;
+use crate::audit::INSERT_AUDIT;
 
 /// What every capability token starts with, so that a leaked one is recognizable.
 const PREFIX: &str = "mct_";
@@ -97,7 +97,7 @@ pub struct Capability {
 
 /// Why a presented capability token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum TokenRefusal {
     /// Not a token we minted (or altered): HTTP 401.
     Unknown,
     Expired,
@@ -106,7 +106,7 @@ pub enum Refusal {
     NotGranted,
 }
 
-impl Refusal {
+impl TokenRefusal {
     /// Why, in a few words for a log line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,13 +134,13 @@ impl Capability {
     }
 
     /// Whether this token may call `server` now.
-    pub fn admits(&self, server: &str) -> Result<(), Refusal> {
+    pub fn admits(&self, server: &str) -> Result<(), TokenRefusal> {
         if self.revoked_at.is_some() {
-            Err(Refusal::Revoked)
+            Err(TokenRefusal::Revoked)
         } else if self.expires_at <= now() {
-            Err(Refusal::Expired)
+            Err(TokenRefusal::Expired)
         } else if !self.servers.iter().any(|s| s == server) {
-            Err(Refusal::NotGranted)
+            Err(TokenRefusal::NotGranted)
         } else {
             Ok(())
         }
@@ -578,13 +578,16 @@ mod tests {
         assert_eq!(capability(60, false).admits("teller"), Ok(()));
         assert_eq!(
             capability(60, false).admits("gmail"),
-            Err(Refusal::NotGranted)
+            Err(TokenRefusal::NotGranted)
         );
         assert_eq!(
             capability(-1, false).admits("teller"),
-            Err(Refusal::Expired)
+            Err(TokenRefusal::Expired)
         );
-        assert_eq!(capability(60, true).admits("teller"), Err(Refusal::Revoked));
+        assert_eq!(
+            capability(60, true).admits("teller"),
+            Err(TokenRefusal::Revoked)
+        );
     }
 
     #[test]

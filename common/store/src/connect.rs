@@ -12,8 +12,8 @@ use model::ids::random_secret;
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType, Scope, Status};
 
+use super::chat_hash::chat_hash;
 use super::identities::identity_taken;
-use super::inbound::chat_hash;
 use super::integrations::NewIntegration;
 use super::rows::{IntegrationRow, select_integrations};
 use super::tokens::sha256_hex;

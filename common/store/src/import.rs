@@ -11,8 +11,8 @@ use model::ids::validate_ident;
 use model::sealing::Sealer;
 use model::{IntegrationType, Profile, Scope, Status};
 
+use super::chat_hash::chat_hash;
 use super::identities::identity_taken;
-use super::inbound::chat_hash;
 use super::rows::profile_ids_json;
 use super::secrets::{validate_name, validate_value};
 use super::{Store, StoreError, begin_for_user, with_pool};

@@ -9,8 +9,8 @@ use model::scope;
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType, Profile, Scope, SealedConfig, Status};
 
+use super::chat_hash::{SWAP_WITH_HASH, chat_hash};
 use super::identities::identity_taken;
-use super::inbound::{SWAP_WITH_HASH, chat_hash};
 use super::rows::{
     IntegrationRow, ProfileRow, integrations, profile_ids_json, profiles, select_integrations,
     select_profiles,

@@ -11,6 +11,7 @@
 
 mod audit;
 pub(crate) mod capabilities;
+mod chat_hash;
 mod connect;
 mod dashboard;
 mod identities;
@@ -41,7 +42,7 @@ use sqlx::sqlite::{
 
 pub use capabilities::{
     CLI_MINTER, Capability, DEFAULT_TTL, LiveSession, MAX_LISTED, MAX_TTL, MintedToken, Minter,
-    Refusal, TooManyMints, capability_hash,
+    TokenRefusal, TooManyMints, capability_hash,
 };
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};

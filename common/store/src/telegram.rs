@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
 
-use super::inbound::{chat_hash, telegram_chat};
+use super::chat_hash::{chat_hash, telegram_chat};
 use super::rows::{IntegrationRow, integrations, select_integrations};
 use super::{Store, StoreError, now, with_pool};
 

@@ -3,8 +3,8 @@
 //! queries and channel choices in between. After every step the store's
 //! answers (what it refused, the snapshots the resolver and the sidecars
 //! read, the sidecars' grant check, the channel chosen) equal those of a
-//! reference model written here from DESIGN.md's rules ("Scope and grants",
-//! "Channels", the uniqueness rules of "Store"), not from the code.
+//! reference model written here from the rules of docs/rules.md ("Rows",
+//! "Scope and grants", "Channels"), not from the code.
 //!
 //! Runs on a fresh SQLite file, and on a fresh PostgreSQL database when
 //! `INTEGRATIONS_TEST_POSTGRES` is set. Each case works in ids of its own
@@ -40,7 +40,7 @@ const MISSING: &str = "int_000000000000000000000";
 
 use IntegrationType::{Email, Gmail, Slack, Telegram, Teller, Webhook};
 
-// ---- the rules, from DESIGN.md -----------------------------------------------
+// ---- the rules, from docs/rules.md -------------------------------------------
 
 /// "a bare type (`slack`, `telegram`, `email`, `webhook`)": the channels.
 fn is_channel(kind: IntegrationType) -> bool {
@@ -65,7 +65,7 @@ fn name(kind: IntegrationType) -> &'static str {
 
 /// How a change was refused, as the model tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Refusal {
+enum ChangeRefusal {
     Invalid,
     Conflict,
     NotFound,
@@ -73,13 +73,13 @@ enum Refusal {
     ProfileNotFound(String),
 }
 
-fn refusal(e: StoreError) -> Refusal {
+fn refusal(e: StoreError) -> ChangeRefusal {
     match e {
-        StoreError::Invalid(_) => Refusal::Invalid,
-        StoreError::Conflict(_) => Refusal::Conflict,
-        StoreError::NotFound { .. } => Refusal::NotFound,
-        StoreError::Scope(ScopeError::NoProfiles) => Refusal::NoProfiles,
-        StoreError::Scope(ScopeError::ProfileNotFound(id)) => Refusal::ProfileNotFound(id),
+        StoreError::Invalid(_) => ChangeRefusal::Invalid,
+        StoreError::Conflict(_) => ChangeRefusal::Conflict,
+        StoreError::NotFound { .. } => ChangeRefusal::NotFound,
+        StoreError::Scope(ScopeError::NoProfiles) => ChangeRefusal::NoProfiles,
+        StoreError::Scope(ScopeError::ProfileNotFound(id)) => ChangeRefusal::ProfileNotFound(id),
         other => panic!("the store failed: {other}"),
     }
 }
@@ -114,7 +114,7 @@ struct Change {
     bound: Option<Option<String>>,
 }
 
-/// The store as DESIGN.md describes it: both lists in creation order.
+/// The store as docs/rules.md describes it: both lists in creation order.
 #[derive(Debug, Default)]
 struct Model {
     profiles: Vec<MProfile>,
@@ -136,21 +136,21 @@ impl Model {
         user: &str,
         scope: Scope,
         asked: &[String],
-    ) -> Result<Vec<String>, Refusal> {
+    ) -> Result<Vec<String>, ChangeRefusal> {
         if scope == Scope::All {
             return Ok(vec![]);
         }
         let mut ids: Vec<String> = vec![];
         for id in asked {
             if !self.owns(user, id) {
-                return Err(Refusal::ProfileNotFound(id.clone()));
+                return Err(ChangeRefusal::ProfileNotFound(id.clone()));
             }
             if !ids.contains(id) {
                 ids.push(id.clone());
             }
         }
         if ids.is_empty() {
-            return Err(Refusal::NoProfiles);
+            return Err(ChangeRefusal::NoProfiles);
         }
         Ok(ids)
     }
@@ -163,9 +163,9 @@ impl Model {
         bound: &str,
         scope: Scope,
         ids: &[String],
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ChangeRefusal> {
         if self.owns(user, bound) && scope == Scope::Agents && !ids.iter().any(|p| p == bound) {
-            return Err(Refusal::Invalid);
+            return Err(ChangeRefusal::Invalid);
         }
         Ok(())
     }
@@ -177,13 +177,13 @@ impl Model {
     }
 
     /// Profile ids are unique; slugs unique per user; one default per user.
-    fn add_profile(&mut self, p: MProfile) -> Result<(), Refusal> {
+    fn add_profile(&mut self, p: MProfile) -> Result<(), ChangeRefusal> {
         if self
             .profiles
             .iter()
             .any(|q| q.id == p.id || (q.user == p.user && q.slug == p.slug))
         {
-            return Err(Refusal::Conflict);
+            return Err(ChangeRefusal::Conflict);
         }
         if p.is_default {
             for q in self.profiles.iter_mut().filter(|q| q.user == p.user) {
@@ -195,12 +195,12 @@ impl Model {
     }
 
     /// A deleted profile leaves every `profile_ids` of its user.
-    fn remove_profile(&mut self, user: &str, id: &str) -> Result<(), Refusal> {
+    fn remove_profile(&mut self, user: &str, id: &str) -> Result<(), ChangeRefusal> {
         let at = self
             .profiles
             .iter()
             .position(|p| p.user == user && p.id == id)
-            .ok_or(Refusal::NotFound)?;
+            .ok_or(ChangeRefusal::NotFound)?;
         self.profiles.remove(at);
         for i in self.integrations.iter_mut().filter(|i| i.user == user) {
             i.profile_ids.retain(|p| p != id);
@@ -210,18 +210,18 @@ impl Model {
 
     /// The row to insert, or why not: the request itself, then the scope,
     /// then the binding, then one-per-user.
-    fn add_integration(&self, new: &NewIntegration) -> Result<MIntegration, Refusal> {
+    fn add_integration(&self, new: &NewIntegration) -> Result<MIntegration, ChangeRefusal> {
         let user = new.user_id.as_str();
         if new.bound_profile_id.is_some() && new.kind != Telegram {
-            return Err(Refusal::Invalid);
+            return Err(ChangeRefusal::Invalid);
         }
         if new.is_default && !is_channel(new.kind) {
-            return Err(Refusal::Invalid);
+            return Err(ChangeRefusal::Invalid);
         }
         let ids = self.scope_ids(user, new.scope, &new.profile_ids)?;
         if let Some(bound) = &new.bound_profile_id {
             if !self.owns(user, bound) {
-                return Err(Refusal::ProfileNotFound(bound.clone()));
+                return Err(ChangeRefusal::ProfileNotFound(bound.clone()));
             }
             self.check_binding(user, bound, new.scope, &ids)?;
         }
@@ -231,7 +231,7 @@ impl Model {
                 .iter()
                 .any(|i| i.user == user && i.kind == new.kind)
         {
-            return Err(Refusal::Conflict);
+            return Err(ChangeRefusal::Conflict);
         }
         Ok(MIntegration {
             id: String::new(),
@@ -262,24 +262,24 @@ impl Model {
     /// A change of the row `id` of `user`: another user's row is missing.
     /// A scope or a list given alone keeps the other half, except that a list
     /// alone means `agents`.
-    fn change(&mut self, user: &str, id: &str, change: &Change) -> Result<(), Refusal> {
+    fn change(&mut self, user: &str, id: &str, change: &Change) -> Result<(), ChangeRefusal> {
         let current = self
             .integrations
             .iter()
             .find(|i| i.id == id && i.user == user)
-            .ok_or(Refusal::NotFound)?
+            .ok_or(ChangeRefusal::NotFound)?
             .clone();
         if change.is_default == Some(true) && !is_channel(current.kind) {
-            return Err(Refusal::Invalid);
+            return Err(ChangeRefusal::Invalid);
         }
         let mut bound = current.bound.clone();
         if let Some(asked) = &change.bound {
             if let Some(profile) = asked {
                 if current.kind != Telegram {
-                    return Err(Refusal::Invalid);
+                    return Err(ChangeRefusal::Invalid);
                 }
                 if !self.owns(user, profile) {
-                    return Err(Refusal::ProfileNotFound(profile.clone()));
+                    return Err(ChangeRefusal::ProfileNotFound(profile.clone()));
                 }
             }
             bound = asked.clone();
@@ -316,12 +316,12 @@ impl Model {
         Ok(())
     }
 
-    fn delete(&mut self, id: &str) -> Result<(), Refusal> {
+    fn delete(&mut self, id: &str) -> Result<(), ChangeRefusal> {
         let at = self
             .integrations
             .iter()
             .position(|i| i.id == id)
-            .ok_or(Refusal::NotFound)?;
+            .ok_or(ChangeRefusal::NotFound)?;
         self.integrations.remove(at);
         Ok(())
     }
@@ -555,7 +555,7 @@ static GRANTED: AtomicU64 = AtomicU64::new(0);
 static CHOSEN: AtomicU64 = AtomicU64::new(0);
 
 /// Counts a write's outcome.
-fn tally<T>(outcome: &Result<T, Refusal>) {
+fn tally<T>(outcome: &Result<T, ChangeRefusal>) {
     let counter = if outcome.is_ok() { &WRITTEN } else { &REFUSED };
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -918,8 +918,8 @@ impl Case<'_> {
     }
 
     /// The operator commands act as the row's owner; a missing row is NotFound.
-    fn by_owner(&mut self, id: &str, change: &Change) -> Result<(), Refusal> {
-        let owner = self.model.owner(id).ok_or(Refusal::NotFound)?;
+    fn by_owner(&mut self, id: &str, change: &Change) -> Result<(), ChangeRefusal> {
+        let owner = self.model.owner(id).ok_or(ChangeRefusal::NotFound)?;
         self.model.change(&owner, id, change)
     }
 

@@ -1,17 +1,17 @@
 //! Address lists as a user writes them (`a@b.c, Ana Pérez <ana@x.org>, "Pérez, Ana"
 //! <ana@x.org>`): split, checked, and rendered as header tokens.
 
-use super::compose::ComposeError;
+use super::compose_error::ComposeError;
 use super::words;
 
 /// One recipient or sender: a display name (possibly empty) and an ASCII addr-spec.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Mailbox<'a> {
+pub struct Address<'a> {
     pub name: String,
     pub addr: &'a str,
 }
 
-impl Mailbox<'_> {
+impl Address<'_> {
     /// The domain of the address.
     pub fn domain(&self) -> &str {
         self.addr.rsplit_once('@').map_or("", |(_, domain)| domain)
@@ -41,7 +41,7 @@ const WHOLE_MAILBOX: usize = 76;
 
 /// Header tokens for a list of mailboxes, a comma after each but the last; a
 /// mailbox short enough to fit on a line is one token.
-pub fn list_tokens(mailboxes: &[Mailbox]) -> Vec<String> {
+pub fn list_tokens(mailboxes: &[Address]) -> Vec<String> {
     let mut tokens = Vec::new();
     for (i, mailbox) in mailboxes.iter().enumerate() {
         let mut own = mailbox.tokens();
@@ -64,7 +64,7 @@ pub fn list_tokens(mailboxes: &[Mailbox]) -> Vec<String> {
 pub fn parse_list<'a>(
     field: &'static str,
     list: &'a str,
-) -> Result<Vec<Mailbox<'a>>, ComposeError> {
+) -> Result<Vec<Address<'a>>, ComposeError> {
     let (entries, closed) = split(list);
     let entries: Vec<&str> = entries
         .into_iter()
@@ -124,7 +124,7 @@ fn split(list: &str) -> (Vec<&str>, bool) {
 }
 
 /// One trimmed, non-empty entry: `addr`, `<addr>`, `Name <addr>` or `"Name" <addr>`.
-fn parse_mailbox(entry: &str) -> Result<Mailbox<'_>, Problem> {
+fn parse_mailbox(entry: &str) -> Result<Address<'_>, Problem> {
     let (name, rest) = match entry.strip_prefix('"') {
         Some(quoted) => unquote(quoted),
         None => match entry.find('<') {
@@ -151,7 +151,7 @@ fn parse_mailbox(entry: &str) -> Result<Mailbox<'_>, Problem> {
         }
     };
     check_addr(addr)?;
-    Ok(Mailbox {
+    Ok(Address {
         name: name.split_whitespace().collect::<Vec<_>>().join(" "),
         addr,
     })

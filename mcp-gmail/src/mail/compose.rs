@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::address::{self, Mailbox};
+use super::address::{self, Address};
+pub use super::compose_error::ComposeError;
 use super::words;
 
 /// Lines longer than this are folded where there is whitespace to fold at.
@@ -36,32 +37,6 @@ pub struct Outgoing<'a> {
     pub in_reply_to: Option<&'a str>,
     /// Space-separated Message-IDs of the thread.
     pub references: Option<&'a str>,
-}
-
-/// Why a message could not be composed. The text names the field at fault and
-/// never repeats its content.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ComposeError {
-    #[error("{field} has no address; give at least one")]
-    NoAddress { field: &'static str },
-    #[error("{field} must be exactly one address")]
-    NotOneAddress { field: &'static str },
-    #[error(
-        "{field}: address {index} is not ASCII; only display names may contain other characters"
-    )]
-    NonAsciiAddress { field: &'static str, index: usize },
-    #[error("{field}: address {index} is not valid: {reason}")]
-    InvalidAddress {
-        field: &'static str,
-        index: usize,
-        reason: &'static str,
-    },
-    #[error("{field} must not contain line breaks")]
-    LineBreak { field: &'static str },
-    #[error("{field} must be Message-IDs shaped like <id@host>, separated by spaces")]
-    InvalidMessageId { field: &'static str },
-    #[error("could not make a Message-ID: the system's random source failed")]
-    Random,
 }
 
 /// The message as RFC 5322 bytes, dated `now`, with a fresh random Message-ID.
@@ -142,7 +117,7 @@ fn refuse_line_breaks(mail: &Outgoing) -> Result<(), ComposeError> {
     }
 }
 
-fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Mailbox<'a>, ComposeError> {
+fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Address<'a>, ComposeError> {
     let mut mailboxes = address::parse_list(field, value)?;
     match mailboxes.len() {
         0 => Err(ComposeError::NoAddress { field }),
@@ -154,7 +129,7 @@ fn single_mailbox<'a>(field: &'static str, value: &'a str) -> Result<Mailbox<'a>
 fn optional_list<'a>(
     field: &'static str,
     value: Option<&'a str>,
-) -> Result<Vec<Mailbox<'a>>, ComposeError> {
+) -> Result<Vec<Address<'a>>, ComposeError> {
     value.map_or(Ok(Vec::new()), |list| address::parse_list(field, list))
 }
 

@@ -26,6 +26,7 @@
 mod address;
 mod charset;
 pub mod compose;
+mod compose_error;
 mod html;
 pub mod read;
 mod words;

@@ -1,5 +1,5 @@
 //! Fake upstream providers for tests and the demo. Each speaks its provider's
-//! real wire format (see `shared/PROVIDERS.md`), errors included, records the
+//! real wire format (see `docs/providers.md`), errors included, records the
 //! requests it receives, and injects faults on request.
 //!
 //! ```no_run

@@ -19,7 +19,8 @@ use crate::rows::{IntegrationRow, ProfileRow, select_integrations, select_profil
 use crate::{Capability, Snapshot, StoreError};
 use model::{IntegrationType, SealedConfig, Status};
 
-use super::{AuditRow, INSERT_AUDIT, SET_STATUS};
+use super::{AuditRow, SET_STATUS};
+use crate::audit::INSERT_AUDIT;
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -10,6 +10,7 @@ use model::scope::is_granted;
 use model::sealing::{OpenError, Sealer};
 use model::{AuditEntry, Identity, Integration, IntegrationType, SealedConfig, Status};
 
+use crate::audit::INSERT_AUDIT;
 use crate::capabilities::capability_hash;
 use crate::{Capability, Snapshot, Store, StoreError, with_pool};
 use local::LocalSqlite;
@@ -22,11 +23,6 @@ pub enum GrantError {
     #[error(transparent)]
     Open(#[from] OpenError),
 }
-
-/// Writes one `audit_log` row; `$1`..`$10` appear in order (SQLite numbers
-/// named parameters by first appearance).
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, user_id, profile_id, session_id, server, tool, integration_id, decision, detail, duration_us) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Sets an integration's status while it still holds the sealed config `$4`
 /// (compare-and-swap), touching the row only when the status changes.
