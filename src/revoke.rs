@@ -2,8 +2,8 @@
 
 use anyhow::{Context, bail};
 use mcp_gmail::oauth;
-use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use model::{Integration, IntegrationType};
+use providers::teller::{TellerClient, TellerConfig, TellerError};
 use vault::Keyring;
 
 /// What a downstream revocation did.
