@@ -1,8 +1,8 @@
 //! Revoking an integration at its provider before its row is deleted.
 
 use anyhow::{Context, bail};
-use mcp_gmail::oauth;
 use model::{Integration, IntegrationType};
+use providers::google as oauth;
 use providers::teller::{TellerClient, TellerConfig, TellerError};
 use vault::Keyring;
 

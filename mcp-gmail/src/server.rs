@@ -7,9 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use google_gmail1::api::Message;
 use model::Identity;
 use model::{IntegrationType, Status};
+use providers::gmail::api::Message;
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -27,11 +27,11 @@ use tokio::sync::OnceCell;
 use vault::Keyring;
 use zeroize::Zeroizing;
 
-use crate::client::{GmailClient, GmailError};
 use crate::grant::{Access, Mailbox};
 use crate::mail::{compose, read};
-use crate::oauth::{self, OAuthConfig, OAuthError};
 use crate::schema::*;
+use providers::gmail::{GmailClient, GmailError};
+use providers::google::{self as oauth, OAuthConfig, OAuthError};
 
 const SERVER: &str = "gmail";
 /// Attachments larger than this are refused.

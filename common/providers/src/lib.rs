@@ -6,5 +6,7 @@
 //! `GMAIL_API_BASE`, `GOOGLE_TOKEN_URL`, `SLACK_API_BASE`, ...): whoever
 //! talks to a provider goes through its module here.
 
+pub mod gmail;
+pub mod google;
 pub mod signature;
 pub mod teller;
