@@ -2,14 +2,14 @@
 //! Gmail and Teller a cheap authenticated read that proves the credentials.
 
 use anyhow::{Context, anyhow};
-use mcp_gmail::client::{GmailClient, GmailError};
-use mcp_gmail::oauth::{self, OAuthConfig};
 use mcp_notify::deliver::{Providers, Source};
 use mcp_notify::{Notifier, NotifyError, Request};
-use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use model::Identity;
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
+use providers::gmail::{GmailClient, GmailError};
+use providers::google::{self as oauth, OAuthConfig};
+use providers::teller::{TellerClient, TellerConfig, TellerError};
 use std::sync::Arc;
 use store::SidecarStore;
 use vault::Keyring;

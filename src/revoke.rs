@@ -1,10 +1,10 @@
 //! Revoking an integration at its provider before its row is deleted.
 
 use anyhow::{Context, bail};
-use mcp_gmail::oauth;
-use mcp_teller::client::{TellerClient, TellerConfig, TellerError};
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
+use providers::google as oauth;
+use providers::teller::{TellerClient, TellerConfig, TellerError};
 use vault::Keyring;
 
 /// What a downstream revocation did.

@@ -6,7 +6,7 @@ use model::{Integration, IntegrationType};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::oauth::{self, Grant};
+use providers::google::{self as oauth, Grant};
 
 /// What a tool needs the grant to allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client;
 mod grant;
 pub mod mail;
-pub mod oauth;
 mod outbox;
 mod render;
 mod schema;

@@ -8,11 +8,11 @@ use model::Identity;
 use sidecar::call::{ToolError, quoted};
 use zeroize::Zeroizing;
 
-use crate::client::{GmailClient, GmailError};
 use crate::grant::{Access, OpenedGrant};
 use crate::mail::{compose, read};
 use crate::schema::ComposeArgs;
 use crate::upstream::{Failure, Upstream, valid_id};
+use providers::gmail::{GmailClient, GmailError};
 
 /// At most this many Message-IDs are carried in a reply's `References`.
 const MAX_REFERENCES: usize = 20;

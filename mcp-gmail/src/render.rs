@@ -1,6 +1,6 @@
 //! A Gmail message as the agent reads it: structured, and as text.
 
-use google_gmail1::api::Message;
+use providers::gmail::api::Message;
 
 use crate::mail::read;
 use crate::schema::{AttachmentOut, MessageOut};

@@ -19,13 +19,13 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router
 use sidecar::call::{self, ToolError, quoted, reply};
 use sidecar::{Backing, IdentitySource, schema};
 
-use crate::client::GmailError;
 use crate::grant::Access;
 use crate::mail::read;
 use crate::outbox;
 use crate::render::{is_text, max_chars, message_out, message_text};
 use crate::schema::*;
 use crate::upstream::{Upstream, valid_id};
+use providers::gmail::GmailError;
 
 const SERVER: &str = "gmail";
 /// Attachments larger than this are refused.

@@ -16,9 +16,9 @@ use tokio::sync::OnceCell;
 use vault::Keyring;
 use zeroize::Zeroizing;
 
-use crate::client::{GmailClient, GmailError};
 use crate::grant::{Access, OpenedGrant};
-use crate::oauth::{self, OAuthConfig, OAuthError};
+use providers::gmail::{GmailClient, GmailError};
+use providers::google::{self as oauth, OAuthConfig, OAuthError};
 
 /// The store, the keyring and the clients of Google's two services, each
 /// opened on first use.

@@ -15,7 +15,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client;
 mod server;
 
 pub use server::TellerServer;

@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use vault::Keyring;
 use zeroize::Zeroizing;
 
-use crate::client::{TellerClient, TellerConfig, TellerError, TransactionQuery};
+use providers::teller::{TellerClient, TellerConfig, TellerError, TransactionQuery};
 
 const SERVER: &str = "teller";
 

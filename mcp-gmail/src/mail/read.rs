@@ -1,7 +1,7 @@
 //! Reading Gmail `format=full` payload trees: decoded headers, one readable body
 //! (bounded in size), and the attachments an agent may fetch separately.
 
-use google_gmail1::api::MessagePart;
+use providers::gmail::api::MessagePart;
 use serde::Serialize;
 
 use super::{charset, words};
@@ -180,7 +180,7 @@ fn attachment(part: &MessagePart) -> Option<Attachment> {
 
 #[cfg(test)]
 mod tests {
-    use google_gmail1::api::{MessagePartBody, MessagePartHeader};
+    use providers::gmail::api::{MessagePartBody, MessagePartHeader};
 
     use super::*;
 

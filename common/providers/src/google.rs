@@ -1,4 +1,4 @@
-//! Google OAuth over reqwest: refreshing an access token and revoking a
+//! Google OAuth over reqwest, for Gmail's grants: refreshing an access token and revoking a
 //! grant, against `GOOGLE_TOKEN_URL` and `GOOGLE_REVOKE_URL`.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ const REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 /// An access token is refreshed this long before Google says it expires.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
-/// Where and as whom the sidecar talks to Google's OAuth endpoints.
+/// Where and as whom we talk to Google's OAuth endpoints.
 pub struct OAuthConfig {
     pub token_url: String,
     pub revoke_url: String,

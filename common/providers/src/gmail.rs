@@ -1,11 +1,13 @@
 //! The Gmail API through `google-gmail1`, pointed at `GMAIL_API_BASE`: our
 //! bearer token, our retry policy, and Google's errors as [`GmailError`].
+//! Its message types are `google-gmail1`'s, re-exported as [`api`].
 
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use google_gmail1::Gmail;
+pub use google_gmail1::api;
 use google_gmail1::api::{
     Draft, Label, ListMessagesResponse, Message, MessagePartBody, Profile, Thread,
 };
@@ -14,6 +16,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use model::retry::{Backoff, retry_after};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -96,33 +99,32 @@ impl GetToken for Bearer {
     }
 }
 
-/// Our retry policy, applied by the hub: a rate-limited request waits for
-/// `Retry-After` (or an exponential backoff) while the call's deadline
-/// allows ([`::model::retry::Backoff`]).
-struct Backoff {
-    waits: ::model::retry::Backoff,
+/// Our retry policy, applied by the hub as its [`Delegate`]: a
+/// rate-limited request waits for `Retry-After` (or the next step of
+/// [`Backoff`]) while the call's deadline allows.
+struct RateLimits {
+    waits: Backoff,
     /// The last `Retry-After` Gmail sent, for the report when we give up.
     retry_after: Option<u64>,
 }
 
-impl Backoff {
+impl RateLimits {
     /// The retries of one call that may take `timeout` in all.
     fn new(timeout: Duration) -> Self {
         Self {
-            waits: ::model::retry::Backoff::until(Instant::now() + timeout)
-                .max_retries(MAX_RETRIES),
+            waits: Backoff::until(Instant::now() + timeout).max_retries(MAX_RETRIES),
             retry_after: None,
         }
     }
 }
 
-impl Delegate for Backoff {
+impl Delegate for RateLimits {
     fn http_failure(&mut self, response: &common::Response, error: Option<&Value>) -> Retry {
         let status = response.status().as_u16();
         if !is_rate_limit(status, error) {
             return Retry::Abort;
         }
-        let asked = ::model::retry::retry_after(
+        let asked = retry_after(
             response
                 .headers()
                 .get("retry-after")
@@ -191,18 +193,18 @@ impl GmailClient {
         page_token: Option<&str>,
     ) -> Result<ListMessagesResponse, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let mut call = hub
             .users()
             .messages_list(ME)
             .q(query)
             .max_results(max_results)
-            .delegate(&mut backoff);
+            .delegate(&mut limits);
         if let Some(page) = page_token {
             call = call.page_token(page);
         }
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// One message: `format` is `full` or `metadata` (with only `headers`).
@@ -214,17 +216,17 @@ impl GmailClient {
         headers: &[&str],
     ) -> Result<Message, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let mut call = hub
             .users()
             .messages_get(ME, id)
             .format(format)
-            .delegate(&mut backoff);
+            .delegate(&mut limits);
         for header in headers {
             call = call.add_metadata_headers(header);
         }
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// A whole thread, oldest message first, in `format` as for [`Self::message`].
@@ -236,26 +238,26 @@ impl GmailClient {
         headers: &[&str],
     ) -> Result<Thread, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let mut call = hub
             .users()
             .threads_get(ME, id)
             .format(format)
-            .delegate(&mut backoff);
+            .delegate(&mut limits);
         for header in headers {
             call = call.add_metadata_headers(header);
         }
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// Every label of the mailbox.
     pub async fn labels(&self, token: &Arc<Zeroizing<String>>) -> Result<Vec<Label>, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
-        let call = hub.users().labels_list(ME).delegate(&mut backoff);
+        let mut limits = RateLimits::new(self.timeout);
+        let call = hub.users().labels_list(ME).delegate(&mut limits);
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff).map(|list| list.labels.unwrap_or_default())
+        finish(result, &limits).map(|list| list.labels.unwrap_or_default())
     }
 
     /// One attachment's bytes.
@@ -266,13 +268,13 @@ impl GmailClient {
         attachment_id: &str,
     ) -> Result<MessagePartBody, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let call = hub
             .users()
             .messages_attachments_get(ME, message_id, attachment_id)
-            .delegate(&mut backoff);
+            .delegate(&mut limits);
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// Sends an RFC 2822 message through the upload form.
@@ -283,17 +285,14 @@ impl GmailClient {
         thread_id: Option<String>,
     ) -> Result<Message, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let request = Message {
             thread_id,
             ..Message::default()
         };
-        let call = hub
-            .users()
-            .messages_send(request, ME)
-            .delegate(&mut backoff);
+        let call = hub.users().messages_send(request, ME).delegate(&mut limits);
         let result = self.bounded(call.upload(Cursor::new(raw), rfc822())).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// Saves an RFC 2822 message as a draft through the upload form.
@@ -304,7 +303,7 @@ impl GmailClient {
         thread_id: Option<String>,
     ) -> Result<Draft, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
+        let mut limits = RateLimits::new(self.timeout);
         let request = Draft {
             message: Some(Message {
                 thread_id,
@@ -312,21 +311,18 @@ impl GmailClient {
             }),
             ..Draft::default()
         };
-        let call = hub
-            .users()
-            .drafts_create(request, ME)
-            .delegate(&mut backoff);
+        let call = hub.users().drafts_create(request, ME).delegate(&mut limits);
         let result = self.bounded(call.upload(Cursor::new(raw), rfc822())).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     /// The mailbox's address: a cheap call that proves a token works.
     pub async fn profile(&self, token: &Arc<Zeroizing<String>>) -> Result<Profile, GmailError> {
         let hub = self.hub(token);
-        let mut backoff = Backoff::new(self.timeout);
-        let call = hub.users().get_profile(ME).delegate(&mut backoff);
+        let mut limits = RateLimits::new(self.timeout);
+        let call = hub.users().get_profile(ME).delegate(&mut limits);
         let result = self.bounded(call.doit()).await;
-        finish(result, &backoff)
+        finish(result, &limits)
     }
 
     async fn bounded<T>(
@@ -347,16 +343,16 @@ fn rfc822() -> mime::Mime {
 /// The value of a finished call, or what went wrong.
 fn finish<T: DeserializeOwned>(
     result: Result<common::Result<(common::Response, T)>, GmailError>,
-    backoff: &Backoff,
+    limits: &RateLimits,
 ) -> Result<T, GmailError> {
     match result? {
         Ok((_, value)) => Ok(value),
         Err(common::Error::JsonDecodeError(body, _)) => {
             repadded(&body).ok_or(GmailError::BadResponse)
         }
-        Err(common::Error::BadRequest(error)) => Err(from_google(&error, backoff)),
+        Err(common::Error::BadRequest(error)) => Err(from_google(&error, limits)),
         Err(common::Error::Failure(response)) => {
-            Err(from_status(response.status().as_u16(), backoff))
+            Err(from_status(response.status().as_u16(), limits))
         }
         Err(common::Error::HttpError(e)) => Err(GmailError::Connect(transport_message(&e))),
         Err(common::Error::UploadSizeLimitExceeded(..)) => Err(GmailError::Rejected(
@@ -393,11 +389,11 @@ fn repadded<T: DeserializeOwned>(body: &str) -> Option<T> {
 }
 
 /// Google's JSON error `{"error": {"code", "message", "errors": [{"reason"}]}}`.
-fn from_google(error: &Value, backoff: &Backoff) -> GmailError {
+fn from_google(error: &Value, limits: &RateLimits) -> GmailError {
     let status = error["error"]["code"].as_u64().unwrap_or(0) as u16;
     if is_rate_limit(status, Some(error)) {
         return GmailError::RateLimited {
-            retry_after: backoff.retry_after,
+            retry_after: limits.retry_after,
         };
     }
     let message: String = error["error"]["message"]
@@ -411,16 +407,16 @@ fn from_google(error: &Value, backoff: &Backoff) -> GmailError {
         404 => GmailError::NotFound,
         403 => GmailError::Forbidden(message),
         400..=499 => GmailError::Rejected(message),
-        _ => from_status(status, backoff),
+        _ => from_status(status, limits),
     }
 }
 
-fn from_status(status: u16, backoff: &Backoff) -> GmailError {
+fn from_status(status: u16, limits: &RateLimits) -> GmailError {
     match status {
         401 => GmailError::Unauthorized,
         404 => GmailError::NotFound,
         429 => GmailError::RateLimited {
-            retry_after: backoff.retry_after,
+            retry_after: limits.retry_after,
         },
         _ => GmailError::Upstream(status),
     }
