@@ -29,7 +29,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
-use crate::output::{IntegrationView, redacted_config};
+use crate::ops::output::{IntegrationView, redacted_config};
 
 /// How long a `state` or a nonce may wait for its callback.
 const KEY_TTL: Duration = Duration::from_secs(10 * 60);

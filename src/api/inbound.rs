@@ -17,7 +17,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Params;
 use super::error::ApiError;
-use super::openapi::rules;
+use super::rules;
 
 /// Where new outbox rows are forwarded.
 pub struct InboundConfig {

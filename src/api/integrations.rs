@@ -15,8 +15,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::{Params, Payload};
 use super::error::{ApiError, bounded};
-use super::openapi::rules;
-use crate::output::{IntegrationView, redacted_config};
+use super::rules;
+use crate::ops::output::{IntegrationView, redacted_config};
 
 /// `GET /v1/integrations` filter.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -232,7 +232,7 @@ pub async fn delete(
     let integration = owned(&state, &caller, &id).await?;
     // A grant the provider did not confirm revoked may still be alive: the
     // row, and with it the credential to revoke it, is kept.
-    let revoked = crate::revoke::downstream(&state.keyring, &integration)
+    let revoked = crate::ops::revoke::downstream(&state.keyring, &integration)
         .await
         .map_err(|e| {
             tracing::warn!(integration = %integration.id, error = %format!("{e:#}"), "downstream revocation failed");
@@ -259,16 +259,18 @@ pub async fn test(
 ) -> Result<Json<Tested>, ApiError> {
     let integration = owned(&state, &caller, &id).await?;
     admit_test(&state, &caller, &integration).await?;
-    match crate::probe::run(&state.notifier, &state.keyring, &integration).await {
+    match crate::ops::probe::run(&state.notifier, &state.keyring, &integration).await {
         Ok(detail) => Ok(Json(Tested {
             status: "ok",
             id: integration.id,
             detail,
         })),
-        Err(e) if crate::probe::unavailable(&e) => Err(ApiError::provider_unavailable(format!(
-            "the test of {} could not reach its provider: {e:#}",
-            bounded(&integration.id)
-        ))),
+        Err(e) if crate::ops::probe::unavailable(&e) => {
+            Err(ApiError::provider_unavailable(format!(
+                "the test of {} could not reach its provider: {e:#}",
+                bounded(&integration.id)
+            )))
+        }
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "DELIVERY_FAILED",

@@ -16,6 +16,7 @@ mod openapi;
 mod page;
 mod profiles;
 mod providers;
+mod rules;
 mod secrets;
 mod sessions;
 mod slack;
@@ -40,8 +41,8 @@ use store::SidecarStore;
 use store::{IdentityClaims, Store};
 use vault::Keyring;
 
-pub use body::MAX_BODY;
-pub use connect::ConnectConfig;
+use body::MAX_BODY;
+use connect::ConnectConfig;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -72,7 +73,7 @@ impl AppState {
         Ok(Self {
             store,
             keyring: Arc::new(Keyring::from_env()?),
-            notifier: Arc::new(crate::probe::notifier(db_url)?),
+            notifier: Arc::new(crate::ops::probe::notifier(db_url)?),
             connect: Arc::new(ConnectConfig::from_env()?),
             telegram: Arc::new(telegram::TelegramConfig::from_env()?),
             slack: Arc::new(slack::SlackConfig::from_env()),

@@ -17,8 +17,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::{Params, Payload};
 use super::error::{ApiError, bounded};
-use super::openapi::rules;
-use crate::notify::{ChannelOutcome, Platform};
+use super::rules;
+use crate::ops::notify::{ChannelOutcome, Platform};
 
 /// The channels one request may name.
 const MAX_CHANNELS: usize = 10;
@@ -141,7 +141,7 @@ pub async fn create(
         profile_id: body.profile_id,
         session_id: None,
     };
-    let results = crate::notify::send(Arc::clone(&state.notifier), who, platform, true).await;
+    let results = crate::ops::notify::send(Arc::clone(&state.notifier), who, platform, true).await;
     Ok(Json(NotificationSent { results }))
 }
 

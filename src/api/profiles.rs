@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
-use super::openapi::rules;
+use super::rules;
 
 /// `PUT /v1/profiles/{id}`: creates or updates the profile.
 #[derive(Deserialize, JsonSchema)]

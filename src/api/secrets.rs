@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
-use super::openapi::rules;
+use super::rules;
 
 /// `POST /v1/secrets`.
 #[derive(Deserialize, JsonSchema)]

@@ -80,15 +80,15 @@ impl MintLimits {
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// One of your profiles.
-    #[schemars(schema_with = "super::openapi::rules::ident")]
+    #[schemars(schema_with = "super::rules::ident")]
     pub profile_id: String,
     /// The running agent's session; `DELETE /v1/sessions/{id}` revokes it.
-    #[schemars(schema_with = "super::openapi::rules::ident")]
+    #[schemars(schema_with = "super::rules::ident")]
     pub session_id: String,
     /// How long the token is valid; default 43200 (12 hours), at most
     /// `MCP_MAX_TOKEN_TTL` (default 86400, 24 hours): a longer one is refused.
     #[serde(default, deserialize_with = "whole_seconds")]
-    #[schemars(schema_with = "super::openapi::rules::ttl_seconds_or_null")]
+    #[schemars(schema_with = "super::rules::ttl_seconds_or_null")]
     pub ttl_seconds: Option<u64>,
 }
 

@@ -27,7 +27,7 @@ use super::auth::Caller;
 use super::body::Payload;
 use super::error::ApiError;
 use super::inbound;
-use super::openapi::rules;
+use super::rules;
 
 /// Why a Bot API call failed; never holds the token.
 #[derive(Debug)]

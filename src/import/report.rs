@@ -2,7 +2,7 @@
 //! imported, skipped or failed, each with its reason and what was changed on
 //! the way), then the counts; or the same as JSON.
 
-use crate::output::printable;
+use crate::ops::output::printable;
 use serde::Serialize;
 
 /// What became of one row.
@@ -75,7 +75,7 @@ impl Report {
     }
 
     /// The report as text: a line per row, then the counts. Every string
-    /// from the product is [`printable`](crate::output::printable): none can end a line or drive the
+    /// from the product is [`printable`](crate::ops::output::printable): none can end a line or drive the
     /// terminal, so none can forge another line.
     pub fn text(&self) -> String {
         let mut out = String::new();

@@ -10,7 +10,9 @@ use store::{NewIntegration, Store, StoreError};
 use vault::Keyring;
 
 use crate::cli::{AddArgs, IntegrationCommand, ScopeArgs};
-use crate::{config_input, output, revoke};
+use integrations::ops::{output, revoke};
+
+use super::config_input;
 
 pub async fn run(store: &Store, command: IntegrationCommand) -> anyhow::Result<ExitCode> {
     match command {

@@ -1,12 +1,25 @@
-//! The command line, as docs/cli.md spells it.
+//! The command line, as docs/cli.md spells it: its flags, and [`run`], which
+//! opens the store and runs one command.
+
+mod config_input;
+mod integration;
+mod keys;
+mod notify;
+mod profiles;
+mod secrets;
+mod tokens;
+
+use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use integrations::import::{self, ImportCommand};
+use store::{IdentityClaims, Store};
+use vault::{Keyring, KeyringError};
 
-use crate::import::ImportCommand;
-use crate::keys::KeysCommand;
-use crate::profiles::ProfilesCommand;
-use crate::secrets::SecretsCommand;
-use crate::tokens::TokensCommand;
+use keys::KeysCommand;
+use profiles::ProfilesCommand;
+use secrets::SecretsCommand;
+use tokens::TokensCommand;
 
 /// Manage the encrypted, per-profile-scoped integrations store.
 #[derive(Parser)]
@@ -168,4 +181,72 @@ pub struct NotifyArgs {
     /// low, normal or high.
     #[arg(long, default_value = "normal")]
     pub urgency: String,
+}
+
+/// Runs `cli`'s command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Keys(keys::KeysCommand::Generate) = cli.command {
+        return keys::generate();
+    }
+    let url = cli.db.unwrap_or_else(Store::url_from_env);
+    let store = if matches!(cli.command, Command::Serve { .. }) {
+        Store::connect_service(&url).await?
+    } else {
+        Store::connect(&url).await?
+    };
+    match cli.command {
+        Command::Migrate => {
+            println!("store is up to date ({})", store.backend_name());
+            // With the keyring, rows from before identities take theirs now
+            // rather than at `serve`'s start.
+            match Keyring::from_env() {
+                Ok(keyring) => {
+                    let claims = store.claim_identities(&keyring).await?;
+                    if claims != IdentityClaims::default() {
+                        println!(
+                            "{} row(s) took their external identity; {} named one another row holds or names, and were set needs_reauth (their users must connect them again)",
+                            claims.claimed, claims.refused
+                        );
+                    }
+                }
+                Err(KeyringError::Missing) => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Profiles(command) => profiles::run(&store, command).await,
+        Command::Keys(command) => keys::run(&store, command).await,
+        Command::Integration(command) => integration::run(&store, command).await,
+        Command::Test { id } => notify::test(&store, &url, &id).await,
+        Command::Notify(args) => notify::notify(&url, args).await,
+        Command::Serve { listen } => {
+            let state = integrations::api::AppState::from_env(store, &url)?;
+            integrations::api::serve(state, &url, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DashboardLink { user, ttl, url } => {
+            let key = store.issue_sign_in_key(&user, ttl).await?;
+            // The key after '#': a browser never sends it in a request line.
+            println!(
+                "{}/settings/sign-in#{}",
+                url.trim_end_matches('/'),
+                key.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DashboardSignOut { user } => {
+            let ended = store.sign_out_everywhere(&user).await?;
+            println!("ended {ended} session(s) of {user}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(command) => tokens::run(&store, command).await,
+        Command::Secrets(command) => secrets::run(&store, command).await,
+        Command::Import(command) => import::run(&store, command).await,
+        Command::Inbound { user, after, limit } => {
+            for message in store.inbound(&user, after, limit.clamp(1, 1000)).await? {
+                println!("{}", serde_json::to_string(&message)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

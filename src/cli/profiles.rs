@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use store::{NewProfile, Store};
 
-use crate::output;
+use integrations::ops::output;
 
 #[derive(Subcommand)]
 pub enum ProfilesCommand {
