@@ -29,8 +29,14 @@ pub fn session_cookie(state: &AppState) -> &'static str {
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The user an API token or a session belongs to: every handler acts for
-/// this user only.
+/// this user only. A request whose caller was found carries [`Authenticated`],
+/// and its body ([`Payload`](super::body::Payload)) is taken only if the
+/// caller is still found once it has arrived.
 pub struct Caller(pub String);
+
+/// Marks a request whose credentials were checked before its body was read.
+#[derive(Clone, Copy)]
+pub struct Authenticated;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -54,6 +60,7 @@ impl FromRequestParts<AppState> for Caller {
                 "a request made with the Settings page's session must carry its CSRF token in 'X-CSRF-Token'; reload the page",
             ));
         }
+        parts.extensions.insert(Authenticated);
         Ok(Caller(user))
     }
 }
@@ -80,10 +87,13 @@ impl FromRequestParts<AppState> for TokenCaller {
             return Err(ApiError::unauthorized());
         };
         match state.store.user_for_token(token).await? {
-            Some(owner) => Ok(TokenCaller {
-                user_id: owner.user_id,
-                token_id: owner.id,
-            }),
+            Some(owner) => {
+                parts.extensions.insert(Authenticated);
+                Ok(TokenCaller {
+                    user_id: owner.user_id,
+                    token_id: owner.id,
+                })
+            }
             None => Err(ApiError::unauthorized()),
         }
     }

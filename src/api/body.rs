@@ -7,18 +7,26 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
+use super::auth::{Authenticated, Caller};
 use super::error::ApiError;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// A JSON body deserialized into `T` (whose unknown fields are refused).
+/// Revocation takes effect at the moment of use: on a request whose caller
+/// was checked before its body (which may take `HTTP_BODY_TIMEOUT_MS`), the
+/// caller is checked again once the body has arrived, and a token revoked
+/// or a session ended meanwhile is 401 with nothing done.
 pub struct Payload<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Payload<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let request = Request::from_parts(parts.clone(), body);
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -30,6 +38,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
                 ApiError::invalid("the body could not be read")
             }
         })?;
+        if parts.extensions.get::<Authenticated>().is_some() {
+            Caller::from_request_parts(&mut parts, state).await?;
+        }
         serde_json::from_slice(&bytes)
             .map(Payload)
             .map_err(|e| ApiError::invalid(describe(&e)))
