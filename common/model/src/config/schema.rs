@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::fields::Shape::{Id, OneOf, Port, Text, TextList};
 use super::fields::{EMAIL_PROVIDERS, fields};
-use super::identity::server_managed;
+use super::identity::{create_only, server_managed};
 use crate::IntegrationType;
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regex
@@ -48,7 +48,8 @@ fn provider_schema(kind: IntegrationType, provider: Option<(&str, bool)>) -> Val
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in fields(kind) {
-        if server_managed(kind, f.name).is_some() || provider.is_some_and(|(p, _)| !f.is_for(p)) {
+        let written_by_flow = server_managed(kind, f.name).is_some() && !create_only(kind, f.name);
+        if written_by_flow || provider.is_some_and(|(p, _)| !f.is_for(p)) {
             continue;
         }
         if let (Some((p, default)), "provider") = (provider, f.name) {

@@ -386,20 +386,37 @@ fn an_email_config_is_resend_by_default_or_smtp_when_it_says_so() {
     )
     .unwrap();
     assert_eq!(smtp.default_label, "me@fastmail.com");
-    assert_eq!(smtp.external_id, None);
+    assert_eq!(resend.external_id, None, "a Resend key names no login");
+    assert_eq!(
+        smtp.external_id.as_deref(),
+        Some("smtp.fastmail.com:me@fastmail.com"),
+        "the SMTP login"
+    );
     let shown = smtp.config.redacted(Email).unwrap();
     assert_eq!(
         shown,
         serde_json::json!({"provider": "smtp", "smtp_host": "smtp.fastmail.com", "smtp_port": 465, "smtp_security": "tls", "smtp_username": "me@fastmail.com", "smtp_password": MASK, "from_address": "me@fastmail.com", "to_address": "me@fastmail.com"})
     );
-    // Switching provider takes the other provider's fields out with it.
-    let switched = resend.config.merged(
+    // The login is the row's identity: no change names it.
+    let moved = smtp.config.merged(
         Email,
-        serde_json::json!({"provider": "smtp", "api_key": null, "smtp_host": "smtp.gmail.com", "smtp_username": "me@gmail.com", "smtp_password": "app-password"})
+        serde_json::json!({"smtp_username": "other@fastmail.com"})
             .as_object()
             .unwrap(),
     );
-    assert!(switched.is_ok(), "{switched:?}");
+    assert!(
+        moved
+            .unwrap_err()
+            .to_string()
+            .contains("names the SMTP login")
+    );
+    let password = smtp.config.merged(
+        Email,
+        serde_json::json!({"smtp_password": "new-app-password", "smtp_port": null})
+            .as_object()
+            .unwrap(),
+    );
+    assert!(password.is_ok(), "{password:?}");
     let half = resend.config.merged(
         Email,
         serde_json::json!({"provider": "smtp"}).as_object().unwrap(),
@@ -438,6 +455,13 @@ fn the_email_schema_is_one_of_its_providers() {
             .contains(&"provider".into())
     );
     assert!(variants[1]["properties"].get("api_key").is_none());
+    assert!(
+        variants[1]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"smtp_host".into()),
+        "a create sets the login"
+    );
     assert_eq!(
         variants[1]["properties"]["smtp_port"]["anyOf"][0]["maximum"],
         65535
