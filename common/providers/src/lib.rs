@@ -9,4 +9,5 @@
 pub mod gmail;
 pub mod google;
 pub mod signature;
+pub mod smtp;
 pub mod teller;
