@@ -2,7 +2,7 @@
 //! (RFC 3207, port 587) or TLS from the first byte (RFC 8314, port 465),
 //! AUTH PLAIN or LOGIN (RFC 4954) only once the connection is encrypted,
 //! the server's certificate verified against the public roots and the CA
-//! of `SMTP_CA_PATH` when set (a private server's, a test's).
+//! of `SMTP_CA_PATH` when set (a private server's, a test's: [`Roots`]).
 //!
 //! One attempt per call, every wait inside the caller's deadline. Its
 //! failure says what SMTP said ([`SmtpError`]): a 4xx reply or a
@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -134,16 +135,18 @@ impl SmtpError {
 }
 
 /// Sends `email` through `login`'s server at `addr` (its host already
-/// resolved and checked by the caller, which connects nowhere else), all
-/// within `deadline`.
+/// resolved and checked by the caller, which connects nowhere else), its
+/// certificate verified against `roots`, all within `deadline`: the
+/// server's answer.
 pub async fn send(
     login: &Login,
     addr: SocketAddr,
     email: &Email<'_>,
+    roots: &Roots,
     deadline: Instant,
 ) -> Result<String, SmtpError> {
     let handed_over = AtomicBool::new(false);
-    let attempt = attempt(login, addr, email, &handed_over);
+    let attempt = attempt(login, addr, email, roots, &handed_over);
     match tokio::time::timeout_at(deadline, attempt).await {
         Ok(result) => result.map_err(|e| mask(e, login)),
         Err(_) if handed_over.load(Ordering::Relaxed) => Err(SmtpError::Unknown(
@@ -159,12 +162,13 @@ async fn attempt(
     login: &Login,
     addr: SocketAddr,
     email: &Email<'_>,
+    roots: &Roots,
     handed_over: &AtomicBool,
 ) -> Result<String, SmtpError> {
     let (from, to) = (mailbox(email.from, "from")?, mailbox(email.to, "to")?);
     let message = message(email, &from, &to)?;
     let hello = ClientId::Domain(from.email.domain().to_string());
-    let tls = tls_parameters(&login.host)?;
+    let tls = roots.tls_parameters(&login.host)?;
     let implicit = (login.security == Security::Tls).then(|| tls.clone());
     let mut connection =
         AsyncSmtpConnection::connect_tokio1(addr, Some(PER_STEP), &hello, implicit, None)
@@ -278,21 +282,45 @@ fn mailbox(address: &str, which: &str) -> Result<Mailbox, SmtpError> {
     })
 }
 
-/// What TLS verifies: the host's name against the public roots and the CA
-/// of `SMTP_CA_PATH`.
-fn tls_parameters(host: &str) -> Result<TlsParameters, SmtpError> {
-    let mut builder =
-        TlsParameters::builder(host.to_string()).certificate_store(CertificateStore::WebpkiRoots);
-    if let Some(path) = std::env::var_os("SMTP_CA_PATH").filter(|p| !p.is_empty()) {
-        let pem = std::fs::read(&path)
-            .map_err(|e| SmtpError::Tls(format!("cannot read SMTP_CA_PATH: {e}")))?;
-        let ca = Certificate::from_pem(&pem)
-            .map_err(|_| SmtpError::Tls("SMTP_CA_PATH holds no PEM certificate".into()))?;
-        builder = builder.add_root_certificate(ca);
+/// The CAs a server's certificate may chain to: the public roots, and one
+/// more for private servers and tests (`SMTP_CA_PATH`).
+#[derive(Debug, Clone, Default)]
+pub struct Roots {
+    /// The extra CA, PEM.
+    extra: Option<Vec<u8>>,
+}
+
+impl Roots {
+    /// The public roots, and the CA in the PEM file `SMTP_CA_PATH` when set.
+    pub fn from_env() -> Result<Self, SmtpError> {
+        match std::env::var_os("SMTP_CA_PATH").filter(|p| !p.is_empty()) {
+            Some(path) => Self::with_ca_file(Path::new(&path)),
+            None => Ok(Self::default()),
+        }
     }
-    builder
-        .build_rustls()
-        .map_err(|e| SmtpError::Tls(e.to_string()))
+
+    /// The public roots and the CA in the PEM file at `path`.
+    pub fn with_ca_file(path: &Path) -> Result<Self, SmtpError> {
+        let pem = std::fs::read(path)
+            .map_err(|e| SmtpError::Tls(format!("cannot read SMTP_CA_PATH: {e}")))?;
+        Certificate::from_pem(&pem)
+            .map_err(|_| SmtpError::Tls("SMTP_CA_PATH holds no PEM certificate".into()))?;
+        Ok(Self { extra: Some(pem) })
+    }
+
+    /// What TLS verifies: `host`'s name, against these roots.
+    fn tls_parameters(&self, host: &str) -> Result<TlsParameters, SmtpError> {
+        let mut builder = TlsParameters::builder(host.to_string())
+            .certificate_store(CertificateStore::WebpkiRoots);
+        if let Some(pem) = &self.extra {
+            let ca = Certificate::from_pem(pem)
+                .map_err(|_| SmtpError::Tls("SMTP_CA_PATH holds no PEM certificate".into()))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| SmtpError::Tls(e.to_string()))
+    }
 }
 
 /// A failure before the message was handed over: a reply (4xx may be
@@ -307,9 +335,26 @@ fn before_message(e: lettre::transport::smtp::Error) -> SmtpError {
             code,
             reply: reply_of(&e),
         },
-        None if e.is_tls() => SmtpError::Tls(reply_of(&e)),
+        None if e.is_tls() || is_tls_failure(&e) => SmtpError::Tls(reply_of(&e)),
         None => SmtpError::Unreachable(reply_of(&e)),
     }
+}
+
+/// A connection that failed in TLS (a certificate that did not verify,
+/// during STARTTLS too).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if e.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The server's words in a negative reply, or what lies under any other
