@@ -4,12 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use model::retry::{Backoff, retry_after};
+use model::retry::Backoff;
 
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
+
+use crate::http::retry_after;
 
 /// Where and how to reach Teller, from the environment.
 #[derive(Debug, Clone)]
@@ -341,12 +343,7 @@ impl TellerClient {
             if response.status() != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(response);
             }
-            let asked = retry_after(
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            );
+            let asked = retry_after(response.headers());
             let Some(wait) = backoff.next_wait(asked) else {
                 return Err(TellerError::RateLimited {
                     retry_after: asked.map(|d| d.as_secs()),
