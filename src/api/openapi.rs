@@ -441,7 +441,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             "Telegram's updates, with X-Telegram-Bot-Api-Secret-Token",
         )
         .open()
-        .path_param("bot_user_id", super::telegram::bot_id_schema())
+        .path_param("bot_user_id", providers::telegram::bot_id_schema())
         .headers(&[("X-Telegram-Bot-Api-Secret-Token", "the secret_token given to setWebhook")])
         .body(from_json(json!({"type": "object"})))
         .ok(200, "accepted (whatever its handling did)", literal(json!({"type": "object", "properties": {"ok": {"const": true}}, "required": ["ok"]})))
