@@ -9,7 +9,8 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
+use super::connect::teller::{Nonce, TellerEnrollment};
+use super::connect::{AuthorizeUrl, Callback};
 use super::dashboard::{DashboardSession, SignIn, SignedOut};
 use super::error::ErrorBody;
 use super::inbound::{InboundPage, InboundQuery};

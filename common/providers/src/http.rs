@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-/// The base URL in the environment variable `name` (`SLACK_API_BASE`, ...),
-/// else `default`, without a trailing `/`.
-pub(crate) fn base_url(name: &str, default: &str) -> String {
+/// The URL in the environment variable `name` (`SLACK_AUTHORIZE_URL`,
+/// ...), else `default`.
+pub(crate) fn env_url(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_string())
-        .trim_end_matches('/')
-        .to_string()
+}
+
+/// The base URL in the environment variable `name` (`SLACK_API_BASE`, ...),
+/// else `default`, without a trailing `/`.
+pub(crate) fn base_url(name: &str, default: &str) -> String {
+    env_url(name, default).trim_end_matches('/').to_string()
 }
 
 /// `Retry-After` in seconds, if `headers` hold one (an HTTP date is not

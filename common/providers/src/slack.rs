@@ -10,9 +10,16 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::http::{NoAnswer, base_url, retry_after};
+use crate::http::{NoAnswer, base_url, env_url, retry_after};
 
 const API_BASE: &str = "https://slack.com/api";
+const AUTHORIZE_URL: &str = "https://slack.com/oauth/v2/authorize";
+
+/// Slack's consent page for an app (`SLACK_AUTHORIZE_URL`, default
+/// Slack's), where a user installs it.
+pub fn authorize_url_from_env() -> String {
+    env_url("SLACK_AUTHORIZE_URL", AUTHORIZE_URL)
+}
 
 /// Why a Web API call did not succeed. Never holds a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
