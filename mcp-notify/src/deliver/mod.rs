@@ -1,5 +1,6 @@
-//! Delivery to the four outbound channels, each through its provider's real
-//! API (pointed at fakes in tests by the `*_BASE` variables), with bounded
+//! Delivery to the four outbound channels, each through its provider's
+//! client (`providers::slack`, `telegram`, `resend`; pointed at fakes in
+//! tests by their `*_API_BASE` variables) or a signed webhook, with bounded
 //! retries that never duplicate a message.
 
 mod email;
@@ -14,10 +15,13 @@ use tokio::time::Instant;
 
 use model::config::DecryptedConfig;
 use model::{Integration, IntegrationType};
+use providers::resend::ResendClient;
+use providers::slack::SlackClient;
+use providers::telegram::TelegramClient;
 use serde::{Deserialize, Serialize};
 use store::ThreadAnchor;
 
-pub use webhook::{check_target, sign};
+pub use webhook::check_target;
 
 /// How urgent a notification is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -130,13 +134,13 @@ impl Failure {
     }
 }
 
-/// Where the providers are and how long to wait for them, from the
+/// The providers' clients and how long to wait for them, from the
 /// environment.
 #[derive(Debug)]
 pub struct Providers {
-    pub slack_base: String,
-    pub telegram_base: String,
-    pub resend_base: String,
+    slack: SlackClient,
+    telegram: TelegramClient,
+    resend: ResendClient,
     /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach loopback
     /// and private addresses, over plain http.
     pub allow_private: bool,
@@ -144,7 +148,6 @@ pub struct Providers {
     pub timeout: Duration,
     /// All attempts of one delivery (`NOTIFY_DEADLINE_MS`, default and at most 15 s).
     pub deadline: Duration,
-    http: reqwest::Client,
     /// Webhook clients by host and checked address, so that a receiver's
     /// connection is kept alive while its address stays the same.
     webhook_clients: webhook::Clients,
@@ -153,15 +156,10 @@ pub struct Providers {
 const USER_AGENT: &str = concat!("vz-integrations/", env!("CARGO_PKG_VERSION"));
 
 impl Providers {
+    /// From `NOTIFY_TIMEOUT_MS`, `NOTIFY_DEADLINE_MS`,
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE` and the providers' clients'
+    /// variables.
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_string())
-                .trim_end_matches('/')
-                .to_string()
-        };
         let millis = |name: &str, default: u64| {
             Duration::from_millis(
                 std::env::var(name)
@@ -171,20 +169,20 @@ impl Providers {
             )
         };
         let timeout = millis("NOTIFY_TIMEOUT_MS", 10_000);
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a TLS backend is compiled in");
         Self {
-            slack_base: var("SLACK_API_BASE", "https://slack.com/api"),
-            telegram_base: var("TELEGRAM_API_BASE", "https://api.telegram.org"),
-            resend_base: var("RESEND_API_BASE", "https://api.resend.com"),
+            slack: SlackClient::from_env(http.clone()),
+            telegram: TelegramClient::from_env(http.clone()),
+            resend: ResendClient::from_env(http),
             allow_private: std::env::var("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE").as_deref()
                 == Ok("1"),
             timeout,
             deadline: millis("NOTIFY_DEADLINE_MS", 15_000).min(Duration::from_secs(15)),
-            http: reqwest::Client::builder()
-                .user_agent(USER_AGENT)
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a TLS backend is compiled in"),
             webhook_clients: webhook::Clients::default(),
         }
     }
@@ -275,17 +273,5 @@ impl Providers {
                 "{other} has no downstream revocation"
             ))),
         }
-    }
-}
-
-/// A reqwest error in words, without the URL (a Telegram URL holds the
-/// token, a webhook URL may hold a capability).
-pub(crate) fn transport_error(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "did not answer in time".into()
-    } else if e.is_connect() {
-        "could not be reached".into()
-    } else {
-        format!("request failed ({})", e.without_url())
     }
 }
