@@ -134,17 +134,25 @@ impl SmtpError {
     }
 }
 
+/// What the server said when it took a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The message's `Message-ID` (`<id@from-domain>`).
+    pub message_id: String,
+    /// The server's answer to the message (often its queue id).
+    pub reply: String,
+}
+
 /// Sends `email` through `login`'s server at `addr` (its host already
 /// resolved and checked by the caller, which connects nowhere else), its
-/// certificate verified against `roots`, all within `deadline`: the
-/// server's answer.
+/// certificate verified against `roots`, all within `deadline`.
 pub async fn send(
     login: &Login,
     addr: SocketAddr,
     email: &Email<'_>,
     roots: &Roots,
     deadline: Instant,
-) -> Result<String, SmtpError> {
+) -> Result<Sent, SmtpError> {
     let handed_over = AtomicBool::new(false);
     let attempt = attempt(login, addr, email, roots, &handed_over);
     match tokio::time::timeout_at(deadline, attempt).await {
@@ -164,9 +172,10 @@ async fn attempt(
     email: &Email<'_>,
     roots: &Roots,
     handed_over: &AtomicBool,
-) -> Result<String, SmtpError> {
+) -> Result<Sent, SmtpError> {
     let (from, to) = (mailbox(email.from, "from")?, mailbox(email.to, "to")?);
-    let message = message(email, &from, &to)?;
+    let message_id = format!("<{}@{}>", email.id, from.email.domain());
+    let message = message(email, &from, &to, &message_id)?;
     let hello = ClientId::Domain(from.email.domain().to_string());
     let tls = roots.tls_parameters(&login.host)?;
     let implicit = (login.security == Security::Tls).then(|| tls.clone());
@@ -219,7 +228,10 @@ async fn attempt(
     })?;
     // The message is taken: a failing QUIT changes nothing.
     let _ = connection.quit().await;
-    Ok(accepted.message().collect::<Vec<_>>().join(" "))
+    Ok(Sent {
+        message_id,
+        reply: accepted.message().collect::<Vec<_>>().join(" "),
+    })
 }
 
 /// How long one step (connecting, one command's answer) may take at most,
@@ -230,8 +242,12 @@ const PER_STEP: Duration = Duration::from_secs(30);
 /// `From`, `To`, the subject encoded as RFC 2047 where it must be, `Date`,
 /// a `Message-ID` derived from the notification id, and
 /// `Auto-Submitted: auto-generated` (RFC 3834).
-fn message(email: &Email<'_>, from: &Mailbox, to: &Mailbox) -> Result<Vec<u8>, SmtpError> {
-    let message_id = format!("<{}@{}>", email.id, from.email.domain());
+fn message(
+    email: &Email<'_>,
+    from: &Mailbox,
+    to: &Mailbox,
+    message_id: &str,
+) -> Result<Vec<u8>, SmtpError> {
     let parts = MultiPart::alternative()
         .singlepart(
             SinglePart::builder()
@@ -248,7 +264,7 @@ fn message(email: &Email<'_>, from: &Mailbox, to: &Mailbox) -> Result<Vec<u8>, S
         .to(to.clone())
         .subject(email.subject)
         .date(email.date)
-        .message_id(Some(message_id))
+        .message_id(Some(message_id.to_string()))
         .header(AutoSubmitted)
         .multipart(parts)
         .map_err(|e| SmtpError::Address(format!("the message cannot be built: {e}")))?;

@@ -40,7 +40,7 @@ fn email() -> Email<'static> {
     }
 }
 
-async fn send(server: &SmtpServer, login: &Login, roots: &Roots) -> Result<String, SmtpError> {
+async fn send(server: &SmtpServer, login: &Login, roots: &Roots) -> Result<smtp::Sent, SmtpError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     smtp::send(login, addr, &email(), roots, deadline).await
@@ -50,14 +50,15 @@ async fn send(server: &SmtpServer, login: &Login, roots: &Roots) -> Result<Strin
 async fn a_message_through_starttls_arrives_whole_and_parses_back() {
     let options = SmtpOptions::starttls();
     let (_dir, server, roots) = server(&options);
-    let answer = send(
+    let sent = send(
         &server,
         &login(&server, &options, Security::StartTls),
         &roots,
     )
     .await
     .unwrap();
-    assert!(answer.contains("queued"), "{answer}");
+    assert!(sent.reply.contains("queued"), "{sent:?}");
+    assert_eq!(sent.message_id, "<ntf_0123456789abcdefghijk@example.com>");
     let messages = server.messages();
     assert_eq!(messages.len(), 1);
     let m = &messages[0];

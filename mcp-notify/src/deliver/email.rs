@@ -42,7 +42,7 @@ pub(super) async fn send(
 }
 
 /// The title, else the message's first line; prefixed when urgent.
-fn subject(out: &Outgoing) -> String {
+pub(super) fn subject(out: &Outgoing) -> String {
     let source = match &out.title {
         Some(title) => markdown::to_plain(title),
         None => markdown::to_plain(&out.message),

@@ -1,11 +1,12 @@
 //! Delivery to the four outbound channels, each through its provider's
-//! client (`providers::slack`, `telegram`, `resend`; pointed at fakes in
-//! tests by their `*_API_BASE` variables) or a signed webhook, with bounded
-//! retries that never duplicate a message.
+//! client (`providers::slack`, `telegram`, `resend`, `smtp`; pointed at
+//! fakes in tests by their `*_API_BASE` variables, or at a test SMTP server)
+//! or a signed webhook, with bounded retries that never duplicate a message.
 
 mod email;
 mod retry;
 mod slack;
+mod smtp;
 mod telegram;
 mod webhook;
 
@@ -114,6 +115,9 @@ pub struct Failure {
     /// The provider could not be reached, or kept failing or rate limiting
     /// until the deadline: it refused nothing.
     pub unavailable: bool,
+    /// The message may have been delivered: the provider's connection was
+    /// lost after it was handed over. Never sent again.
+    pub unknown: bool,
 }
 
 impl Failure {
@@ -123,6 +127,7 @@ impl Failure {
             attempts: 1,
             reauth: false,
             unavailable: false,
+            unknown: false,
         }
     }
 
@@ -131,6 +136,11 @@ impl Failure {
             reauth: true,
             ..Self::new(message)
         }
+    }
+
+    /// How its `notification_log` row and claim end: `unknown` or `failed`.
+    pub fn status(&self) -> &'static str {
+        if self.unknown { "unknown" } else { "failed" }
     }
 }
 
@@ -141,8 +151,11 @@ pub struct Providers {
     slack: SlackClient,
     telegram: TelegramClient,
     resend: ResendClient,
-    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach loopback
-    /// and private addresses, over plain http.
+    /// The CAs an SMTP server's certificate may chain to (`SMTP_CA_PATH`),
+    /// or why they could not be read.
+    smtp_roots: Result<providers::smtp::Roots, String>,
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks (and SMTP servers)
+    /// may reach loopback and private addresses, webhooks over plain http.
     pub allow_private: bool,
     /// One request's timeout (`NOTIFY_TIMEOUT_MS`, default 10 s).
     pub timeout: Duration,
@@ -157,8 +170,8 @@ const USER_AGENT: &str = concat!("vz-integrations/", env!("CARGO_PKG_VERSION"));
 
 impl Providers {
     /// From `NOTIFY_TIMEOUT_MS`, `NOTIFY_DEADLINE_MS`,
-    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE` and the providers' clients'
-    /// variables.
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE`, `SMTP_CA_PATH` and the
+    /// providers' clients' variables.
     pub fn from_env() -> Self {
         let millis = |name: &str, default: u64| {
             Duration::from_millis(
@@ -179,6 +192,7 @@ impl Providers {
             slack: SlackClient::from_env(http.clone()),
             telegram: TelegramClient::from_env(http.clone()),
             resend: ResendClient::from_env(http),
+            smtp_roots: providers::smtp::Roots::from_env().map_err(|e| e.to_string()),
             allow_private: std::env::var("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE").as_deref()
                 == Ok("1"),
             timeout,
@@ -229,9 +243,24 @@ impl Providers {
                 telegram::send(self, deadline, &token, &chat, out).await
             }
             IntegrationType::Email => {
-                let key = field("api_key").ok_or_else(missing)?;
                 let from = field("from_address").ok_or_else(missing)?;
                 let to = field("to_address").ok_or_else(missing)?;
+                if field("provider").as_deref().map(|p| p.as_str()) == Some("smtp") {
+                    let security = providers::smtp::Security::from_config(
+                        field("smtp_security").as_deref().map(|s| s.as_str()),
+                    );
+                    let login = providers::smtp::Login {
+                        host: field("smtp_host").ok_or_else(missing)?.to_string(),
+                        port: field("smtp_port")
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or_else(|| security.default_port()),
+                        security,
+                        username: field("smtp_username").ok_or_else(missing)?.to_string(),
+                        password: field("smtp_password").ok_or_else(missing)?,
+                    };
+                    return smtp::send(self, deadline, &login, &from, &to, out).await;
+                }
+                let key = field("api_key").ok_or_else(missing)?;
                 email::send(self, deadline, &key, &from, &to, out).await
             }
             IntegrationType::Webhook => {

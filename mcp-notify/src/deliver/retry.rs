@@ -64,6 +64,7 @@ where
             attempts,
             reauth: false,
             unavailable: true,
+            unknown: false,
         };
         match tokio::time::timeout(remaining, attempt()).await {
             Err(_) => return Err(gave_up("did not answer in time")),

@@ -178,23 +178,33 @@ pub async fn check_target(url: &str, allow_private: bool) -> Result<(String, Soc
         .ok_or_else(|| refused("it has no host"))?
         .to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
+    let addr = checked_address(&host, port, allow_private)
+        .await
+        .map_err(refused)?;
+    Ok((host, addr))
+}
+
+/// The address to connect to for `host` and `port`: every address the host
+/// resolves to must be public (unless `allow_private`); else why not, for a
+/// sentence. An SMTP server is checked so too.
+pub(super) async fn checked_address(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<SocketAddr, &'static str> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+        Err(_) => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|_| refused("its host does not resolve"))?
+            .map_err(|_| "its host does not resolve")?
             .collect(),
     };
-    let first = *addrs
-        .first()
-        .ok_or_else(|| refused("its host does not resolve"))?;
+    let first = *addrs.first().ok_or("its host does not resolve")?;
     if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
-        return Err(refused(
-            "it points to a loopback, private, link-local or metadata address",
-        ));
+        return Err("it points to a loopback, private, link-local or metadata address");
     }
-    Ok((host, first))
+    Ok(first)
 }
 
 /// Whether `ip` is a public unicast address.
