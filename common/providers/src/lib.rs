@@ -12,5 +12,6 @@ pub mod http;
 pub mod resend;
 pub mod signature;
 pub mod slack;
+pub mod smtp;
 pub mod telegram;
 pub mod teller;
