@@ -53,6 +53,8 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
+use crate::kept::Kept;
+
 /// The connections a process holds at once unless `HTTP_MAX_CONNECTIONS`
 /// says otherwise: room for a thousand slow clients and the rest, at about
 /// 30 KiB each while a head arrives.
@@ -436,33 +438,6 @@ impl Drop for Busy {
     }
 }
 
-/// An answer's body, which keeps its request [`Busy`] until it is sent or
-/// dropped.
-struct Answer {
-    body: Body,
-    _busy: Busy,
-}
-
-impl hyper::body::Body for Answer {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
 impl Drop for Slot {
     fn drop(&mut self) {
         self.place.closed.store(true, Ordering::Relaxed);
@@ -561,7 +536,8 @@ pub async fn serve_until_signal(
             let request = receiving::Receiving::watch(request, &requests);
             async move {
                 let response = deadline::serve(app, request, body_deadline).await;
-                Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, _busy: busy }))
+                // Busy until its answer is sent or dropped.
+                Ok::<_, std::convert::Infallible>(response.map(|body| Kept::new(body, busy)))
             }
         });
         let stream = stalled::Stalled::new(stream, limits.body_deadline, slot.requests());
