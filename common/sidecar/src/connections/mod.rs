@@ -48,7 +48,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::http::Request;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
@@ -596,6 +595,7 @@ mod tests {
 
     use super::*;
 
+    use axum::body::Body;
     use hyper::body::Body as _;
 
     fn told_to_close(slot: &Slot) -> bool {
