@@ -1,9 +1,9 @@
-//! Telegram webhook updates: arbitrary bytes read the way the webhook reads
-//! them (`src/api/telegram.rs`: a JSON value, then a private chat's message
-//! text or a callback query's data) and routed by `resolver::route`, the
-//! routing decision the webhook makes, over a store seeded once with a
-//! user's profiles and bots. Routing never panics and lands only on a
-//! granted profile of the bot's user.
+//! Telegram webhook updates: arbitrary bytes read by the webhook's own
+//! parser (`providers::telegram::Update::parse`, then `command_of` of a
+//! private chat's message text, or a tap's action) and routed by
+//! `resolver::route`, the routing decision the webhook makes, over a store
+//! seeded once with a user's profiles and bots. Reading never panics, and
+//! routing lands only on a granted profile of the bot's user.
 
 #![no_main]
 
@@ -14,8 +14,8 @@ use vault::Keyring;
 use model::{IntegrationType, Scope};
 use store::{NewIntegration, NewProfile, Store};
 use libfuzzer_sys::fuzz_target;
+use providers::telegram::{Event, Update, command_of};
 use resolver::RouteError;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 struct Seeded {
@@ -128,27 +128,25 @@ const PROFILES: [(&str, &str); 3] = [
 
 fuzz_target!(|data: &[u8]| {
     let seeded = &*SEEDED;
-    let Ok(update) = serde_json::from_slice::<Value>(data) else {
+    let Some(update) = Update::parse(data) else {
         return;
     };
-    // What the webhook reads of an update.
-    if let Some(query) = update.get("callback_query") {
-        let data = query["data"].as_str().unwrap_or_default();
-        let _ = data.split_once(':').unwrap_or((data, ""));
-        let _ = (
-            query["from"]["id"].as_i64(),
-            query["message"]["chat"]["id"].as_i64(),
-        );
-        return;
-    }
-    let Some(message) = update.get("message") else {
-        return;
+    let text = match &update.event {
+        Event::Tap(tap) => {
+            let (action, argument) = tap.action();
+            assert!(tap.data.starts_with(action) && tap.data.ends_with(argument));
+            return;
+        }
+        Event::Message { chat, text } => {
+            assert_eq!(update.chat, Some(*chat));
+            text.as_str()
+        }
+        Event::Ignored => return,
     };
-    let (Some(_chat), Some(text)) = (message["chat"]["id"].as_i64(), message["text"].as_str())
-    else {
-        return;
-    };
-    let _private = message["chat"]["type"].as_str() == Some("private");
+    // A command's argument is the text's own, trimmed.
+    let (command, argument) = command_of(text);
+    assert!(command.is_some() || argument == text);
+    assert!(text.contains(argument));
     let integration = seeded.rows[text.len() % seeded.rows.len()].as_str();
     let routed = seeded
         .runtime

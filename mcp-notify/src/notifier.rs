@@ -90,6 +90,10 @@ pub enum NotifyError {
     )]
     InFlight,
     #[error(
+        "A notification with this idempotency_key may already have been delivered (the connection to its provider was lost after the message was handed over), so it is not sent again; check with the user before sending it under a new key."
+    )]
+    MaybeSent,
+    #[error(
         "Too many of this user's notifications are being delivered right now (at most {limit} at once). Try again in a few seconds."
     )]
     Busy { limit: u32 },
@@ -235,6 +239,7 @@ impl Notifier {
         {
             Claim::Granted => Ok(None),
             Claim::Pending => Err(NotifyError::InFlight),
+            Claim::Unknown => Err(NotifyError::MaybeSent),
             Claim::Sent => {
                 let key = request.idempotency_key.as_deref().unwrap_or_default();
                 let first = self
@@ -419,7 +424,11 @@ impl Notifier {
             channel: out.channel.clone(),
             urgency: out.urgency.as_str().into(),
             source: out.source.as_str().into(),
-            status: if delivered.is_ok() { "sent" } else { "failed" }.into(),
+            status: match delivered {
+                Ok(_) => "sent",
+                Err(failure) => failure.status(),
+            }
+            .into(),
             error: delivered.as_ref().err().map(|f| f.message.clone()),
             attempts: i64::from(match delivered {
                 Ok(d) => d.attempts,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use model::Integration;
+use providers::slack::SlackClient;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use store::{InboundMessage, NewInbound};
@@ -23,20 +24,24 @@ use super::rules;
 pub struct InboundConfig {
     forward_url: Option<String>,
     forward_secret: Option<Zeroizing<String>>,
-    /// Also the client of the chat providers' replies.
-    pub http: reqwest::Client,
+    http: reqwest::Client,
+    /// Slack, for the replies to its events (over the same HTTP client).
+    pub slack: SlackClient,
 }
 
 impl InboundConfig {
-    /// From `INBOUND_FORWARD_URL` and `INBOUND_FORWARD_SECRET`.
+    /// From `INBOUND_FORWARD_URL`, `INBOUND_FORWARD_SECRET` and Slack's
+    /// ([`SlackClient::from_env`]).
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()?;
         Ok(Self {
             forward_url: var("INBOUND_FORWARD_URL"),
             forward_secret: var("INBOUND_FORWARD_SECRET").map(Zeroizing::new),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()?,
+            slack: SlackClient::from_env(http.clone()),
+            http,
         })
     }
 }
@@ -107,9 +112,9 @@ async fn forward(state: &AppState, message: &InboundMessage) {
         .header("webhook-id", &message.id)
         .header("webhook-timestamp", timestamp.to_string());
     if let Some(secret) = &state.inbound.forward_secret {
-        match mcp_notify::deliver::sign(secret, &message.id, timestamp, &body) {
+        match providers::signature::sign_standard(secret, &message.id, timestamp, &body) {
             Ok(signature) => request = request.header("webhook-signature", signature),
-            Err(e) => tracing::warn!(error = %e.message, "INBOUND_FORWARD_SECRET is not usable"),
+            Err(e) => tracing::warn!(error = %e, "INBOUND_FORWARD_SECRET is not usable"),
         }
     }
     match request.body(body).send().await {

@@ -100,23 +100,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/integrations/{id}/test", post(integrations::test))
         .route(
             "/v1/integrations/slack/authorize",
-            get(connect::slack_authorize),
+            get(connect::slack::authorize),
         )
         .route(
             "/v1/integrations/gmail/authorize",
-            get(connect::gmail_authorize),
+            get(connect::gmail::authorize),
         )
         .route("/v1/integrations/slack/config", get(providers::slack))
         .route("/v1/integrations/gmail/config", get(providers::gmail))
         .route("/v1/integrations/teller/config", get(providers::teller))
         .route("/v1/integrations/telegram/config", get(providers::telegram))
-        .route("/v1/integrations/teller/nonce", post(connect::teller_nonce))
+        .route(
+            "/v1/integrations/teller/nonce",
+            post(connect::teller::nonce),
+        )
         .route(
             "/v1/integrations/teller/callback",
-            post(connect::teller_callback),
+            post(connect::teller::callback),
         )
-        .route("/api/slack/callback", get(connect::slack_callback))
-        .route("/api/gmail/callback", get(connect::gmail_callback))
+        .route("/api/slack/callback", get(connect::slack::callback))
+        .route("/api/gmail/callback", get(connect::gmail::callback))
         .route("/api/teller/webhook", post(teller_webhook::receive))
         .route("/v1/integrations/telegram/connect", post(telegram::connect))
         .route(

@@ -9,7 +9,8 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::connect::{AuthorizeUrl, Callback, Nonce, TellerEnrollment};
+use super::connect::teller::{Nonce, TellerEnrollment};
+use super::connect::{AuthorizeUrl, Callback};
 use super::dashboard::{DashboardSession, SignIn, SignedOut};
 use super::error::ErrorBody;
 use super::inbound::{InboundPage, InboundQuery};
@@ -441,7 +442,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             "Telegram's updates, with X-Telegram-Bot-Api-Secret-Token",
         )
         .open()
-        .path_param("bot_user_id", super::telegram::bot_id_schema())
+        .path_param("bot_user_id", providers::telegram::bot_id_schema())
         .headers(&[("X-Telegram-Bot-Api-Secret-Token", "the secret_token given to setWebhook")])
         .body(from_json(json!({"type": "object"})))
         .ok(200, "accepted (whatever its handling did)", literal(json!({"type": "object", "properties": {"ok": {"const": true}}, "required": ["ok"]})))

@@ -81,7 +81,7 @@ pub fn non_blank_or_null(_: &mut SchemaGenerator) -> Schema {
 
 /// A Telegram bot token from @BotFather.
 pub fn bot_token(_: &mut SchemaGenerator) -> Schema {
-    schema(super::telegram::token_schema())
+    schema(providers::telegram::token_schema())
 }
 
 /// A 64-bit integer in a query string (which has no null).

@@ -20,6 +20,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use model::{Integration, IntegrationType};
+use providers::slack::SlackError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{NewInbound, Origin};
@@ -316,27 +317,21 @@ fn without_mention<'a>(text: &'a str, bot_user_id: Option<&str>) -> &'a str {
 /// `chat.postMessage` as the bot, after Slack got its answer; a failure is
 /// logged.
 async fn say(state: &AppState, token: &str, body: Value) {
-    let sent = state
+    match state
         .inbound
-        .http
-        .post(format!(
-            "{}/chat.postMessage",
-            state.notifier.providers().slack_base
-        ))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await;
-    match sent {
-        Ok(r) => match r.json::<Value>().await {
-            Ok(answer) if answer["ok"] == true => {}
-            Ok(answer) => tracing::warn!(
-                error = answer["error"].as_str().unwrap_or("unknown"),
-                "a reply to Slack was refused"
-            ),
-            Err(e) => tracing::warn!(error = %e.without_url(), "a reply to Slack was not read"),
-        },
-        Err(e) => tracing::warn!(error = %e.without_url(), "a reply to Slack was not sent"),
+        .slack
+        .call(token, "chat.postMessage", &body)
+        .await
+    {
+        Ok(_) => {}
+        Err(SlackError::Refused { code }) => tracing::warn!(
+            error = code.as_deref().unwrap_or("unknown"),
+            "a reply to Slack was refused"
+        ),
+        Err(SlackError::NoAnswer(e)) => {
+            tracing::warn!(error = %e.detail(), "a reply to Slack was not sent")
+        }
+        Err(e) => tracing::warn!(error = %e, "a reply to Slack was not read"),
     }
 }
 

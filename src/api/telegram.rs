@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use model::config::{DecryptedConfig, FieldValue};
 use model::ids::random_token;
 use model::{Integration, IntegrationType, Scope};
+use providers::telegram::{self, Event, Tap, TelegramClient, TelegramError, Update, command_of};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -29,7 +30,7 @@ use super::error::ApiError;
 use super::inbound;
 use super::rules;
 
-/// Why a Bot API call failed; never holds the token.
+/// Why a Bot API call failed, as the API tells it; never holds the token.
 #[derive(Debug)]
 enum BotApiError {
     /// Telegram could not be reached, or answered as a service that is
@@ -37,6 +38,37 @@ enum BotApiError {
     Unavailable(String),
     /// Telegram answered and refused: its description.
     Refused(String),
+}
+
+impl From<TelegramError> for BotApiError {
+    fn from(e: TelegramError) -> Self {
+        match e {
+            TelegramError::NoAnswer(e) => {
+                Self::Unavailable(format!("Telegram could not be reached ({})", e.detail()))
+            }
+            TelegramError::Unreadable { status } => Self::Unavailable(format!(
+                "Telegram sent a response that could not be read (HTTP {})",
+                status.as_u16()
+            )),
+            TelegramError::Refused {
+                status,
+                description,
+                ..
+            } => {
+                let description: String = description
+                    .as_deref()
+                    .unwrap_or("no reason given")
+                    .chars()
+                    .take(200)
+                    .collect();
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    Self::Unavailable(format!("Telegram is unavailable ({description})"))
+                } else {
+                    Self::Refused(description)
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for BotApiError {
@@ -52,84 +84,46 @@ const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The Telegram settings of the server.
 pub struct TelegramConfig {
-    api_base: String,
     platform_token: Option<Zeroizing<String>>,
-    http: reqwest::Client,
+    client: TelegramClient,
 }
 
 impl TelegramConfig {
-    /// From `TELEGRAM_API_BASE` and `PLATFORM_TELEGRAM_BOT_TOKEN`.
+    /// From `PLATFORM_TELEGRAM_BOT_TOKEN` and the client's
+    /// ([`TelegramClient::from_env`]).
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(Self {
-            api_base: var("TELEGRAM_API_BASE")
-                .unwrap_or_else(|| "https://api.telegram.org".into())
-                .trim_end_matches('/')
-                .to_string(),
             platform_token: var("PLATFORM_TELEGRAM_BOT_TOKEN").map(Zeroizing::new),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()?,
+            client: TelegramClient::from_env(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()?,
+            ),
         })
     }
 
     /// Calls the Bot API method `method` as `token`; Telegram's description
     /// of a failure (never the token, which is in the URL).
     async fn call(&self, token: &str, method: &str, body: Value) -> Result<Value, BotApiError> {
-        let response = self
-            .http
-            .post(format!("{}/bot{token}/{method}", self.api_base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                BotApiError::Unavailable(format!(
-                    "Telegram could not be reached ({})",
-                    e.without_url()
-                ))
-            })?;
-        let status = response.status();
-        let down = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-        let Ok(answer) = response.json::<Value>().await else {
-            return Err(BotApiError::Unavailable(format!(
-                "Telegram sent a response that could not be read (HTTP {})",
-                status.as_u16()
-            )));
-        };
-        if answer["ok"].as_bool() == Some(true) {
-            return Ok(answer["result"].clone());
-        }
-        let description: String = answer["description"]
-            .as_str()
-            .unwrap_or("no reason given")
-            .chars()
-            .take(200)
-            .collect();
-        Err(if down {
-            BotApiError::Unavailable(format!("Telegram is unavailable ({description})"))
-        } else {
-            BotApiError::Refused(description)
-        })
+        Ok(self.client.call(token, method, &body).await?)
     }
 
     /// The platform's bot (`PLATFORM_TELEGRAM_BOT_TOKEN`): its token, id and
     /// username as Telegram's `getMe` describes it; `None` when unset.
     pub async fn platform_bot(&self) -> Option<Result<(Zeroizing<String>, i64, String), String>> {
         let token = self.platform_token.clone()?;
-        let me = match self.call(&token, "getMe", json!({})).await {
-            Ok(me) => me,
-            Err(why) => return Some(Err(why.to_string())),
-        };
-        Some(match (me["id"].as_i64(), me["username"].as_str()) {
-            (Some(id), Some(username)) => Ok((token, id, username.to_string())),
-            _ => Err("Telegram did not describe the bot".to_string()),
+        Some(match self.client.get_me(&token).await {
+            Ok(Some(me)) => Ok((token, me.id, me.username)),
+            Ok(None) => Err("Telegram did not describe the bot".to_string()),
+            Err(why) => Err(BotApiError::from(why).to_string()),
         })
     }
 
     /// The id of the platform's bot: the part of its token before the colon.
     fn platform_bot_id(&self) -> Option<String> {
         let token = self.platform_token.as_ref()?;
-        token.split(':').next().map(str::to_string)
+        telegram::bot_id_of(token).map(str::to_string)
     }
 
     /// Whether the platform's own bot is configured.
@@ -191,48 +185,14 @@ pub struct Regenerate {
     pub id: String,
 }
 
-/// The most digits a bot id has.
-const MAX_BOT_ID_DIGITS: usize = 20;
-/// How long the secret half of a bot token is.
-const TOKEN_SECRET_LEN: std::ops::RangeInclusive<usize> = 20..=100;
-
-fn valid_bot_id(id: &str) -> bool {
-    (1..=MAX_BOT_ID_DIGITS).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn valid_token_shape(token: &str) -> bool {
-    let Some((id, secret)) = token.split_once(':') else {
-        return false;
-    };
-    valid_bot_id(id)
-        && TOKEN_SECRET_LEN.contains(&secret.len())
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The JSON Schema of a bot id, as the webhook's path holds it.
-pub fn bot_id_schema() -> Value {
-    json!({"type": "string", "pattern": format!("^[0-9]{{1,{MAX_BOT_ID_DIGITS}}}$")})
-}
-
-/// The JSON Schema of a bot token [`valid_token_shape`] accepts (surrounding
-/// whitespace, which is trimmed, left out).
-pub fn token_schema() -> Value {
-    json!({"type": "string", "pattern": format!(
-        "^[0-9]{{1,{MAX_BOT_ID_DIGITS}}}:[A-Za-z0-9_-]{{{},{}}}$",
-        TOKEN_SECRET_LEN.start(),
-        TOKEN_SECRET_LEN.end()
-    )})
-}
-
 /// `getMe`: the bot's id and username.
 async fn who_is(state: &AppState, token: &str) -> Result<(i64, String), ApiError> {
     let me = state
         .telegram
-        .call(token, "getMe", json!({}))
+        .client
+        .get_me(token)
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match BotApiError::from(e) {
             BotApiError::Refused(why) => {
                 ApiError::invalid(format!("Telegram refused the bot token: {why}"))
             }
@@ -240,9 +200,9 @@ async fn who_is(state: &AppState, token: &str) -> Result<(i64, String), ApiError
                 ApiError::provider_unavailable(format!("{why}; try again later"))
             }
         })?;
-    match (me["id"].as_i64(), me["username"].as_str()) {
-        (Some(id), Some(username)) => Ok((id, username.to_string())),
-        _ => Err(ApiError::invalid("Telegram did not describe the bot")),
+    match me {
+        Some(me) => Ok((me.id, me.username)),
+        None => Err(ApiError::invalid("Telegram did not describe the bot")),
     }
 }
 
@@ -269,13 +229,7 @@ async fn link_url(
             LINK_TTL,
         )
         .await?;
-    // Telegram's usernames are 5 to 32 of these; anything else would move
-    // the link's host.
-    let valid = (5..=32).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid {
+    if !telegram::valid_username(username) {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "DELIVERY_FAILED",
@@ -361,12 +315,12 @@ pub async fn connect(
     Payload(body): Payload<ConnectBot>,
 ) -> Result<(StatusCode, Json<Connected>), ApiError> {
     let token = body.bot_token.trim();
-    if !valid_token_shape(token) {
+    if !telegram::valid_token_shape(token) {
         return Err(ApiError::invalid(
             "bot_token is not shaped like a token from @BotFather (<digits>:<secret>)",
         ));
     }
-    if let Some(id) = token.split(':').next()
+    if let Some(id) = telegram::bot_id_of(token)
         && state.store.telegram_bot_in_use(id).await?
     {
         return Err(ApiError::new(
@@ -450,7 +404,7 @@ impl FromRequestParts<AppState> for Bot {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| refused())?;
-        if !valid_bot_id(&id) {
+        if !telegram::valid_bot_id(&id) {
             return Err(refused());
         }
         let presented = parts
@@ -487,14 +441,11 @@ impl FromRequestParts<AppState> for Bot {
 /// against one row ([`Bot`]), the chat's row is one indexed read, and the
 /// forward to `INBOUND_FORWARD_URL` runs after the answer.
 pub async fn webhook(State(state): State<AppState>, bot: Bot, body: Bytes) -> Json<Value> {
-    let Ok(update) = serde_json::from_slice::<Value>(&body) else {
+    let Some(update) = Update::parse(&body) else {
         tracing::warn!(bot = %bot.id, "a Telegram update was not JSON");
         return Json(json!({"ok": true}));
     };
-    let chat = update["message"]["chat"]["id"]
-        .as_i64()
-        .or(update["callback_query"]["message"]["chat"]["id"].as_i64());
-    let owner = match chat {
+    let owner = match update.chat {
         Some(chat) => {
             state
                 .store
@@ -508,15 +459,15 @@ pub async fn webhook(State(state): State<AppState>, bot: Bot, body: Bytes) -> Js
         Err(e) => Err(anyhow::anyhow!("the chat's row was not read: {e}")),
     };
     if let Err(e) = handled {
-        tracing::warn!(bot = %bot.id, update = update["update_id"].as_i64().unwrap_or(0), error = %e, "a Telegram update was not handled");
+        tracing::warn!(bot = %bot.id, update = update.id.unwrap_or(0), error = %e, "a Telegram update was not handled");
         let row = owner.ok().flatten().or(bot.own);
         inbound::record_failure(&state, row.as_ref(), "telegram", &format!("{e:#}")).await;
     }
     Json(json!({"ok": true}))
 }
 
-/// The update as this bot received it.
-struct Update<'a> {
+/// Where an update was received: the bot, the update's id and its chat.
+struct At<'a> {
     bot: &'a Bot,
     id: i64,
     chat: i64,
@@ -526,21 +477,13 @@ async fn handle(
     state: &AppState,
     bot: &Bot,
     owner: Option<&Integration>,
-    update: &Value,
+    update: &Update,
 ) -> anyhow::Result<()> {
-    if let Some(query) = update.get("callback_query") {
-        return tap(state, bot, owner, query).await;
-    }
-    let Some(message) = update.get("message") else {
-        return Ok(());
+    let (chat, text) = match &update.event {
+        Event::Tap(query) => return tap(state, bot, owner, query).await,
+        Event::Message { chat, text } => (*chat, text.as_str()),
+        Event::Ignored => return Ok(()),
     };
-    let (Some(chat), Some(text)) = (message["chat"]["id"].as_i64(), message["text"].as_str())
-    else {
-        return Ok(());
-    };
-    if message["chat"]["type"].as_str() != Some("private") {
-        return Ok(());
-    }
     let token = bot_token(state, bot)?;
     let reply = |text: String| {
         let token = token.clone();
@@ -567,9 +510,9 @@ async fn handle(
     let Some(row) = owner else {
         return Ok(());
     };
-    let at = Update {
+    let at = At {
         bot,
-        id: update["update_id"].as_i64().unwrap_or_default(),
+        id: update.id.unwrap_or_default(),
         chat,
     };
     match command.as_deref() {
@@ -617,20 +560,6 @@ fn bot_token(state: &AppState, bot: &Bot) -> anyhow::Result<Zeroizing<String>> {
             .ok_or_else(|| anyhow::anyhow!("the platform's bot has no token here"));
     };
     field(state, row, "bot_token").ok_or_else(|| anyhow::anyhow!("the bot's token does not open"))
-}
-
-/// A bot command (`/name` or `/name@bot`) and its argument.
-fn command_of(text: &str) -> (Option<String>, &str) {
-    let Some(rest) = text.strip_prefix('/') else {
-        return (None, text);
-    };
-    let (word, argument) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let name = word
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    (Some(name), argument.trim())
 }
 
 /// `/start <code>` or `/link <code>`: claims the code once for this bot.
@@ -687,7 +616,7 @@ async fn agents(state: &AppState, row: &Integration) -> anyhow::Result<String> {
 async fn record(
     state: &AppState,
     row: &Integration,
-    at: &Update<'_>,
+    at: &At<'_>,
     text: &str,
     command: &str,
 ) -> anyhow::Result<bool> {
@@ -704,7 +633,7 @@ async fn record(
 async fn write_inbound(
     state: &AppState,
     row: &Integration,
-    at: &Update<'_>,
+    at: &At<'_>,
     profile_id: &str,
     text: &str,
     command: Option<&str>,
@@ -731,13 +660,9 @@ async fn tap(
     state: &AppState,
     bot: &Bot,
     owner: Option<&Integration>,
-    query: &Value,
+    query: &Tap,
 ) -> anyhow::Result<()> {
-    let id = query["id"].as_str().unwrap_or_default();
-    let from = query["from"]["id"].as_i64();
-    let chat = query["message"]["chat"]["id"].as_i64();
-    let message_id = query["message"]["message_id"].as_i64();
-    let data = query["data"].as_str().unwrap_or_default();
+    let (id, from, chat, message_id) = (&query.id, query.from, query.chat, query.message_id);
     let token = bot_token(state, bot)?;
     let answer = |text: &str| {
         let body = json!({"callback_query_id": id, "text": text});
@@ -756,7 +681,7 @@ async fn tap(
         answer("Only the owner of this chat can do that.").await;
         return Ok(());
     };
-    let (action, notification) = data.split_once(':').unwrap_or((data, ""));
+    let (action, notification) = query.action();
     match action {
         "claim" => match claim(state, row, notification).await? {
             Some(thread) => {

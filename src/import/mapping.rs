@@ -363,6 +363,28 @@ fn map_config(
                 ));
             };
             c.insert("to_address".into(), email.clone().into());
+            if text(c, "smtp_host").is_some() {
+                // An SMTP credential: the product's names for its parts.
+                c.insert("provider".into(), "smtp".into());
+                for (theirs, ours) in [
+                    ("smtp_user", "smtp_username"),
+                    ("smtp_pass", "smtp_password"),
+                ] {
+                    if let Some(value) = c.remove(theirs) {
+                        c.insert(ours.into(), value);
+                    }
+                }
+                if let Some(secure) = c.remove("smtp_secure").and_then(|v| v.as_bool()) {
+                    let security = if secure { "tls" } else { "starttls" };
+                    c.insert("smtp_security".into(), security.into());
+                }
+                if let Some(port) = c
+                    .get("smtp_port")
+                    .and_then(|p| p.as_str()?.trim().parse::<u16>().ok())
+                {
+                    c.insert("smtp_port".into(), port.into());
+                }
+            }
         }
         IntegrationType::Webhook => {
             c.insert("signature".into(), "vonzio".into());

@@ -25,7 +25,8 @@ pub struct ChannelOutcome {
     /// The channel it went through (`slack`, `telegram:<id>`, ...), or the
     /// one asked for when none could be chosen.
     pub channel: String,
-    /// `sent` or `failed`.
+    /// `sent`, `failed`, or `unknown` (the provider's connection was lost
+    /// after the message was handed over: maybe delivered, never sent again).
     pub status: &'static str,
     /// Its `notification_log` row, when one was written.
     pub notification_id: Option<String>,
@@ -109,19 +110,26 @@ fn outcome(asked: String, result: Result<Sent, NotifyError>) -> ChannelOutcome {
         Err(e) => e,
     };
     let error = Some(e.to_string());
+    let status = match &e {
+        NotifyError::Delivery { failure, .. } => failure.status(),
+        _ => "failed",
+    };
     let (channel, notification_id, refusal) = match e {
         NotifyError::Delivery {
             channel,
             notification_id,
             ..
         } => (channel, Some(notification_id), None),
-        // Nothing decided yet, or the store is down: no row to write.
-        NotifyError::InFlight | NotifyError::Unavailable(_) => (asked, None, None),
+        // Nothing decided yet, decided before, or the store is down: no
+        // row to write.
+        NotifyError::InFlight | NotifyError::MaybeSent | NotifyError::Unavailable(_) => {
+            (asked, None, None)
+        }
         refused => (asked, None, Some(refused)),
     };
     ChannelOutcome {
         channel,
-        status: "failed",
+        status,
         notification_id,
         error,
         refusal,

@@ -1297,3 +1297,56 @@ async fn platform_notifications_over_the_api_on_postgres() {
         None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
     }
 }
+
+/// Issue 24, point 3, on the REST API: a write whose API token is revoked
+/// while its body is still arriving is 401 once the body has come, and
+/// stores nothing.
+#[tokio::test]
+async fn a_write_whose_token_is_revoked_while_its_body_arrives_is_refused_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let store = Store::sqlite().await;
+    let server = Server::start(&store, &[]).await;
+    let token = store.token(USER);
+    let token_id = store
+        .cli(&["tokens", "list", "--user", USER])
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let body =
+        json!({"type": "webhook", "config": {"url": "https://hooks.example.com/in"}}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/integrations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The head has passed the token check; the body is not whole yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.cli(&["tokens", "revoke", &token_id, "--user", USER]);
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let fresh = store.token(USER);
+    let listed = ok(
+        server
+            .send("GET", "/v1/integrations", Some(&fresh), None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        listed["integrations"],
+        json!([]),
+        "nothing stored: {listed}"
+    );
+}

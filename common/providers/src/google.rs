@@ -8,6 +8,9 @@ use model::clock::unix_now;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::http::env_url;
+
+const AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 const REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 
@@ -16,6 +19,8 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// Where and as whom we talk to Google's OAuth endpoints.
 pub struct OAuthConfig {
+    /// The consent page a user is sent to.
+    pub authorize_url: String,
     pub token_url: String,
     pub revoke_url: String,
     pub client_id: Option<String>,
@@ -25,6 +30,7 @@ pub struct OAuthConfig {
 impl std::fmt::Debug for OAuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthConfig")
+            .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
             .field("revoke_url", &self.revoke_url)
             .field("client_id", &self.client_id)
@@ -37,11 +43,12 @@ impl std::fmt::Debug for OAuthConfig {
 }
 
 impl OAuthConfig {
-    /// From `GOOGLE_TOKEN_URL`, `GOOGLE_REVOKE_URL`, `GMAIL_CLIENT_ID` and
-    /// `GMAIL_CLIENT_SECRET`.
+    /// From `GOOGLE_AUTHORIZE_URL`, `GOOGLE_TOKEN_URL`, `GOOGLE_REVOKE_URL`,
+    /// `GMAIL_CLIENT_ID` and `GMAIL_CLIENT_SECRET`.
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self {
+            authorize_url: env_url("GOOGLE_AUTHORIZE_URL", AUTHORIZE_URL),
             token_url: var("GOOGLE_TOKEN_URL").unwrap_or_else(|| TOKEN_URL.into()),
             revoke_url: var("GOOGLE_REVOKE_URL").unwrap_or_else(|| REVOKE_URL.into()),
             client_id: var("GMAIL_CLIENT_ID"),

@@ -1,8 +1,12 @@
-//! Provider webhook signatures (Teller's, Slack's): their headers' shape
-//! and freshness, checked before a request's body is read, then the
-//! signature over the body, verified before the body is parsed. The server
-//! and the fuzz targets call the same code.
+//! Webhook signatures. Those providers send us (Teller's, Slack's): their
+//! headers' shape and freshness, checked before a request's body is read,
+//! then the signature over the body, verified before the body is parsed;
+//! the server and the fuzz targets call the same code. And those we send
+//! (Standard Webhooks', the product's `X-Signature-256`): the notifications'
+//! webhooks and the inbound forward sign with them.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -103,6 +107,47 @@ pub fn verify_teller(secret: &[u8], header: &str, body: &[u8], now: i64) -> Opti
     TellerHeader::parse(header, now)?.verify(secret, body)
 }
 
+/// A Standard Webhooks secret that is `whsec_` and no base64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the webhook secret is not valid whsec_ base64: the user must update it")]
+pub struct InvalidSecret;
+
+/// The Standard Webhooks signature `v1,<base64 HMAC-SHA256>` of
+/// `{id}.{timestamp}.{body}`; a `whsec_` secret is base64 of the key.
+pub fn sign_standard(
+    secret: &str,
+    id: &str,
+    timestamp: u64,
+    body: &[u8],
+) -> Result<String, InvalidSecret> {
+    let key = match secret.strip_prefix("whsec_") {
+        Some(encoded) => STANDARD.decode(encoded).map_err(|_| InvalidSecret)?,
+        None => secret.as_bytes().to_vec(),
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// The product's signature, `X-Signature-256`: `sha256=<hex
+/// HMAC-SHA256(secret, body)>`.
+pub fn sign_vonzio(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 fn hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -126,6 +171,22 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    #[test]
+    fn the_standard_webhooks_test_vector_signs() {
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        assert_eq!(
+            sign_standard(
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                body
+            )
+            .unwrap(),
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+        );
+        assert_eq!(sign_standard("whsec_!", "id", 1, body), Err(InvalidSecret));
     }
 
     #[test]

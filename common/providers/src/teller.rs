@@ -4,12 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use model::retry::{Backoff, retry_after};
+use model::retry::Backoff;
 
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
+
+use crate::http::{env_url, retry_after};
 
 /// Where and how to reach Teller, from the environment.
 #[derive(Debug, Clone)]
@@ -45,6 +47,25 @@ impl TellerConfig {
             ),
         }
     }
+}
+
+/// A `TELLER_CONNECT_URL` the page may not load a script from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("TELLER_CONNECT_URL must be an https:// URL (or http:// on this machine)")]
+pub struct UnsafeConnectUrl;
+
+/// Where the page loads Teller Connect's script from: `TELLER_CONNECT_URL`,
+/// default Teller's. The script runs in the page with the session's
+/// rights, so it is fetched over https only (or from this machine, for
+/// tests).
+pub fn connect_url_from_env() -> Result<String, UnsafeConnectUrl> {
+    let url = env_url(
+        "TELLER_CONNECT_URL",
+        "https://cdn.teller.io/connect/connect.js",
+    );
+    let safe = reqwest::Url::parse(&url)
+        .is_ok_and(|u| model::endpoint::https_or_loopback(&u) && u.has_host());
+    if safe { Ok(url) } else { Err(UnsafeConnectUrl) }
 }
 
 /// What went wrong talking to Teller. Never carries a token.
@@ -341,12 +362,7 @@ impl TellerClient {
             if response.status() != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(response);
             }
-            let asked = retry_after(
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            );
+            let asked = retry_after(response.headers());
             let Some(wait) = backoff.next_wait(asked) else {
                 return Err(TellerError::RateLimited {
                     retry_after: asked.map(|d| d.as_secs()),

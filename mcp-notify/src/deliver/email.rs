@@ -2,12 +2,13 @@
 //! escaped) and a plain-text part, sent with the notification id as the
 //! `Idempotency-Key` so that a retry never sends twice.
 
-use serde_json::{Value, json};
+use providers::resend::ResendError;
+use serde_json::json;
 
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};
-use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
+use super::{Delivered, Failure, Outgoing, Providers, Urgency};
 use crate::markdown;
 
 /// The longest subject taken from a message's first line.
@@ -29,16 +30,19 @@ pub(super) async fn send(
         "text": markdown::to_plain(&out.message),
         "tags": [{"name": "urgency", "value": out.urgency.as_str()}],
     });
-    let (answer, attempts) = retrying(deadline, "Resend", || call(p, key, &out.id, &body)).await?;
+    let (id, attempts) = retrying(deadline, "Resend", || async {
+        judge(p.resend.send(key, &out.id, &body).await)
+    })
+    .await?;
     Ok(Delivered {
-        provider_message_id: answer["id"].as_str().map(str::to_string),
+        provider_message_id: id,
         attempts,
         thread: None,
     })
 }
 
 /// The title, else the message's first line; prefixed when urgent.
-fn subject(out: &Outgoing) -> String {
+pub(super) fn subject(out: &Outgoing) -> String {
     let source = match &out.title {
         Some(title) => markdown::to_plain(title),
         None => markdown::to_plain(&out.message),
@@ -58,53 +62,40 @@ fn subject(out: &Outgoing) -> String {
     subject
 }
 
-async fn call(p: &Providers, key: &str, idempotency_key: &str, body: &Value) -> Attempt<Value> {
-    let sent = p
-        .http
-        .post(format!("{}/emails", p.resend_base))
-        .bearer_auth(key)
-        .header("Idempotency-Key", idempotency_key)
-        .json(body)
-        .send()
-        .await;
-    // The idempotency key makes every retry safe, whatever happened.
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            return Attempt::Retry {
-                after: None,
-                why: transport_error(e),
-            };
-        }
-    };
-    let status = response.status();
-    if status.as_u16() == 429 {
-        return Attempt::rate_limited(&response);
-    }
-    if status.is_server_error() {
-        return Attempt::failing(&response);
-    }
-    let Ok(answer) = response.json::<Value>().await else {
-        return Attempt::Fail(Failure::new(format!(
-            "Resend answered {status} with a body that is not JSON"
-        )));
-    };
-    if status.is_success() {
-        return Attempt::Done(answer);
-    }
-    let name = answer["name"].as_str().unwrap_or("error");
-    let message = answer["message"].as_str().unwrap_or("");
-    match status.as_u16() {
-        // The first request with this key is still running at Resend.
-        409 if name == "concurrent_idempotent_requests" => Attempt::Retry {
+/// What one send's outcome means for a delivery.
+fn judge(sent: Result<Option<String>, ResendError>) -> Attempt<Option<String>> {
+    match sent {
+        Ok(id) => Attempt::Done(id),
+        // The idempotency key makes every retry safe, whatever happened.
+        Err(ResendError::NoAnswer(e)) => Attempt::Retry {
             after: None,
-            why: "is still handling the first attempt".into(),
+            why: e.to_string(),
         },
-        401 | 403 if name.contains("api_key") => Attempt::Fail(Failure::reauth(format!(
-            "Resend refused the API key ({name}): the user must update the Email integration in Settings → Integrations"
-        ))),
-        _ => Attempt::Fail(Failure::new(format!(
-            "Resend refused the email ({status} {name}: {message})"
-        ))),
+        Err(ResendError::RateLimited { retry_after }) => Attempt::rate_limited(retry_after),
+        Err(ResendError::Failing {
+            status,
+            retry_after,
+        }) => Attempt::failing(status, retry_after),
+        // The first request with this key is still running at Resend.
+        Err(ResendError::Refused { status, name, .. })
+            if status.as_u16() == 409 && name == "concurrent_idempotent_requests" =>
+        {
+            Attempt::Retry {
+                after: None,
+                why: "is still handling the first attempt".into(),
+            }
+        }
+        Err(ResendError::Refused { status, name, .. })
+            if matches!(status.as_u16(), 401 | 403) && name.contains("api_key") =>
+        {
+            Attempt::Fail(Failure::reauth(format!(
+                "Resend refused the API key ({name}): the user must update the Email integration in Settings → Integrations"
+            )))
+        }
+        // "Resend answered <status> with a body that is not JSON", "Resend
+        // refused the email (<status> <name>: <message>)".
+        Err(e @ (ResendError::Unreadable { .. } | ResendError::Refused { .. })) => {
+            Attempt::Fail(Failure::new(e.to_string()))
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! Delivery to the four outbound channels, each through its provider's real
-//! API (pointed at fakes in tests by the `*_BASE` variables), with bounded
-//! retries that never duplicate a message.
+//! Delivery to the four outbound channels, each through its provider's
+//! client (`providers::slack`, `telegram`, `resend`, `smtp`; pointed at
+//! fakes in tests by their `*_API_BASE` variables, or at a test SMTP server)
+//! or a signed webhook, with bounded retries that never duplicate a message.
 
 mod email;
 mod retry;
 mod slack;
+mod smtp;
 mod telegram;
 mod webhook;
 
@@ -14,10 +16,13 @@ use tokio::time::Instant;
 
 use model::config::DecryptedConfig;
 use model::{Integration, IntegrationType};
+use providers::resend::ResendClient;
+use providers::slack::SlackClient;
+use providers::telegram::TelegramClient;
 use serde::{Deserialize, Serialize};
 use store::ThreadAnchor;
 
-pub use webhook::{check_target, sign};
+pub use webhook::check_target;
 
 /// How urgent a notification is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -110,6 +115,9 @@ pub struct Failure {
     /// The provider could not be reached, or kept failing or rate limiting
     /// until the deadline: it refused nothing.
     pub unavailable: bool,
+    /// The message may have been delivered: the provider's connection was
+    /// lost after it was handed over. Never sent again.
+    pub unknown: bool,
 }
 
 impl Failure {
@@ -119,6 +127,7 @@ impl Failure {
             attempts: 1,
             reauth: false,
             unavailable: false,
+            unknown: false,
         }
     }
 
@@ -128,23 +137,30 @@ impl Failure {
             ..Self::new(message)
         }
     }
+
+    /// How its `notification_log` row and claim end: `unknown` or `failed`.
+    pub fn status(&self) -> &'static str {
+        if self.unknown { "unknown" } else { "failed" }
+    }
 }
 
-/// Where the providers are and how long to wait for them, from the
+/// The providers' clients and how long to wait for them, from the
 /// environment.
 #[derive(Debug)]
 pub struct Providers {
-    pub slack_base: String,
-    pub telegram_base: String,
-    pub resend_base: String,
-    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach loopback
-    /// and private addresses, over plain http.
+    slack: SlackClient,
+    telegram: TelegramClient,
+    resend: ResendClient,
+    /// The CAs an SMTP server's certificate may chain to (`SMTP_CA_PATH`),
+    /// or why they could not be read.
+    smtp_roots: Result<providers::smtp::Roots, String>,
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE=1`: webhooks (and SMTP servers)
+    /// may reach loopback and private addresses, webhooks over plain http.
     pub allow_private: bool,
     /// One request's timeout (`NOTIFY_TIMEOUT_MS`, default 10 s).
     pub timeout: Duration,
     /// All attempts of one delivery (`NOTIFY_DEADLINE_MS`, default and at most 15 s).
     pub deadline: Duration,
-    http: reqwest::Client,
     /// Webhook clients by host and checked address, so that a receiver's
     /// connection is kept alive while its address stays the same.
     webhook_clients: webhook::Clients,
@@ -153,15 +169,10 @@ pub struct Providers {
 const USER_AGENT: &str = concat!("vz-integrations/", env!("CARGO_PKG_VERSION"));
 
 impl Providers {
+    /// From `NOTIFY_TIMEOUT_MS`, `NOTIFY_DEADLINE_MS`,
+    /// `INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE`, `SMTP_CA_PATH` and the
+    /// providers' clients' variables.
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_string())
-                .trim_end_matches('/')
-                .to_string()
-        };
         let millis = |name: &str, default: u64| {
             Duration::from_millis(
                 std::env::var(name)
@@ -171,20 +182,21 @@ impl Providers {
             )
         };
         let timeout = millis("NOTIFY_TIMEOUT_MS", 10_000);
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a TLS backend is compiled in");
         Self {
-            slack_base: var("SLACK_API_BASE", "https://slack.com/api"),
-            telegram_base: var("TELEGRAM_API_BASE", "https://api.telegram.org"),
-            resend_base: var("RESEND_API_BASE", "https://api.resend.com"),
+            slack: SlackClient::from_env(http.clone()),
+            telegram: TelegramClient::from_env(http.clone()),
+            resend: ResendClient::from_env(http),
+            smtp_roots: providers::smtp::Roots::from_env().map_err(|e| e.to_string()),
             allow_private: std::env::var("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE").as_deref()
                 == Ok("1"),
             timeout,
             deadline: millis("NOTIFY_DEADLINE_MS", 15_000).min(Duration::from_secs(15)),
-            http: reqwest::Client::builder()
-                .user_agent(USER_AGENT)
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a TLS backend is compiled in"),
             webhook_clients: webhook::Clients::default(),
         }
     }
@@ -231,9 +243,24 @@ impl Providers {
                 telegram::send(self, deadline, &token, &chat, out).await
             }
             IntegrationType::Email => {
-                let key = field("api_key").ok_or_else(missing)?;
                 let from = field("from_address").ok_or_else(missing)?;
                 let to = field("to_address").ok_or_else(missing)?;
+                if field("provider").as_deref().map(|p| p.as_str()) == Some("smtp") {
+                    let security = providers::smtp::Security::from_config(
+                        field("smtp_security").as_deref().map(|s| s.as_str()),
+                    );
+                    let login = providers::smtp::Login {
+                        host: field("smtp_host").ok_or_else(missing)?.to_string(),
+                        port: field("smtp_port")
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or_else(|| security.default_port()),
+                        security,
+                        username: field("smtp_username").ok_or_else(missing)?.to_string(),
+                        password: field("smtp_password").ok_or_else(missing)?,
+                    };
+                    return smtp::send(self, deadline, &login, &from, &to, out).await;
+                }
+                let key = field("api_key").ok_or_else(missing)?;
                 email::send(self, deadline, &key, &from, &to, out).await
             }
             IntegrationType::Webhook => {
@@ -275,17 +302,5 @@ impl Providers {
                 "{other} has no downstream revocation"
             ))),
         }
-    }
-}
-
-/// A reqwest error in words, without the URL (a Telegram URL holds the
-/// token, a webhook URL may hold a capability).
-pub(crate) fn transport_error(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "did not answer in time".into()
-    } else if e.is_connect() {
-        "could not be reached".into()
-    } else {
-        format!("request failed ({})", e.without_url())
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use model::retry::Backoff;
+use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::Failure;
@@ -21,19 +22,20 @@ pub(crate) enum Attempt<T> {
 }
 
 impl<T> Attempt<T> {
-    /// A 429: the provider did not take it; again when it says.
-    pub(crate) fn rate_limited(response: &reqwest::Response) -> Self {
+    /// A 429: the provider did not take it; again when it says (`after`).
+    pub(crate) fn rate_limited(after: Option<Duration>) -> Self {
         Self::Retry {
-            after: retry_after(response),
+            after,
             why: "is rate limiting (429)".into(),
         }
     }
 
-    /// A 5xx after which a retry cannot duplicate the message.
-    pub(crate) fn failing(response: &reqwest::Response) -> Self {
+    /// A 5xx (`status`) after which a retry cannot duplicate the message;
+    /// again when the provider says (`after`).
+    pub(crate) fn failing(status: StatusCode, after: Option<Duration>) -> Self {
         Self::Retry {
-            after: retry_after(response),
-            why: format!("is failing ({})", response.status()),
+            after,
+            why: format!("is failing ({status})"),
         }
     }
 }
@@ -62,6 +64,7 @@ where
             attempts,
             reauth: false,
             unavailable: true,
+            unknown: false,
         };
         match tokio::time::timeout(remaining, attempt()).await {
             Err(_) => return Err(gave_up("did not answer in time")),
@@ -85,14 +88,4 @@ where
             }
         }
     }
-}
-
-/// `Retry-After` in seconds, if the response has one.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    model::retry::retry_after(
-        response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    )
 }

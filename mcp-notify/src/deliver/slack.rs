@@ -2,13 +2,14 @@
 //! `chat.postMessage`), in mrkdwn with a colour bar for the urgency; with
 //! `claim_thread`, a footer that asks for replies in its thread.
 
+use providers::slack::SlackError;
 use serde_json::{Value, json};
 
 use store::ThreadAnchor;
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};
-use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
+use super::{Delivered, Failure, Outgoing, Providers, Urgency};
 use crate::markdown;
 
 const DEAD_TOKEN: &[&str] = &[
@@ -25,14 +26,9 @@ pub(super) async fn send(
     user: &str,
     out: &Outgoing,
 ) -> Result<Delivered, Failure> {
+    let open = json!({ "users": user });
     let (opened, _) = retrying(deadline, "Slack", || {
-        call(
-            p,
-            token,
-            "conversations.open",
-            json!({ "users": user }),
-            true,
-        )
+        call(p, token, "conversations.open", &open, true)
     })
     .await?;
     let Some(channel) = opened["channel"]["id"].as_str().map(str::to_string) else {
@@ -78,7 +74,7 @@ pub(super) async fn send(
     });
     // `attempts` counts the posts; opening the DM is a preliminary.
     let (posted, posting) = retrying(deadline, "Slack", || {
-        call(p, token, "chat.postMessage", body.clone(), false)
+        call(p, token, "chat.postMessage", &body, false)
     })
     .await?;
     let ts = posted["ts"].as_str().map(str::to_string);
@@ -95,8 +91,9 @@ pub(super) async fn send(
 
 /// `auth.revoke`; `Ok(false)` when the token was already dead.
 pub(super) async fn revoke(p: &Providers, deadline: Instant, token: &str) -> Result<bool, Failure> {
+    let body = json!({});
     match retrying(deadline, "Slack", || {
-        call(p, token, "auth.revoke", json!({}), true)
+        call(p, token, "auth.revoke", &body, true)
     })
     .await
     {
@@ -112,66 +109,48 @@ async fn call(
     p: &Providers,
     token: &str,
     method: &str,
-    body: Value,
+    body: &Value,
     idempotent: bool,
 ) -> Attempt<Value> {
-    let sent = p
-        .http
-        .post(format!("{}/{method}", p.slack_base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() || (idempotent && e.is_timeout()) => {
-            return Attempt::Retry {
+    match p.slack.call(token, method, body).await {
+        Ok(answer) => Attempt::Done(answer),
+        Err(SlackError::NoAnswer(e)) if e.is_connect() || (idempotent && e.is_timeout()) => {
+            Attempt::Retry {
                 after: None,
-                why: transport_error(e),
-            };
+                why: e.to_string(),
+            }
         }
-        Err(e) => {
-            return Attempt::Fail(Failure::new(format!(
-                "Slack {}; the message may have been delivered, so it was not sent again",
-                transport_error(e)
-            )));
+        Err(SlackError::NoAnswer(e)) => Attempt::Fail(Failure::new(format!(
+            "Slack {e}; the message may have been delivered, so it was not sent again"
+        ))),
+        Err(SlackError::RateLimited { retry_after }) => Attempt::rate_limited(retry_after),
+        Err(SlackError::Failing {
+            status,
+            retry_after,
+        }) => {
+            if idempotent {
+                Attempt::failing(status, retry_after)
+            } else {
+                Attempt::Fail(Failure::new(format!(
+                    "Slack answered {status}; the message may have been delivered, so it was not sent again"
+                )))
+            }
         }
-    };
-    let status = response.status();
-    if status.as_u16() == 429 {
-        return Attempt::rate_limited(&response);
+        Err(e @ SlackError::Unreadable { .. }) => Attempt::Fail(Failure::new(e.to_string())),
+        Err(SlackError::Refused { code }) => {
+            let code = code.as_deref().unwrap_or("unknown_error");
+            if code == "ratelimited" {
+                return Attempt::Retry {
+                    after: None,
+                    why: "is rate limiting".into(),
+                };
+            }
+            if DEAD_TOKEN.contains(&code) {
+                return Attempt::Fail(Failure::reauth(format!(
+                    "Slack refused the app's token ({code}): the user must reconnect Slack in Settings → Integrations"
+                )));
+            }
+            Attempt::Fail(Failure::new(format!("Slack refused the message ({code})")))
+        }
     }
-    if status.is_server_error() {
-        return if idempotent {
-            Attempt::failing(&response)
-        } else {
-            Attempt::Fail(Failure::new(format!(
-                "Slack answered {status}; the message may have been delivered, so it was not sent again"
-            )))
-        };
-    }
-    let Ok(answer) = response.json::<Value>().await else {
-        return Attempt::Fail(Failure::new(format!(
-            "Slack answered {status} with a body that is not JSON"
-        )));
-    };
-    if answer["ok"] == true {
-        return Attempt::Done(answer);
-    }
-    let code = answer["error"]
-        .as_str()
-        .unwrap_or("unknown_error")
-        .to_string();
-    if code == "ratelimited" {
-        return Attempt::Retry {
-            after: None,
-            why: "is rate limiting".into(),
-        };
-    }
-    if DEAD_TOKEN.contains(&code.as_str()) {
-        return Attempt::Fail(Failure::reauth(format!(
-            "Slack refused the app's token ({code}): the user must reconnect Slack in Settings → Integrations"
-        )));
-    }
-    Attempt::Fail(Failure::new(format!("Slack refused the message ({code})")))
 }

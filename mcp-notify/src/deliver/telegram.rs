@@ -2,13 +2,14 @@
 //! mode (plain text if Telegram cannot parse it), split into messages of at
 //! most 4,096 characters, with thread-claim buttons on the last one.
 
+use providers::telegram::TelegramError;
 use serde_json::{Value, json};
 
 use store::ThreadAnchor;
 use tokio::time::Instant;
 
 use super::retry::{Attempt, retrying};
-use super::{Delivered, Failure, Outgoing, Providers, Urgency, transport_error};
+use super::{Delivered, Failure, Outgoing, Providers, Urgency};
 use crate::markdown;
 
 /// Telegram's limit on one message's text.
@@ -54,16 +55,16 @@ pub(super) async fn send(
         {
             body["reply_markup"] = buttons.clone();
         }
-        let sent = match retrying(deadline, "Telegram", || {
-            call(p, token, "sendMessage", &body)
+        let sent = match retrying(deadline, "Telegram", || async {
+            judge(p.telegram.send_message(token, &body).await)
         })
         .await
         {
             Err(f) if f.message.contains("can't parse entities") => {
                 body["text"] = json!(markdown::to_plain(piece));
                 body.as_object_mut().map(|b| b.remove("parse_mode"));
-                retrying(deadline, "Telegram", || {
-                    call(p, token, "sendMessage", &body)
+                retrying(deadline, "Telegram", || async {
+                    judge(p.telegram.send_message(token, &body).await)
                 })
                 .await
             }
@@ -101,9 +102,8 @@ pub(super) async fn delete_webhook(
     deadline: Instant,
     token: &str,
 ) -> Result<bool, Failure> {
-    let body = json!({});
-    match retrying(deadline, "Telegram", || {
-        call(p, token, "deleteWebhook", &body)
+    match retrying(deadline, "Telegram", || async {
+        judge(p.telegram.delete_webhook(token).await)
     })
     .await
     {
@@ -113,58 +113,45 @@ pub(super) async fn delete_webhook(
     }
 }
 
-async fn call(p: &Providers, token: &str, method: &str, body: &Value) -> Attempt<Value> {
-    let sent = p
-        .http
-        .post(format!("{}/bot{token}/{method}", p.telegram_base))
-        .json(body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => {
+/// What one Bot API call's outcome means for a delivery: a message is
+/// sent again only when Telegram surely did not take it.
+fn judge(sent: Result<Value, TelegramError>) -> Attempt<Value> {
+    let (status, error_code, description, retry_after) = match sent {
+        Ok(result) => return Attempt::Done(result),
+        Err(TelegramError::NoAnswer(e)) if e.is_connect() => {
             return Attempt::Retry {
                 after: None,
-                why: transport_error(e),
+                why: e.to_string(),
             };
         }
-        Err(e) => {
+        Err(TelegramError::NoAnswer(e)) => {
             return Attempt::Fail(Failure::new(format!(
-                "Telegram {}; the message may have been delivered, so it was not sent again",
-                transport_error(e)
+                "Telegram {e}; the message may have been delivered, so it was not sent again"
             )));
         }
+        Err(TelegramError::Unreadable { status } | TelegramError::Refused { status, .. })
+            if status.is_server_error() =>
+        {
+            return Attempt::Fail(Failure::new(format!(
+                "Telegram answered {status}; the message may have been delivered, so it was not sent again"
+            )));
+        }
+        Err(e @ TelegramError::Unreadable { .. }) => {
+            return Attempt::Fail(Failure::new(e.to_string()));
+        }
+        Err(TelegramError::Refused {
+            status,
+            error_code,
+            description,
+            retry_after,
+        }) => (status, error_code, description, retry_after),
     };
-    let status = response.status();
-    let answer: Option<Value> = response.json().await.ok();
-    if status.is_server_error() {
-        return Attempt::Fail(Failure::new(format!(
-            "Telegram answered {status}; the message may have been delivered, so it was not sent again"
-        )));
-    }
-    let Some(answer) = answer else {
-        return Attempt::Fail(Failure::new(format!(
-            "Telegram answered {status} with a body that is not JSON"
-        )));
-    };
-    if answer["ok"] == true {
-        return Attempt::Done(answer["result"].clone());
-    }
-    let description = answer["description"]
-        .as_str()
-        .unwrap_or("no description")
-        .to_string();
-    match answer["error_code"]
-        .as_u64()
-        .unwrap_or(status.as_u16().into())
-    {
+    let description = description.unwrap_or_else(|| "no description".into());
+    match error_code.unwrap_or(status.as_u16().into()) {
         429 => Attempt::Retry {
-            after: answer["parameters"]["retry_after"]
-                .as_u64()
-                .map(std::time::Duration::from_secs),
+            after: retry_after,
             why: "is rate limiting (429)".into(),
-        },
-        // A token Telegram does not know: 401, or 404 when malformed.
+        }, // A token Telegram does not know: 401, or 404 when malformed.
         401 | 404 => Attempt::Fail(Failure::reauth(
             "Telegram refused the bot's token: the user must reconnect the bot in Settings → Integrations",
         )),

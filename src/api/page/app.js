@@ -330,6 +330,27 @@ function formDialog(id, send) {
   dialog.showModal();
 }
 
+/** Adds an Email integration: through Resend, or through the person's own
+ * SMTP server (only the chosen provider's fields are sent). */
+function emailDialog() {
+  const form = $("email-form");
+  const show = () => {
+    const chosen = form.elements.provider.value;
+    for (const set of form.querySelectorAll("fieldset[data-provider]")) {
+      const on = set.dataset.provider === chosen;
+      set.hidden = !on;
+      set.disabled = !on;
+    }
+  };
+  form.onchange = (event) => { if (event.target.name === "provider") show(); };
+  formDialog("email-dialog", async (config) => {
+    if (config.smtp_port) config.smtp_port = Number(config.smtp_port);
+    await api("POST", "/v1/integrations", { type: "email", config });
+    notice("Email added.");
+  });
+  show();
+}
+
 /** Adds a secret (scoped from the start: no agent outside it ever sees
  * it), or replaces the value of `secret`. */
 function openSecret(secret) {
@@ -364,10 +385,7 @@ async function connect(kind) {
     } else if (kind === "telegram") {
       telegramDialog();
     } else if (kind === "email") {
-      formDialog("email-dialog", async (config) => {
-        await api("POST", "/v1/integrations", { type: "email", config });
-        notice("Email added.");
-      });
+      emailDialog();
     } else if (kind === "webhook") {
       formDialog("webhook-dialog", async (config) => {
         await api("POST", "/v1/integrations", { type: "webhook", config });

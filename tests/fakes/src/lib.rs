@@ -15,6 +15,7 @@ pub mod gmail;
 mod http;
 pub mod resend;
 pub mod slack;
+pub mod smtp;
 pub mod telegram;
 pub mod teller;
 pub mod tls;

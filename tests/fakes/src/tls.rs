@@ -60,6 +60,16 @@ impl TestPki {
         Ok(pki)
     }
 
+    /// Writes the server's certificate and key (for `127.0.0.1` and
+    /// `localhost`, signed by the CA) into `dir`, for a server not built
+    /// here: their paths.
+    pub fn write_server_pair(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (cert, key) = (dir.join("server.pem"), dir.join("server-key.pem"));
+        std::fs::write(&cert, &self.server_cert)?;
+        std::fs::write(&key, &self.server_key)?;
+        Ok((cert, key))
+    }
+
     /// A server config that requires a client certificate signed by the CA.
     pub(crate) fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

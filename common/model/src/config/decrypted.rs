@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::fields::{Field, fields, names};
+use super::fields::{Field, fields, names, provider_of};
 use super::identity::{identity_of, identity_value, server_managed};
 use super::input::{ConfigInput, FieldValue, InputValue};
 use super::scan::{Mode, Scanned, scan};
@@ -56,21 +56,31 @@ impl DecryptedConfig {
         json: Zeroizing<Vec<u8>>,
     ) -> Result<ValidConfig, ConfigError> {
         let scanned = scan(kind, &json, Mode::Validate)?;
-        for f in fields(kind) {
-            if f.required && !scanned.iter().any(|(s, _)| s.name == f.name) {
-                return Err(ConfigError(format!(
-                    "{kind} config is missing the required field '{}' (required: {})",
-                    f.name,
-                    names(kind, |f| f.required)
-                )));
-            }
-        }
         let clear = |name: &str| {
             scanned.iter().find_map(|(f, v)| match v {
                 Scanned::Clear(v) if f.name == name => Some(id_text(v)),
                 _ => None,
             })
         };
+        let provider = provider_of(kind, clear("provider").as_deref());
+        let is_for = |f: &Field| provider.is_none_or(|p| f.is_for(p));
+        if let (Some(provider), Some((f, _))) = (provider, scanned.iter().find(|(f, _)| !is_for(f)))
+        {
+            return Err(ConfigError(format!(
+                "{kind} config field '{}' is for provider '{}', not '{provider}' (set 'provider' to choose)",
+                f.name,
+                f.provider.unwrap_or_default()
+            )));
+        }
+        for f in fields(kind) {
+            if f.required && is_for(f) && !scanned.iter().any(|(s, _)| s.name == f.name) {
+                return Err(ConfigError(format!(
+                    "{kind} config is missing the required field '{}' (required: {})",
+                    f.name,
+                    names(kind, |f| f.required && is_for(f))
+                )));
+            }
+        }
         let external_id = identity_in(kind, &scanned);
         let default_label = match kind {
             IntegrationType::Slack => clear("team_name").or_else(|| clear("team_id")),

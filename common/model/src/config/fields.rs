@@ -14,6 +14,8 @@ pub(super) enum Shape {
     TextList,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A TCP port: an integer from 1 to 65535.
+    Port,
 }
 
 /// One field of a type's config.
@@ -24,6 +26,16 @@ pub(super) struct Field {
     /// Shown only as [`MASK`](super::MASK), read only into zeroizing buffers.
     pub(super) secret: bool,
     pub(super) shape: Shape,
+    /// The only `provider` of the type it belongs to (Email's `smtp_host`
+    /// is SMTP's); `None`: every provider's.
+    pub(super) provider: Option<&'static str>,
+}
+
+impl Field {
+    /// It belongs to a config of `provider`.
+    pub(super) fn is_for(&self, provider: &str) -> bool {
+        self.provider.is_none_or(|p| p == provider)
+    }
 }
 
 /// The flags of a [`field`], joined with `|`: `REQUIRED | SECRET`.
@@ -42,10 +54,19 @@ const fn field(name: &'static str, flags: Flags, shape: Shape) -> Field {
         required: flags & REQUIRED != 0,
         secret: flags & SECRET != 0,
         shape,
+        provider: None,
     }
 }
 
-use Shape::{Id, OneOf, Text, TextList};
+/// `field`, for configs of `provider` only (required only in those).
+const fn only(provider: &'static str, field: Field) -> Field {
+    Field {
+        provider: Some(provider),
+        ..field
+    }
+}
+
+use Shape::{Id, OneOf, Port, Text, TextList};
 
 const SLACK: &[Field] = &[
     field("bot_token", REQUIRED | SECRET, Text),
@@ -79,11 +100,29 @@ const TELLER: &[Field] = &[
     field("institution_name", REQUIRED, Text),
     field("institution_id", OPTIONAL, Text),
 ];
+/// Sent through Resend (`api_key`; the default `provider`) or through the
+/// user's own SMTP server (`smtp_*`; the port defaults by `smtp_security`).
 const EMAIL: &[Field] = &[
-    field("api_key", REQUIRED | SECRET, Text),
+    field("provider", OPTIONAL, OneOf(EMAIL_PROVIDERS)),
+    only("resend", field("api_key", REQUIRED | SECRET, Text)),
+    only("smtp", field("smtp_host", REQUIRED, Text)),
+    only("smtp", field("smtp_port", OPTIONAL, Port)),
+    only(
+        "smtp",
+        field("smtp_security", OPTIONAL, OneOf(SMTP_SECURITY)),
+    ),
+    only("smtp", field("smtp_username", REQUIRED, Text)),
+    only("smtp", field("smtp_password", REQUIRED | SECRET, Text)),
     field("from_address", REQUIRED, Text),
     field("to_address", REQUIRED, Text),
 ];
+
+/// The values of an Email config's `provider`, the default first.
+pub const EMAIL_PROVIDERS: &[&str] = &["resend", "smtp"];
+
+/// The values of an SMTP config's `smtp_security`, the default first:
+/// STARTTLS on the submission port (587), or TLS from the first byte (465).
+pub const SMTP_SECURITY: &[&str] = &["starttls", "tls"];
 /// A webhook URL often carries a capability token in its path, so it is
 /// secret; its host becomes the label. `signature` is how deliveries are
 /// signed: [`WEBHOOK_SIGNATURES`], Standard Webhooks when absent.
@@ -113,6 +152,17 @@ pub(super) fn fields(kind: IntegrationType) -> &'static [Field] {
         IntegrationType::Email => EMAIL,
         IntegrationType::Webhook => WEBHOOK,
     }
+}
+
+/// The `provider` a `kind` config's `provider` field names, or the type's
+/// default; `None` for a type without providers.
+pub(super) fn provider_of(kind: IntegrationType, named: Option<&str>) -> Option<&'static str> {
+    let providers = match kind {
+        IntegrationType::Email => EMAIL_PROVIDERS,
+        _ => return None,
+    };
+    let named = named.unwrap_or(providers[0]);
+    providers.iter().copied().find(|p| *p == named)
 }
 
 /// The names of the `kind` fields `which` picks, for a sentence.

@@ -7,9 +7,8 @@ use crate::IntegrationType;
 /// stands for (a Slack team and the user who connected the app, a Telegram
 /// bot, a Gmail address, a Teller enrollment), why only its provider's flow
 /// writes them, and whether case is folded. The store keeps the identity in
-/// `external_id`, unique per type across users; every identity field is
-/// server-managed. A type that gains an identity (an SMTP login) is a line
-/// here.
+/// `external_id`, unique per type across users; no change may name an
+/// identity field. A type that gains an identity is a line here.
 const IDENTITIES: &[Identity] = &[
     Identity {
         kind: IntegrationType::Slack,
@@ -38,6 +37,13 @@ const IDENTITIES: &[Identity] = &[
         fields: &["enrollment_id"],
         fold_case: false,
         why: "changes only by connecting the bank again through Teller Connect",
+    },
+    Identity {
+        kind: IntegrationType::Email,
+        noun: "SMTP login",
+        fields: &["smtp_host", "smtp_username"],
+        fold_case: true,
+        why: "names the SMTP login this integration is: remove it and add the new login",
     },
 ];
 
@@ -118,7 +124,9 @@ const SERVER_MANAGED: &[(IntegrationType, &str, &str)] = &[
 ];
 
 /// Why a change may not name the field `name` of a `kind` config, when only
-/// the server's flows write it (its identity, [`SERVER_MANAGED`]).
+/// the server's flows write it (its identity, [`SERVER_MANAGED`]). An
+/// Email row's identity (its SMTP login) is written by the request that
+/// creates it: see [`create_only`].
 pub(super) fn server_managed(kind: IntegrationType, name: &str) -> Option<&'static str> {
     identity_of(kind)
         .filter(|i| i.fields.contains(&name))
@@ -129,4 +137,11 @@ pub(super) fn server_managed(kind: IntegrationType, name: &str) -> Option<&'stat
                 .find(|(k, field, _)| *k == kind && *field == name)
                 .map(|(_, _, why)| *why)
         })
+}
+
+/// Whether a request that creates a `kind` row may set its field `name`
+/// though no change may: the identity of a type created by a request (an
+/// Email row's SMTP login), not by a provider's flow.
+pub(super) fn create_only(kind: IntegrationType, name: &str) -> bool {
+    kind == IntegrationType::Email && identity_of(kind).is_some_and(|i| i.fields.contains(&name))
 }

@@ -123,6 +123,7 @@ fn check_shape(f: &Field, v: &Value) -> Result<(), String> {
         (Shape::Id, Value::Number(n)) => n.is_i64(),
         (Shape::TextList, Value::Array(items)) => items.iter().all(Value::is_string),
         (Shape::OneOf(values), Value::String(s)) => values.contains(&s.as_str()),
+        (Shape::Port, Value::Number(n)) => n.as_u64().is_some_and(|n| (1..=65535).contains(&n)),
         _ => false,
     };
     let expected: std::borrow::Cow<str> = match f.shape {
@@ -130,6 +131,7 @@ fn check_shape(f: &Field, v: &Value) -> Result<(), String> {
         Shape::Id => "a non-empty string or an integer".into(),
         Shape::TextList => "an array of strings".into(),
         Shape::OneOf(values) => format!("one of {}", values.join(", ")).into(),
+        Shape::Port => "an integer from 1 to 65535".into(),
     };
     if ok {
         Ok(())

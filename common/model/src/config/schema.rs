@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use super::fields::Shape::{Id, OneOf, Text, TextList};
-use super::fields::fields;
-use super::identity::server_managed;
+use super::fields::Shape::{Id, OneOf, Port, Text, TextList};
+use super::fields::{EMAIL_PROVIDERS, fields};
+use super::identity::{create_only, server_managed};
 use crate::IntegrationType;
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regex
@@ -24,13 +24,39 @@ const HOST_CLASS: &str = "A-Za-z0-9._\\[\\]-";
 
 /// The JSON Schema of a `kind` config as a request may send it: the type's
 /// fields (none that only the server writes), required ones required, each
-/// of its shape, nothing else.
+/// of its shape, nothing else; for a type with providers (Email), `oneOf`
+/// one such schema per provider, its `provider` field naming it (optional
+/// for the default).
 pub fn config_schema(kind: IntegrationType) -> Value {
+    match kind {
+        IntegrationType::Email => {
+            let variants: Vec<Value> = EMAIL_PROVIDERS
+                .iter()
+                .enumerate()
+                .map(|(i, provider)| provider_schema(kind, Some((provider, i == 0))))
+                .collect();
+            serde_json::json!({ "oneOf": variants })
+        }
+        _ => provider_schema(kind, None),
+    }
+}
+
+/// The schema of a `kind` config of `provider` (and whether it is the
+/// default), or of a type without providers.
+fn provider_schema(kind: IntegrationType, provider: Option<(&str, bool)>) -> Value {
     use serde_json::json;
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in fields(kind) {
-        if server_managed(kind, f.name).is_some() {
+        let written_by_flow = server_managed(kind, f.name).is_some() && !create_only(kind, f.name);
+        if written_by_flow || provider.is_some_and(|(p, _)| !f.is_for(p)) {
+            continue;
+        }
+        if let (Some((p, default)), "provider") = (provider, f.name) {
+            properties.insert(f.name.into(), json!({"type": "string", "enum": [p]}));
+            if !default {
+                required.push(f.name);
+            }
             continue;
         }
         let text = if kind == IntegrationType::Webhook && f.name == "url" {
@@ -44,6 +70,7 @@ pub fn config_schema(kind: IntegrationType) -> Value {
             Id => json!({"anyOf": [text, {"type": "integer", "format": "int64"}]}),
             TextList => json!({"type": "array", "items": {"type": "string"}}),
             OneOf(values) => json!({"type": "string", "enum": values}),
+            Port => json!({"type": "integer", "minimum": 1, "maximum": 65535}),
         };
         if f.required {
             required.push(f.name);

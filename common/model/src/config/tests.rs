@@ -101,7 +101,37 @@ fn bad_configs_are_refused_naming_the_field_never_the_value() {
         (
             Email,
             r#"{"api_key":"SECRETVALUE","from_address":"a","to_address":"b","SECRETVALUE":"x"}"#,
-            "not one of api_key, from_address, to_address",
+            "not one of provider, api_key, smtp_host, smtp_port, smtp_security, smtp_username, smtp_password, from_address, to_address",
+        ),
+        (
+            Email,
+            r#"{"provider":"smtp","smtp_host":"mail.example.com","smtp_username":"u","from_address":"a","to_address":"b"}"#,
+            "missing the required field 'smtp_password' (required: smtp_host, smtp_username, smtp_password, from_address, to_address)",
+        ),
+        (
+            Email,
+            r#"{"provider":"smtp","api_key":"SECRETVALUE","smtp_host":"h","smtp_username":"u","smtp_password":"SECRETVALUE","from_address":"a","to_address":"b"}"#,
+            "field 'api_key' is for provider 'resend', not 'smtp'",
+        ),
+        (
+            Email,
+            r#"{"smtp_host":"h","smtp_username":"u","smtp_password":"SECRETVALUE","from_address":"a","to_address":"b"}"#,
+            "field 'smtp_host' is for provider 'smtp', not 'resend'",
+        ),
+        (
+            Email,
+            r#"{"provider":"smtp","smtp_host":"h","smtp_port":70000,"smtp_username":"u","smtp_password":"SECRETVALUE","from_address":"a","to_address":"b"}"#,
+            "'smtp_port' must be an integer from 1 to 65535",
+        ),
+        (
+            Email,
+            r#"{"provider":"smtp","smtp_host":"h","smtp_security":"none","smtp_username":"u","smtp_password":"SECRETVALUE","from_address":"a","to_address":"b"}"#,
+            "'smtp_security' must be one of starttls, tls",
+        ),
+        (
+            Email,
+            r#"{"provider":"sendgrid","api_key":"SECRETVALUE","from_address":"a","to_address":"b"}"#,
+            "'provider' must be one of resend, smtp",
         ),
         (
             Email,
@@ -340,4 +370,100 @@ fn merged_replaces_adds_removes_and_names_fields_only() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn an_email_config_is_resend_by_default_or_smtp_when_it_says_so() {
+    let resend = valid(
+        Email,
+        r#"{"api_key":"re_SECRET","from_address":"alerts@app.example","to_address":"me@example.com"}"#,
+    )
+    .unwrap();
+    assert_eq!(resend.default_label, "alerts@app.example");
+    let smtp = valid(
+        Email,
+        r#"{"provider":"smtp","smtp_host":"smtp.fastmail.com","smtp_port":465,"smtp_security":"tls","smtp_username":"me@fastmail.com","smtp_password":"SECRET-app-password","from_address":"me@fastmail.com","to_address":"me@fastmail.com"}"#,
+    )
+    .unwrap();
+    assert_eq!(smtp.default_label, "me@fastmail.com");
+    assert_eq!(resend.external_id, None, "a Resend key names no login");
+    assert_eq!(
+        smtp.external_id.as_deref(),
+        Some("smtp.fastmail.com:me@fastmail.com"),
+        "the SMTP login"
+    );
+    let shown = smtp.config.redacted(Email).unwrap();
+    assert_eq!(
+        shown,
+        serde_json::json!({"provider": "smtp", "smtp_host": "smtp.fastmail.com", "smtp_port": 465, "smtp_security": "tls", "smtp_username": "me@fastmail.com", "smtp_password": MASK, "from_address": "me@fastmail.com", "to_address": "me@fastmail.com"})
+    );
+    // The login is the row's identity: no change names it.
+    let moved = smtp.config.merged(
+        Email,
+        serde_json::json!({"smtp_username": "other@fastmail.com"})
+            .as_object()
+            .unwrap(),
+    );
+    assert!(
+        moved
+            .unwrap_err()
+            .to_string()
+            .contains("names the SMTP login")
+    );
+    let password = smtp.config.merged(
+        Email,
+        serde_json::json!({"smtp_password": "new-app-password", "smtp_port": null})
+            .as_object()
+            .unwrap(),
+    );
+    assert!(password.is_ok(), "{password:?}");
+    let half = resend.config.merged(
+        Email,
+        serde_json::json!({"provider": "smtp"}).as_object().unwrap(),
+    );
+    assert!(
+        half.unwrap_err()
+            .to_string()
+            .contains("'api_key' is for provider 'resend'")
+    );
+}
+
+#[test]
+fn the_email_schema_is_one_of_its_providers() {
+    let schema = config_schema(Email);
+    let variants = schema["oneOf"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    assert_eq!(
+        variants[0]["properties"]["provider"]["enum"],
+        serde_json::json!(["resend"])
+    );
+    assert!(
+        !variants[0]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"provider".into())
+    );
+    assert!(variants[0]["properties"].get("smtp_host").is_none());
+    assert_eq!(
+        variants[1]["properties"]["provider"]["enum"],
+        serde_json::json!(["smtp"])
+    );
+    assert!(
+        variants[1]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"provider".into())
+    );
+    assert!(variants[1]["properties"].get("api_key").is_none());
+    assert!(
+        variants[1]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"smtp_host".into()),
+        "a create sets the login"
+    );
+    assert_eq!(
+        variants[1]["properties"]["smtp_port"]["anyOf"][0]["maximum"],
+        65535
+    );
 }

@@ -6,20 +6,26 @@
 //! - At most [`Limits::max_connections`] at once, and at most
 //!   [`Limits::max_per_address`] from one address (an IPv6 /64); one past
 //!   either is refused at accept (a best-effort 503 written without reading
-//!   anything, then closed) and counted in [`Connections`]; but when every
-//!   place is taken and some connection is idle (between requests, or not
-//!   yet through its first head), the one idle longest is closed to make
+//!   anything, then closed) and counted in [`Connections`]; but when some
+//!   connection (of that address, when the address is at its limit) is
+//!   waiting on its client (between requests, not yet through a head, or
+//!   with a body still arriving), the one waiting longest is closed to make
 //!   room ([`Connections::admit`]). One whose client is not reading its
-//!   answers is not idle: it holds its place until the write deadline. So connections that send a byte and
-//!   wait, from as many addresses as it takes, cannot keep a client that
-//!   sends a whole request out: to push it out they must open every place
-//!   anew while its head is arriving.
+//!   answers is not waiting: it holds its place until the write deadline;
+//!   nor is one whose request is being answered. So connections that send
+//!   a byte and wait, or trickle a body, from as many addresses as it
+//!   takes, or from the address a client shares with them, cannot keep a
+//!   client that sends a whole request out: to push it out they must open
+//!   every place anew while its request is arriving.
 //! - While more than three quarters of the places are taken, a connection
 //!   that has sent nothing for [`FIRST_BYTE_DEADLINE`] is closed
 //!   ([`silent`]): silent sockets from many addresses cannot keep the
 //!   places taken for a whole [`HEAD_DEADLINE`] each.
 //! - Each connection buffers at most [`MAX_BUFFER`] of what it reads: a
-//!   request head larger than that is 431.
+//!   request head larger than that is 431. While a body arrives, the bytes
+//!   read for it may exceed its data by [`FRAMING_ALLOWANCE`] and a little
+//!   per chunk, no more ([`receiving`]): a chunk-size line of endless
+//!   zeros is cut off.
 //! - Each request's head must arrive within [`HEAD_DEADLINE`] (also an idle
 //!   keep-alive connection's next one), and its body whole within
 //!   [`Limits::body_deadline`] (408, [`deadline`]); an answer the client
@@ -31,12 +37,13 @@
 //! the cost of one (docs/http-mode.md, "Limits").
 
 pub mod deadline;
+mod receiving;
 mod silent;
 mod stalled;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,6 +77,11 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(15);
 /// How long a connection may stay silent (not a byte of a request) while
 /// the process is crowded: more than three quarters of its places taken.
 pub const FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How many more bytes than its data a request body may take on the wire
+/// (chunk-size lines, extensions, the head's tail) before its connection is
+/// closed; each chunk adds [`receiving::FRAMING_PER_CHUNK`].
+pub const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(30);
@@ -171,26 +183,47 @@ pub struct Connections {
     /// The connections held from each address that holds one (so at most
     /// `max_connections` entries); empty when there is no per-address limit.
     per_address: Mutex<HashMap<Peer, usize>>,
-    /// The idle connections (no request being read or answered), the one
-    /// idle longest first.
-    idle: Mutex<BTreeMap<u64, Arc<Place>>>,
-    /// The key of the next connection to become idle.
-    next_idle: AtomicU64,
+    /// The connections waiting on their client (for a request, or for the
+    /// rest of its body), the one waiting longest first.
+    waiting: Mutex<BTreeMap<u64, Arc<Place>>>,
+    /// The key of the next connection to start waiting.
+    next_key: AtomicU64,
     evicted: AtomicU64,
 }
 
-/// What [`Connections`] knows of one connection: whether it is idle, and
-/// how to close it.
-#[derive(Debug, Default)]
+/// What [`Connections`] knows of one connection: whether it waits on its
+/// client, what it has read, and how to close it.
+#[derive(Debug)]
 struct Place {
-    /// Its key among the idle connections; 0 while it is not idle.
-    idle_key: AtomicU64,
-    /// Closed (its slot dropped): never idle again.
-    closed: std::sync::atomic::AtomicBool,
+    /// Its address, when counted per address.
+    peer: Option<Peer>,
+    /// Its key among the waiting connections; 0 while it is not waiting.
+    waiting_key: AtomicU64,
+    /// Closed (its slot dropped): never waiting again.
+    closed: AtomicBool,
     /// A write of an answer waits on its client ([`stalled`]).
-    writing: std::sync::atomic::AtomicBool,
+    writing: AtomicBool,
+    /// Bytes read from the connection so far.
+    read: AtomicU64,
+    /// What `read` may reach while a body arrives ([`receiving`]);
+    /// `u64::MAX` otherwise.
+    read_limit: AtomicU64,
     /// Told when it is closed to make room for another.
     evict: Notify,
+}
+
+impl Place {
+    fn new(peer: Option<Peer>) -> Self {
+        Self {
+            peer,
+            waiting_key: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            writing: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+            read_limit: AtomicU64::new(u64::MAX),
+            evict: Notify::new(),
+        }
+    }
 }
 
 impl Connections {
@@ -201,94 +234,116 @@ impl Connections {
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             per_address: Mutex::new(HashMap::new()),
-            idle: Mutex::new(BTreeMap::new()),
-            next_idle: AtomicU64::new(1),
+            waiting: Mutex::new(BTreeMap::new()),
+            next_key: AtomicU64::new(1),
             evicted: AtomicU64::new(0),
         })
     }
 
     /// A place for one more connection, from `peer`, held until the
-    /// [`Slot`] is dropped, idle until its first request's head has come.
-    /// Refused (and counted) when its address holds all it may, or when all
-    /// places are taken and none is idle; when all are taken and some are
-    /// idle, the one idle longest is told to close and this one takes its
-    /// place.
+    /// [`Slot`] is dropped, waiting until its first request's head has
+    /// come. When its address holds all it may, the connection of that
+    /// address waiting longest is told to close and this one takes its
+    /// place; likewise, of all addresses, when all places are taken.
+    /// Refused (and counted) when there is none to close.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
         let per_address = self.limits.max_per_address;
         let peer = (per_address > 0).then(|| Peer::from(peer));
         if let Some(peer) = peer {
-            let mut counts = self.counts();
-            let held = counts.entry(peer).or_insert(0);
-            if *held >= per_address {
-                drop(counts);
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(Refused::AddressFull);
+            let full = self
+                .counts()
+                .get(&peer)
+                .is_some_and(|held| *held >= per_address);
+            if full {
+                if !self.evict_longest_waiting(Some(peer)) {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refused::AddressFull);
+                }
+                // Counted twice until the evicted one's task drops its slot.
+                self.evicted.fetch_add(1, Ordering::Relaxed);
             }
-            *held += 1;
+            *self.counts().entry(peer).or_insert(0) += 1;
         }
         self.open.fetch_add(1, Ordering::AcqRel);
         // Counted from here: dropped, it gives both counts back.
         let slot = Slot {
             connections: Arc::clone(self),
-            peer,
-            place: Arc::default(),
+            place: Arc::new(Place::new(peer)),
         };
         if self.open() > self.limits.max_connections {
-            if !self.evict_longest_idle() {
+            if !self.evict_longest_waiting(None) {
                 drop(slot);
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(Refused::Full);
             }
-            // Counted twice until the evicted one's task drops its slot.
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        self.rest(&slot.place);
+        self.wait(&slot.place);
         Ok(slot)
     }
 
-    /// Tells the connection idle longest to close, of those waiting for a
-    /// request (not for their client to read an answer); `false` when none
-    /// is.
-    fn evict_longest_idle(&self) -> bool {
-        let mut idle = self.idle();
-        let longest = idle
+    /// Tells the connection waiting longest on its client (for a request
+    /// or a body, not to read an answer), of `peer` when given, to close;
+    /// `false` when none is.
+    fn evict_longest_waiting(&self, peer: Option<Peer>) -> bool {
+        let mut waiting = self.waiting();
+        let longest = waiting
             .iter()
-            .find(|(_, place)| !place.writing.load(Ordering::Relaxed))
+            .find(|(_, place)| {
+                !place.writing.load(Ordering::Relaxed) && peer.is_none_or(|p| place.peer == Some(p))
+            })
             .map(|(key, _)| *key);
-        let Some(place) = longest.and_then(|key| idle.remove(&key)) else {
+        let Some(place) = longest.and_then(|key| waiting.remove(&key)) else {
             return false;
         };
-        drop(idle);
-        place.idle_key.store(0, Ordering::Relaxed);
+        drop(waiting);
+        place.waiting_key.store(0, Ordering::Relaxed);
         place.evict.notify_one();
         true
     }
 
-    /// `place` is idle from now: between requests.
-    fn rest(&self, place: &Arc<Place>) {
-        let mut idle = self.idle();
+    /// `place` waits on its client from now (the newest to): its key.
+    fn wait(&self, place: &Arc<Place>) -> u64 {
+        let mut waiting = self.waiting();
         if place.closed.load(Ordering::Relaxed) {
-            return;
+            return 0;
         }
-        let key = self.next_idle.fetch_add(1, Ordering::Relaxed);
-        place.idle_key.store(key, Ordering::Relaxed);
-        idle.insert(key, Arc::clone(place));
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let before = place.waiting_key.swap(key, Ordering::Relaxed);
+        if before != 0 {
+            waiting.remove(&before);
+        }
+        waiting.insert(key, Arc::clone(place));
+        key
     }
 
-    /// `place` is no longer idle: a request is being read or answered, or
-    /// it is closed.
+    /// `place` no longer waits on its client: a request is being answered,
+    /// or it is closed.
     fn wake(&self, place: &Place) {
-        let mut idle = self.idle();
-        let key = place.idle_key.swap(0, Ordering::Relaxed);
+        let mut waiting = self.waiting();
+        let key = place.waiting_key.swap(0, Ordering::Relaxed);
         if key != 0 {
-            idle.remove(&key);
+            waiting.remove(&key);
         }
     }
 
-    /// The idle connections (each change is one statement, as for
+    /// `place` no longer waits under `key` (a body it waited for has come);
+    /// nothing if it has waited anew since.
+    fn wake_from(&self, place: &Place, key: u64) {
+        let mut waiting = self.waiting();
+        let woken =
+            place
+                .waiting_key
+                .compare_exchange(key, 0, Ordering::Relaxed, Ordering::Relaxed);
+        if key != 0 && woken.is_ok() {
+            waiting.remove(&key);
+        }
+    }
+
+    /// The waiting connections (each change is one statement, as for
     /// [`Self::counts`]).
-    fn idle(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Place>>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Place>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The per-address counts (a panic while they were held left them
@@ -320,7 +375,7 @@ impl Connections {
         self.refused.load(Ordering::Relaxed)
     }
 
-    /// Idle connections closed to make room for new ones since the start.
+    /// Waiting connections closed to make room for new ones since the start.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
     }
@@ -330,8 +385,6 @@ impl Connections {
 #[derive(Debug)]
 pub struct Slot {
     connections: Arc<Connections>,
-    /// Its address, when counted per address.
-    peer: Option<Peer>,
     place: Arc<Place>,
 }
 
@@ -355,7 +408,7 @@ impl Slot {
     }
 }
 
-/// The requests of one connection, as its idleness counts them.
+/// The requests of one connection, as its waiting counts them.
 #[derive(Clone)]
 struct Requests {
     connections: Arc<Connections>,
@@ -363,8 +416,9 @@ struct Requests {
 }
 
 impl Requests {
-    /// A request's head has come: the connection is not idle until the
-    /// [`Busy`] is dropped, and not evicted meanwhile.
+    /// A request's head has come: the connection does not wait on its
+    /// client (but for the rest of the body, [`receiving`]) until the
+    /// [`Busy`] is dropped, and is not evicted meanwhile.
     fn busy(&self) -> Busy {
         self.connections.wake(&self.place);
         Busy(self.clone())
@@ -372,12 +426,12 @@ impl Requests {
 }
 
 /// A request of a connection being read or answered; dropped (its answer's
-/// body sent or dropped), the connection is idle again.
+/// body sent or dropped), the connection waits for the next one.
 struct Busy(Requests);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.connections.rest(&self.0.place);
+        self.0.connections.wait(&self.0.place);
     }
 }
 
@@ -412,7 +466,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.place.closed.store(true, Ordering::Relaxed);
         self.connections.wake(&self.place);
-        if let Some(peer) = self.peer {
+        if let Some(peer) = self.place.peer {
             let mut counts = self.connections.counts();
             if let Some(held) = counts.get_mut(&peer) {
                 *held -= 1;
@@ -468,7 +522,7 @@ pub async fn serve_until_signal(
                     tracing::warn!(
                         open = connections.open(),
                         evicted = connections.evicted(),
-                        "HTTP_MAX_CONNECTIONS are open: closing idle ones to make room"
+                        "connections are at their limit: closing those waiting longest to make room"
                     );
                 }
                 slot
@@ -503,6 +557,7 @@ pub async fn serve_until_signal(
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
             let busy = requests.busy();
+            let request = receiving::Receiving::watch(request, &requests);
             async move {
                 let response = deadline::serve(app, request, body_deadline).await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, _busy: busy }))
@@ -517,7 +572,7 @@ pub async fn serve_until_signal(
                     tracing::debug!(error = %e, "a connection ended with an error");
                 },
                 () = slot.evicted() => {
-                    tracing::debug!("closed an idle connection to make room for a new one");
+                    tracing::debug!("closed a waiting connection to make room for a new one");
                 }
             }
             drop(slot);
@@ -569,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn when_every_place_is_taken_the_connection_idle_longest_makes_room() {
+    fn when_every_place_is_taken_the_connection_waiting_longest_makes_room() {
         let connections = Connections::new(Limits {
             max_connections: 2,
             ..Limits::default()
@@ -597,7 +652,7 @@ mod tests {
         // A closed connection's answer sent late leaves nothing idle.
         drop(a);
         drop(a_busy);
-        assert!(connections.idle().is_empty());
+        assert!(connections.waiting().is_empty());
     }
 
     #[test]
@@ -619,17 +674,67 @@ mod tests {
     }
 
     #[test]
-    fn an_address_at_its_limit_evicts_nobody() {
+    fn an_address_at_its_limit_makes_room_among_its_own_connections_only() {
         let connections = Connections::new(Limits {
-            max_connections: 2,
-            max_per_address: 1,
+            max_connections: 4,
+            max_per_address: 2,
             ..Limits::default()
         });
-        let one = connections.admit(IpAddr::from([127, 0, 0, 1])).unwrap();
-        let _two = connections.admit(IpAddr::from([127, 0, 0, 2])).unwrap();
-        let again = connections.admit(IpAddr::from([127, 0, 0, 1]));
-        assert_eq!(again.err(), Some(Refused::AddressFull));
-        assert!(!told_to_close(&one));
+        let (home, other) = (IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2]));
+        let elsewhere = connections.admit(other).unwrap();
+        let first = connections.admit(home).unwrap();
+        let second = connections.admit(home).unwrap();
+        let third = connections.admit(home).unwrap();
+        assert!(told_to_close(&first), "the address's own, waiting longest");
+        assert!(!told_to_close(&elsewhere) && !told_to_close(&second));
+        drop(first);
+        let _busy = (second.requests().busy(), third.requests().busy());
+        let again = connections.admit(home);
+        assert_eq!(
+            again.err(),
+            Some(Refused::AddressFull),
+            "none of its own waits"
+        );
+        assert!(!told_to_close(&elsewhere));
         assert_eq!(connections.addresses(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_on_its_client_until_it_has_come() {
+        let connections = Connections::new(Limits {
+            max_connections: 3,
+            ..Limits::default()
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let [trickling, whole, bodiless] = [(); 3].map(|()| connections.admit(ip).unwrap());
+        let _busy = [&trickling, &whole, &bodiless].map(|slot| slot.requests().busy());
+        let never =
+            futures_util::stream::pending::<Result<bytes::Bytes, std::convert::Infallible>>();
+        let arriving = receiving::Receiving::watch(
+            Request::new(Body::from_stream(never)),
+            &trickling.requests(),
+        );
+        let came = receiving::Receiving::watch(Request::new(Body::from("{}")), &whole.requests());
+        let _none = receiving::Receiving::watch(Request::new(Body::empty()), &bodiless.requests());
+        assert_eq!(
+            connections.waiting().len(),
+            2,
+            "no body, nothing to wait for"
+        );
+        let read = axum::body::to_bytes(Body::new(came.into_body()), 64)
+            .await
+            .unwrap();
+        assert_eq!(&read[..], b"{}");
+        assert_eq!(
+            connections.waiting().len(),
+            1,
+            "a body read whole is not waited for"
+        );
+        let newcomer = connections.admit(ip).unwrap();
+        assert!(told_to_close(&trickling) && !told_to_close(&whole) && !told_to_close(&bodiless));
+        drop((arriving, trickling));
+        let _busy = newcomer.requests().busy();
+        assert_eq!(connections.admit(ip).err(), Some(Refused::Full));
+        assert!(connections.waiting().is_empty());
     }
 }

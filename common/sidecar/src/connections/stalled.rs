@@ -1,6 +1,7 @@
 //! A connection's stream whose writes fail once they have made no progress
 //! for a while: a client that stops reading its answers (say, after
-//! pipelining many requests) holds no place for ever. While a write waits on
+//! pipelining many requests) holds no place for ever. Its reads are
+//! counted, and fail past the limit a body under way sets ([`super::receiving`]). While a write waits on
 //! the client, its [`Place`] says so: such a connection is not idle, and
 //! not closed to make room for a newcomer.
 
@@ -8,7 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -67,7 +68,18 @@ impl AsyncRead for Stalled {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let n = (buf.filled().len() - before) as u64;
+        let read = self.place.read.fetch_add(n, Ordering::Relaxed) + n;
+        if read > self.place.read_limit.load(Ordering::Relaxed) {
+            // A chunk-size line of endless zeros, say: hyper would read on.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a request body took far more bytes than its data",
+            )));
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

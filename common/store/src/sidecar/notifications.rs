@@ -29,7 +29,7 @@ pub struct LoggedNotification {
     pub urgency: String,
     /// `agent` or `platform`.
     pub source: String,
-    /// `sent` or `failed`.
+    /// `sent`, `failed` or `unknown` (maybe delivered: never sent again).
     pub status: String,
     /// Why it failed, in words that carry no secret.
     pub error: Option<String>,
@@ -76,12 +76,13 @@ const SENT_WITH_KEY: &str = "SELECT notification_id, user_id, profile_id, sessio
 const PRUNE_CLAIMS: &str =
     "DELETE FROM notification_claims WHERE user_id = $1 AND profile_id = $2 AND claimed_at < $3";
 
-/// The state of the claim that holds a key, `sent` before `pending`. Keys
-/// are per source: an agent's key never answers for the platform's.
+/// The state of the claim that holds a key: `unknown` or `sent` (never
+/// both: neither frees the key) before `pending`. Keys are per source: an
+/// agent's key never answers for the platform's.
 const KEY_CLAIM: &str = "SELECT state FROM notification_claims \
      WHERE user_id = $1 AND profile_id = $2 AND idempotency_key = $3 \
-     AND (state = 'sent' OR (state = 'pending' AND claimed_at >= $4)) AND source = $5 \
-     ORDER BY state DESC LIMIT 1";
+     AND (state IN ('sent', 'unknown') OR (state = 'pending' AND claimed_at >= $4)) AND source = $5 \
+     ORDER BY state = 'pending' LIMIT 1";
 
 const COUNTED_CLAIMS: &str = "SELECT claimed_at FROM notification_claims \
      WHERE user_id = $1 AND profile_id = $2 AND (counted OR source = 'agent') AND claimed_at >= $3 \
@@ -135,6 +136,9 @@ pub enum Claim {
     Sent,
     /// Another call is delivering the key's notification now.
     Pending,
+    /// The key's notification may have been delivered (its provider's
+    /// connection was lost after it was handed over): it is not sent again.
+    Unknown,
     /// The limit is reached: when each counted claim was taken, oldest first.
     Limited(Vec<SystemTime>),
 }
@@ -146,10 +150,10 @@ fn stamp_ago(ago: Duration) -> String {
 
 /// What a claim holding the key in `state` answers.
 fn held_by(state: &str) -> Claim {
-    if state == "sent" {
-        Claim::Sent
-    } else {
-        Claim::Pending
+    match state {
+        "sent" => Claim::Sent,
+        "unknown" => Claim::Unknown,
+        _ => Claim::Pending,
     }
 }
 
@@ -164,8 +168,8 @@ fn limited(stamps: &[String]) -> Claim {
 }
 
 impl SidecarStore {
-    /// Writes one `notification_log` row and ends its claim (`sent` or
-    /// `failed`, as the row says), in one transaction.
+    /// Writes one `notification_log` row and ends its claim (`sent`,
+    /// `failed` or `unknown`, as the row says), in one transaction.
     pub async fn log_notification(&self, row: &LoggedNotification) -> Result<(), StoreError> {
         let at = crate::now();
         match &self.backend {

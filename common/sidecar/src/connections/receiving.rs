@@ -1,0 +1,109 @@
+//! A request body while it arrives: its connection waits on the client
+//! meanwhile, so it may be closed to make room for a newcomer (a body
+//! trickled a byte at a time holds no place that a whole request needs),
+//! and the bytes read for it may not run far past its data.
+//!
+//! Once the body has ended, failed or been dropped (a handler that does not
+//! read it drops it before it runs), the connection is answering and no
+//! longer waits: nothing a handler does is cut short by an eviction.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use axum::http::Request;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+
+use super::{FRAMING_ALLOWANCE, Requests};
+
+/// The bytes a chunk may take on the wire beyond its data (its size line,
+/// extensions and line ends).
+pub const FRAMING_PER_CHUNK: u64 = 64;
+
+/// A request body whose connection waits on its client until it has come.
+pub struct Receiving<B> {
+    inner: B,
+    /// Until the body has ended.
+    arrival: Option<Arrival>,
+}
+
+impl<B: Body> Receiving<B> {
+    /// `request`, its body watched unless it has none.
+    pub(super) fn watch(request: Request<B>, requests: &Requests) -> Request<Self> {
+        let arrival = (!request.body().is_end_stream()).then(|| Arrival::new(requests));
+        request.map(|inner| Self { inner, arrival })
+    }
+}
+
+/// A body under way on its connection: the connection waits under `key`,
+/// and may read up to what it has allowed.
+struct Arrival {
+    requests: Requests,
+    key: u64,
+}
+
+impl Arrival {
+    fn new(requests: &Requests) -> Self {
+        let place = &requests.place;
+        let key = requests.connections.wait(place);
+        let read = place.read.load(Ordering::Relaxed);
+        place
+            .read_limit
+            .store(read.saturating_add(FRAMING_ALLOWANCE), Ordering::Relaxed);
+        Self {
+            requests: requests.clone(),
+            key,
+        }
+    }
+
+    /// `data` bytes of the body have come: as many more may be read, and a
+    /// chunk's framing.
+    fn allow(&self, data: usize) {
+        let more = (data as u64).saturating_add(FRAMING_PER_CHUNK);
+        self.requests
+            .place
+            .read_limit
+            .fetch_add(more, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        let place = &self.requests.place;
+        place.read_limit.store(u64::MAX, Ordering::Relaxed);
+        self.requests.connections.wake_from(place, self.key);
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Receiving<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                if let (Some(arrival), Some(data)) = (&self.arrival, frame.data_ref()) {
+                    arrival.allow(data.len());
+                }
+                if self.inner.is_end_stream() {
+                    self.arrival = None;
+                }
+            }
+            Poll::Ready(_) => self.arrival = None,
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
