@@ -77,8 +77,8 @@ export TELEGRAM_BOT_TOKEN=7000000001:AAtest-bot-token-for-the-fake-0001
 export NEW_SECRET_VALUE=CANARY-typed-in-the-page-5Rt1
 export SIGN_IN_LINK=$("$bin" dashboard-link --user "$user" --url "$base")
 export SECOND_LINK=$("$bin" dashboard-link --user "$user" --url "$base")
-export CANARIES="$NEW_SECRET_VALUE,$TELEGRAM_BOT_TOKEN,1//0gFakeGmailRefreshToken,ya29.fake-,$canary_email,$canary_slack,$canary_webhook,$canary_secret,test_token_pnc,test_token_chase,$token,$MCP_TOKEN,${SIGN_IN_LINK#*#}"
-export FAKES_RECORDED_URL WEBHOOK_RECEIVER_URL
+export CANARIES="$SMTP_TEST_PASSWORD,$NEW_SECRET_VALUE,$TELEGRAM_BOT_TOKEN,1//0gFakeGmailRefreshToken,ya29.fake-,$canary_email,$canary_slack,$canary_webhook,$canary_secret,test_token_pnc,test_token_chase,$token,$MCP_TOKEN,${SIGN_IN_LINK#*#}"
+export FAKES_RECORDED_URL WEBHOOK_RECEIVER_URL SMTP_TEST_PORT SMTP_TEST_USERNAME SMTP_TEST_PASSWORD
 [ -n "${SCREENSHOTS:-}" ] && SCREENSHOTS=$(realpath -m "$SCREENSHOTS") && mkdir -p "$SCREENSHOTS" && export SCREENSHOTS
 status=0
 node "$tests/page.test.mjs" || status=$?

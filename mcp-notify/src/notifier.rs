@@ -478,11 +478,6 @@ impl Notifier {
         &self.store
     }
 
-    /// The providers, for revocation.
-    pub fn providers(&self) -> &Providers {
-        &self.providers
-    }
-
     /// The keyring.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring

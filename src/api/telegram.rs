@@ -283,9 +283,10 @@ async fn connect_bot(
         .await?;
     let set = state
         .telegram
-        .call(token, "setWebhook", json!({"url": url, "secret_token": secret.as_str(), "allowed_updates": ["message", "callback_query"]}))
+        .client
+        .set_webhook(token, &url, &secret, &["message", "callback_query"])
         .await;
-    if let Err(why) = set {
+    if let Err(why) = set.map_err(BotApiError::from) {
         state.store.delete_integration(&row.id).await?;
         return Err(match why {
             BotApiError::Refused(why) => ApiError::new(

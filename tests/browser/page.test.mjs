@@ -305,6 +305,33 @@ await step("every control has an accessible name and is reachable with Tab", asy
   assert.equal(reached.size, interactive, "Tab reaches every visible control");
 });
 
+await step("an email through the person's own SMTP server is added in its form and passes its Test", async () => {
+  const resend = row("Email alerts@app.example");
+  await resend.getByRole("button", { name: /^Disconnect/ }).click();
+  await page.getByRole("dialog", { name: "Disconnect?" }).getByRole("button", { name: "Disconnect" }).click();
+  await resend.waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Add email", exact: true }).click();
+  const dialog = page.getByRole("dialog", { name: "Add email" });
+  assert.equal(await dialog.getByLabel("Host", { exact: true }).isVisible(), false, "Resend is the first choice");
+  await dialog.getByRole("radio", { name: "My SMTP server" }).check();
+  assert.equal(await dialog.getByLabel("Resend API key", { exact: true }).isVisible(), false);
+  await dialog.getByLabel("Host", { exact: true }).fill("localhost");
+  await dialog.getByLabel("Port", { exact: true }).fill(env("SMTP_TEST_PORT"));
+  await dialog.getByLabel("Username", { exact: true }).fill(env("SMTP_TEST_USERNAME"));
+  await dialog.getByLabel("Password", { exact: true }).fill(env("SMTP_TEST_PASSWORD"));
+  await dialog.getByLabel("From address", { exact: true }).fill("alerts@example.com");
+  await dialog.getByLabel("Send to", { exact: true }).fill("owner@example.com");
+  await dialog.getByRole("button", { name: "Add email" }).click();
+  const smtp = row("Email alerts@example.com");
+  await smtp.waitFor();
+  const listed = await page.evaluate(async () => (await (await fetch("/v1/integrations?type=email")).json()).integrations[0]);
+  assert.equal(listed.config.provider, "smtp");
+  assert.equal(listed.config.smtp_password, "********");
+  await smtp.getByRole("button", { name: "Test Email alerts@example.com" }).click();
+  await smtp.getByText(/^Test passed: /).waitFor();
+  assert.equal((await recorded()).smtp_subjects.length, 1, "one message in the server's mailbox");
+});
+
 await step("nothing secret reached the browser", async () => {
   const html = await page.content();
   // Teller Connect (a third party's script) hands its access token to the

@@ -476,13 +476,32 @@ async fn until(within: Duration, what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Every place busy answering clients that do not read: the next
-/// connections are refused at once (none waits on its client, to make
-/// room), and counted.
+/// Every place busy with a request being answered (a platform notification
+/// to a webhook that answers after 3 s): the next connections are refused
+/// at once (none waits on its client, to make room), and counted.
 #[tokio::test]
 async fn connections_past_the_cap_are_refused_at_once_and_counted() {
     let store = Store::sqlite().await;
-    let server = Server::integrations(&store, &[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    let webhook = fakes::webhook::FakeWebhook::start().await.unwrap();
+    webhook
+        .faults()
+        .inject(fakes::Fault::delay("/slow", Duration::from_secs(3)).times(1000));
+    add(
+        &store,
+        "webhook",
+        USER,
+        "prof_vzfin",
+        &json!({"url": webhook.url("/slow")}),
+    );
+    let api = api_token(&store);
+    let server = Server::integrations(
+        &store,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "4"),
+            ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ],
+    )
+    .await;
     assert!(
         server
             .healthz(Duration::from_secs(5))
@@ -490,20 +509,20 @@ async fn connections_past_the_cap_are_refused_at_once_and_counted() {
             .unwrap()
             .contains("200")
     );
-    // Four connections take every place, each busy answering (none waiting
-    // on its client, to be closed for a newcomer): each asks for some 17 MB
-    // of answers, far more than loopback's socket buffers take, and reads
-    // none past the first byte.
+    let body =
+        json!({"profile_id": "prof_vzfin", "message": "held", "channels": ["webhook"]}).to_string();
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut stream = server.connect().await;
-        let requests = "GET /v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(300);
-        stream.write_all(requests.as_bytes()).await.unwrap();
-        let mut first_byte = [0u8; 1];
-        stream.read_exact(&mut first_byte).await.unwrap();
+        let request = format!(
+            "POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {api}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
         held.push(stream);
     }
-    // A moment later their writes wait on them.
+    // Their requests are read whole and being answered (for 3 s).
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The next ones are answered 503 (or closed) at once, before they even
     // send their request: nothing of them is read.
@@ -531,6 +550,30 @@ async fn connections_past_the_cap_are_refused_at_once_and_counted() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Their clients left mid-answer: what they asked for was done all the
+    // same, and logged.
+    until(
+        Duration::from_secs(10),
+        "the held notifications delivered",
+        || webhook.received().len() >= 4,
+    )
+    .await;
+    let logged: Value = reqwest::Client::new()
+        .get(format!("{}/v1/notifications", server.base()))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = logged["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "sent")
+        .count();
+    assert_eq!(sent, 4, "{logged}");
     // The count is logged as refusals begin, and in all at the end (the
     // ten, and any made while the holders' places were being given back).
     let log = server.terminate().await;

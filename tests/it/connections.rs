@@ -12,6 +12,8 @@
 //!   bodies, from as many addresses as it takes or from the address a
 //!   client shares with them, do not keep a client with a whole request
 //!   out;
+//! - a client that has not read its answer for 2 s waits on it too, and may
+//!   be closed for a newcomer;
 //! - a chunked body whose size line never ends (endless zeros) is cut off
 //!   after a bounded number of bytes, not read for the whole body deadline;
 //! - while more than three quarters of the places are taken, connections
@@ -370,4 +372,37 @@ async fn a_chunk_size_line_that_never_ends_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let status = server.healthz_from(2, Duration::from_secs(1)).await;
     assert_eq!(status, Ok(200));
+}
+
+/// Every place taken by clients that pipeline requests for large answers
+/// and read none of them (a small receive window, as on a slow path): once
+/// their writes have waited longer than the read grace (2 s), a client
+/// with a whole request is served in the place of one of them, each time.
+#[tokio::test]
+async fn clients_that_stop_reading_their_answers_do_not_keep_a_whole_request_out() {
+    const MAX: usize = 8;
+    let server = Server::start(MAX, MAX).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let mut stream = socket.connect(server.addr).await.unwrap();
+        let requests = "GET /v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(50);
+        stream.write_all(requests.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for round in 0..3u8 {
+        let status = server
+            .healthz_from(10 + round, Duration::from_secs(1))
+            .await;
+        assert_eq!(status, Ok(200), "round {round}");
+    }
+    let open = open_ones(held).await;
+    assert!(
+        open.len() <= MAX - 3,
+        "{} of the readers kept their place",
+        open.len()
+    );
 }

@@ -16,10 +16,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use model::retry::{Backoff, retry_after};
+use model::retry::Backoff;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroizing;
+
+use crate::http::retry_after;
 
 const API_BASE: &str = "https://gmail.googleapis.com/";
 /// The mailbox of the token's owner.
@@ -124,12 +126,7 @@ impl Delegate for RateLimits {
         if !is_rate_limit(status, error) {
             return Retry::Abort;
         }
-        let asked = retry_after(
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
+        let asked = retry_after(response.headers());
         self.retry_after = asked.map(|d| d.as_secs());
         match self.waits.next_wait(asked) {
             Some(wait) => Retry::After(wait),

@@ -111,6 +111,20 @@ impl TelegramClient {
         })
     }
 
+    /// `setWebhook`: the bot's updates of the kinds `allowed_updates` are
+    /// POSTed to `url`, each with `secret` in
+    /// `X-Telegram-Bot-Api-Secret-Token`.
+    pub async fn set_webhook(
+        &self,
+        token: &str,
+        url: &str,
+        secret: &str,
+        allowed_updates: &[&str],
+    ) -> Result<Value, TelegramError> {
+        let body = json!({"url": url, "secret_token": secret, "allowed_updates": allowed_updates});
+        self.call(token, "setWebhook", &body).await
+    }
+
     /// `deleteWebhook`: the bot stops sending updates.
     pub async fn delete_webhook(&self, token: &str) -> Result<Value, TelegramError> {
         self.call(token, "deleteWebhook", &json!({})).await

@@ -34,6 +34,7 @@ use store::{Prefetched, SidecarStore, TokenRefusal, capability_hash};
 
 use super::Backing;
 use super::budget::{self, BodyBudget, Refused};
+use super::kept::Kept;
 use crate::fair::{Pool, Shares};
 
 pub use crate::budget::MAX_BODY;
@@ -250,8 +251,9 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         return refused(&gate, refusal, Some(&capability.session_id), true);
     }
     let session = capability.session_id.as_str();
-    // One of the user's turns, held until the answer, its body read inside it.
-    let _user_turn = match &gate.per_user {
+    // One of the user's turns, held until the answer is sent, its body read
+    // inside it.
+    let user_turn = match &gate.per_user {
         Some(users) => match users.take(&capability.user_id, 1, SHARE_WAIT).await {
             Some(turn) => Some(turn),
             None => return not_served(&gate, session, Refused::UserBusy),
@@ -264,8 +266,8 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         "token live; reading the request"
     );
     // A body is read inside the budget, within its deadline, and a tool call
-    // counted; its bytes stay reserved until the answer.
-    let (mut request, call, _bytes) = if request.method() == Method::POST {
+    // counted; its bytes stay reserved until the answer is sent.
+    let (mut request, call, bytes) = if request.method() == Method::POST {
         match tool_call(&gate, &capability.user_id, session, request).await {
             Ok((request, call, bytes)) => (request, call, Some(bytes)),
             Err(response) => return response,
@@ -276,7 +278,7 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
     request.headers_mut().remove(header::AUTHORIZATION);
     // A turn among the process's requests in flight, within the same wait:
     // any free one for the user's first, else one past the kept quarter.
-    let _turn = match &gate.in_flight {
+    let turn = match &gate.in_flight {
         Some(turns) => match turns.take(&capability.user_id, 1, SHARE_WAIT).await {
             Some(turn) => Some(turn),
             None => return not_served(&gate, session, Refused::NoTurn),
@@ -310,7 +312,12 @@ async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Respon
         profile_id: capability.profile_id.clone(),
         session_id: Some(capability.session_id.clone()),
     });
-    next.run(request).await
+    // The turns and the bytes are given back once the answer is sent (or
+    // dropped): answers that a client does not read hold turns, so they
+    // are at most `MCP_MAX_IN_FLIGHT`, a user's at most its share.
+    next.run(request)
+        .await
+        .map(|body| Body::new(Kept::new(body, (user_turn, turn, bytes))))
 }
 
 /// The refusal of a token that was live when its request came and no longer

@@ -12,6 +12,7 @@ pub mod call;
 pub mod connections;
 pub mod fair;
 pub mod http;
+mod kept;
 pub mod lenient;
 mod relay;
 pub mod schema;

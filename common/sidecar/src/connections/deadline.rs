@@ -27,6 +27,11 @@ pub const CHUNK: usize = 16 * 1024;
 
 /// Serves `request` with `app`, its body due whole within `deadline` of
 /// now; 408 (connection closed) when it was still arriving then.
+///
+/// The handler runs in a task of its own: a client that leaves (or a
+/// connection closed for a newcomer) does not cut short what its request
+/// began (a notification half sent and never logged); a handler still
+/// reading the body sees it end, and stops.
 pub async fn serve<B>(app: Router, request: Request<B>, deadline: Duration) -> Response
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -34,11 +39,17 @@ where
 {
     let expired = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| Deadlined::new(body, deadline, Arc::clone(&expired)));
-    let Ok(response) = app.oneshot(request).await;
+    let handled = tokio::spawn(app.oneshot(request)).await;
     if expired.load(Ordering::Relaxed) {
         return timed_out(deadline);
     }
-    response
+    match handled {
+        Ok(Ok(response)) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a request's handler panicked");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// The answer to a body that did not arrive in time: the error shape both

@@ -10,9 +10,9 @@
 //!   connection (of that address, when the address is at its limit) is
 //!   waiting on its client (between requests, not yet through a head, or
 //!   with a body still arriving), the one waiting longest is closed to make
-//!   room ([`Connections::admit`]). One whose client is not reading its
-//!   answers is not waiting: it holds its place until the write deadline;
-//!   nor is one whose request is being answered. So connections that send
+//!   room ([`Connections::admit`]). One whose client has not read its
+//!   answer for [`stalled::READ_GRACE`] waits on it too; one whose request
+//!   is being answered, or waits on the server, does not. So connections that send
 //!   a byte and wait, or trickle a body, from as many addresses as it
 //!   takes, or from the address a client shares with them, cannot keep a
 //!   client that sends a whole request out: to push it out they must open
@@ -48,10 +48,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::http::Request;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
+
+use crate::kept::Kept;
 
 /// The connections a process holds at once unless `HTTP_MAX_CONNECTIONS`
 /// says otherwise: room for a thousand slow clients and the rest, at about
@@ -201,8 +202,11 @@ struct Place {
     waiting_key: AtomicU64,
     /// Closed (its slot dropped): never waiting again.
     closed: AtomicBool,
-    /// A write of an answer waits on its client ([`stalled`]).
+    /// A write of an answer waits on its client, for less than
+    /// [`stalled::READ_GRACE`] ([`stalled`]).
     writing: AtomicBool,
+    /// A request is being read or answered ([`Busy`]).
+    busy: AtomicBool,
     /// Bytes read from the connection so far.
     read: AtomicU64,
     /// What `read` may reach while a body arrives ([`receiving`]);
@@ -219,6 +223,7 @@ impl Place {
             waiting_key: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             writing: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             read: AtomicU64::new(0),
             read_limit: AtomicU64::new(u64::MAX),
             evict: Notify::new(),
@@ -397,11 +402,6 @@ impl Slot {
         }
     }
 
-    /// What [`Connections`] knows of it.
-    fn place(&self) -> Arc<Place> {
-        Arc::clone(&self.place)
-    }
-
     /// Resolves when this connection is to close to make room for another.
     async fn evicted(&self) {
         self.place.evict.notified().await;
@@ -420,6 +420,7 @@ impl Requests {
     /// client (but for the rest of the body, [`receiving`]) until the
     /// [`Busy`] is dropped, and is not evicted meanwhile.
     fn busy(&self) -> Busy {
+        self.place.busy.store(true, Ordering::Relaxed);
         self.connections.wake(&self.place);
         Busy(self.clone())
     }
@@ -431,34 +432,8 @@ struct Busy(Requests);
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        self.0.place.busy.store(false, Ordering::Relaxed);
         self.0.connections.wait(&self.0.place);
-    }
-}
-
-/// An answer's body, which keeps its request [`Busy`] until it is sent or
-/// dropped.
-struct Answer {
-    body: Body,
-    _busy: Busy,
-}
-
-impl hyper::body::Body for Answer {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -560,10 +535,11 @@ pub async fn serve_until_signal(
             let request = receiving::Receiving::watch(request, &requests);
             async move {
                 let response = deadline::serve(app, request, body_deadline).await;
-                Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, _busy: busy }))
+                // Busy until its answer is sent or dropped.
+                Ok::<_, std::convert::Infallible>(response.map(|body| Kept::new(body, busy)))
             }
         });
-        let stream = stalled::Stalled::new(stream, limits.body_deadline, slot.place());
+        let stream = stalled::Stalled::new(stream, limits.body_deadline, slot.requests());
         let stream = silent::Silent::new(stream, Arc::clone(&connections));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -618,6 +594,9 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
+
+    use axum::body::Body;
+    use hyper::body::Body as _;
 
     fn told_to_close(slot: &Slot) -> bool {
         slot.evicted().now_or_never().is_some()
@@ -710,17 +689,20 @@ mod tests {
         let _busy = [&trickling, &whole, &bodiless].map(|slot| slot.requests().busy());
         let never =
             futures_util::stream::pending::<Result<bytes::Bytes, std::convert::Infallible>>();
-        let arriving = receiving::Receiving::watch(
+        let mut arriving = receiving::Receiving::watch(
             Request::new(Body::from_stream(never)),
             &trickling.requests(),
         );
         let came = receiving::Receiving::watch(Request::new(Body::from("{}")), &whole.requests());
         let _none = receiving::Receiving::watch(Request::new(Body::empty()), &bodiless.requests());
-        assert_eq!(
-            connections.waiting().len(),
-            2,
-            "no body, nothing to wait for"
+        assert!(
+            connections.waiting().is_empty(),
+            "not waiting on the client before its body is asked for"
         );
+        let asked =
+            std::future::poll_fn(|cx| std::pin::Pin::new(arriving.body_mut()).poll_frame(cx))
+                .now_or_never();
+        assert!(asked.is_none(), "the client sent nothing");
         let read = axum::body::to_bytes(Body::new(came.into_body()), 64)
             .await
             .unwrap();
@@ -728,7 +710,7 @@ mod tests {
         assert_eq!(
             connections.waiting().len(),
             1,
-            "a body read whole is not waited for"
+            "only the body whose reader waits on its client"
         );
         let newcomer = connections.admit(ip).unwrap();
         assert!(told_to_close(&trickling) && !told_to_close(&whole) && !told_to_close(&bodiless));

@@ -1,11 +1,14 @@
-//! A request body while it arrives: its connection waits on the client
-//! meanwhile, so it may be closed to make room for a newcomer (a body
-//! trickled a byte at a time holds no place that a whole request needs),
-//! and the bytes read for it may not run far past its data.
+//! A request body while it arrives: once its reader has asked for more than
+//! the client had sent, its connection waits on the client, so it may be
+//! closed to make room for a newcomer (a body trickled a byte at a time
+//! holds no place that a whole request needs); and the bytes read for it
+//! may not run far past its data.
 //!
-//! Once the body has ended, failed or been dropped (a handler that does not
-//! read it drops it before it runs), the connection is answering and no
-//! longer waits: nothing a handler does is cut short by an eviction.
+//! A request whose body is all there, or that waits on the server (for its
+//! turn, before its body is read), does not wait on its client; once the
+//! body has ended, failed or been dropped (a handler that does not read it
+//! drops it before it runs), the connection is answering: nothing a handler
+//! does is cut short by an eviction.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -35,24 +38,34 @@ impl<B: Body> Receiving<B> {
     }
 }
 
-/// A body under way on its connection: the connection waits under `key`,
-/// and may read up to what it has allowed.
+/// A body under way on its connection: it may read up to what it has
+/// allowed, and, once its reader waited on the client, the connection
+/// waits under `key`.
 struct Arrival {
     requests: Requests,
-    key: u64,
+    /// Its key among the waiting connections, once it waited on the client.
+    key: Option<u64>,
 }
 
 impl Arrival {
     fn new(requests: &Requests) -> Self {
         let place = &requests.place;
-        let key = requests.connections.wait(place);
         let read = place.read.load(Ordering::Relaxed);
         place
             .read_limit
             .store(read.saturating_add(FRAMING_ALLOWANCE), Ordering::Relaxed);
         Self {
             requests: requests.clone(),
-            key,
+            key: None,
+        }
+    }
+
+    /// Its reader asked for more than the client had sent: the connection
+    /// waits on its client from now (once).
+    fn waited(&mut self) {
+        if self.key.is_none() {
+            let requests = &self.requests;
+            self.key = Some(requests.connections.wait(&requests.place));
         }
     }
 
@@ -71,7 +84,9 @@ impl Drop for Arrival {
     fn drop(&mut self) {
         let place = &self.requests.place;
         place.read_limit.store(u64::MAX, Ordering::Relaxed);
-        self.requests.connections.wake_from(place, self.key);
+        if let Some(key) = self.key {
+            self.requests.connections.wake_from(place, key);
+        }
     }
 }
 
@@ -85,7 +100,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Receiving<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Pending => {}
+            Poll::Pending => {
+                if let Some(arrival) = &mut self.arrival {
+                    arrival.waited();
+                }
+            }
             Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
                 if let (Some(arrival), Some(data)) = (&self.arrival, frame.data_ref()) {
                     arrival.allow(data.len());

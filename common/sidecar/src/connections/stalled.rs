@@ -1,13 +1,14 @@
 //! A connection's stream whose writes fail once they have made no progress
 //! for a while: a client that stops reading its answers (say, after
-//! pipelining many requests) holds no place for ever. Its reads are
-//! counted, and fail past the limit a body under way sets ([`super::receiving`]). While a write waits on
-//! the client, its [`Place`] says so: such a connection is not idle, and
-//! not closed to make room for a newcomer.
+//! pipelining many requests) holds no place for ever. While a write has
+//! waited on the client less than [`READ_GRACE`], its [`Place`] says so:
+//! the connection is not closed to make room for a newcomer; past that, it
+//! waits on its client like one that sends nothing, and may be. Its reads
+//! are counted, and fail past the limit a body under way sets
+//! ([`super::receiving`]).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -16,7 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::Place;
+use super::Requests;
+
+/// How long a write may wait on its client before the connection counts as
+/// waiting on it (and may be closed for a newcomer).
+pub const READ_GRACE: Duration = Duration::from_secs(2);
 
 /// A TCP stream whose writes and flushes fail with `TimedOut` after
 /// `patience` without progress.
@@ -25,16 +30,22 @@ pub struct Stalled {
     patience: Duration,
     /// Armed while a write waits on the client.
     waiting: Option<Pin<Box<Sleep>>>,
-    place: Arc<Place>,
+    /// Armed while a write waits on the client: [`READ_GRACE`].
+    grace: Option<Pin<Box<Sleep>>>,
+    requests: Requests,
+    /// The key it waits under since a write outlasted the grace.
+    key: Option<u64>,
 }
 
 impl Stalled {
-    pub fn new(io: TcpStream, patience: Duration, place: Arc<Place>) -> Self {
+    pub(super) fn new(io: TcpStream, patience: Duration, requests: Requests) -> Self {
         Self {
             io,
             patience,
             waiting: None,
-            place,
+            grace: None,
+            requests,
+            key: None,
         }
     }
 
@@ -44,12 +55,25 @@ impl Stalled {
         cx: &mut Context<'_>,
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        self.place
-            .writing
-            .store(polled.is_pending(), Ordering::Relaxed);
+        let Requests { connections, place } = &self.requests;
         if polled.is_ready() {
-            self.waiting = None;
+            place.writing.store(false, Ordering::Relaxed);
+            (self.waiting, self.grace) = (None, None);
+            // Answering again (unless it was idle anyway).
+            if let Some(key) = self.key.take()
+                && place.busy.load(Ordering::Relaxed)
+            {
+                connections.wake_from(place, key);
+            }
             return polled;
+        }
+        let grace = self
+            .grace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_GRACE)));
+        let graced = grace.as_mut().poll(cx).is_ready();
+        place.writing.store(!graced, Ordering::Relaxed);
+        if graced && self.key.is_none() {
+            self.key = Some(connections.wait(place));
         }
         let patience = self.patience;
         let waiting = self
@@ -71,8 +95,8 @@ impl AsyncRead for Stalled {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
         let n = (buf.filled().len() - before) as u64;
-        let read = self.place.read.fetch_add(n, Ordering::Relaxed) + n;
-        if read > self.place.read_limit.load(Ordering::Relaxed) {
+        let read = self.requests.place.read.fetch_add(n, Ordering::Relaxed) + n;
+        if read > self.requests.place.read_limit.load(Ordering::Relaxed) {
             // A chunk-size line of endless zeros, say: hyper would read on.
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,

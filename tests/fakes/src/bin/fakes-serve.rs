@@ -3,7 +3,9 @@
 //! environment that points `integrations serve` at them, one `NAME=value`
 //! line each, then an empty line, and serves until it is killed.
 //! `FAKES_RECORDED_URL` answers what the fakes recorded, as JSON, for a
-//! test that drives them from outside (a browser).
+//! test that drives them from outside (a browser). A real SMTP server
+//! (`fakes::smtp`, which needs python3 with aiosmtpd) listens beside them,
+//! its CA in `SMTP_CA_PATH` and its login in `SMTP_TEST_*`.
 //!
 //! ```sh
 //! cargo run -p fakes --bin fakes-serve
@@ -17,6 +19,7 @@ use axum::routing::get;
 use fakes::gmail::{self, FakeGmail};
 use fakes::resend::FakeResend;
 use fakes::slack::FakeSlack;
+use fakes::smtp::{SmtpOptions, SmtpServer};
 use fakes::telegram::{self, FakeTelegram};
 use fakes::teller::FakeTeller;
 use fakes::webhook::FakeWebhook;
@@ -29,6 +32,12 @@ async fn main() -> anyhow::Result<()> {
     let telegram = FakeTelegram::start().await?;
     let resend = FakeResend::start().await?;
     let webhook = FakeWebhook::start().await?;
+    let smtp_dir = tempfile::tempdir()?;
+    let smtp_options = SmtpOptions {
+        password: "CANARY-smtp-password-4Wq9".into(),
+        ..SmtpOptions::starttls()
+    };
+    let smtp = Arc::new(SmtpServer::start(smtp_dir.path(), &smtp_options)?);
     let env = [
         ("TELLER_API_BASE", teller.base_url().to_string()),
         ("TELLER_CONNECT_URL", teller.connect_url()),
@@ -50,16 +59,21 @@ async fn main() -> anyhow::Result<()> {
         // The fake webhook receiver listens on loopback.
         ("INTEGRATIONS_WEBHOOK_ALLOW_PRIVATE", "1".into()),
         ("WEBHOOK_RECEIVER_URL", webhook.url("")),
+        ("SMTP_CA_PATH", smtp.ca.display().to_string()),
+        ("SMTP_TEST_PORT", smtp.port.to_string()),
+        ("SMTP_TEST_USERNAME", smtp_options.username.clone()),
+        ("SMTP_TEST_PASSWORD", smtp_options.password.clone()),
     ];
     let (gmail, webhook) = (Arc::new(gmail), Arc::new(webhook));
     let recorded = axum::Router::new().route(
         "/recorded",
         get(move || {
-            let (gmail, webhook) = (gmail.clone(), webhook.clone());
+            let (gmail, webhook, smtp) = (gmail.clone(), webhook.clone(), smtp.clone());
             async move {
                 axum::Json(serde_json::json!({
                     "google_revocations": gmail.revoked().len(),
                     "webhook_deliveries": webhook.received().iter().map(|d| d.path.clone()).collect::<Vec<_>>(),
+                    "smtp_subjects": smtp.messages().iter().map(|m| m["headers"]["subject"].clone()).collect::<Vec<_>>(),
                 }))
             }
         }),
@@ -76,5 +90,6 @@ async fn main() -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
     std::future::pending::<()>().await;
+    drop(smtp_dir);
     Ok(())
 }
