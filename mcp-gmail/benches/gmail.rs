@@ -10,8 +10,7 @@
 //! cargo bench -p mcp-gmail --bench gmail
 //! ```
 
-#[path = "../../benches/support.rs"]
-mod support;
+use testkit::bench as support;
 
 use fakes::gmail::{self, FakeGmail};
 use model::config::DecryptedConfig;

@@ -2,10 +2,6 @@
 //! client, against the fake Gmail and Google OAuth, while an operator
 //! changes the store with the `integrations` CLI.
 
-#[path = "../../tests/support/mcp.rs"]
-mod mcp;
-use mcp::{call, err, ok};
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -16,26 +12,16 @@ use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use testkit::Account;
+use testkit::mcp::{call, err, ok};
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-gmail");
-const USER: &str = "u_amouzou";
+const USER: &str = Account::USER;
 const ALL_SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/gmail.readonly",
     "https://www.googleapis.com/auth/gmail.send",
     "https://www.googleapis.com/auth/gmail.compose",
 ];
-
-/// The `integrations` binary beside this one: `cargo test --workspace`
-/// builds it.
-fn integrations_bin() -> PathBuf {
-    let bin = Path::new(SIDECAR).with_file_name("integrations");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build` first)",
-        bin.display()
-    );
-    bin
-}
 
 /// A store with two profiles of one user (Gmail granted to `prof_vzfin`), a
 /// keyring, and the fake Gmail.
@@ -69,12 +55,7 @@ impl World {
             id: String::new(),
         };
         world.keys = world.cli(&["keys", "generate"], None).trim().to_string();
-        for (profile, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
-            world.cli(
-                &["profiles", "add", profile, "--user", USER, "--slug", slug],
-                None,
-            );
-        }
+        Account::seed(&world.db_url(), &world.keys);
         let config =
             json!({"email": gmail::EMAIL, "refresh_token": gmail::REFRESH_TOKEN, "scopes": scopes});
         world.id = world
@@ -116,7 +97,7 @@ impl World {
     }
 
     fn cli_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = std::process::Command::new(integrations_bin());
+        let mut cmd = std::process::Command::new(testkit::cli::integrations());
         cmd.args(args)
             .env_clear()
             .envs(self.env())

@@ -9,8 +9,7 @@
 //! cargo bench -p mcp-notify --bench notify
 //! ```
 
-#[path = "../../benches/support.rs"]
-mod support;
+use testkit::bench as support;
 
 use fakes::webhook::FakeWebhook;
 use model::config::DecryptedConfig;

@@ -2,7 +2,6 @@
 //! client, against the fake Slack, Telegram, Resend and webhook receiver,
 //! while an operator changes the store with the `integrations` CLI.
 
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -18,21 +17,11 @@ use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use testkit::Account;
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-notify");
-const USER: &str = "u_amouzou";
+const USER: &str = Account::USER;
 const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-/// The `integrations` binary beside this one (built by `cargo test --workspace`).
-fn integrations_bin() -> PathBuf {
-    let bin = Path::new(SIDECAR).with_file_name("integrations");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
 
 /// A store with two profiles and one integration of each channel type, a
 /// keyring, and the four fakes.
@@ -64,31 +53,7 @@ impl World {
             webhook_id: String::new(),
         };
         w.keys = w.cli(&["keys", "generate"], None).trim().to_string();
-        w.cli(
-            &[
-                "profiles",
-                "add",
-                "prof_vzfin",
-                "--user",
-                USER,
-                "--slug",
-                "vzfin",
-                "--default",
-            ],
-            None,
-        );
-        w.cli(
-            &[
-                "profiles",
-                "add",
-                "prof_coding",
-                "--user",
-                USER,
-                "--slug",
-                "coding",
-            ],
-            None,
-        );
+        Account::seed(&w.db_url(), &w.keys);
         let slack = json!({"bot_token": fakes::slack::SLACK_TOKEN, "team_id": fakes::slack::TEAM_ID,
             "authed_user_id": fakes::slack::USER_ID, "team_name": "Test Workspace"});
         w.slack_id = w.add(&["slack", "--default"], &slack);
@@ -132,7 +97,7 @@ impl World {
     }
 
     fn cli_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = std::process::Command::new(integrations_bin())
+        let mut child = std::process::Command::new(testkit::cli::integrations())
             .args(args)
             .env_clear()
             .envs(self.env())

@@ -23,10 +23,8 @@
 //! INTEGRATIONS_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test cargo bench -p mcp-teller --bench http_load
 //! ```
 
-#[path = "../../benches/bare.rs"]
-mod baseline;
-#[path = "../../tests/support/postgres.rs"]
-mod postgres;
+use testkit::backend::Postgres;
+use testkit::bench::bare as baseline;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -88,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let keyring = Keyring::parse(&keys)?;
     let dir = tempfile::tempdir()?;
     let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display());
-    let pg = postgres::Database::create("http_load");
+    let pg = Postgres::create("http_load");
     let mut backends = vec![("SQLite", sqlite)];
     match &pg {
         Some(db) => backends.push(("PostgreSQL", db.url.clone())),

@@ -11,8 +11,7 @@
 //! cargo bench -p mcp-teller --bench sidecar
 //! ```
 
-#[path = "../../benches/support.rs"]
-mod support;
+use testkit::bench as support;
 
 use std::time::{Duration, Instant};
 

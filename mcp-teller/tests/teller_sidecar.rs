@@ -2,10 +2,6 @@
 //! client, against the fake Teller, while an operator changes the store with
 //! the `integrations` CLI.
 
-#[path = "../../tests/support/mcp.rs"]
-mod mcp;
-use mcp::{call, err, ok};
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -17,22 +13,12 @@ use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use testkit::Account;
+use testkit::mcp::{self, call, err, ok};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SIDECAR: &str = env!("CARGO_BIN_EXE_mcp-teller");
-const USER: &str = "u_amouzou";
-
-/// The `integrations` binary beside this one: `cargo test --workspace`
-/// builds it (the root package's own tests need it).
-fn integrations_bin() -> PathBuf {
-    let bin = Path::new(SIDECAR).with_file_name("integrations");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build` first)",
-        bin.display()
-    );
-    bin
-}
+const USER: &str = Account::USER;
 
 /// A store seeded with the product's example, a keyring, and the fake Teller.
 struct World {
@@ -58,31 +44,7 @@ impl World {
             chase: String::new(),
         };
         world.keys = world.cli(&["keys", "generate"], None).trim().to_string();
-        world.cli(
-            &[
-                "profiles",
-                "add",
-                "prof_vzfin",
-                "--user",
-                USER,
-                "--slug",
-                "vzfin",
-                "--default",
-            ],
-            None,
-        );
-        world.cli(
-            &[
-                "profiles",
-                "add",
-                "prof_coding",
-                "--user",
-                USER,
-                "--slug",
-                "coding",
-            ],
-            None,
-        );
+        Account::seed(&world.db_url(), &world.keys);
         world.cli(
             &[
                 "profiles",
@@ -115,7 +77,7 @@ impl World {
     }
 
     fn cli_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = std::process::Command::new(integrations_bin());
+        let mut cmd = std::process::Command::new(testkit::cli::integrations());
         cmd.args(args)
             .env_clear()
             .env("INTEGRATIONS_DB", self.db_url())

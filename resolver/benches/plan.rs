@@ -48,26 +48,12 @@ async fn main() -> anyhow::Result<()> {
     );
     run("sqlite", &sqlite, users).await?;
 
-    if let Some(admin) = std::env::var("INTEGRATIONS_TEST_POSTGRES")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        let db = format!("bench_{}", std::process::id());
-        admin_exec(&admin, &format!("DROP DATABASE IF EXISTS {db}")).await?;
-        admin_exec(&admin, &format!("CREATE DATABASE {db}")).await?;
-        let url = match admin.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{db}"),
-            None => anyhow::bail!("INTEGRATIONS_TEST_POSTGRES must name a database"),
-        };
-        let result = run("postgres", &url, users).await;
-        admin_exec(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        )
-        .await?;
-        result?;
-    } else {
-        println!("(set INTEGRATIONS_TEST_POSTGRES=postgres://... to measure PostgreSQL too)");
+    // A fresh database, dropped after (on an error too).
+    match testkit::Backend::postgres("bench") {
+        Some(db) => run("postgres", &db.url, users).await?,
+        None => {
+            println!("(set INTEGRATIONS_TEST_POSTGRES=postgres://... to measure PostgreSQL too)")
+        }
     }
     Ok(())
 }
@@ -297,11 +283,4 @@ impl Seeder {
             ));
         }
     }
-}
-
-async fn admin_exec(admin: &str, sql: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::raw_sql(sql).execute(&mut conn).await?;
-    Ok(())
 }

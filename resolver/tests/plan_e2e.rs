@@ -467,24 +467,12 @@ async fn no_secret_reaches_any_output_format() {
     );
 
     // A password-bearing PostgreSQL URL is passed by reference only.
-    let Some(admin) = std::env::var("INTEGRATIONS_TEST_POSTGRES")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run");
+    let Some(db) = testkit::Backend::postgres("resolver") else {
         return;
     };
-    let db = format!(
-        "resolver_{}",
-        model::ids::random_token(10)
-            .to_lowercase()
-            .replace('-', "_")
-    );
-    pg_exec(&admin, &format!("CREATE DATABASE \"{db}\"")).await;
-    let (scheme_user, host) = admin.split_once('@').expect("the test URL names a user");
-    let server = host.rsplit_once('/').unwrap().0;
+    let (scheme_user, server_db) = db.url.split_once('@').expect("the test URL names a user");
     // The machine's PostgreSQL trusts local connections, so the password is never checked.
-    let with_password = format!("{scheme_user}:CANARYPASSWORD@{server}/{db}");
+    let with_password = format!("{scheme_user}:CANARYPASSWORD@{server_db}");
     let store = Store::connect(&with_password).await.unwrap();
     let pg = seed(tempfile::tempdir().unwrap(), with_password.clone(), store).await;
     assert_no_secret(
@@ -502,20 +490,6 @@ async fn no_secret_reaches_any_output_format() {
         plan["servers"][0]["env"]["INTEGRATIONS_DB"],
         "${INTEGRATIONS_DB}"
     );
-    drop(pg);
-    pg_exec(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-    )
-    .await;
-}
-
-async fn pg_exec(admin: &str, sql: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .expect("PostgreSQL is unreachable");
-    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
 }
 
 #[tokio::test]

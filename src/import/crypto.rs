@@ -78,8 +78,8 @@ impl Passphrase {
 mod tests {
     use super::*;
 
-    /// Sealed by tests/vonzio_seal.py (Python's `cryptography`), which
-    /// tests/import.rs runs afresh on every PostgreSQL run.
+    /// Sealed by tests/it/vonzio_seal.py (Python's `cryptography`), which
+    /// tests/it/import.rs runs afresh on every PostgreSQL run.
     const CURRENT: &str = "7c6467fc832d8fe1485a154b1689ab4a:8a88feef19461c429be8c70c:739bfa884ef8ea1c2fffa810e9f56ebf83b2ddaea1a43ac0a1ad632288d3fd9fe4:d455faff44d64cb6e0407c51c0b82cbd";
     const LEGACY: &str = "c0c88fc6c7327b1bb4f9179794e40a02:d9645ecfe255cc0f678cc8d9:5d711212ec85f93a38:1614da13ed4a0fb5fc11ba18e213dfa6";
 

@@ -1,6 +1,8 @@
-//! A spawned server process that prints `listening on <base>` on stdout:
-//! its base URL and its stderr, kept for the log checks.
+//! A spawned server process (`integrations serve`, a sidecar's `serve`)
+//! that prints `listening on <base>` on stdout: its base URL and its
+//! stderr, kept for the log checks.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,4 +53,37 @@ pub fn collect(
         }
     });
     log
+}
+
+/// A serving process, killed on drop: its base URL and its stderr, kept for
+/// the log checks.
+pub struct Server {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// Its base URL, `http://127.0.0.1:<port>`.
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Spawns `cmd` and waits for the address it is listening on.
+    pub async fn spawn(cmd: &mut tokio::process::Command) -> Self {
+        let (child, base, log) = spawn(cmd).await;
+        Self { child, base, log }
+    }
+
+    /// Starts `program` with `args` and only `envs` (and `RUST_LOG=debug`).
+    pub async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env("RUST_LOG", "debug")
+            .envs(envs.iter().copied());
+        Self::spawn(&mut cmd).await
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
 }

@@ -3,125 +3,40 @@
 //! connecting bots, pairing, inbound routing, thread claims, disconnecting;
 //! forged secrets, replayed codes and racing taps included.
 
-use std::process::Stdio;
-
-use fakes::telegram::{self as tg, FakeTelegram};
-use fakes::webhook::FakeWebhook;
+use fakes::telegram as tg;
 use reqwest::StatusCode;
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-#[path = "support/cli.rs"]
-mod cli;
-use cli::BIN;
+use testkit::Backend;
 
-const USER: &str = "u_amouzou";
+use crate::chat::{self, USER};
 
-struct World {
-    _dir: tempfile::TempDir,
-    url: String,
-    keys: String,
-    telegram: FakeTelegram,
-    forward: FakeWebhook,
-    _server: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
-    token: String,
+/// [`chat::World`] on SQLite, for Telegram.
+struct World(chat::World);
+
+impl std::ops::Deref for World {
+    type Target = chat::World;
+
+    fn deref(&self) -> &chat::World {
+        &self.0
+    }
 }
 
 impl World {
+    /// A server with the platform bot when `platform`.
     async fn new(platform: bool) -> Self {
         Self::with_env(platform, &[]).await
     }
 
     /// A world whose server also gets `extra` in its environment.
     async fn with_env(platform: bool, extra: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("tg.db").display());
-        let mut world = Self {
-            _dir: dir,
-            url,
-            keys: String::new(),
-            telegram: FakeTelegram::start().await.unwrap(),
-            forward: FakeWebhook::start().await.unwrap(),
-            _server: tokio::process::Command::new("true").spawn().unwrap(),
-            base: String::new(),
-            http: reqwest::Client::new(),
-            token: String::new(),
-        };
-        world.keys = world.cli(&["keys", "generate"]).trim().to_string();
-        world.token = world
-            .cli(&["tokens", "create", "--user", USER])
-            .trim()
-            .to_string();
-        // The server's own address is its public one: pick a free port first.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_clear()
-            .env("INTEGRATIONS_DB", &world.url)
-            .env("INTEGRATIONS_KEYS", &world.keys)
-            .env("PUBLIC_BASE_URL", &base)
-            .env("TELEGRAM_API_BASE", world.telegram.base_url())
-            .env("INBOUND_FORWARD_URL", world.forward.url("/inbound"))
-            .env(
-                "INBOUND_FORWARD_SECRET",
-                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
-            )
-            .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
+        let mut env = extra.to_vec();
         if platform {
-            cmd.env("PLATFORM_TELEGRAM_BOT_TOKEN", tg::PLATFORM_BOT_TOKEN);
+            env.insert(0, ("PLATFORM_TELEGRAM_BOT_TOKEN", tg::PLATFORM_BOT_TOKEN));
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        world.base = base;
-        world._server = child;
-        for (id, slug, default) in [
-            ("prof_vzfin", "vzfin", true),
-            ("prof_coding", "coding", false),
-        ] {
-            let (status, _) = world
-                .api(
-                    "PUT",
-                    &format!("/v1/profiles/{id}"),
-                    json!({"slug": slug, "is_default": default}),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED);
-        }
-        world
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        cli::run(&self.url, &self.keys, args)
-    }
-
-    async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if !body.is_null() {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Self(chat::World::start(Backend::sqlite("tg"), &env).await)
     }
 
     /// Connects the fake's first bot; its id and link code.
@@ -151,45 +66,6 @@ impl World {
             .find(|m| m.chat_id == chat)
             .map(|m| m.text.clone())
             .unwrap_or_default()
-    }
-
-    async fn inbound(&self) -> Vec<Value> {
-        let (status, page) = self.api("GET", "/v1/inbound?after=0", Value::Null).await;
-        assert_eq!(status, StatusCode::OK);
-        page["messages"].as_array().unwrap().clone()
-    }
-
-    /// The forwarded outbox rows, once there are at least `n` (the forward
-    /// runs after Telegram got its answer).
-    async fn forwarded(&self, n: usize) -> Vec<fakes::webhook::Delivery> {
-        for _ in 0..400 {
-            let received = self.forward.received();
-            if received.len() >= n {
-                return received;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!(
-            "{} forwards arrived, not {n}",
-            self.forward.received().len()
-        );
-    }
-
-    /// An agent of `profile` in the session `session`: mcp-notify on this store.
-    async fn agent(&self, profile: &str, session: &str) -> RunningService<RoleClient, ()> {
-        let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
-        let command = tokio::process::Command::new(sidecar).configure(|cmd| {
-            cmd.env_clear()
-                .env("INTEGRATIONS_DB", &self.url)
-                .env("INTEGRATIONS_KEYS", &self.keys)
-                .env("INTEGRATIONS_USER_ID", USER)
-                .env("INTEGRATIONS_PROFILE_ID", profile)
-                .env("INTEGRATIONS_SESSION_ID", session)
-                .env("TELEGRAM_API_BASE", self.telegram.base_url());
-        });
-        ().serve(TokioChildProcess::new(command).unwrap())
-            .await
-            .unwrap()
     }
 
     /// `agent` notifies through the bot `id` with thread-claim buttons
@@ -232,12 +108,6 @@ impl World {
             .last()
             .and_then(|a| a.text.clone())
             .unwrap_or_default()
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
     }
 }
 

@@ -5,196 +5,61 @@
 //! routing with the resolver's plans on the product's example. Each test
 //! runs on SQLite, and on PostgreSQL when `INTEGRATIONS_TEST_POSTGRES` is set.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fakes::slack;
 use fakes::slack::events::{self, Attempt, SIGNING_SECRET};
-use fakes::slack::{self as slack, FakeSlack};
-use fakes::telegram::{self as tg, FakeTelegram};
-use fakes::webhook::FakeWebhook;
+use fakes::telegram as tg;
 use reqwest::StatusCode;
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-use cli::BIN;
+use testkit::{Backend, Database, cli};
 
-const USER: &str = "u_amouzou";
+use crate::chat::{self, USER};
+
 /// The user who connected Slack, and their direct messages with the bot.
 const OWNER: &str = slack::USER_ID;
 
+/// [`chat::World`] with Slack connected by [`OWNER`].
 struct World {
-    _dir: tempfile::TempDir,
-    _pg: Option<postgres::Database>,
-    url: String,
-    keys: String,
-    slack: FakeSlack,
-    telegram: FakeTelegram,
-    forward: FakeWebhook,
-    _server: tokio::process::Child,
-    log: Arc<Mutex<String>>,
-    base: String,
-    http: reqwest::Client,
-    token: String,
+    chat: chat::World,
     /// The Slack integration's id.
     id: String,
     /// For the messages' `ts`.
     next_ts: std::sync::atomic::AtomicU64,
 }
 
+impl std::ops::Deref for World {
+    type Target = chat::World;
+
+    fn deref(&self) -> &chat::World {
+        &self.chat
+    }
+}
+
 impl World {
-    /// A server on a fresh store with the profiles vzfin (the default) and
-    /// coding, the fake Slack's Request URL set to its events, and Slack
-    /// connected by [`OWNER`]; `None` for PostgreSQL when it is not set up.
-    async fn new(postgres: bool) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let pg = if postgres {
-            Some(postgres::Database::create("slack")?)
-        } else {
-            None
-        };
-        let url = match &pg {
-            Some(db) => db.url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("slack.db").display()
-            ),
-        };
-        let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
-        let token = cli::run(&url, &keys, &["tokens", "create", "--user", USER])
-            .trim()
-            .to_string();
-        let (slack, telegram, forward) = (
-            FakeSlack::start().await.unwrap(),
-            FakeTelegram::start().await.unwrap(),
-            FakeWebhook::start().await.unwrap(),
-        );
-        // The server's own address is its public one: pick a free port first.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_clear()
-            .env("RUST_LOG", "debug")
-            .env("INTEGRATIONS_DB", &url)
-            .env("INTEGRATIONS_KEYS", &keys)
-            .env("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-            .env("SLACK_API_BASE", slack.base_url())
-            .env("TELEGRAM_API_BASE", telegram.base_url())
-            .env("INBOUND_FORWARD_URL", forward.url("/inbound"))
-            .env(
-                "INBOUND_FORWARD_SECRET",
-                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
-            );
-        let (server, base, log) = serve::spawn(&mut cmd).await;
-        let mut world = Self {
-            _dir: dir,
-            _pg: pg,
-            url,
-            keys,
-            slack,
-            telegram,
-            forward,
-            _server: server,
-            log,
-            base,
-            http: reqwest::Client::new(),
-            token,
-            id: String::new(),
-            next_ts: 100.into(),
-        };
-        for (id, slug, default) in [
-            ("prof_vzfin", "vzfin", true),
-            ("prof_coding", "coding", false),
-        ] {
-            let (status, _) = world
-                .api(
-                    "PUT",
-                    &format!("/v1/profiles/{id}"),
-                    json!({"slug": slug, "is_default": default}),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED);
-        }
+    /// A server on `db` with the profiles vzfin (the default) and coding,
+    /// the fake Slack's Request URL set to its events, and Slack connected
+    /// by [`OWNER`].
+    async fn new(db: Database) -> Self {
+        let chat = chat::World::start(db, &[]).await;
         // Setting the Request URL: the server answers Slack's challenge.
-        world
-            .slack
-            .set_request_url(&format!("{}/api/slack/events", world.base))
+        chat.slack
+            .set_request_url(&format!("{}/api/slack/events", chat.base))
             .await
             .unwrap();
-        world.id = world.add(
+        let id = chat.add(
             "slack",
             &[],
             json!({"bot_token": slack::SLACK_TOKEN, "team_id": slack::TEAM_ID, "team_name": "Vox Gateway", "authed_user_id": OWNER, "bot_user_id": slack::BOT_USER_ID}),
         );
-        Some(world)
-    }
-
-    /// `integrations add <kind> <args> --config -`: the new row's id.
-    fn add(&self, kind: &str, args: &[&str], config: Value) -> String {
-        self.add_for(USER, kind, args, config)
-    }
-
-    /// [`World::add`] for `user`.
-    fn add_for(&self, user: &str, kind: &str, args: &[&str], config: Value) -> String {
-        use std::io::Write;
-        let mut all = vec!["add", kind, "--user", user, "--config", "-"];
-        all.extend(args);
-        let mut child = cli::command(&self.url, &self.keys, &all)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    async fn api(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.api_with(&self.token, method, path, body).await
-    }
-
-    /// [`World::api`] with the API token `token`.
-    async fn api_with(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Value,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if !body.is_null() {
-            request = request.json(&body);
+        Self {
+            chat,
+            id,
+            next_ts: 100.into(),
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn patch(&self, id: &str, body: Value) {
@@ -237,12 +102,6 @@ impl World {
         );
     }
 
-    async fn inbound(&self) -> Vec<Value> {
-        let (status, page) = self.api("GET", "/v1/inbound?after=0", Value::Null).await;
-        assert_eq!(status, StatusCode::OK);
-        page["messages"].as_array().unwrap().clone()
-    }
-
     /// The last outbox row: profile, text, session.
     async fn last(&self) -> (String, String, Value) {
         let last = self.inbound().await.pop().expect("an outbox row");
@@ -251,21 +110,6 @@ impl World {
             last["text"].as_str().unwrap().into(),
             last["claimed_session_id"].clone(),
         )
-    }
-
-    /// The forwarded outbox rows, once there are at least `n`.
-    async fn forwarded(&self, n: usize) -> Vec<fakes::webhook::Delivery> {
-        for _ in 0..400 {
-            let received = self.forward.received();
-            if received.len() >= n {
-                return received;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "{} forwards arrived, not {n}",
-            self.forward.received().len()
-        );
     }
 
     /// The bot's replies in Slack, once there are at least `n`.
@@ -278,33 +122,6 @@ impl World {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{} messages posted, not {n}", self.slack.posted().len());
-    }
-
-    /// An agent of `profile` in the session `session`: mcp-notify on this store.
-    async fn agent(&self, profile: &str, session: &str) -> RunningService<RoleClient, ()> {
-        self.agent_of(USER, profile, session).await
-    }
-
-    /// [`World::agent`] of `user`.
-    async fn agent_of(
-        &self,
-        user: &str,
-        profile: &str,
-        session: &str,
-    ) -> RunningService<RoleClient, ()> {
-        let sidecar = std::path::Path::new(BIN).with_file_name("mcp-notify");
-        let command = tokio::process::Command::new(sidecar).configure(|cmd| {
-            cmd.env_clear()
-                .env("INTEGRATIONS_DB", &self.url)
-                .env("INTEGRATIONS_KEYS", &self.keys)
-                .env("INTEGRATIONS_USER_ID", user)
-                .env("INTEGRATIONS_PROFILE_ID", profile)
-                .env("INTEGRATIONS_SESSION_ID", session)
-                .env("SLACK_API_BASE", self.slack.base_url());
-        });
-        ().serve(TokioChildProcess::new(command).unwrap())
-            .await
-            .unwrap()
     }
 
     /// `agent` notifies over Slack with `claim_thread`: the posted message.
@@ -324,30 +141,6 @@ impl World {
         assert_ne!(result.is_error, Some(true), "{:?}", result.content);
         self.slack.posted().pop().unwrap()
     }
-
-    /// The one number `sql` selects from the store.
-    async fn count(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        } else {
-            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-        }
-    }
-
-    /// Runs `sql` on the store.
-    async fn exec(&self, sql: &str) {
-        use sqlx::Connection;
-        if self.url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        } else {
-            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        }
-    }
 }
 
 /// Slack got a 2xx to its first delivery, within its 3 seconds.
@@ -358,11 +151,7 @@ fn answered_once(attempts: &[Attempt]) {
 }
 
 async fn each_backend(test: impl AsyncFn(World)) {
-    test(World::new(false).await.unwrap()).await;
-    match World::new(true).await {
-        Some(world) => test(world).await,
-        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
-    }
+    Backend::each("slack", async |db| test(World::new(db).await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,7 +473,7 @@ async fn a_reply_in_a_notifications_thread_carries_its_session_only_for_its_prof
 
 /// The plan's `inbound` of `profile`: surface id → routing.
 fn inbound_of(w: &World, profile: &str) -> Vec<(String, String)> {
-    let resolver = std::path::Path::new(BIN).with_file_name("resolver");
+    let resolver = testkit::bin("resolver");
     let out = std::process::Command::new(resolver)
         .args(["plan", "--user", USER, "--profile", profile])
         .env_clear()

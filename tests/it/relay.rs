@@ -18,18 +18,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/mcp.rs"]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-#[path = "support/service.rs"]
-mod service;
+use testkit::{Server, serve, service};
 
-use service::{Served, Store, enrollments};
+use service::{Store, enrollments};
 
 /// How long the test waits for any one answer.
 const WAIT: Duration = Duration::from_secs(30);
@@ -159,7 +150,7 @@ impl Raw {
 
 async fn relayed_teller(store: &Store) {
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let served = Served::teller(store, &teller).await;
+    let served = Server::teller(store, &teller).await;
 
     // The plan: stdio servers whose environment is the URL and the token.
     let text = store.plan(
@@ -174,7 +165,7 @@ async fn relayed_teller(store: &Store) {
     assert_eq!(teller_entry["type"], "stdio");
     assert_eq!(
         teller_entry["command"],
-        Store::bin("mcp-teller").display().to_string()
+        testkit::bin("mcp-teller").display().to_string()
     );
     let env = teller_entry["env"].as_object().unwrap();
     assert_eq!(
@@ -205,7 +196,7 @@ async fn relayed_teller(store: &Store) {
 
     // Spawned as the plan says, it serves the direct sidecar's tools.
     let (relayed, relay_log) = agent(command(&json_plan, "teller"), false).await;
-    let direct = std::process::Command::new(Store::bin("mcp-teller"))
+    let direct = std::process::Command::new(testkit::bin("mcp-teller"))
         .arg("--list-tools")
         .env_clear()
         .output()
@@ -340,7 +331,7 @@ async fn a_relay_holds_only_its_token_and_serves_the_sidecar_through_pgbouncer()
 /// A relay whose store URL and keyring are set but unreadable, so that
 /// opening either would show.
 fn relay_to(url: &str, token: Option<&str>) -> Command {
-    let mut cmd = Command::new(Store::bin("mcp-teller"));
+    let mut cmd = Command::new(testkit::bin("mcp-teller"));
     cmd.env_clear()
         .env("INTEGRATIONS_URL", url)
         .env("INTEGRATIONS_DB", "sqlite:///nonexistent/dir/store.db")

@@ -9,8 +9,7 @@ use rmcp::ServiceExt;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Map, Value};
 
-#[path = "support/cli.rs"]
-mod cli;
+use testkit::cli;
 
 /// JSON Schema 2020-12's formats (Validation, section 7.3).
 const FORMATS: &[&str] = &[
@@ -106,7 +105,7 @@ async fn every_tool_schema_of_every_sidecar_is_portable() {
     let mut tools = 0;
     let mut found = Vec::new();
     for sidecar in ["mcp-teller", "mcp-gmail", "mcp-notify"] {
-        let bin = std::path::Path::new(cli::BIN).with_file_name(sidecar);
+        let bin = testkit::bin(sidecar);
         let command = tokio::process::Command::new(&bin).configure(|cmd| {
             cmd.env_clear()
                 .env("INTEGRATIONS_DB", &db)

@@ -10,21 +10,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
-#[path = "support/cli.rs"]
-mod cli;
-// Shared with the service's tests, which use the rest of both.
-#[allow(dead_code)]
-#[path = "support/mcp.rs"]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-#[allow(dead_code)]
-#[path = "support/service.rs"]
-mod service;
+use testkit::{Server, cli, service};
 
-use service::{OTHER, Served, Store, USER};
+use service::{OTHER, Store, USER};
 
 const SLACK_SECRET: &str = "CANARY-slack-client-secret";
 const PLATFORM_BOT: &str = "7000000100:CANARYplatformbottokenfake0100";
@@ -35,9 +23,9 @@ struct Session {
     csrf: String,
 }
 
-async fn serve(store: &Store, public_base_url: &str) -> Served {
-    Served::start(
-        std::path::Path::new(cli::BIN),
+async fn serve(store: &Store, public_base_url: &str) -> Server {
+    Server::start(
+        std::path::Path::new(crate::BIN),
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             ("INTEGRATIONS_DB", &store.url),
@@ -68,7 +56,7 @@ async fn sign_in(http: &reqwest::Client, base: &str, key: &str) -> reqwest::Resp
         .unwrap()
 }
 
-async fn signed_in(http: &reqwest::Client, served: &Served, store: &Store, user: &str) -> Session {
+async fn signed_in(http: &reqwest::Client, served: &Server, store: &Store, user: &str) -> Session {
     let key = link_key(store, user, &served.base);
     let response = sign_in(http, &served.base, &key).await;
     assert_eq!(response.status(), StatusCode::OK);

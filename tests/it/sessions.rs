@@ -9,28 +9,17 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/mcp.rs"]
-#[allow(dead_code)]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-#[path = "support/service.rs"]
-#[allow(dead_code)]
-mod service;
+use testkit::{Server, cli, service};
 
-use service::{OTHER, Served, Store, USER};
+use service::{OTHER, Store, USER};
 
 /// `integrations serve` over `store` with `extra` in its environment.
 async fn serve(
     store: &Store,
     teller: &fakes::teller::FakeTeller,
     extra: &[(&str, &str)],
-) -> Served {
-    Served::serving(Path::new(cli::BIN), store, teller, extra).await
+) -> Server {
+    Server::serving(Path::new(crate::BIN), store, teller, extra).await
 }
 
 /// An API token of `user` named `name`: its text and its id.
@@ -48,7 +37,7 @@ async fn api_token(store: &Store, user: &str, name: &str) -> (String, String) {
 }
 
 /// `POST /v1/sessions`: status, `Retry-After` and body.
-async fn mint(served: &Served, token: &str, body: Value) -> (StatusCode, Option<u64>, Value) {
+async fn mint(served: &Server, token: &str, body: Value) -> (StatusCode, Option<u64>, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/sessions", served.base))
         .bearer_auth(token)
@@ -75,7 +64,7 @@ fn teller_token(minted: &Value) -> String {
 }
 
 /// A `tools/list` at `/mcp/teller` with `token`: its status.
-async fn at_teller(served: &Served, token: &str) -> StatusCode {
+async fn at_teller(served: &Server, token: &str) -> StatusCode {
     reqwest::Client::new()
         .post(format!("{}/mcp/teller", served.base))
         .bearer_auth(token)
@@ -88,7 +77,7 @@ async fn at_teller(served: &Served, token: &str) -> StatusCode {
 }
 
 /// `GET` or `DELETE /v1/sessions` with `token`.
-async fn sessions(served: &Served, token: &str, method: reqwest::Method) -> (StatusCode, Value) {
+async fn sessions(served: &Server, token: &str, method: reqwest::Method) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .request(method, format!("{}/v1/sessions", served.base))
         .bearer_auth(token)
@@ -414,7 +403,7 @@ async fn plain_http_is_refused_off_loopback_for_plans_relays_and_the_public_url(
     assert_eq!(minted.len(), 11);
 
     // The relay refuses at start.
-    let relay = tokio::process::Command::new(Store::bin("mcp-teller"))
+    let relay = tokio::process::Command::new(testkit::bin("mcp-teller"))
         .env_clear()
         .kill_on_drop(true)
         .env("INTEGRATIONS_URL", "http://192.0.2.1:8080")

@@ -8,8 +8,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-#[path = "support/cli.rs"]
-mod cli;
+use testkit::cli;
 
 /// The document of a server on a fresh SQLite store.
 async fn document() -> Value {
@@ -20,7 +19,7 @@ async fn document() -> Value {
     );
     let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
     cli::run(&url, &keys, &["migrate"]);
-    let mut server = tokio::process::Command::new(cli::BIN)
+    let mut server = tokio::process::Command::new(crate::BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .env("INTEGRATIONS_DB", &url)

@@ -1,6 +1,6 @@
 //! `integrations import vonzio` (issue 19) on real PostgreSQL: the product's
 //! tables laid out in a fresh database and filled with rows sealed by an
-//! independent implementation (Python's `cryptography`, tests/vonzio_seal.py),
+//! independent implementation (Python's `cryptography`, tests/it/vonzio_seal.py),
 //! imported into a fresh store, then served by the real sidecars against the
 //! fakes: a Teller enrollment scoped to a profile, a Gmail grant with its
 //! refresh token, a Telegram bot bound to a profile, a webhook signed the
@@ -19,14 +19,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/mcp.rs"]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
+use testkit::{Backend, Database, cli, mcp, serve};
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -49,9 +42,9 @@ CREATE TABLE user_secrets (id text PRIMARY KEY, user_id text NOT NULL REFERENCES
     created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
 "#;
 
-/// Seals `(plaintext, info)` pairs with tests/vonzio_seal.py.
+/// Seals `(plaintext, info)` pairs with tests/it/vonzio_seal.py.
 fn seal(values: &[(String, &str)]) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vonzio_seal.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/vonzio_seal.py");
     let request = json!({
         "key": PASSPHRASE,
         "values": values.iter().map(|(p, info)| json!({"plaintext": p, "info": info})).collect::<Vec<_>>(),
@@ -258,8 +251,8 @@ async fn lay_out_product(url: &str, webhook_url: &str) {
 }
 
 struct Setup {
-    product: postgres::Database,
-    store: postgres::Database,
+    product: Database,
+    store: Database,
     keys: String,
     telegram: fakes::telegram::FakeTelegram,
 }
@@ -312,7 +305,7 @@ async fn agent(
     profile: &str,
     env: &[(&str, String)],
 ) -> RunningService<RoleClient, ClientConfig> {
-    let program = std::path::Path::new(cli::BIN).with_file_name(bin);
+    let program = testkit::bin(bin);
     let command = tokio::process::Command::new(program).configure(|cmd| {
         cmd.env_clear()
             .env("INTEGRATIONS_DB", &setup.store.url)
@@ -330,10 +323,8 @@ async fn agent(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vonzio_database_is_imported_and_served() {
-    let (Some(product), Some(store)) = (
-        postgres::Database::create("vonzio"),
-        postgres::Database::create("imported"),
-    ) else {
+    let (Some(product), Some(store)) = (Backend::postgres("vonzio"), Backend::postgres("imported"))
+    else {
         eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: skipping the import test");
         return;
     };
@@ -690,10 +681,8 @@ fn run_with_input(url: &str, keys: &str, args: &[&str], input: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_nothing() {
-    let (Some(product), Some(store)) = (
-        postgres::Database::create("hostile"),
-        postgres::Database::create("victim"),
-    ) else {
+    let (Some(product), Some(store)) = (Backend::postgres("hostile"), Backend::postgres("victim"))
+    else {
         eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: skipping the import test");
         return;
     };
@@ -748,7 +737,7 @@ async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_not
 
         // The victim's DMs go to the victim, and none to the importer.
         let slack = fakes::slack::FakeSlack::start().await.unwrap();
-        let mut cmd = tokio::process::Command::new(cli::BIN);
+        let mut cmd = tokio::process::Command::new(crate::BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env_clear()
             .env("INTEGRATIONS_DB", &url)
@@ -804,10 +793,9 @@ async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_not
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_string_in_the_product_cannot_forge_a_line_of_the_report() {
-    let (Some(product), Some(store)) = (
-        postgres::Database::create("hostile"),
-        postgres::Database::create("imported"),
-    ) else {
+    let (Some(product), Some(store)) =
+        (Backend::postgres("hostile"), Backend::postgres("imported"))
+    else {
         eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: skipping the import test");
         return;
     };

@@ -15,13 +15,8 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
-#[path = "support/cli.rs"]
-mod cli;
-use cli::BIN;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
+use crate::BIN;
+use testkit::{Backend, Database, cli, serve};
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
@@ -36,36 +31,29 @@ const CANARIES: &[&str] = &[
 
 /// A store (SQLite file or fresh PostgreSQL database) with a keyring.
 struct Store {
-    _dir: tempfile::TempDir,
+    /// The database (dropped with the store).
+    _db: Database,
     url: String,
     keys: String,
     name: &'static str,
-    /// The database, on PostgreSQL (dropped with the store).
-    _pg: Option<postgres::Database>,
 }
 
 impl Store {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("api.db").display());
-        Self::with_url(dir, url, "sqlite")
+        Self::on(Backend::sqlite("api"), "sqlite")
     }
 
     /// A fresh database on the server of `INTEGRATIONS_TEST_POSTGRES`, if set.
     async fn postgres() -> Option<Self> {
-        let db = postgres::Database::create("api")?;
-        let mut store = Self::with_url(tempfile::tempdir().unwrap(), db.url.clone(), "postgres");
-        store._pg = Some(db);
-        Some(store)
+        Backend::postgres("api").map(|db| Self::on(db, "postgres"))
     }
 
-    fn with_url(dir: tempfile::TempDir, url: String, name: &'static str) -> Self {
+    fn on(db: Database, name: &'static str) -> Self {
         let mut store = Self {
-            _dir: dir,
-            url,
+            url: db.url.clone(),
+            _db: db,
             keys: String::new(),
             name,
-            _pg: None,
         };
         store.keys = store.cli(&["keys", "generate"]).trim().to_string();
         store
@@ -888,7 +876,7 @@ async fn a_patch_through_the_api_is_seen_by_a_running_sidecar() {
         )
         .trim()
         .to_string();
-    let sidecar = std::path::Path::new(BIN).with_file_name("mcp-teller");
+    let sidecar = testkit::bin("mcp-teller");
     let command = tokio::process::Command::new(sidecar).configure(|cmd| {
         cmd.env_clear()
             .env("INTEGRATIONS_DB", &store.url)

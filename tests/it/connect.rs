@@ -16,11 +16,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-#[path = "support/cli.rs"]
-mod cli;
-use cli::BIN;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::BIN;
+use testkit::{Backend, Database, cli};
 
 const USER: &str = "u_amouzou";
 const PUBLIC: &str = "https://integrations.example";
@@ -29,9 +26,8 @@ const WEBHOOK_SECRET: &str = "teller-webhook-secret";
 
 /// The fakes, a store, and a running server configured for them.
 struct World {
-    _dir: tempfile::TempDir,
-    /// The database, on PostgreSQL (dropped with the world).
-    _pg: Option<postgres::Database>,
+    /// The store (dropped with the world).
+    _db: Database,
     url: String,
     keys: String,
     slack: fakes::slack::FakeSlack,
@@ -54,26 +50,13 @@ struct World {
 }
 
 impl World {
-    async fn new(postgres: bool) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let pg = if postgres {
-            Some(postgres::Database::create("connect")?)
-        } else {
-            None
-        };
-        let url = match &pg {
-            Some(db) => db.url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("connect.db").display()
-            ),
-        };
+    async fn new(db: Database) -> Self {
+        let url = db.url.clone();
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let teller_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let mut world = Self {
-            _dir: dir,
-            _pg: pg,
+            _db: db,
             url,
             keys: String::new(),
             slack: fakes::slack::FakeSlack::start().await.unwrap(),
@@ -108,7 +91,7 @@ impl World {
                 .await;
             assert_eq!(status, StatusCode::CREATED);
         }
-        Some(world)
+        world
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -334,11 +317,7 @@ fn refused(result: Result<String, (StatusCode, String)>, needle: &str) {
 }
 
 async fn each_backend(test: impl AsyncFn(World)) {
-    test(World::new(false).await.unwrap()).await;
-    match World::new(true).await {
-        Some(world) => test(world).await,
-        None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
-    }
+    Backend::each("connect", async |db| test(World::new(db).await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +335,7 @@ async fn slack_connects_once_per_state_and_reconnects_in_place() {
         assert_eq!(query["client_id"], "slack-client");
         // What sending and the events need, as the app manifest declares it.
         let manifest: Value =
-            serde_json::from_str(include_str!("../docs/slack-app-manifest.json")).unwrap();
+            serde_json::from_str(include_str!("../../docs/slack-app-manifest.json")).unwrap();
         let declared: Vec<&str> = manifest["oauth_config"]["scopes"]["bot"]
             .as_array()
             .unwrap()
@@ -1024,7 +1003,7 @@ async fn an_account_one_user_connected_cannot_be_connected_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_cannot_be_reached_is_502_provider_unavailable_and_writes_nothing() {
-    let mut w = World::new(false).await.unwrap();
+    let mut w = World::new(Backend::sqlite("connect")).await;
     let pnc = fakes::teller::PNC_TOKEN;
     let enrollment = |nonce: &str, signature: String| {
         json!({

@@ -18,18 +18,9 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/mcp.rs"]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-#[path = "support/service.rs"]
-mod service;
+use testkit::{Server, mcp, serve, service};
 
-use service::{OTHER, Served, Store, USER, enrollments};
+use service::{OTHER, Store, USER, enrollments};
 
 /// The token of server `name` in a Claude Code plan over HTTP.
 fn token_of(plan: &Value, name: &str) -> String {
@@ -44,34 +35,6 @@ fn token_of(plan: &Value, name: &str) -> String {
 /// `resolver plan ... --transport http` for `profile` in `session`.
 fn http_plan(store: &Store, profile: &str, session: &str, base: &str, format: &str) -> String {
     store.plan(profile, session, "http", base, format)
-}
-
-impl Served {
-    /// A raw POST to `path`: its status, `WWW-Authenticate` and body.
-    async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        origin: Option<&str>,
-    ) -> (StatusCode, Option<String>, String) {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap().to_string());
-        (status, challenge, response.text().await.unwrap_or_default())
-    }
 }
 
 /// rmcp's streamable-HTTP client at `url` with `token`: the stateless
@@ -122,7 +85,7 @@ fn assert_unauthorized((status, challenge, body): (StatusCode, Option<String>, S
 
 async fn teller_over_http(store: &Store) {
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let served = Served::teller(store, &teller).await;
+    let served = Server::teller(store, &teller).await;
     let url = format!("{}/mcp/teller", served.base);
 
     // The plan: each server an http entry with the token, no key material.
@@ -284,8 +247,8 @@ async fn teller_over_http_with_capability_tokens_on_postgres() {
 
 async fn integrations_serve_mints_and_serves(store: &Store) {
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let served = Served::start(
-        Path::new(cli::BIN),
+    let served = Server::start(
+        Path::new(crate::BIN),
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             ("INTEGRATIONS_DB", &store.url),
@@ -437,8 +400,8 @@ fn list_enrollments(id: u64) -> Value {
 
 async fn calls_past_the_limit(store: &Store) {
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let program = Store::bin("mcp-teller");
-    let served = Served::serving(
+    let program = testkit::bin("mcp-teller");
+    let served = Server::serving(
         &program,
         store,
         &teller,
@@ -511,7 +474,7 @@ async fn audited_while_teller_holds_one(
     teller
         .faults()
         .inject(fakes::Fault::delay("/accounts", Duration::from_secs(5)));
-    let served = Served::serving(&Store::bin("mcp-teller"), store, &teller, extra).await;
+    let served = Server::serving(&testkit::bin("mcp-teller"), store, &teller, extra).await;
     let plan = http_plan(store, "prof_vzfin", session, &served.base, "claude-code");
     let token = token_of(&serde_json::from_str(&plan).unwrap(), "teller");
     let call = |message: Value| {
@@ -566,7 +529,7 @@ async fn requests_past_mcp_max_in_flight_wait_for_their_turn() {
         ["teller_list_accounts", "teller_list_enrollments"]
     );
     // A limit that is not a number stops the server at its start.
-    let started = tokio::process::Command::new(Store::bin("mcp-teller"))
+    let started = tokio::process::Command::new(testkit::bin("mcp-teller"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .env("INTEGRATIONS_DB", &store.url)
@@ -587,7 +550,7 @@ async fn requests_past_mcp_max_in_flight_wait_for_their_turn() {
 
 /// One JSON-RPC message POSTed to `/mcp/teller` of `served` with `token`.
 async fn rpc_at(
-    served: &Served,
+    served: &Server,
     token: &str,
     message: Value,
 ) -> (StatusCode, reqwest::header::HeaderMap, String) {
@@ -627,10 +590,10 @@ async fn two_replicas_behind_pgbouncer_serve_one_token_and_see_one_revocation() 
         return;
     };
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let program = Path::new(cli::BIN);
+    let program = Path::new(crate::BIN);
     let pool = [("INTEGRATIONS_DB_POOL", "3")];
-    let one = Served::serving(program, &store, &teller, &pool).await;
-    let two = Served::serving(program, &store, &teller, &pool).await;
+    let one = Server::serving(program, &store, &teller, &pool).await;
+    let two = Server::serving(program, &store, &teller, &pool).await;
 
     // Minted over REST on one replica.
     let api_token = store.cli(&["tokens", "create", "--user", USER]);
@@ -704,7 +667,7 @@ async fn sigterm_lets_a_tool_call_in_flight_finish() {
     let store = Store::sqlite().await;
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
     // Started by hand, to be signalled.
-    let mut cmd = tokio::process::Command::new(Store::bin("mcp-teller"));
+    let mut cmd = tokio::process::Command::new(testkit::bin("mcp-teller"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .env("RUST_LOG", "info")
@@ -753,7 +716,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let store = Store::sqlite().await;
     let teller = fakes::teller::FakeTeller::start().await.unwrap();
-    let served = Served::teller(&store, &teller).await;
+    let served = Server::teller(&store, &teller).await;
     let addr = served.base.trim_start_matches("http://").to_string();
     // Half a request's head, then silence: the server must not wait for the
     // rest forever (a slowloris holds connections that way).

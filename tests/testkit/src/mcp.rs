@@ -1,6 +1,5 @@
-//! What the sidecars' end-to-end tests share: a tool call through rmcp's
-//! client, and its result read as an agent would. Included by each with
-//! `#[path]`.
+//! A tool call through rmcp's client, and its result read as an agent
+//! would.
 
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult};

@@ -1,79 +1,66 @@
 //! What the tests of the sidecars' service share (HTTP mode and the relay):
 //! a store with a keyring, profiles and a Teller enrollment, the real
-//! `resolver` on it, and a serving process. Included with `#[path]`, beside
-//! `cli.rs`, `postgres.rs` and `serve.rs`.
+//! `resolver` on it, and a serving process.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
+use reqwest::StatusCode;
 use serde_json::json;
 
 use rmcp::RoleClient;
 use rmcp::model::ClientConfig;
 use rmcp::service::RunningService;
 
-use super::{cli, mcp, postgres, serve};
+use crate::backend::{Backend, Database};
+use crate::serve::Server;
+use crate::{Account, cli, mcp};
 
-pub const USER: &str = "u_amouzou";
-pub const OTHER: &str = "u_other";
+/// The example user ([`Account::USER`]).
+pub const USER: &str = Account::USER;
+/// Another user ([`Account::OTHER`]).
+pub const OTHER: &str = Account::OTHER;
 
-/// A store (SQLite file or fresh PostgreSQL database) with a keyring, two
-/// profiles and a Teller enrollment granted to `prof_vzfin`.
+/// A store (SQLite file or fresh PostgreSQL database) with a keyring, the
+/// example account's two profiles, `prof_theirs` of [`OTHER`] and a Teller
+/// enrollment granted to `prof_vzfin`.
 pub struct Store {
-    _dir: tempfile::TempDir,
+    db: Database,
+    /// The store's URL, as the product is given it.
     pub url: String,
-    /// The database itself, for the test's own reads (`url` may go through
-    /// a pooler).
-    direct: String,
+    /// The keyring.
     pub keys: String,
+    /// The Teller enrollment's integration id.
     pub teller_id: String,
-    _pg: Option<postgres::Database>,
 }
 
 impl Store {
+    /// On a SQLite file.
     pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("http.db").display());
-        Self::seeded(dir, url, None)
+        Self::seeded(Backend::sqlite("http"))
     }
 
+    /// On a fresh PostgreSQL database; `None` when it is not set up.
     pub async fn postgres() -> Option<Self> {
-        let db = postgres::Database::create("http")?;
-        Some(Self::seeded(
-            tempfile::tempdir().unwrap(),
-            db.url.clone(),
-            Some(db),
-        ))
+        Backend::postgres("http").map(Self::seeded)
     }
 
     /// A fresh PostgreSQL database reached through the PgBouncer of
     /// `INTEGRATIONS_TEST_PGBOUNCER` (everything but the test's own reads).
     pub async fn pgbouncer() -> Option<Self> {
-        let bouncer = std::env::var("INTEGRATIONS_TEST_PGBOUNCER")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let db = postgres::Database::create("bounced")?;
-        // The pooler's server and query (`pgbouncer=true`), this database.
-        let (server, query) = bouncer.split_once('?').unwrap_or((&bouncer, ""));
-        let name = db.url.rsplit_once('/').unwrap().1;
-        let url = format!("{}/{name}?{query}", server.rsplit_once('/').unwrap().0);
-        Some(Self::seeded(tempfile::tempdir().unwrap(), url, Some(db)))
+        Backend::pooled("bounced").map(Self::seeded)
     }
 
-    fn seeded(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
+    fn seeded(db: Database) -> Self {
+        let url = db.url.clone();
         let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
         let mut store = Self {
-            _dir: dir,
-            direct: pg.as_ref().map_or_else(|| url.clone(), |db| db.url.clone()),
+            db,
             url,
             keys,
             teller_id: String::new(),
-            _pg: pg,
         };
-        for (id, slug) in [("prof_vzfin", "vzfin"), ("prof_coding", "coding")] {
-            store.cli(&["profiles", "add", id, "--user", USER, "--slug", slug]);
-        }
+        Account::seed(&store.url, &store.keys);
         store.cli(&[
             "profiles",
             "add",
@@ -84,7 +71,7 @@ impl Store {
             "theirs",
         ]);
         let config = json!({"enrollment_id": "enr_pnc", "access_token": fakes::teller::PNC_TOKEN, "institution_name": "PNC"});
-        let mut add = cli::command(
+        store.teller_id = cli::run_with_stdin(
             &store.url,
             &store.keys,
             &[
@@ -97,22 +84,10 @@ impl Store {
                 "--config",
                 "-",
             ],
-        );
-        let mut child = add
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(config.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        store.teller_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            &config.to_string(),
+        )
+        .trim()
+        .to_string();
         store
     }
 
@@ -121,15 +96,10 @@ impl Store {
         cli::run(&self.url, &self.keys, args)
     }
 
-    /// A binary of the workspace beside `integrations`.
-    pub fn bin(name: &str) -> std::path::PathBuf {
-        Path::new(cli::BIN).with_file_name(name)
-    }
-
     /// `resolver <args>` on this store, with nothing else in its environment
     /// but a keyring and a provider secret it must never hand out.
     pub fn resolver(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(Self::bin("resolver"))
+        std::process::Command::new(crate::bin("resolver"))
             .args(args)
             .env_clear()
             .env("INTEGRATIONS_DB", &self.url)
@@ -177,10 +147,12 @@ impl Store {
     pub async fn query(&self, sql: &str) -> Vec<(String,)> {
         use sqlx::Connection;
         if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(&self.db.direct)
+                .await
+                .unwrap();
             sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
         } else {
-            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&self.db.direct).await.unwrap();
             sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
         }
     }
@@ -189,41 +161,21 @@ impl Store {
     pub async fn execute(&self, sql: &str) {
         use sqlx::Connection;
         if self.url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.direct).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(&self.db.direct)
+                .await
+                .unwrap();
             sqlx::query(sql).execute(&mut c).await.unwrap();
         } else {
-            let mut c = sqlx::PgConnection::connect(&self.direct).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&self.db.direct).await.unwrap();
             sqlx::query(sql).execute(&mut c).await.unwrap();
         }
     }
 }
 
-/// A serving process: its base URL and its stderr, kept for the log checks.
-pub struct Served {
-    _child: tokio::process::Child,
-    pub base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `program` with only `envs` (and `RUST_LOG=debug`).
-    pub async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("RUST_LOG", "debug")
-            .envs(envs.iter().copied());
-        let (child, base, log) = serve::spawn(&mut cmd).await;
-        Self {
-            _child: child,
-            base,
-            log,
-        }
-    }
-
+impl Server {
     /// `mcp-teller serve` on a free port.
     pub async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
-        Self::serving(&Store::bin("mcp-teller"), store, teller, &[]).await
+        Self::serving(&crate::bin("mcp-teller"), store, teller, &[]).await
     }
 
     /// `program serve` on a free port over `store`, with `extra` in its
@@ -243,9 +195,31 @@ impl Served {
         Self::start(program, &["serve", "--listen", "127.0.0.1:0"], &envs).await
     }
 
-    /// Its stderr so far.
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+    /// A raw MCP `tools/list` POST to `path`, with `token` and `origin`
+    /// when given: its status, `WWW-Authenticate` and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, challenge, response.text().await.unwrap_or_default())
     }
 }
 

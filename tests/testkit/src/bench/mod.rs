@@ -1,5 +1,5 @@
 //! What the sidecar benchmarks share: cold start, percentiles, memory, and
-//! the baseline they are read against. Included by each bench with `#[path]`.
+//! the baseline they are read against ([`bare`]).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -11,8 +11,7 @@ use rmcp::{RoleClient, ServiceExt};
 use store::{NewProfile, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-#[path = "bare.rs"]
-mod baseline;
+pub mod bare;
 
 /// The store at `db`, migrated, with user `u1`'s default profile `prof_a`
 /// (the identity the benchmarks spawn their sidecars with).
@@ -202,7 +201,7 @@ pub async fn serve_bare_if_asked() -> anyhow::Result<bool> {
     if std::env::var_os(BARE).is_none() {
         return Ok(false);
     }
-    baseline::Bare::default()
+    bare::Bare::default()
         .serve(rmcp::transport::stdio())
         .await?
         .waiting()

@@ -1,7 +1,7 @@
 //! The baseline every sidecar benchmark is read against: a bare rmcp server
-//! with one tool that does nothing. Included with `#[path]`: by
-//! `support.rs`, which serves it on stdio, and by
-//! `mcp-teller/benches/http_load.rs`, which serves it over streamable HTTP.
+//! with one tool that does nothing: served on stdio by
+//! [`super::serve_bare_if_asked`], and over streamable HTTP by
+//! `mcp-teller/benches/http_load.rs`.
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};

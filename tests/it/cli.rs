@@ -5,59 +5,41 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use testkit::{Backend, Database};
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
-const BIN: &str = env!("CARGO_BIN_EXE_integrations");
+use crate::BIN;
 
 /// A temporary store and keyring, and a way to run the CLI against them.
 struct World {
-    dir: tempfile::TempDir,
+    /// The store, and a temporary directory beside it.
+    db: Database,
     keys: String,
-    /// The store: a SQLite file in `dir`, or a PostgreSQL database.
-    url: String,
-    _pg: Option<postgres::Database>,
 }
 
 impl World {
     /// A world on a SQLite file.
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("store.db").display()
-        );
-        Self::on(dir, url, None)
+        Self::on(Backend::sqlite("store"))
     }
 
     /// A SQLite world and, with `INTEGRATIONS_TEST_POSTGRES`, a PostgreSQL one.
     fn on_every_backend() -> Vec<Self> {
         let mut worlds = vec![Self::new()];
-        match postgres::Database::create("cli") {
-            Some(db) => worlds.push(Self::on(
-                tempfile::tempdir().unwrap(),
-                db.url.clone(),
-                Some(db),
-            )),
-            None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
-        }
+        worlds.extend(Backend::postgres("cli").map(Self::on));
         worlds
     }
 
-    fn on(dir: tempfile::TempDir, url: String, pg: Option<postgres::Database>) -> Self {
+    fn on(db: Database) -> Self {
         let world = Self {
-            dir,
+            db,
             keys: String::new(),
-            url,
-            _pg: pg,
         };
         let keys = world.ok(&["keys", "generate"], None).trim().to_string();
         Self { keys, ..world }
     }
 
     fn db_url(&self) -> String {
-        self.url.clone()
+        self.db.url.clone()
     }
 
     fn command(&self, args: &[&str], keys: &str) -> Command {
@@ -153,7 +135,7 @@ impl World {
     /// Adds secrets `(name, value)` of `user`, scope `all`, through the store.
     fn add_secrets(&self, user: &str, secrets: &[(&str, &str)]) {
         block_on(async {
-            let store = store::Store::connect(&self.url).await.unwrap();
+            let store = store::Store::connect(&self.db.url).await.unwrap();
             let keyring = vault::Keyring::parse(&self.keys).unwrap();
             for (name, value) in secrets {
                 let secret = store::NewSecret {
@@ -237,7 +219,7 @@ fn an_operator_session_round_trips_with_redacted_output() {
             "--default",
         ],
     );
-    let config_file = w.dir.path().join("email.json");
+    let config_file = w.db.dir().join("email.json");
     std::fs::write(
         &config_file,
         r#"{"api_key":"re_x","from_address":"alerts@app.vonz.io","to_address":"me@x.io"}"#,
@@ -681,7 +663,7 @@ fn a_missing_keyring_is_a_clear_error() {
         "{}",
         text(&out.stderr)
     );
-    let keys_file = w.dir.path().join("keys");
+    let keys_file = w.db.dir().join("keys");
     std::fs::write(&keys_file, format!("# the keyring\n{}\n", w.keys)).unwrap();
     let mut cmd = w.command(&["add", "gmail", "--user", "u1", "--config", "-"], "");
     cmd.env_remove("INTEGRATIONS_KEYS")
@@ -789,7 +771,7 @@ fn secrets_appear_nowhere_in_the_file_the_output_or_the_logs() {
     );
 
     let mut clear_text_seen = false;
-    for entry in std::fs::read_dir(w.dir.path()).unwrap() {
+    for entry in std::fs::read_dir(w.db.dir()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         assert!(

@@ -27,10 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/serve.rs"]
-mod serve;
+use testkit::{cli, serve};
 
 /// A connection that has sent nothing for this long is closed while the
 /// process is crowded (`connections::FIRST_BYTE_DEADLINE`).
@@ -51,7 +48,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
         let keys = cli::run(&url, "", &["keys", "generate"]).trim().to_string();
-        let mut cmd = tokio::process::Command::new(cli::BIN);
+        let mut cmd = tokio::process::Command::new(crate::BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env_clear()
             .env("INTEGRATIONS_DB", &url)

@@ -28,18 +28,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/mcp.rs"]
-#[allow(dead_code)]
-mod mcp;
-#[path = "support/postgres.rs"]
-mod postgres;
-#[path = "support/serve.rs"]
-mod serve;
-#[path = "support/service.rs"]
-#[allow(dead_code)]
-mod service;
+use testkit::{cli, serve, service};
 
 use service::{OTHER, Store, USER};
 
@@ -127,7 +116,7 @@ impl Server {
             .env("INTEGRATIONS_KEYS", &store.keys)
             .env("NO_COLOR", "1")
             // One loopback address plays every stranger here: the limit
-            // per address is tests/connections.rs's business.
+            // per address is tests/it/connections.rs's business.
             .env("HTTP_MAX_CONNECTIONS_PER_IP", "0")
             .envs(envs.iter().copied());
         let (child, base, log) = serve::spawn(&mut cmd).await;
@@ -145,13 +134,13 @@ impl Server {
             ("TELLER_WEBHOOK_SECRET", TELLER_SECRET),
         ];
         envs.extend_from_slice(extra);
-        Self::start(Path::new(cli::BIN), store, &envs).await
+        Self::start(Path::new(crate::BIN), store, &envs).await
     }
 
     /// `mcp-teller serve` against `teller`, logging at `debug`.
     async fn teller(store: &Store, teller: &fakes::teller::FakeTeller) -> Self {
         Self::start(
-            &Store::bin("mcp-teller"),
+            &testkit::bin("mcp-teller"),
             store,
             &[
                 ("RUST_LOG", "debug"),
@@ -974,7 +963,7 @@ async fn a_slow_webhook_of_one_user_holds_up_no_other_users_calls_and_loses_noth
     // Fewer turns than the slow user's calls: without a share per user,
     // they would hold every one.
     let served = Server::start(
-        &Store::bin("mcp-notify"),
+        &testkit::bin("mcp-notify"),
         &store,
         &[
             ("RUST_LOG", "debug"),
@@ -1486,7 +1475,7 @@ fn webhook_tenant(store: &Store, user: &str, url: &str, base: &str) -> String {
 /// loopback webhooks.
 async fn notify_with_default_limits(store: &Store) -> Server {
     Server::start(
-        &Store::bin("mcp-notify"),
+        &testkit::bin("mcp-notify"),
         store,
         &[
             ("RUST_LOG", "debug"),
