@@ -17,6 +17,7 @@ mod relay;
 mod schemas;
 mod sessions;
 mod slack;
+mod smtp;
 mod telegram;
 
 /// The `integrations` binary, which cargo builds for this test.
