@@ -7,7 +7,7 @@
 
 use reqwest::StatusCode;
 use rmcp::ServiceExt;
-use rmcp::model::ClientInfo;
+use rmcp::model::ClientConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
@@ -139,7 +139,7 @@ async fn an_smtp_email_added_over_the_api_carries_platform_and_agent_notificatio
         StreamableHttpClientTransportConfig::with_uri(notify["url"].as_str().unwrap())
             .auth_header(bearer),
     );
-    let agent = ClientInfo::default().serve(transport).await.unwrap();
+    let agent = ClientConfig::default().serve(transport).await.unwrap();
     let sent = testkit::mcp::ok(
         testkit::mcp::call(
             &agent,
