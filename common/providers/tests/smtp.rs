@@ -40,6 +40,15 @@ fn email() -> Email<'static> {
     }
 }
 
+/// Sends [`email`] through `server` with its own login over STARTTLS.
+async fn starttls(
+    server: &SmtpServer,
+    options: &SmtpOptions,
+    roots: &Roots,
+) -> Result<smtp::Sent, SmtpError> {
+    send(server, &login(server, options, Security::StartTls), roots).await
+}
+
 async fn send(server: &SmtpServer, login: &Login, roots: &Roots) -> Result<smtp::Sent, SmtpError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -50,13 +59,7 @@ async fn send(server: &SmtpServer, login: &Login, roots: &Roots) -> Result<smtp:
 async fn a_message_through_starttls_arrives_whole_and_parses_back() {
     let options = SmtpOptions::starttls();
     let (_dir, server, roots) = server(&options);
-    let sent = send(
-        &server,
-        &login(&server, &options, Security::StartTls),
-        &roots,
-    )
-    .await
-    .unwrap();
+    let sent = starttls(&server, &options, &roots).await.unwrap();
     assert!(sent.reply.contains("queued"), "{sent:?}");
     assert_eq!(sent.message_id, "<ntf_0123456789abcdefghijk@example.com>");
     let messages = server.messages();
@@ -174,13 +177,7 @@ async fn no_starttls_offered_means_no_credentials_sent() {
         ..SmtpOptions::starttls()
     };
     let (_dir, server, roots) = server(&options);
-    let error = send(
-        &server,
-        &login(&server, &options, Security::StartTls),
-        &roots,
-    )
-    .await
-    .unwrap_err();
+    let error = starttls(&server, &options, &roots).await.unwrap_err();
     assert!(matches!(error, SmtpError::NoStartTls), "{error:?}");
     assert!(
         !server.events().iter().any(|e| e["event"] == "auth"),
@@ -195,13 +192,7 @@ async fn a_certificate_from_another_ca_is_refused() {
     let elsewhere = tempfile::tempdir().unwrap();
     let other_ca = fakes::tls::TestPki::generate(elsewhere.path()).unwrap();
     let roots = Roots::with_ca_file(&other_ca.ca).unwrap();
-    let error = send(
-        &server,
-        &login(&server, &options, Security::StartTls),
-        &roots,
-    )
-    .await
-    .unwrap_err();
+    let error = starttls(&server, &options, &roots).await.unwrap_err();
     assert!(matches!(error, SmtpError::Tls(_)), "{error:?}");
     assert!(!server.events().iter().any(|e| e["event"] == "auth"));
 }
