@@ -363,28 +363,7 @@ fn map_config(
                 ));
             };
             c.insert("to_address".into(), email.clone().into());
-            if text(c, "smtp_host").is_some() {
-                // An SMTP credential: the product's names for its parts.
-                c.insert("provider".into(), "smtp".into());
-                for (theirs, ours) in [
-                    ("smtp_user", "smtp_username"),
-                    ("smtp_pass", "smtp_password"),
-                ] {
-                    if let Some(value) = c.remove(theirs) {
-                        c.insert(ours.into(), value);
-                    }
-                }
-                if let Some(secure) = c.remove("smtp_secure").and_then(|v| v.as_bool()) {
-                    let security = if secure { "tls" } else { "starttls" };
-                    c.insert("smtp_security".into(), security.into());
-                }
-                if let Some(port) = c
-                    .get("smtp_port")
-                    .and_then(|p| p.as_str()?.trim().parse::<u16>().ok())
-                {
-                    c.insert("smtp_port".into(), port.into());
-                }
-            }
+            smtp_credential(c);
         }
         IntegrationType::Webhook => {
             c.insert("signature".into(), "vonzio".into());
@@ -418,6 +397,33 @@ fn map_config(
         config: valid,
         bound_profile,
     })
+}
+
+/// An Email row that holds an SMTP credential (`smtp_host`) in the
+/// product's names: ours, and `"provider": "smtp"`.
+fn smtp_credential(c: &mut Map<String, Value>) {
+    if text(c, "smtp_host").is_none() {
+        return;
+    }
+    c.insert("provider".into(), "smtp".into());
+    for (theirs, ours) in [
+        ("smtp_user", "smtp_username"),
+        ("smtp_pass", "smtp_password"),
+    ] {
+        if let Some(value) = c.remove(theirs) {
+            c.insert(ours.into(), value);
+        }
+    }
+    if let Some(secure) = c.remove("smtp_secure").and_then(|v| v.as_bool()) {
+        let security = if secure { "tls" } else { "starttls" };
+        c.insert("smtp_security".into(), security.into());
+    }
+    if let Some(port) = c
+        .get("smtp_port")
+        .and_then(|p| p.as_str()?.trim().parse::<u16>().ok())
+    {
+        c.insert("smtp_port".into(), port.into());
+    }
 }
 
 /// The place a row takes once per user, if any: every type but Telegram
@@ -566,5 +572,40 @@ fn secret(row: &tables::Secret, cx: &Context) -> Planned {
             created_at: row.created_at.clone(),
             updated_at: row.updated_at.clone(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::IntegrationType;
+    use model::config::DecryptedConfig;
+    use serde_json::json;
+    use zeroize::Zeroizing;
+
+    use super::*;
+
+    #[test]
+    fn an_smtp_credential_in_the_products_names_becomes_a_valid_smtp_config() {
+        let Value::Object(mut c) = json!({"smtp_host": "mail.example.com", "smtp_port": "465",
+            "smtp_secure": true, "smtp_user": "me@example.com", "smtp_pass": "secret",
+            "from_address": "me@example.com", "to_address": "me@example.com"})
+        else {
+            unreachable!()
+        };
+        smtp_credential(&mut c);
+        assert_eq!(
+            Value::Object(c.clone()),
+            json!({"smtp_host": "mail.example.com", "smtp_port": 465, "smtp_security": "tls",
+                "smtp_username": "me@example.com", "smtp_password": "secret", "provider": "smtp",
+                "from_address": "me@example.com", "to_address": "me@example.com"})
+        );
+        let json = Zeroizing::new(Value::Object(c).to_string().into_bytes());
+        assert!(DecryptedConfig::validate(IntegrationType::Email, json).is_ok());
+        // A Resend key is left as it is.
+        let Value::Object(mut resend) = json!({"api_key": "re_1", "from_address": "a@b.c"}) else {
+            unreachable!()
+        };
+        smtp_credential(&mut resend);
+        assert!(!resend.contains_key("provider"));
     }
 }
