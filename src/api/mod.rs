@@ -70,10 +70,18 @@ pub struct AppState {
 impl AppState {
     /// The API over `store`, configured from the environment.
     pub fn from_env(store: Store, db_url: &str) -> anyhow::Result<Self> {
+        Self::with_keyring(store, db_url, Keyring::from_env()?)
+    }
+
+    /// The API over `store` (at `db_url`) with `keyring`, the rest from the
+    /// environment (each provider's defaults where it says nothing): what
+    /// a test drives in-process through [`router`].
+    pub fn with_keyring(store: Store, db_url: &str, keyring: Keyring) -> anyhow::Result<Self> {
+        let keyring = Arc::new(keyring);
         Ok(Self {
             store,
-            keyring: Arc::new(Keyring::from_env()?),
-            notifier: Arc::new(crate::ops::probe::notifier(db_url)?),
+            notifier: Arc::new(crate::ops::probe::notifier(db_url, Arc::clone(&keyring))?),
+            keyring,
             connect: Arc::new(ConnectConfig::from_env()?),
             telegram: Arc::new(telegram::TelegramConfig::from_env()?),
             slack: Arc::new(slack::SlackConfig::from_env()),

@@ -18,7 +18,7 @@ use super::NotifyArgs;
 /// authenticated read for Gmail and Teller.
 pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode> {
     let integration = super::integration::existing(store, id).await?;
-    let notifier = integrations::ops::probe::notifier(url)?;
+    let notifier = integrations::ops::probe::notifier(url, Arc::new(vault::Keyring::from_env()?))?;
     let done =
         integrations::ops::probe::run(&notifier, &Keyring::from_env()?, &integration).await?;
     println!("{done}");
@@ -30,7 +30,10 @@ pub async fn test(store: &Store, url: &str, id: &str) -> anyhow::Result<ExitCode
 pub async fn notify(url: &str, args: NotifyArgs) -> anyhow::Result<ExitCode> {
     let urgency: Urgency = serde_json::from_value(serde_json::Value::String(args.urgency.clone()))
         .context("--urgency must be low, normal or high")?;
-    let notifier = Arc::new(integrations::ops::probe::notifier(url)?);
+    let notifier = Arc::new(integrations::ops::probe::notifier(
+        url,
+        Arc::new(vault::Keyring::from_env()?),
+    )?);
     let who = Identity {
         user_id: args.user,
         profile_id: args.profile,

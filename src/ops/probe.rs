@@ -49,11 +49,12 @@ pub fn unavailable(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The notifier the platform's own notifications go through.
-pub fn notifier(url: &str) -> anyhow::Result<Notifier> {
+/// The notifier the platform's own notifications go through, opening
+/// configs with `keyring`.
+pub fn notifier(url: &str, keyring: std::sync::Arc<Keyring>) -> anyhow::Result<Notifier> {
     Ok(Notifier::new(
         SidecarStore::open(url, 1)?,
-        std::sync::Arc::new(Keyring::from_env()?),
+        keyring,
         Providers::from_env(),
     ))
 }
