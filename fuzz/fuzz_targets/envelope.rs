@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use model::config::DecryptedConfig;
-use vault::{Keyring, OpenError};
+use model::sealing::{OpenError, Sealer};
+use vault::Keyring;
 use model::{Integration, IntegrationType, Scope, SealedConfig, Status};
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;

@@ -4,6 +4,7 @@
 #![no_main]
 
 use model::config::DecryptedConfig;
+use model::sealing::Sealer;
 use vault::{Keyring, KeyringError};
 use model::{Integration, IntegrationType, Scope, Status};
 use libfuzzer_sys::fuzz_target;
