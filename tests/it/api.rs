@@ -1,7 +1,8 @@
-//! `integrations serve` over real HTTP: every endpoint and every error, on a
-//! SQLite file and (with `INTEGRATIONS_TEST_POSTGRES`) a fresh PostgreSQL
-//! database; secrets never in a response or a log line; a PATCH seen by a
-//! running sidecar; graceful shutdown; and 200 concurrent clients.
+//! `integrations serve` over real HTTP, for what only the process shows (the
+//! API itself is `api_router`'s, in-process): on a SQLite file and (with
+//! `INTEGRATIONS_TEST_POSTGRES`) a fresh PostgreSQL database, request ids,
+//! the tests against the fakes and secrets never in a log line; a PATCH seen
+//! by a running sidecar; graceful shutdown; and 200 concurrent clients.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use testkit::{Backend, Database, cli, serve};
 
 const USER: &str = "u_amouzou";
 const OTHER: &str = "u_other";
-/// Secret values that must never come back or be logged.
+/// Secret values that must never be logged.
 const CANARIES: &[&str] = &[
     "re_CANARY_key_1",
     "re_CANARY_key_2",
@@ -184,7 +185,12 @@ fn ok((status, body): (StatusCode, Value), expected: StatusCode) -> Value {
     body
 }
 
-async fn every_endpoint_and_error(store: &Store) {
+/// What only the process shows, on `store`: a request id on every answer,
+/// the tests reaching the fake webhook receiver and Resend (their base URLs
+/// come from the environment), and no secret or token in a log line at
+/// `trace` while every secret goes through, on success and on refusal.
+/// Every endpoint and every error themselves are `api_router`'s.
+async fn what_only_the_process_shows(store: &Store) {
     let webhook = FakeWebhook::start().await.unwrap();
     let resend = fakes::resend::FakeResend::start().await.unwrap();
     let server = Server::start(
@@ -199,74 +205,15 @@ async fn every_endpoint_and_error(store: &Store) {
     let them = store.token(OTHER);
     let token = me;
     let me = Some(token.as_str());
-    let mut seen = String::new();
-    let mut record = |v: &Value| seen.push_str(&v.to_string());
 
-    // Authentication.
-    failed(
-        server.send("GET", "/v1/integrations", None, None).await,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-    );
-    failed(
-        server
-            .send("GET", "/v1/integrations", Some("itk_not-a-token"), None)
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-    );
-    let unknown = format!("itk_{}", "A".repeat(32));
-    failed(
-        server
-            .send("GET", "/v1/integrations", Some(&unknown), None)
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-    );
-    let revoked = store.token(USER);
-    ok(
-        server
-            .send("GET", "/v1/integrations", Some(&revoked), None)
-            .await,
-        StatusCode::OK,
-    );
-    let listed = store.cli(&["tokens", "list", "--user", USER]);
-    let revoked_id = listed
-        .lines()
-        .nth(2)
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    assert!(!listed.contains(&revoked), "a token list shows a token");
-    store.cli(&["tokens", "revoke", &revoked_id, "--user", USER]);
-    failed(
-        server
-            .send("GET", "/v1/integrations", Some(&revoked), None)
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-    );
-    ok(
-        server.send("GET", "/healthz", None, None).await,
-        StatusCode::OK,
-    );
-    failed(
-        server.send("PUT", "/v1/integrations", me, None).await,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-    );
-    failed(
-        server
-            .send("GET", "/v1/integrations?kind=email", me, None)
-            .await,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_FAILED",
-    );
-    failed(
-        server.send("GET", "/v2/nothing", me, None).await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
+    // Refused tokens, and the caller's request id kept.
+    for bad in [None, Some("itk_not-a-token")] {
+        failed(
+            server.send("GET", "/v1/integrations", bad, None).await,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        );
+    }
     let echoed = server
         .http
         .get(format!("{}/healthz", server.base))
@@ -276,205 +223,42 @@ async fn every_endpoint_and_error(store: &Store) {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "req-from-the-caller-1");
 
-    // Profiles.
-    let created = ok(
-        server
-            .send(
-                "PUT",
-                "/v1/profiles/prof_vzfin",
-                me,
-                Some(json!({"slug": "vzfin", "name": "VZ Finance", "is_default": true})),
-            )
-            .await,
-        StatusCode::CREATED,
-    );
-    assert_eq!(created["slug"], "vzfin");
-    ok(
-        server
-            .send(
-                "PUT",
-                "/v1/profiles/prof_coding",
-                me,
-                Some(json!({"slug": "coding"})),
-            )
-            .await,
-        StatusCode::CREATED,
-    );
-    let updated = ok(
-        server
-            .send(
-                "PUT",
-                "/v1/profiles/prof_coding",
-                me,
-                Some(json!({"slug": "coding", "name": "Coding"})),
-            )
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(updated["name"], "Coding");
-    ok(
-        server
-            .send(
-                "PUT",
-                "/v1/profiles/prof_theirs",
-                Some(&them),
-                Some(json!({"slug": "theirs"})),
-            )
-            .await,
-        StatusCode::CREATED,
-    );
-    failed(
-        server
-            .send(
-                "PUT",
-                "/v1/profiles/prof_vzfin",
-                Some(&them),
-                Some(json!({"slug": "x"})),
-            )
-            .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    );
-    let listed = ok(
-        server.send("GET", "/v1/profiles", me, None).await,
-        StatusCode::OK,
-    );
-    assert_eq!(listed["profiles"].as_array().unwrap().len(), 2);
-
-    // Create: email and webhook only, one of each.
+    // Every secret through the API, stored or refused.
     let email = ok(
         server
             .send("POST", "/v1/integrations", me, Some(json!({"type": "email", "config": {"api_key": "re_CANARY_key_1", "from_address": "alerts@app.example", "to_address": "me@example.com"}})))
             .await,
         StatusCode::CREATED,
     );
-    record(&email);
-    assert_eq!(email["config"]["api_key"], "********");
-    assert_eq!(email["scope"], "all");
     let email_id = email["id"].as_str().unwrap().to_string();
     failed(
         server.send("POST", "/v1/integrations", me, Some(json!({"type": "email", "config": {"api_key": "re_CANARY_key_2", "from_address": "a@b.example", "to_address": "c@d.example"}}))).await,
         StatusCode::CONFLICT,
         "CONFLICT",
     );
-    let message = failed(
-        server
-            .send(
-                "POST",
-                "/v1/integrations",
-                me,
-                Some(json!({"type": "slack", "config": {}})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "UNSUPPORTED_TYPE",
-    );
-    assert!(message.contains("own flow"), "{message}");
     let hook = ok(
         server
-            .send("POST", "/v1/integrations", me, Some(json!({"type": "webhook", "config": {"url": webhook.url("/hooks/1"), "secret": "whsec_CANARYsigningkey"}, "profile_ids": ["prof_vzfin"], "label": "Zapier"})))
+            .send("POST", "/v1/integrations", me, Some(json!({"type": "webhook", "config": {"url": webhook.url("/hooks/1"), "secret": "whsec_CANARYsigningkey"}})))
             .await,
         StatusCode::CREATED,
     );
-    record(&hook);
-    assert_eq!(
-        (hook["scope"].as_str(), hook["label"].as_str()),
-        (Some("agents"), Some("Zapier"))
-    );
     let hook_id = hook["id"].as_str().unwrap().to_string();
-    let filtered = ok(
-        server
-            .send("GET", "/v1/integrations?type=webhook", me, None)
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(filtered["integrations"].as_array().unwrap().len(), 1);
-    failed(
-        server
-            .send("GET", "/v1/integrations?type=fax", me, None)
-            .await,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_FAILED",
-    );
-
-    // The CLI's --json and the API show a row the same way.
-    let from_cli: Value = serde_json::from_str(&store.cli(&["show", &hook_id, "--json"])).unwrap();
-    assert_eq!(from_cli, filtered["integrations"][0]);
-
-    // Patch.
-    let patched = ok(server.send("PATCH", &format!("/v1/integrations/{email_id}"), me, Some(json!({"config": {"api_key": "re_CANARY_key_2"}, "label": "Mail", "enabled": false}))).await, StatusCode::OK);
-    record(&patched);
-    assert_eq!(
-        (patched["label"].as_str(), patched["enabled"].as_bool()),
-        (Some("Mail"), Some(false))
-    );
-    assert_eq!(
-        patched["config"]["from_address"], "alerts@app.example",
-        "config fields merged, not replaced"
-    );
-    let scoped = ok(
+    ok(
         server
             .send(
                 "PATCH",
                 &format!("/v1/integrations/{email_id}"),
                 me,
-                Some(json!({"profile_ids": ["prof_coding"]})),
+                Some(json!({"config": {"api_key": "re_CANARY_key_2"}, "enabled": false})),
             )
             .await,
         StatusCode::OK,
     );
-    assert_eq!(
-        (scoped["scope"].as_str(), scoped["profile_ids"].clone()),
-        (Some("agents"), json!(["prof_coding"]))
-    );
-    let scoped = ok(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/integrations/{email_id}"),
-                me,
-                Some(json!({"scope": "all"})),
-            )
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(
-        (scoped["scope"].as_str(), scoped["profile_ids"].clone()),
-        (Some("all"), json!([]))
-    );
-    let before = ok(
-        server.send("GET", "/v1/integrations", me, None).await,
-        StatusCode::OK,
-    );
-    let message = failed(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/integrations/{hook_id}"),
-                me,
-                Some(json!({"profile_ids": ["prof_vzfin", "prof_theirs"], "label": "nope"})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "PROFILE_NOT_FOUND",
-    );
-    assert!(message.contains("prof_theirs"), "{message}");
-    for (body, code) in [
-        (b"{\"label\": ".to_vec(), "VALIDATION_FAILED"),
-        (
-            b"{\"label\": \"x\", \"password\": \"CANARY-secret-value\"}".to_vec(),
-            "VALIDATION_FAILED",
-        ),
-        (
-            b"{\"enabled\": \"CANARY-secret-value\"}".to_vec(),
-            "VALIDATION_FAILED",
-        ),
-        (
-            format!("{{\"label\": \"{}\"}}", "x".repeat(70 * 1024)).into_bytes(),
-            "PAYLOAD_TOO_LARGE",
-        ),
+    for body in [
+        b"{\"label\": \"x\", \"password\": \"CANARY-secret-value\"}".to_vec(),
+        b"{\"enabled\": \"CANARY-secret-value\"}".to_vec(),
     ] {
-        let (status, body) = server
+        let (status, _) = server
             .raw(
                 "PATCH",
                 &format!("/v1/integrations/{hook_id}"),
@@ -482,23 +266,9 @@ async fn every_endpoint_and_error(store: &Store) {
                 body,
             )
             .await;
-        assert_eq!(body["error"]["code"], code, "{status} {body}");
-        assert!(!body.to_string().contains("CANARY"), "{body}");
-        let expected = if code == "PAYLOAD_TOO_LARGE" {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        assert_eq!(status, expected);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
-    let after = ok(
-        server.send("GET", "/v1/integrations", me, None).await,
-        StatusCode::OK,
-    );
-    assert_eq!(before, after, "a refused request wrote something");
-
-    // Another user's row answers exactly like a missing one.
-    let theirs = failed(
+    failed(
         server
             .send(
                 "PATCH",
@@ -510,32 +280,28 @@ async fn every_endpoint_and_error(store: &Store) {
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
     );
-    let missing = failed(
+    let secret = ok(
+        server
+            .send(
+                "POST",
+                "/v1/secrets",
+                me,
+                Some(json!({"name": "OPENAI_API_KEY", "value": "CANARY-secret-value"})),
+            )
+            .await,
+        StatusCode::CREATED,
+    );
+    ok(
         server
             .send(
                 "PATCH",
-                "/v1/integrations/int_doesnotexist000000000",
+                &format!("/v1/secrets/{}", secret["id"].as_str().unwrap()),
                 me,
-                Some(json!({"label": "x"})),
+                Some(json!({"value": "CANARY-rotated"})),
             )
             .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        StatusCode::OK,
     );
-    assert_eq!(
-        theirs.replace(&hook_id, "<id>"),
-        missing.replace("int_doesnotexist000000000", "<id>")
-    );
-    for (method, path) in [
-        ("DELETE", format!("/v1/integrations/{hook_id}")),
-        ("POST", format!("/v1/integrations/{hook_id}/test")),
-    ] {
-        failed(
-            server.send(method, &path, Some(&them), None).await,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        );
-    }
 
     // Test: a signed webhook, an email through Resend, a failure.
     let tested = ok(
@@ -590,229 +356,7 @@ async fn every_endpoint_and_error(store: &Store) {
         "DELIVERY_FAILED",
     );
 
-    // Secrets.
-    let secret = ok(server.send("POST", "/v1/secrets", me, Some(json!({"name": "OPENAI_API_KEY", "value": "CANARY-secret-value", "profile_ids": ["prof_vzfin"]}))).await, StatusCode::CREATED);
-    record(&secret);
-    assert!(secret.get("value").is_none());
-    let secret_id = secret["id"].as_str().unwrap().to_string();
-    failed(
-        server
-            .send(
-                "POST",
-                "/v1/secrets",
-                me,
-                Some(json!({"name": "OPENAI_API_KEY", "value": "x"})),
-            )
-            .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    );
-    failed(
-        server
-            .send(
-                "POST",
-                "/v1/secrets",
-                me,
-                Some(json!({"name": "lower-case", "value": "x"})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_FAILED",
-    );
-    failed(
-        server
-            .send(
-                "POST",
-                "/v1/secrets",
-                me,
-                Some(json!({"name": "X", "value": "x", "profile_ids": ["prof_theirs"]})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "PROFILE_NOT_FOUND",
-    );
-    ok(
-        server
-            .send(
-                "POST",
-                "/v1/secrets",
-                me,
-                Some(json!({"name": "SHARED_TOKEN", "value": "shared"})),
-            )
-            .await,
-        StatusCode::CREATED,
-    );
-    let env = |profile: &str| store.cli(&["secrets", "env", "--user", USER, "--profile", profile]);
-    assert_eq!(
-        env("prof_vzfin"),
-        "OPENAI_API_KEY=CANARY-secret-value\nSHARED_TOKEN=shared\n"
-    );
-    assert_eq!(env("prof_coding"), "SHARED_TOKEN=shared\n");
-    let rotated = ok(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/secrets/{secret_id}"),
-                me,
-                Some(json!({"value": "CANARY-rotated"})),
-            )
-            .await,
-        StatusCode::OK,
-    );
-    record(&rotated);
-    assert!(env("prof_vzfin").contains("OPENAI_API_KEY=CANARY-rotated"));
-    let widened = ok(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/secrets/{secret_id}"),
-                me,
-                Some(json!({"profile_ids": ["prof_vzfin", "prof_coding"]})),
-            )
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(widened["profile_ids"], json!(["prof_vzfin", "prof_coding"]));
-    failed(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/secrets/{secret_id}"),
-                me,
-                Some(json!({"profile_ids": ["prof_theirs"]})),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "PROFILE_NOT_FOUND",
-    );
-    failed(
-        server
-            .send(
-                "PATCH",
-                &format!("/v1/secrets/{secret_id}"),
-                Some(&them),
-                Some(json!({"name": "X"})),
-            )
-            .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
-    let secrets = ok(
-        server.send("GET", "/v1/secrets", me, None).await,
-        StatusCode::OK,
-    );
-    record(&secrets);
-    assert_eq!(secrets["secrets"].as_array().unwrap().len(), 2);
-
-    // The other user sees none of it.
-    for path in ["/v1/integrations", "/v1/secrets", "/v1/profiles"] {
-        let theirs = ok(
-            server.send("GET", path, Some(&them), None).await,
-            StatusCode::OK,
-        );
-        let list = theirs
-            .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone();
-        assert!(
-            list.iter()
-                .all(|row| !row.to_string().contains("prof_vzfin")
-                    && !row.to_string().contains(&email_id)),
-            "{path}: {theirs}"
-        );
-    }
-    failed(
-        server
-            .send(
-                "DELETE",
-                &format!("/v1/secrets/{secret_id}"),
-                Some(&them),
-                None,
-            )
-            .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
-
-    // Deleting a profile removes it from every profile_ids.
-    let gone = ok(
-        server
-            .send("DELETE", "/v1/profiles/prof_coding", me, None)
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(gone["status"], "deleted");
-    let secrets = ok(
-        server.send("GET", "/v1/secrets", me, None).await,
-        StatusCode::OK,
-    );
-    assert!(!secrets.to_string().contains("prof_coding"), "{secrets}");
-    failed(
-        server
-            .send("DELETE", "/v1/profiles/prof_coding", me, None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
-    failed(
-        server
-            .send("DELETE", "/v1/profiles/prof_theirs", me, None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
-
-    // Delete.
-    let deleted = ok(
-        server
-            .send("DELETE", &format!("/v1/secrets/{secret_id}"), me, None)
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(deleted, json!({"status": "deleted", "id": secret_id}));
-    let deleted = ok(
-        server
-            .send("DELETE", &format!("/v1/integrations/{hook_id}"), me, None)
-            .await,
-        StatusCode::OK,
-    );
-    assert_eq!(
-        (
-            deleted["status"].as_str(),
-            deleted["id"].as_str(),
-            deleted["revoked"].as_bool()
-        ),
-        (Some("deleted"), Some(hook_id.as_str()), Some(false))
-    );
-    failed(
-        server
-            .send("DELETE", &format!("/v1/integrations/{hook_id}"), me, None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    );
-
-    // The document.
-    let doc = ok(
-        server.send("GET", "/v1/openapi.json", None, None).await,
-        StatusCode::OK,
-    );
-    assert_eq!(doc["openapi"], "3.1.0");
-    assert!(doc["paths"]["/v1/secrets/{id}"]["patch"].is_object());
-
-    // No secret in any response, nor in a log line (logging at trace).
-    for canary in CANARIES {
-        assert!(
-            !seen.contains(canary),
-            "{} leaked {canary} in a response",
-            store.name
-        );
-    }
+    // No secret nor token in a log line (logging at trace).
     let log = server.log.lock().unwrap().clone();
     for canary in CANARIES
         .iter()
@@ -828,14 +372,14 @@ async fn every_endpoint_and_error(store: &Store) {
 
 // Multi-threaded: the fakes answer the server while the test waits on the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_and_every_error_on_sqlite() {
-    every_endpoint_and_error(&Store::sqlite().await).await;
+async fn request_ids_provider_tests_and_quiet_logs_on_sqlite() {
+    what_only_the_process_shows(&Store::sqlite().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_and_every_error_on_postgres() {
+async fn request_ids_provider_tests_and_quiet_logs_on_postgres() {
     match Store::postgres().await {
-        Some(store) => every_endpoint_and_error(&store).await,
+        Some(store) => what_only_the_process_shows(&store).await,
         None => eprintln!("INTEGRATIONS_TEST_POSTGRES is not set: PostgreSQL variant not run"),
     }
 }
