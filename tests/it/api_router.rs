@@ -1,6 +1,10 @@
 //! The REST API in-process, through `integrations::api::router` (no
-//! process, no socket): what it answers, for whom, and what it never shows.
-//! What only the process shows (its log, its limits, SIGTERM) is `api`'s.
+//! process, no socket), on a SQLite file and (with
+//! `INTEGRATIONS_TEST_POSTGRES`) a fresh PostgreSQL database: every endpoint
+//! and every error that reaches no provider, for whom, and what it never
+//! shows. What only the process shows (its log, request ids, its limits,
+//! SIGTERM, the tests against the fakes, whose base URLs come from the
+//! environment) is `api`'s.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
