@@ -18,7 +18,7 @@ const USER: &str = Account::USER;
 /// A store with the example account, whose Email integration sends
 /// through `smtp`.
 struct World {
-    dir: tempfile::TempDir,
+    db: testkit::Database,
     keys: String,
     smtp: SmtpServer,
     email_id: String,
@@ -28,12 +28,12 @@ impl World {
     /// The server started with `server`; the integration's password is
     /// `password` (the server's when `None`).
     fn new(server: SmtpOptions, password: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let smtp_dir = dir.path().join("smtp");
+        let db = testkit::Backend::sqlite("smtp");
+        let smtp_dir = db.dir().join("smtp");
         std::fs::create_dir(&smtp_dir).unwrap();
         let smtp = SmtpServer::start(&smtp_dir, &server).unwrap();
         let mut w = Self {
-            dir,
+            db,
             keys: String::new(),
             smtp,
             email_id: String::new(),
@@ -57,10 +57,7 @@ impl World {
     }
 
     fn db_url(&self) -> String {
-        format!(
-            "sqlite://{}?mode=rwc",
-            self.dir.path().join("store.db").display()
-        )
+        self.db.url.clone()
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
