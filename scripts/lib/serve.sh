@@ -31,12 +31,9 @@ await_line() {
 }
 
 # Starts every fake provider (and a real SMTP server, Python's aiosmtpd,
-# installed when missing) and exports the environment that points the
-# server at them.
+# which fakes::smtp fetches when python3 lacks it) and exports the
+# environment that points the server at them.
 start_fakes() {
-    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-        python3 -m pip install -q aiosmtpd || python3 -m pip install -q --break-system-packages aiosmtpd
-    fi
     "$bin_dir/fakes-serve" >"$dir/fakes.env" &
     pids+=($!)
     await_line "${pids[-1]}" "$dir/fakes.env" '^$'
