@@ -522,8 +522,14 @@ async fn connections_past_the_cap_are_refused_at_once_and_counted() {
         stream.write_all(request.as_bytes()).await.unwrap();
         held.push(stream);
     }
-    // Their requests are read whole and being answered (for 3 s).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Their requests are read whole and being answered (for 3 s): each
+    // delivery has reached the webhook.
+    until(
+        Duration::from_secs(10),
+        "the four deliveries under way",
+        || webhook.faults().requests().len() >= 4,
+    )
+    .await;
     // The next ones are answered 503 (or closed) at once, before they even
     // send their request: nothing of them is read.
     for _ in 0..10 {

@@ -87,7 +87,8 @@ pub const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
-/// How often a refused or evicted connection is logged, at most.
+/// How often refused connections, and evicted ones, are logged, at most
+/// (each kind on its own).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What a connection refused at accept is sent: nothing of it was read.
@@ -469,7 +470,10 @@ pub async fn serve_until_signal(
         .header_read_timeout(HEAD_DEADLINE)
         .max_buf_size(MAX_BUFFER);
     let connections = Connections::new(limits);
-    let mut refusal_logged: Option<Instant> = None;
+    // Each kind logged at most every REFUSAL_LOG_EVERY: an eviction does
+    // not keep refusals out of the log.
+    let (mut eviction_logged, mut refusal_logged): (Option<Instant>, Option<Instant>) =
+        (None, None);
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -491,9 +495,9 @@ pub async fn serve_until_signal(
         let slot = match connections.admit(peer) {
             Ok(slot) => {
                 if connections.evicted() > evicted
-                    && refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY)
+                    && eviction_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY)
                 {
-                    refusal_logged = Some(Instant::now());
+                    eviction_logged = Some(Instant::now());
                     tracing::warn!(
                         open = connections.open(),
                         evicted = connections.evicted(),
