@@ -17,6 +17,7 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
 use crate::BIN;
+use crate::api_answers::{failed, ok};
 use testkit::{Backend, Database, cli, serve};
 
 const USER: &str = "u_amouzou";
@@ -69,27 +70,7 @@ impl Store {
     }
 
     fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> String {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "integrations {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        cli::run_with_stdin(&self.url, &self.keys, args, stdin)
     }
 
     fn token(&self, user: &str) -> String {
@@ -171,18 +152,6 @@ impl Server {
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
-}
-
-/// Asserts an error response: its status and stable code.
-fn failed((status, body): (StatusCode, Value), expected: StatusCode, code: &str) -> String {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    body["error"]["message"].as_str().unwrap().to_string()
-}
-
-fn ok((status, body): (StatusCode, Value), expected: StatusCode) -> Value {
-    assert_eq!(status, expected, "{body}");
-    body
 }
 
 /// What only the process shows, on `store`: a request id on every answer,

@@ -6,6 +6,7 @@
 //! SIGTERM, the tests against the fakes, whose base URLs come from the
 //! environment) is `api`'s.
 
+use crate::api_answers::{failed, ok};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use integrations::api::{AppState, router};
@@ -126,18 +127,6 @@ impl Api {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
     }
-}
-
-/// Asserts an error response: its status and stable code.
-fn failed((status, body): (StatusCode, Value), expected: StatusCode, code: &str) -> String {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    body["error"]["message"].as_str().unwrap().to_string()
-}
-
-fn ok((status, body): (StatusCode, Value), expected: StatusCode) -> Value {
-    assert_eq!(status, expected, "{body}");
-    body
 }
 
 #[tokio::test]

@@ -656,29 +656,6 @@ async fn lay_out_hostile_product(url: &str) {
     }
 }
 
-/// Runs `integrations <args>` on the store at `url` with `input` on stdin.
-fn run_with_input(url: &str, keys: &str, args: &[&str], input: &str) -> String {
-    let mut child = cli::command(url, keys, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_nothing() {
     let (Some(product), Some(store)) = (Backend::postgres("hostile"), Backend::postgres("victim"))
@@ -705,7 +682,7 @@ async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_not
         // The victim connected Slack here.
         let slack = json!({"bot_token": fakes::slack::SLACK_TOKEN, "team_id": fakes::slack::TEAM_ID,
                            "authed_user_id": fakes::slack::USER_ID});
-        let victims = run_with_input(
+        let victims = cli::run_with_stdin(
             &url,
             &setup.keys,
             &["add", "slack", "--user", USER, "--config", "-"],

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod api;
+mod api_answers;
 mod api_router;
 mod chat;
 mod cli;

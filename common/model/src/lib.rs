@@ -221,7 +221,9 @@ pub struct Integration {
     pub id: String,
     pub user_id: String,
     pub kind: IntegrationType,
-    /// Telegram bot user id or Teller enrollment id; unique per type.
+    /// The row's external identity (`config::IDENTITIES`: Slack team and
+    /// user, Telegram bot, Gmail address, Teller enrollment, SMTP login);
+    /// unique per type.
     pub external_id: Option<String>,
     pub label: String,
     pub sealed: SealedConfig,

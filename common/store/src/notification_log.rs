@@ -19,7 +19,7 @@ pub struct LoggedRow {
     pub urgency: String,
     /// `agent` or `platform`.
     pub source: String,
-    /// `sent` or `failed`.
+    /// `sent`, `failed` or `unknown` (maybe delivered: never sent again).
     pub status: String,
     pub error: Option<String>,
     pub attempts: i64,

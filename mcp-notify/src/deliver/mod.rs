@@ -22,8 +22,6 @@ use providers::telegram::TelegramClient;
 use serde::{Deserialize, Serialize};
 use store::ThreadAnchor;
 
-pub use webhook::check_target;
-
 /// How urgent a notification is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]

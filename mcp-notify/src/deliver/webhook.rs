@@ -165,7 +165,7 @@ impl Clients {
 /// Checks that `url` may be called: https (unless `allow_private`), and every
 /// address its host resolves to public (unless `allow_private`). Returns the
 /// host and the address to connect to.
-pub async fn check_target(url: &str, allow_private: bool) -> Result<(String, SocketAddr), Failure> {
+async fn check_target(url: &str, allow_private: bool) -> Result<(String, SocketAddr), Failure> {
     let refused = |why: &str| Failure::new(format!("the webhook URL is refused: {why}"));
     let parsed = reqwest::Url::parse(url).map_err(|_| refused("it is not a valid URL"))?;
     match parsed.scheme() {
