@@ -687,7 +687,9 @@ async fn a_back_dated_import_of_another_users_identity_is_skipped_and_routes_not
             &setup.keys,
             &["add", "slack", "--user", USER, "--config", "-"],
             &slack.to_string(),
-        );
+        )
+        .trim()
+        .to_string();
         let run = setup.import_into(&url, &[]);
         let report = stdout(&run);
         assert_eq!(run.status.code(), Some(0), "{report}");
