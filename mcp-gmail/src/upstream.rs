@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use model::sealing::Sealer;
-use model::{Identity, IntegrationType, Status};
+use model::{Identity, IntegrationType, ReauthReason};
 use sidecar::Backing;
 use sidecar::call::{ToolError, note, quoted};
 use store::{GrantError, SidecarStore};
@@ -210,10 +210,11 @@ impl Upstream {
     async fn dead_grant(&self, mailbox: &OpenedGrant, why: &str) -> ToolError {
         if let Ok(store) = self.store().await
             && let Err(e) = store
-                .set_status(
+                .mark_needs_reauth(
                     &mailbox.integration.id,
                     &mailbox.integration.sealed,
-                    Status::NeedsReauth,
+                    ReauthReason::ProviderRefused,
+                    why,
                 )
                 .await
         {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use model::Identity;
 use model::channel::{self, ChannelError};
-use model::{Integration, IntegrationType, Status};
+use model::{Integration, IntegrationType, ReauthReason};
 use sidecar::fair::{Share, Shares};
 use sidecar::http::DEFAULT_MAX_IN_FLIGHT_PER_USER;
 use store::{Claim, LoggedNotification, NewClaim, SidecarStore, ThreadRow};
@@ -384,7 +384,12 @@ impl Notifier {
             && failure.reauth
             && let Err(e) = self
                 .store
-                .set_status(&integration.id, &integration.sealed, Status::NeedsReauth)
+                .mark_needs_reauth(
+                    &integration.id,
+                    &integration.sealed,
+                    ReauthReason::ProviderRefused,
+                    &failure.message,
+                )
                 .await
         {
             tracing::warn!(integration = %integration.id, error = %e, "could not mark needs_reauth");

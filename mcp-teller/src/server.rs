@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use model::Identity;
-use model::{Integration, IntegrationType, Status};
+use model::{Integration, IntegrationType, ReauthReason};
 use rmcp::handler::server::common::Extension;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -258,7 +258,12 @@ impl TellerServer {
             TellerError::Unauthorized { .. } | TellerError::Disconnected { .. } => {
                 if let Ok(store) = self.store().await
                     && let Err(err) = store
-                        .set_status(&integration.id, &integration.sealed, Status::NeedsReauth)
+                        .mark_needs_reauth(
+                            &integration.id,
+                            &integration.sealed,
+                            ReauthReason::ProviderRefused,
+                            &e.to_string(),
+                        )
                         .await
                 {
                     tracing::warn!(integration = %integration.id, error = %err, "could not mark the integration needs_reauth");

@@ -239,12 +239,23 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         .into();
     let config = HttpConfig::from_env(bound)?;
     let limits = connections::Limits::from_env()?;
+    let events = std::sync::Arc::new(crate::events::Deliverer::new(
+        state.store.clone(),
+        crate::events::Receiver::from_env()?,
+    ));
+    let delivering = tokio::spawn({
+        let events = events.clone();
+        async move { events.run().await }
+    });
     // The MCP endpoints check tokens and grants over the API's own pool.
     let backing = Backing::over("integrations", SidecarStore::over(&state.store, db_url)?);
     let app = mcp_routes(&backing, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");
-    connections::serve_until_signal(listener, app, limits).await?;
+    let served = connections::serve_until_signal(listener, app, limits).await;
+    delivering.abort();
+    events.stop().await;
+    served?;
     tracing::info!("integrations API stopped");
     Ok(())
 }

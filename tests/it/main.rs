@@ -12,6 +12,7 @@ mod cli;
 mod connect;
 mod connections;
 mod dashboard;
+mod events;
 mod http_mode;
 mod import;
 mod openapi;

@@ -168,6 +168,32 @@ impl FromStr for Status {
     }
 }
 
+/// Why a row became `needs_reauth`: a stable code, in the
+/// `integration.needs_reauth` event and on the Settings page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReauthReason {
+    /// The provider refused the stored grant or credentials when they were
+    /// used (a tool call, a delivery or a health check).
+    ProviderRefused,
+    /// Teller said the enrollment was disconnected (its webhook).
+    EnrollmentDisconnected,
+    /// The row's external identity is held by another row (rows from
+    /// before identities were unique).
+    IdentityTaken,
+}
+
+impl ReauthReason {
+    /// The value stored in the `status_reason` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProviderRefused => "provider_refused",
+            Self::EnrollmentDisconnected => "enrollment_disconnected",
+            Self::IdentityTaken => "identity_taken",
+        }
+    }
+}
+
 /// An agent profile of the platform, mirrored so that scope can be checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Profile {

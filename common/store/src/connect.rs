@@ -10,7 +10,7 @@ use model::clock::unix_now;
 use model::config::ValidConfig;
 use model::ids::random_secret;
 use model::sealing::Sealer;
-use model::{Integration, IntegrationType, Scope, Status};
+use model::{Integration, IntegrationType, ReauthReason, Scope, Status};
 
 use super::chat_hash::chat_hash;
 use super::identities::identity_taken;
@@ -302,7 +302,8 @@ impl Store {
                     let at = now();
                     sqlx::query(
                         "UPDATE user_integrations SET encrypted_config = $1, status = $2, updated_at = $3, connected_at = $3, \
-                         chat_hash = $4, external_id = $5 WHERE id = $6",
+                         chat_hash = $4, external_id = $5, status_reason = NULL, status_detail = NULL, \
+                         status_since = NULL WHERE id = $6",
                     )
                     .bind(sealed.as_stored())
                     .bind(Status::Active.as_str())
@@ -341,7 +342,8 @@ impl Store {
     /// Marks the Teller enrollment `enrollment_id` `needs_reauth` (Teller's
     /// `enrollment.disconnected` webhook, of an event that `happened_at`),
     /// unless the row was connected again since: a late event does not undo
-    /// a reconnect. `false` when no row was marked.
+    /// a reconnect. `false` when no row was marked (none, one already
+    /// marked, or one connected since).
     pub async fn mark_enrollment_disconnected(
         &self,
         enrollment_id: &str,
@@ -350,11 +352,14 @@ impl Store {
         let happened_at = humantime::format_rfc3339_micros(happened_at).to_string();
         let changed = with_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE type = $3 AND external_id = $4 \
-                 AND COALESCE(connected_at, created_at) < $5",
+                "UPDATE user_integrations SET status = $1, updated_at = $2, status_since = $2, status_reason = $3, \
+                 status_detail = $4 WHERE type = $5 AND external_id = $6 AND COALESCE(connected_at, created_at) < $7 \
+                 AND status <> $1",
             )
             .bind(Status::NeedsReauth.as_str())
             .bind(now())
+            .bind(ReauthReason::EnrollmentDisconnected.as_str())
+            .bind("Teller says the enrollment was disconnected: the bank asks the user to sign in again.")
             .bind(IntegrationType::Teller.as_str())
             .bind(enrollment_id)
             .bind(&happened_at)

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use model::config::{identity_noun, identity_types};
 use model::sealing::Sealer;
-use model::{IntegrationType, Status};
+use model::{IntegrationType, ReauthReason, Status};
 
 use super::rows::{IntegrationRow, integrations, select_integrations};
 use super::{Store, StoreError, now, with_pool};
@@ -128,10 +128,13 @@ impl Store {
     async fn refuse_identity(&self, id: &str) -> Result<u64, StoreError> {
         Ok(with_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE user_integrations SET status = $1, updated_at = $2 WHERE id = $3 AND external_id IS NULL",
+                "UPDATE user_integrations SET status = $1, updated_at = $2, status_since = $2, status_reason = $3, \
+                 status_detail = $4 WHERE id = $5 AND external_id IS NULL AND status <> $1",
             )
             .bind(Status::NeedsReauth.as_str())
             .bind(now())
+            .bind(ReauthReason::IdentityTaken.as_str())
+            .bind("Another connection holds the same account: connect it again.")
             .bind(id)
             .execute(pool)
             .await?

@@ -6,7 +6,7 @@ use model::config::{DecryptedConfig, ValidConfig};
 use model::scope::{ScopeError, is_granted};
 use model::sealing::{OpenError, Sealer};
 use model::{AuditEntry, Decision, Identity};
-use model::{Integration, IntegrationType, Scope, Status};
+use model::{Integration, IntegrationType, ReauthReason, Scope, Status};
 use store::{Claim, LoggedNotification, NewClaim, SidecarStore, ThreadAnchor, ThreadRow};
 use store::{
     ImportRow, ImportedIntegration, IntegrationUpdate, NewIntegration, NewProfile, NewSecret,
@@ -896,7 +896,12 @@ async fn a_sidecar_reads_grants_and_writes_its_rows_the_same_on_both_backends() 
         assert!(elsewhere.is_none(), "{}", b.name);
 
         sidecar
-            .set_status(&pnc.id, &pnc.sealed, Status::NeedsReauth)
+            .mark_needs_reauth(
+                &pnc.id,
+                &pnc.sealed,
+                ReauthReason::ProviderRefused,
+                "refused",
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -2492,7 +2497,12 @@ async fn a_provider_verdict_does_not_undo_a_reconnect_on_both_backends() {
             .unwrap();
         assert!(!created);
         let marked = sidecar
-            .set_status(&row.id, &row.sealed, Status::NeedsReauth)
+            .mark_needs_reauth(
+                &row.id,
+                &row.sealed,
+                ReauthReason::ProviderRefused,
+                "refused",
+            )
             .await
             .unwrap();
         assert!(!marked, "{}", b.name);
@@ -2508,7 +2518,12 @@ async fn a_provider_verdict_does_not_undo_a_reconnect_on_both_backends() {
         // A verdict on the grant the row holds lands; so does a later event.
         assert!(
             sidecar
-                .set_status(&row.id, &again.sealed, Status::NeedsReauth)
+                .mark_needs_reauth(
+                    &row.id,
+                    &again.sealed,
+                    ReauthReason::ProviderRefused,
+                    "refused"
+                )
                 .await
                 .unwrap(),
             "{}",

@@ -13,6 +13,7 @@
 mod faults;
 pub mod gmail;
 mod http;
+pub mod python;
 pub mod resend;
 pub mod slack;
 pub mod smtp;

@@ -17,9 +17,9 @@ use crate::capabilities::{COUNT_CALL, SELECT_CAPABILITY};
 use crate::rotate::SWAP_SEALED;
 use crate::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
 use crate::{Capability, Snapshot, StoreError};
-use model::{IntegrationType, SealedConfig, Status};
+use model::{IntegrationType, ReauthReason, SealedConfig};
 
-use super::{AuditRow, SET_STATUS};
+use super::{AuditRow, MARK_NEEDS_REAUTH};
 use crate::audit::INSERT_AUDIT;
 
 /// How long a statement waits for another process's write lock.
@@ -134,18 +134,20 @@ impl LocalSqlite {
             .transpose()
     }
 
-    pub async fn set_status(
+    pub async fn mark_needs_reauth(
         &self,
         id: &str,
         judged: &SealedConfig,
-        status: Status,
+        reason: ReauthReason,
+        detail: String,
     ) -> Result<bool, StoreError> {
         let (id, judged) = (id.to_string(), judged.as_stored().to_string());
         let changed = self
             .run(move |conn| {
-                conn.prepare_cached(SET_STATUS)?.execute((
-                    status.as_str(),
+                conn.prepare_cached(MARK_NEEDS_REAUTH)?.execute((
                     crate::now(),
+                    reason.as_str(),
+                    &detail,
                     &id,
                     &judged,
                 ))

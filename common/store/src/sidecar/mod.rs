@@ -8,7 +8,7 @@ pub mod notifications;
 use model::config::DecryptedConfig;
 use model::scope::is_granted;
 use model::sealing::{OpenError, Sealer};
-use model::{AuditEntry, Identity, Integration, IntegrationType, SealedConfig, Status};
+use model::{AuditEntry, Identity, Integration, IntegrationType, ReauthReason, SealedConfig};
 
 use crate::audit::INSERT_AUDIT;
 use crate::capabilities::capability_hash;
@@ -26,8 +26,17 @@ pub enum GrantError {
 
 /// Sets an integration's status while it still holds the sealed config `$4`
 /// (compare-and-swap), touching the row only when the status changes.
-pub(super) const SET_STATUS: &str = "UPDATE user_integrations SET status = $1, updated_at = $2 \
-     WHERE id = $3 AND encrypted_config = $4 AND status <> $1";
+pub(super) const MARK_NEEDS_REAUTH: &str = "UPDATE user_integrations SET status = 'needs_reauth', \
+     updated_at = $1, status_since = $1, status_reason = $2, status_detail = $3 \
+     WHERE id = $4 AND encrypted_config = $5 AND status <> 'needs_reauth'";
+
+/// The longest `status_detail` kept, in characters.
+const STATUS_DETAIL_CHARS: usize = 300;
+
+/// `detail` cut to [`STATUS_DETAIL_CHARS`].
+fn status_detail(detail: &str) -> String {
+    detail.chars().take(STATUS_DETAIL_CHARS).collect()
+}
 
 /// The longest `audit_log.detail` kept, in characters.
 const DETAIL_CHARS: usize = 500;
@@ -164,23 +173,28 @@ impl SidecarStore {
         }
     }
 
-    /// Records a provider's verdict on the grant of integration `id` whose
-    /// sealed config was `judged`, only while the row still holds it: a
-    /// grant the user connected again meanwhile keeps its status. `false`
-    /// when nothing changed.
-    pub async fn set_status(
+    /// Marks integration `id` `needs_reauth` for `reason` (with `detail`,
+    /// the provider's words without a secret), a provider's verdict on the
+    /// sealed config `judged`, only while the row still holds it: a grant
+    /// the user connected again meanwhile keeps its status. `false` when
+    /// nothing changed. (The store's trigger writes the
+    /// `integration.needs_reauth` event in the same statement.)
+    pub async fn mark_needs_reauth(
         &self,
         id: &str,
         judged: &SealedConfig,
-        status: Status,
+        reason: ReauthReason,
+        detail: &str,
     ) -> Result<bool, StoreError> {
+        let detail = status_detail(detail);
         match &self.backend {
-            Backend::Local(local) => local.set_status(id, judged, status).await,
+            Backend::Local(local) => local.mark_needs_reauth(id, judged, reason, detail).await,
             Backend::Postgres(store) => {
                 let changed = with_pool!(store, |pool| {
-                    sqlx::query(SET_STATUS)
-                        .bind(status.as_str())
+                    sqlx::query(MARK_NEEDS_REAUTH)
                         .bind(crate::now())
+                        .bind(reason.as_str())
+                        .bind(&detail)
                         .bind(id)
                         .bind(judged.as_stored())
                         .execute(pool)

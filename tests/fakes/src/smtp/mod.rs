@@ -69,7 +69,10 @@ impl SmtpServer {
         let password_file = dir.join("smtp-password");
         std::fs::write(&password_file, &options.password)?;
         let mut child = Command::new("python3")
-            .env("PYTHONPATH", aiosmtpd()?)
+            .env(
+                "PYTHONPATH",
+                crate::python::package("aiosmtpd", "aiosmtpd")?,
+            )
             .arg(&script)
             .args(["--security", options.security])
             .arg("--cert")
@@ -125,37 +128,6 @@ impl SmtpServer {
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
     }
-}
-
-/// A directory that holds aiosmtpd for python3 (empty when python3 has it
-/// already): fetched from PyPI into the system's temporary directory on
-/// first use, so that `cargo test` needs only python3 with pip.
-fn aiosmtpd() -> anyhow::Result<PathBuf> {
-    static FETCHED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let fetched = FETCHED.get_or_init(|| {
-        let has = |path: &Path| {
-            Command::new("python3")
-                .env("PYTHONPATH", path)
-                .args(["-c", "import aiosmtpd"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let dir = std::env::temp_dir().join("integrations-tests-aiosmtpd");
-        if has(&dir) {
-            return Ok(dir);
-        }
-        let installed = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
-            .arg(&dir)
-            .arg("aiosmtpd")
-            .status();
-        match installed {
-            Ok(status) if status.success() && has(&dir) => Ok(dir),
-            _ => Err("the SMTP tests need python3 with pip (or with aiosmtpd installed): `python3 -m pip install aiosmtpd`".into()),
-        }
-    });
-    fetched.clone().map_err(anyhow::Error::msg)
 }
 
 impl Drop for SmtpServer {
