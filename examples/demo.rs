@@ -7,8 +7,14 @@
 //! ```sh
 //! cargo run --release --example demo
 //! ```
+//!
+//! The sidecars it spawns are this program itself, run under their names
+//! (`mcp-teller`, ... links to it, as a multi-call binary): the same
+//! `sidecar::standalone::main` as the `mcp-*` binaries, and nothing to
+//! build but the example.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -18,6 +24,9 @@ use fakes::slack::FakeSlack;
 use fakes::telegram::FakeTelegram;
 use fakes::teller::{CHASE_TOKEN, FakeTeller, PNC_TOKEN};
 use fakes::webhook::FakeWebhook;
+use mcp_gmail::GmailServer;
+use mcp_notify::NotifyServer;
+use mcp_teller::TellerServer;
 use model::config::DecryptedConfig;
 use model::{IntegrationType, Scope};
 use resolver::{Plan, PlanRequest, SidecarEnv};
@@ -33,11 +42,81 @@ use zeroize::Zeroizing;
 
 const USER: &str = "u_amouzou";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    // Spawned under a sidecar's name (see `sidecars`): be that sidecar.
+    let called = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let Some(name) = called.as_deref()
+        && name.starts_with("mcp-")
+    {
+        return sidecar(name);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(demo()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The sidecar `name`, as its binary runs it.
+fn sidecar(name: &str) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        match name {
+            "mcp-teller" => {
+                sidecar::standalone::main(
+                    "mcp-teller",
+                    "Teller bank data (the demo's)",
+                    TellerServer::tools,
+                    TellerServer::new,
+                )
+                .await
+            }
+            "mcp-gmail" => {
+                sidecar::standalone::main(
+                    "mcp-gmail",
+                    "Gmail (the demo's)",
+                    GmailServer::tools,
+                    GmailServer::new,
+                )
+                .await
+            }
+            "mcp-notify" => {
+                sidecar::standalone::main(
+                    "mcp-notify",
+                    "notify_user (the demo's)",
+                    NotifyServer::tools,
+                    NotifyServer::new,
+                )
+                .await
+            }
+            other => {
+                eprintln!("demo: no sidecar is called {other}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn demo() -> anyhow::Result<()> {
     let started = Instant::now();
-    let bin_dir = sidecars()?;
     let dir = tempfile::tempdir()?;
+    let bin_dir = sidecars(dir.path())?;
+    eprintln!(
+        "The sidecars below are this program itself, run as {}/mcp-teller, mcp-gmail and mcp-notify (links to it): nothing else was built.",
+        bin_dir.display()
+    );
     let db = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("integrations.db").display()
@@ -426,61 +505,16 @@ async fn seed(store: &Store, keyring: &Keyring, fakes: &Fakes) -> anyhow::Result
     Ok(Seeded { chase, finance_bot })
 }
 
-/// The directory holding the sidecar binaries, built (release) if needed.
-/// What is built, and cargo's progress, go to stderr: stdout is the demo's.
-fn sidecars() -> anyhow::Result<PathBuf> {
+/// A directory in `dir` where `mcp-teller`, `mcp-gmail` and `mcp-notify`
+/// are links to this program, which runs as the sidecar it is called.
+fn sidecars(dir: &Path) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the example runs from target/<profile>/examples")?;
-    let mut build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // The same selection as `cargo run --example demo`'s, the sidecars'
-    // binaries added: cargo unifies the same features, so it builds only
-    // those three binaries and reuses every crate already built.
-    build.args([
-        "build",
-        "-p",
-        "integrations",
-        "--example",
-        "demo",
-        "-p",
-        "mcp-teller",
-        "-p",
-        "mcp-notify",
-        "-p",
-        "mcp-gmail",
-        "--bin",
-        "mcp-teller",
-        "--bin",
-        "mcp-gmail",
-        "--bin",
-        "mcp-notify",
-    ]);
-    // `cargo run` describes this package in the environment; build scripts
-    // (ring's) track some of it, and would rebuild everything for nothing.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || name.starts_with("CARGO_BIN_")
-            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&name.as_str())
-        {
-            build.env_remove(name);
-        }
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir(&bin_dir)?;
+    for name in ["mcp-teller", "mcp-gmail", "mcp-notify"] {
+        std::os::unix::fs::symlink(&exe, bin_dir.join(name))?;
     }
-    let release = dir.ends_with("release");
-    if release {
-        build.arg("--release");
-    }
-    eprintln!(
-        "Building the sidecars' binaries mcp-teller, mcp-gmail and mcp-notify ({} profile; the crates they need are built already)",
-        if release { "release" } else { "dev" }
-    );
-    build.stdout(std::io::stderr());
-    anyhow::ensure!(build.status()?.success(), "could not build the sidecars");
-    Ok(dir.to_path_buf())
+    Ok(bin_dir)
 }
 
 /// `mcp-teller serve` on a free port, killed on drop.

@@ -247,6 +247,16 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         let events = events.clone();
         async move { events.run().await }
     });
+    let keeper = crate::health::Keeper::from_env(
+        state.store.clone(),
+        SidecarStore::over(&state.store, db_url)?,
+        state.keyring.clone(),
+    )?;
+    let keeping = tokio::spawn(async move {
+        if let Some(keeper) = keeper {
+            keeper.run().await;
+        }
+    });
     // The MCP endpoints check tokens and grants over the API's own pool.
     let backing = Backing::over("integrations", SidecarStore::over(&state.store, db_url)?);
     let app = mcp_routes(&backing, &config).merge(router(state));
@@ -254,6 +264,7 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
     println!("listening on http://{bound}");
     let served = connections::serve_until_signal(listener, app, limits).await;
     delivering.abort();
+    keeping.abort();
     events.stop().await;
     served?;
     tracing::info!("integrations API stopped");

@@ -10,10 +10,12 @@ mod secrets;
 mod tokens;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use integrations::health::Keeper;
 use integrations::import::{self, ImportCommand};
-use store::{IdentityClaims, Store};
+use store::{IdentityClaims, SidecarStore, Store};
 use vault::{Keyring, KeyringError};
 
 use keys::KeysCommand;
@@ -53,6 +55,12 @@ pub enum Command {
         /// The address to listen on; port 0 picks a free one (printed on stdout).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+    },
+    /// Check the connections due for a check (HEALTH_INTERVAL) at their providers, marking refused ones needs_reauth and recovering those that pass again; `serve` does this all along.
+    Health {
+        /// One round, then exit (for cron); without it, round after round.
+        #[arg(long)]
+        once: bool,
     },
     /// Print a single-use sign-in link to the Settings page for a user.
     DashboardLink {
@@ -222,6 +230,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => {
             let state = integrations::api::AppState::from_env(store, &url)?;
             integrations::api::serve(state, &url, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { once } => {
+            let keyring = Arc::new(Keyring::from_env()?);
+            let sidecar = SidecarStore::over(&store, &url)?;
+            let Some(keeper) = Keeper::from_env(store, sidecar, keyring)? else {
+                anyhow::bail!("HEALTH_INTERVAL is off: there is nothing to check");
+            };
+            if !once {
+                keeper.run().await;
+            }
+            let round = keeper.round().await?;
+            println!(
+                "checked {}: {} healthy, {} now needs_reauth, {} still refused, {} recovered, {} unknown",
+                round.checked,
+                round.healthy,
+                round.marked,
+                round.still_refused,
+                round.recovered,
+                round.unknown
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::DashboardLink { user, ttl, url } => {

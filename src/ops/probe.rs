@@ -1,5 +1,7 @@
 //! Testing one integration: a test notification through a channel, or for
-//! Gmail and Teller a cheap authenticated read that proves the credentials.
+//! Gmail and Teller a cheap authenticated read that proves the credentials;
+//! and checking one without sending anything ([`check`], the health
+//! keeper's).
 
 use anyhow::{Context, anyhow};
 use mcp_notify::deliver::{Providers, Source};
@@ -26,6 +28,67 @@ pub async fn run(
         IntegrationType::Gmail => gmail(keyring, integration).await,
         IntegrationType::Teller => teller(keyring, integration).await,
         _ => notify(notifier, integration).await,
+    }
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The provider takes the credentials.
+    Healthy,
+    /// The provider refused them (its words, no secret): the user must
+    /// reconnect.
+    Refused(String),
+    /// No verdict: the provider could not be reached, failed, or the row
+    /// could not be read (why).
+    Unknown(String),
+}
+
+/// Checks `integration`'s credentials at its provider, sending nothing
+/// anyone sees: Gmail's refresh (which keeps a grant alive), Teller's
+/// accounts, and for a channel what [`Providers::check`] does.
+pub async fn check(providers: &Providers, keyring: &Keyring, integration: &Integration) -> Verdict {
+    let config = match keyring.open_config(integration) {
+        Ok(config) => config,
+        Err(e) => return Verdict::Unknown(e.to_string()),
+    };
+    match integration.kind {
+        IntegrationType::Gmail => {
+            let refreshed = async {
+                let refresh_token = config
+                    .get(IntegrationType::Gmail, "refresh_token")?
+                    .context("the config has no refresh token")?;
+                let http = oauth::http_client(GmailClient::from_env().timeout())?;
+                oauth::refresh(&http, &OAuthConfig::from_env(), &refresh_token).await?;
+                anyhow::Ok(())
+            };
+            match refreshed.await {
+                Ok(()) => Verdict::Healthy,
+                Err(e) if matches!(e.downcast_ref(), Some(oauth::OAuthError::InvalidGrant)) => {
+                    Verdict::Refused(e.to_string())
+                }
+                Err(e) => Verdict::Unknown(e.to_string()),
+            }
+        }
+        IntegrationType::Teller => match teller(keyring, integration).await {
+            Ok(_) => Verdict::Healthy,
+            Err(e)
+                if e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<TellerError>(),
+                        Some(TellerError::Unauthorized { .. } | TellerError::Disconnected { .. })
+                    )
+                }) =>
+            {
+                Verdict::Refused(e.to_string())
+            }
+            Err(e) => Verdict::Unknown(e.to_string()),
+        },
+        _ => match providers.check(integration, &config).await {
+            Ok(()) => Verdict::Healthy,
+            Err(failure) if failure.reauth => Verdict::Refused(failure.message),
+            Err(failure) => Verdict::Unknown(failure.message),
+        },
     }
 }
 

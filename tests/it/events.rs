@@ -17,7 +17,7 @@ use testkit::{Backend, Database, cli};
 const USER: &str = "u_amouzou";
 
 /// Verifies `deliveries` with the Standard Webhooks library: their payloads.
-fn verified(secret: &str, deliveries: &[Delivery]) -> Vec<Value> {
+pub fn verified(secret: &str, deliveries: &[Delivery]) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/standard_webhooks.py");
     let request = json!({
         "secret": secret,

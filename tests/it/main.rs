@@ -13,6 +13,7 @@ mod connect;
 mod connections;
 mod dashboard;
 mod events;
+mod health;
 mod http_mode;
 mod import;
 mod openapi;

@@ -74,28 +74,52 @@ impl ResendClient {
             .send()
             .await
             .map_err(|e| ResendError::NoAnswer(e.into()))?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(ResendError::RateLimited {
-                retry_after: retry_after(response.headers()),
-            });
-        }
-        if status.is_server_error() {
-            return Err(ResendError::Failing {
-                status,
-                retry_after: retry_after(response.headers()),
-            });
-        }
-        let Ok(answer) = response.json::<Value>().await else {
-            return Err(ResendError::Unreadable { status });
-        };
-        if status.is_success() {
-            return Ok(answer["id"].as_str().map(str::to_string));
-        }
-        Err(ResendError::Refused {
-            status,
-            name: answer["name"].as_str().unwrap_or("error").to_string(),
-            message: answer["message"].as_str().unwrap_or("").to_string(),
-        })
+        let answer = refusal_or_answer(response).await?;
+        Ok(answer["id"].as_str().map(str::to_string))
     }
+
+    /// Whether `key` is a key Resend knows, sending nothing: `GET /domains`,
+    /// which a full-access key may read and a sending-only key is refused
+    /// as `restricted_api_key` (a key Resend knows all the same).
+    pub async fn check_key(&self, key: &str) -> Result<(), ResendError> {
+        let response = self
+            .http
+            .get(format!("{}/domains", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .map_err(|e| ResendError::NoAnswer(e.into()))?;
+        match refusal_or_answer(response).await {
+            Ok(_) => Ok(()),
+            Err(ResendError::Refused { name, .. }) if name == "restricted_api_key" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A JSON answer of 2xx, or Resend's refusal of it.
+async fn refusal_or_answer(response: reqwest::Response) -> Result<Value, ResendError> {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(ResendError::RateLimited {
+            retry_after: retry_after(response.headers()),
+        });
+    }
+    if status.is_server_error() {
+        return Err(ResendError::Failing {
+            status,
+            retry_after: retry_after(response.headers()),
+        });
+    }
+    let Ok(answer) = response.json::<Value>().await else {
+        return Err(ResendError::Unreadable { status });
+    };
+    if status.is_success() {
+        return Ok(answer);
+    }
+    Err(ResendError::Refused {
+        status,
+        name: answer["name"].as_str().unwrap_or("error").to_string(),
+        message: answer["message"].as_str().unwrap_or("").to_string(),
+    })
 }

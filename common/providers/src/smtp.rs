@@ -166,17 +166,39 @@ pub async fn send(
     }
 }
 
-async fn attempt(
+/// Whether `login`'s server at `addr` takes its credentials, sending no
+/// message: connect, TLS, AUTH and QUIT, within `deadline`; `hello_domain`
+/// names this client (the sender's domain).
+pub async fn check_login(
     login: &Login,
     addr: SocketAddr,
-    email: &Email<'_>,
+    hello_domain: &str,
     roots: &Roots,
-    handed_over: &AtomicBool,
-) -> Result<Sent, SmtpError> {
-    let (from, to) = (mailbox(email.from, "from")?, mailbox(email.to, "to")?);
-    let message_id = format!("<{}@{}>", email.id, from.email.domain());
-    let message = message(email, &from, &to, &message_id)?;
-    let hello = ClientId::Domain(from.email.domain().to_string());
+    deadline: Instant,
+) -> Result<(), SmtpError> {
+    let checked = async {
+        let mut connection = authenticated(login, addr, hello_domain, roots).await?;
+        let _ = connection.quit().await;
+        Ok(())
+    };
+    match tokio::time::timeout_at(deadline, checked).await {
+        Ok(result) => result.map_err(|e| mask(e, login)),
+        Err(_) => Err(SmtpError::Unreachable(
+            "no answer before the deadline".into(),
+        )),
+    }
+}
+
+/// A connection to `login`'s server at `addr`, encrypted (implicit TLS, or
+/// STARTTLS, which the server must offer) and authenticated: the
+/// credentials never cross an unencrypted connection.
+async fn authenticated(
+    login: &Login,
+    addr: SocketAddr,
+    hello_domain: &str,
+    roots: &Roots,
+) -> Result<AsyncSmtpConnection, SmtpError> {
+    let hello = ClientId::Domain(hello_domain.to_string());
     let tls = roots.tls_parameters(&login.host)?;
     let implicit = (login.security == Security::Tls).then(|| tls.clone());
     let mut connection =
@@ -208,7 +230,20 @@ async fn attempt(
             },
             _ => before_message(e),
         })?;
-    drop(credentials);
+    Ok(connection)
+}
+
+async fn attempt(
+    login: &Login,
+    addr: SocketAddr,
+    email: &Email<'_>,
+    roots: &Roots,
+    handed_over: &AtomicBool,
+) -> Result<Sent, SmtpError> {
+    let (from, to) = (mailbox(email.from, "from")?, mailbox(email.to, "to")?);
+    let message_id = format!("<{}@{}>", email.id, from.email.domain());
+    let message = message(email, &from, &to, &message_id)?;
+    let mut connection = authenticated(login, addr, from.email.domain(), roots).await?;
     connection
         .command(Mail::new(Some(from.email.clone()), vec![]))
         .await

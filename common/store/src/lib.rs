@@ -15,6 +15,7 @@ mod chat_hash;
 mod connect;
 mod dashboard;
 mod events;
+mod health;
 mod identities;
 mod import;
 mod inbound;
@@ -49,6 +50,7 @@ pub use capabilities::{
 pub use connect::{Purpose, SpentKey, SpentState};
 pub use dashboard::{MAX_LINK_TTL, SESSION_TTL};
 pub use events::{PendingEvent, PurgedEvents};
+pub use health::HealthResult;
 pub use identities::IdentityClaims;
 pub use import::{ImportOutcome, ImportRow, ImportedIntegration, ImportedSecret};
 pub use inbound::{InboundMessage, NewInbound, Origin};

@@ -62,6 +62,15 @@ pub(super) fn subject(out: &Outgoing) -> String {
     subject
 }
 
+/// Whether Resend still takes the API key, sending nothing.
+pub(super) async fn check(p: &Providers, deadline: Instant, key: &str) -> Result<(), Failure> {
+    retrying(deadline, "Resend", || async {
+        judge(p.resend.check_key(key).await.map(|()| None))
+    })
+    .await
+    .map(|_| ())
+}
+
 /// What one send's outcome means for a delivery.
 fn judge(sent: Result<Option<String>, ResendError>) -> Attempt<Option<String>> {
     match sent {

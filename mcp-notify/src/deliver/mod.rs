@@ -21,6 +21,7 @@ use providers::slack::SlackClient;
 use providers::telegram::TelegramClient;
 use serde::{Deserialize, Serialize};
 use store::ThreadAnchor;
+use zeroize::Zeroizing;
 
 /// How urgent a notification is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -208,31 +209,10 @@ impl Providers {
     ) -> Result<Delivered, Failure> {
         // One deadline for every request and retry of this delivery.
         let deadline = Instant::now() + self.deadline;
-        let kind = integration.kind;
-        let field = |name: &str| config.get(kind, name).ok().flatten();
-        let missing = || {
-            Failure::reauth(format!(
-                "the {kind} integration is missing part of its configuration; the user must reconnect it"
-            ))
-        };
-        match kind {
-            IntegrationType::Slack => {
-                // A direct message goes only to the Slack user this row
-                // holds as its identity, which no other row can hold.
-                if integration.external_id.is_none()
-                    || integration.external_id != config.identity(kind)
-                {
-                    return Err(Failure::new(
-                        "this Slack integration holds no Slack user of its own (it was connected before each Slack user could belong to one integration, or another integration holds its user), so nothing was sent: the user must reconnect Slack",
-                    ));
-                }
-                let token = field("bot_token").ok_or_else(missing)?;
-                let user = field("authed_user_id").ok_or_else(missing)?;
-                slack::send(self, deadline, &token, &user, out).await
-            }
-            IntegrationType::Telegram => {
-                let token = field("bot_token").ok_or_else(missing)?;
-                let Some(chat) = field("owner_chat_id") else {
+        match Channel::of(integration, config)? {
+            Channel::Slack { token, user } => slack::send(self, deadline, &token, &user, out).await,
+            Channel::Telegram { token, chat } => {
+                let Some(chat) = chat else {
                     return Err(Failure::new(format!(
                         "the Telegram bot {} is not linked to a chat yet: the user must open the bot and send /link <code> first",
                         integration.label
@@ -240,42 +220,41 @@ impl Providers {
                 };
                 telegram::send(self, deadline, &token, &chat, out).await
             }
-            IntegrationType::Email => {
-                let from = field("from_address").ok_or_else(missing)?;
-                let to = field("to_address").ok_or_else(missing)?;
-                if field("provider").as_deref().map(|p| p.as_str()) == Some("smtp") {
-                    let security = providers::smtp::Security::from_config(
-                        field("smtp_security").as_deref().map(|s| s.as_str()),
-                    );
-                    let login = providers::smtp::Login {
-                        host: field("smtp_host").ok_or_else(missing)?.to_string(),
-                        port: field("smtp_port")
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or_else(|| security.default_port()),
-                        security,
-                        username: field("smtp_username").ok_or_else(missing)?.to_string(),
-                        password: field("smtp_password").ok_or_else(missing)?,
-                    };
-                    return smtp::send(self, deadline, &login, &from, &to, out).await;
-                }
-                let key = field("api_key").ok_or_else(missing)?;
+            Channel::Smtp { login, from, to } => {
+                smtp::send(self, deadline, &login, &from, &to, out).await
+            }
+            Channel::Resend { key, from, to } => {
                 email::send(self, deadline, &key, &from, &to, out).await
             }
-            IntegrationType::Webhook => {
-                let url = field("url").ok_or_else(missing)?;
+            Channel::Webhook { url, secret, style } => {
                 webhook::send(
                     self,
                     deadline,
                     &url,
-                    field("secret").as_deref().map(|s| s.as_str()),
-                    webhook::Style::from_config(field("signature").as_deref().map(|s| s.as_str())),
+                    secret.as_deref().map(|s| s.as_str()),
+                    style,
                     out,
                 )
                 .await
             }
-            other => Err(Failure::new(format!(
-                "{other} is not a notification channel"
-            ))),
+        }
+    }
+
+    /// Whether `integration`'s credentials still work, sending nothing:
+    /// Slack's `auth.test`, Telegram's `getMe`, Resend's key, a login to
+    /// the SMTP server. A webhook holds no credential to check.
+    pub async fn check(
+        &self,
+        integration: &Integration,
+        config: &DecryptedConfig,
+    ) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.deadline;
+        match Channel::of(integration, config)? {
+            Channel::Slack { token, .. } => slack::check(self, deadline, &token).await,
+            Channel::Telegram { token, .. } => telegram::check(self, deadline, &token).await,
+            Channel::Smtp { login, from, .. } => smtp::check(self, deadline, &login, &from).await,
+            Channel::Resend { key, .. } => email::check(self, deadline, &key).await,
+            Channel::Webhook { .. } => Ok(()),
         }
     }
 
@@ -300,5 +279,105 @@ impl Providers {
                 "{other} has no downstream revocation"
             ))),
         }
+    }
+}
+
+/// A notification channel's config, read for a delivery or a check.
+enum Channel {
+    Slack {
+        token: Zeroizing<String>,
+        user: Zeroizing<String>,
+    },
+    Telegram {
+        token: Zeroizing<String>,
+        chat: Option<Zeroizing<String>>,
+    },
+    Smtp {
+        login: providers::smtp::Login,
+        from: Zeroizing<String>,
+        to: Zeroizing<String>,
+    },
+    Resend {
+        key: Zeroizing<String>,
+        from: Zeroizing<String>,
+        to: Zeroizing<String>,
+    },
+    Webhook {
+        url: Zeroizing<String>,
+        secret: Option<Zeroizing<String>>,
+        style: webhook::Style,
+    },
+}
+
+impl Channel {
+    /// `integration`'s channel, its fields from `config`; a config that
+    /// lacks one asks the user to reconnect.
+    fn of(integration: &Integration, config: &DecryptedConfig) -> Result<Self, Failure> {
+        let kind = integration.kind;
+        let field = |name: &str| config.get(kind, name).ok().flatten();
+        let missing = || {
+            Failure::reauth(format!(
+                "the {kind} integration is missing part of its configuration; the user must reconnect it"
+            ))
+        };
+        let required = |name: &str| field(name).ok_or_else(missing);
+        Ok(match kind {
+            IntegrationType::Slack => {
+                // A direct message goes only to the Slack user this row
+                // holds as its identity, which no other row can hold.
+                if integration.external_id.is_none()
+                    || integration.external_id != config.identity(kind)
+                {
+                    return Err(Failure::new(
+                        "this Slack integration holds no Slack user of its own (it was connected before each Slack user could belong to one integration, or another integration holds its user), so nothing was sent: the user must reconnect Slack",
+                    ));
+                }
+                Self::Slack {
+                    token: required("bot_token")?,
+                    user: required("authed_user_id")?,
+                }
+            }
+            IntegrationType::Telegram => Self::Telegram {
+                token: required("bot_token")?,
+                chat: field("owner_chat_id"),
+            },
+            IntegrationType::Email
+                if field("provider").as_deref().map(|p| p.as_str()) == Some("smtp") =>
+            {
+                let security = providers::smtp::Security::from_config(
+                    field("smtp_security").as_deref().map(|s| s.as_str()),
+                );
+                Self::Smtp {
+                    login: providers::smtp::Login {
+                        host: required("smtp_host")?.to_string(),
+                        port: field("smtp_port")
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or_else(|| security.default_port()),
+                        security,
+                        username: required("smtp_username")?.to_string(),
+                        password: required("smtp_password")?,
+                    },
+                    from: required("from_address")?,
+                    to: required("to_address")?,
+                }
+            }
+            IntegrationType::Email => Self::Resend {
+                key: required("api_key")?,
+                from: required("from_address")?,
+                to: required("to_address")?,
+            },
+            IntegrationType::Webhook => Self::Webhook {
+                url: required("url")?,
+                secret: field("secret"),
+                style: webhook::Style::from_config(
+                    field("signature").as_deref().map(|s| s.as_str()),
+                ),
+            },
+            other => {
+                return Err(Failure::new(format!(
+                    "{other} is not a notification channel"
+                )));
+            }
+        })
     }
 }

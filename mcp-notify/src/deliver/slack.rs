@@ -89,6 +89,16 @@ pub(super) async fn send(
     })
 }
 
+/// `auth.test`: whether Slack still takes the app's token.
+pub(super) async fn check(p: &Providers, deadline: Instant, token: &str) -> Result<(), Failure> {
+    let body = json!({});
+    retrying(deadline, "Slack", || {
+        call(p, token, "auth.test", &body, true)
+    })
+    .await
+    .map(|_| ())
+}
+
 /// `auth.revoke`; `Ok(false)` when the token was already dead.
 pub(super) async fn revoke(p: &Providers, deadline: Instant, token: &str) -> Result<bool, Failure> {
     let body = json!({});

@@ -52,8 +52,28 @@ pub(super) async fn send(
     })
 }
 
-/// What one attempt's outcome means for a delivery.
-fn judge(sent: Result<smtp::Sent, SmtpError>) -> Attempt<smtp::Sent> {
+/// Whether the user's SMTP server takes the credentials: a login, no
+/// message (`from`'s domain names this client).
+pub(super) async fn check(
+    p: &Providers,
+    deadline: Instant,
+    login: &Login,
+    from: &str,
+) -> Result<(), Failure> {
+    let roots = p.smtp_roots.as_ref().map_err(|e| Failure::new(e.clone()))?;
+    let addr = webhook::checked_address(&login.host, login.port, p.allow_private)
+        .await
+        .map_err(|why| Failure::new(format!("the SMTP server is refused: {why}")))?;
+    let domain = from.rsplit_once('@').map_or(from, |(_, domain)| domain);
+    retrying(deadline, "The SMTP server", || async {
+        judge(smtp::check_login(login, addr, domain, roots, deadline).await)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// What one attempt's outcome means for a delivery (or a login).
+fn judge<T>(sent: Result<T, SmtpError>) -> Attempt<T> {
     match sent {
         Ok(sent) => Attempt::Done(sent),
         Err(SmtpError::Transient { code, reply }) => Attempt::Retry {

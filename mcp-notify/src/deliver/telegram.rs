@@ -95,6 +95,15 @@ pub(super) async fn send(
     })
 }
 
+/// `getMe`: whether Telegram still takes the bot's token.
+pub(super) async fn check(p: &Providers, deadline: Instant, token: &str) -> Result<(), Failure> {
+    retrying(deadline, "Telegram", || async {
+        judge(p.telegram.call(token, "getMe", &json!({})).await)
+    })
+    .await
+    .map(|_| ())
+}
+
 /// `deleteWebhook`: the bot stops sending us updates; `Ok(false)` when the
 /// token is already dead (there is no API to revoke a bot token).
 pub(super) async fn delete_webhook(

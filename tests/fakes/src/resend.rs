@@ -1,6 +1,7 @@
 //! A fake Resend API: `POST /emails` with a Bearer key, a required
 //! `User-Agent`, `Idempotency-Key` replay, and Resend's error shape
-//! `{"statusCode", "name", "message"}`.
+//! `{"statusCode", "name", "message"}`; `GET /domains`, which the fake's
+//! key, a sending-only one, is refused as `restricted_api_key`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use crate::faults::{self, Faults};
 use crate::http::{Served, serve};
 
-/// An API key the fake accepts.
+/// An API key the fake accepts: a sending-only one.
 pub const API_KEY: &str = "re_test_key_0001";
 
 /// An email the fake accepted (sent once, whatever the retries).
@@ -49,6 +50,7 @@ impl FakeResend {
         let faults = Faults::default();
         let app = Router::new()
             .route("/emails", post(send))
+            .route("/domains", axum::routing::get(domains))
             .with_state(outbox.clone())
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
@@ -86,6 +88,33 @@ fn fail(status: u16, name: &str, message: &str) -> Response {
     (code, axum::Json(error(status, name, message))).into_response()
 }
 
+/// Resend's refusal of a request without [`API_KEY`]; `None` with it.
+fn unauthorized(headers: &HeaderMap) -> Option<Response> {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        None => Some(fail(
+            401,
+            "missing_api_key",
+            "Missing API key in the authorization header.",
+        )),
+        Some(v) if v != format!("Bearer {API_KEY}") => {
+            Some(fail(403, "invalid_api_key", "API key is invalid."))
+        }
+        Some(_) => None,
+    }
+}
+
+/// `GET /domains`: [`API_KEY`] may only send.
+async fn domains(headers: HeaderMap) -> Response {
+    if let Some(refused) = unauthorized(&headers) {
+        return refused;
+    }
+    fail(
+        401,
+        "restricted_api_key",
+        "This API key is restricted to only send emails.",
+    )
+}
+
 async fn send(
     State(outbox): State<Shared>,
     headers: HeaderMap,
@@ -97,18 +126,8 @@ async fn send(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    match header("authorization").as_deref() {
-        None => {
-            return fail(
-                401,
-                "missing_api_key",
-                "Missing API key in the authorization header.",
-            );
-        }
-        Some(v) if v != format!("Bearer {API_KEY}") => {
-            return fail(403, "invalid_api_key", "API key is invalid.");
-        }
-        Some(_) => {}
+    if let Some(refused) = unauthorized(&headers) {
+        return refused;
     }
     let Some(user_agent) = header("user-agent") else {
         return fail(

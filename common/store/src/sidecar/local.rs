@@ -19,7 +19,7 @@ use crate::rows::{IntegrationRow, ProfileRow, select_integrations, select_profil
 use crate::{Capability, Snapshot, StoreError};
 use model::{IntegrationType, ReauthReason, SealedConfig};
 
-use super::{AuditRow, MARK_NEEDS_REAUTH};
+use super::{AuditRow, MARK_NEEDS_REAUTH, MARK_RECOVERED};
 use crate::audit::INSERT_AUDIT;
 
 /// How long a statement waits for another process's write lock.
@@ -151,6 +151,21 @@ impl LocalSqlite {
                     &id,
                     &judged,
                 ))
+            })
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn mark_recovered(
+        &self,
+        id: &str,
+        judged: &SealedConfig,
+    ) -> Result<bool, StoreError> {
+        let (id, judged) = (id.to_string(), judged.as_stored().to_string());
+        let changed = self
+            .run(move |conn| {
+                conn.prepare_cached(MARK_RECOVERED)?
+                    .execute((crate::now(), &id, &judged))
             })
             .await?;
         Ok(changed == 1)

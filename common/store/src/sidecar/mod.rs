@@ -30,6 +30,14 @@ pub(super) const MARK_NEEDS_REAUTH: &str = "UPDATE user_integrations SET status 
      updated_at = $1, status_since = $1, status_reason = $2, status_detail = $3 \
      WHERE id = $4 AND encrypted_config = $5 AND status <> 'needs_reauth'";
 
+/// Sets a row its provider had refused active again, when a check finds
+/// the same sealed config working (`$2`); a row whose identity another row
+/// holds is not recovered so.
+pub(super) const MARK_RECOVERED: &str = "UPDATE user_integrations SET status = 'active', \
+     updated_at = $1, status_since = NULL, status_reason = NULL, status_detail = NULL \
+     WHERE id = $2 AND encrypted_config = $3 AND status = 'needs_reauth' \
+     AND status_reason IN ('provider_refused', 'enrollment_disconnected')";
+
 /// The longest `status_detail` kept, in characters.
 const STATUS_DETAIL_CHARS: usize = 300;
 
@@ -195,6 +203,32 @@ impl SidecarStore {
                         .bind(crate::now())
                         .bind(reason.as_str())
                         .bind(&detail)
+                        .bind(id)
+                        .bind(judged.as_stored())
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                });
+                Ok(changed == 1)
+            }
+        }
+    }
+
+    /// Sets integration `id` active again, its provider having taken the
+    /// sealed config `judged` it had refused, only while the row still holds
+    /// it; `false` when nothing changed. (The store's trigger writes the
+    /// `integration.reconnected` event in the same statement.)
+    pub async fn mark_recovered(
+        &self,
+        id: &str,
+        judged: &SealedConfig,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Local(local) => local.mark_recovered(id, judged).await,
+            Backend::Postgres(store) => {
+                let changed = with_pool!(store, |pool| {
+                    sqlx::query(MARK_RECOVERED)
+                        .bind(crate::now())
                         .bind(id)
                         .bind(judged.as_stored())
                         .execute(pool)

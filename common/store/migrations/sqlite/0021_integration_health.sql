@@ -1,0 +1,16 @@
+-- The health keeper (issue 27): when each connection is checked next (the
+-- claim of one replica: it moves this forward before it checks), what the
+-- last check found, and when its user was last reminded to reconnect it.
+CREATE TABLE integration_health (
+    integration_id TEXT PRIMARY KEY,
+    next_check_at  TEXT NOT NULL,
+    checked_at     TEXT,
+    -- `ok`, `refused` or `unknown` (the provider could not say).
+    result         TEXT,
+    detail         TEXT,
+    reminded_at    TEXT
+);
+CREATE TRIGGER integration_health_gone AFTER DELETE ON user_integrations
+BEGIN
+    DELETE FROM integration_health WHERE integration_id = OLD.id;
+END;
