@@ -4,7 +4,6 @@
 //! library from PyPI, not with our code), in order, and still after the
 //! server was killed with SIGKILL between the change and its delivery.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -27,22 +26,12 @@ pub fn verified(secret: &str, deliveries: &[Delivery]) -> Vec<Value> {
         })).collect::<Vec<_>>(),
     });
     let library = fakes::python::package("standardwebhooks", "standardwebhooks").unwrap();
-    let mut child = Command::new("python3")
-        .arg(script)
-        .env("PYTHONPATH", library)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fakes::python::run(
+        script.as_ref(),
+        Some(&library),
+        request.to_string().as_bytes(),
+    )
+    .expect("python3 runs");
     assert!(
         out.status.success(),
         "the Standard Webhooks library refused a delivery: {}",

@@ -9,8 +9,7 @@
 //! and the run goes on. Runs with `INTEGRATIONS_TEST_POSTGRES`, which then
 //! also requires python3 with `cryptography`.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use rmcp::model::ClientConfig;
 use rmcp::service::RunningService;
@@ -49,20 +48,8 @@ fn seal(values: &[(String, &str)]) -> Vec<String> {
         "key": PASSPHRASE,
         "values": values.iter().map(|(p, info)| json!({"plaintext": p, "info": info})).collect::<Vec<_>>(),
     });
-    let child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = child.expect("python3 is required with INTEGRATIONS_TEST_POSTGRES (the import test seals its rows with it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fakes::python::run(script.as_ref(), None, request.to_string().as_bytes())
+        .expect("python3 is required with INTEGRATIONS_TEST_POSTGRES (the import test seals its rows with it)");
     assert!(
         out.status.success(),
         "python3 with the `cryptography` package is required with INTEGRATIONS_TEST_POSTGRES (pip install cryptography): {}",

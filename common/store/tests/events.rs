@@ -22,6 +22,19 @@ fn teller(enrollment: &str) -> ValidConfig {
     DecryptedConfig::validate(IntegrationType::Teller, Zeroizing::new(json.into_bytes())).unwrap()
 }
 
+/// A Teller row of `user`, granted to every profile.
+fn teller_row(user: &str) -> NewIntegration {
+    NewIntegration {
+        user_id: user.into(),
+        kind: IntegrationType::Teller,
+        label: None,
+        is_default: false,
+        scope: Scope::All,
+        profile_ids: vec![],
+        bound_profile_id: None,
+    }
+}
+
 /// The undelivered events' types and data, in outbox order.
 async fn events(store: &Store) -> Vec<(String, Value)> {
     store
@@ -57,16 +70,10 @@ async fn every_change_to_a_connection_writes_its_one_event_whoever_makes_it() {
         })
         .await
         .unwrap();
-        let new = NewIntegration {
-            user_id: "u1".into(),
-            kind: IntegrationType::Teller,
-            label: None,
-            is_default: false,
-            scope: Scope::All,
-            profile_ids: vec![],
-            bound_profile_id: None,
-        };
-        let row = s.add_integration(&k, &new, &teller("enr_1")).await.unwrap();
+        let row = s
+            .add_integration(&k, &teller_row("u1"), &teller("enr_1"))
+            .await
+            .unwrap();
         let connected = deliver_all(s).await;
         assert_eq!(connected.len(), 1, "{}", b.name);
         let event = &connected[0];
@@ -187,19 +194,10 @@ async fn a_failed_attempt_waits_and_old_events_are_purged() {
     for b in &backends {
         let s = &b.store;
         let k = Keyring::parse(&Keyring::generate_entry()).unwrap();
-        let new = |user: &str| NewIntegration {
-            user_id: user.into(),
-            kind: IntegrationType::Teller,
-            label: None,
-            is_default: false,
-            scope: Scope::All,
-            profile_ids: vec![],
-            bound_profile_id: None,
-        };
-        s.add_integration(&k, &new("u1"), &teller("enr_1"))
+        s.add_integration(&k, &teller_row("u1"), &teller("enr_1"))
             .await
             .unwrap();
-        s.add_integration(&k, &new("u2"), &teller("enr_2"))
+        s.add_integration(&k, &teller_row("u2"), &teller("enr_2"))
             .await
             .unwrap();
         let pending = s.undelivered_events(100).await.unwrap();

@@ -4,8 +4,9 @@
 //! directory on first use, so that `cargo test` needs only python3 with pip.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// The directories already looked up, by module.
@@ -54,4 +55,25 @@ fn fetch(module: &str, pip: &str) -> Result<PathBuf, String> {
             "these tests need python3 with pip (or with {pip} installed): `python3 -m pip install {pip}`"
         )),
     }
+}
+
+/// Runs `python3 <script>` with `input` on its stdin (and `pythonpath`, if
+/// given, on `PYTHONPATH`): what it printed and how it ended, once it has.
+pub fn run(script: &Path, pythonpath: Option<&Path>, input: &[u8]) -> std::io::Result<Output> {
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = pythonpath {
+        command.env("PYTHONPATH", path);
+    }
+    let mut child = command.spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(input)?;
+    child.wait_with_output()
 }
