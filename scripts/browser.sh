@@ -42,11 +42,14 @@ printf '%s' "{\"api_key\":\"$canary_email\",\"from_address\":\"alerts@app.exampl
     "$bin" add email --user "$user" --config - --default >/dev/null
 printf '%s' "{\"bot_token\":\"$canary_slack\",\"team_id\":\"T0CANARY\",\"authed_user_id\":\"U0OWNER\",\"team_name\":\"VZ Finance\"}" |
     "$bin" add slack --user "$user" --config - --agents prof_fin,prof_code >/dev/null
-# A bank whose grant the provider declared dead: the row that stands out.
+# A bank whose grant the provider declared dead, as the health keeper
+# marks it (reason, the provider's words, since when): the row that stands out.
 python3 - "$dir/integrations.db" "$chase" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-db.execute("UPDATE user_integrations SET status = 'needs_reauth' WHERE id = ?", (sys.argv[2],))
+db.execute("UPDATE user_integrations SET status = 'needs_reauth', status_reason = 'provider_refused', "
+           "status_detail = 'Teller refused the access token (401)', "
+           "status_since = '2026-12-05T09:30:00.000000Z' WHERE id = ?", (sys.argv[2],))
 db.commit()
 PY
 
@@ -55,7 +58,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 # The page at `localhost`, the fakes at 127.0.0.1: another site, as a real
 # provider is, so that an OAuth return is a cross-site navigation.
 export PUBLIC_BASE_URL=http://localhost:$port
-"$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.out" 2>"$dir/serve.err" &
+# No health keeper: the fake Teller still takes the marked bank's token, so
+# a check would set it active again before the page shows it.
+HEALTH_INTERVAL=off "$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.out" 2>"$dir/serve.err" &
 pids+=($!)
 await_line "${pids[-1]}" "$dir/serve.out" '^listening on '
 base=$PUBLIC_BASE_URL

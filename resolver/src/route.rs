@@ -172,6 +172,7 @@ mod tests {
             profile_ids: ids.iter().map(|s| s.to_string()).collect(),
             bound_profile_id: bound.map(Into::into),
             status: Status::Active,
+            status_note: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

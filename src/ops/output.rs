@@ -1,7 +1,7 @@
 //! How rows are printed: redacted JSON objects and plain tables.
 
 use model::sealing::Sealer;
-use model::{Integration, IntegrationType, Profile, Scope, Status};
+use model::{Integration, IntegrationType, Profile, ReauthReason, Scope, Status};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,6 +27,16 @@ pub struct IntegrationView {
     pub bound_profile_id: Option<String>,
     /// `active` or `needs_reauth`.
     pub status: Status,
+    /// Why it needs its user (`needs_reauth` only): `provider_refused`,
+    /// `enrollment_disconnected` or `identity_taken`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<ReauthReason>,
+    /// The provider's words when it refused (`needs_reauth` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
+    /// Since when it needs its user (`needs_reauth` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_since: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +62,9 @@ impl IntegrationView {
             profile_ids: integration.profile_ids.clone(),
             bound_profile_id: integration.bound_profile_id.clone(),
             status: integration.status,
+            status_reason: integration.status_note.as_ref().map(|n| n.reason),
+            status_detail: integration.status_note.as_ref().map(|n| n.detail.clone()),
+            status_since: integration.status_note.as_ref().map(|n| n.since.clone()),
             created_at: integration.created_at.clone(),
             updated_at: integration.updated_at.clone(),
             error,
@@ -144,6 +157,17 @@ pub fn integration_detail(i: &Integration, config: &Result<Value, String>) -> St
     line("scope:", &scope_text(i));
     line("bound to:", i.bound_profile_id.as_deref().unwrap_or("-"));
     line("status:", i.status.as_str());
+    if let Some(note) = &i.status_note {
+        line(
+            "why:",
+            &format!(
+                "{} since {}: {}",
+                note.reason.as_str(),
+                note.since,
+                printable(&note.detail)
+            ),
+        );
+    }
     line("created:", &i.created_at);
     line("updated:", &i.updated_at);
     match config {

@@ -106,6 +106,8 @@ await step("two groups, each row with its type, label, status and controls", asy
   await data.getByRole("listitem", { name: "Bank (Teller) PNC" }).waitFor();
   const chase = data.getByRole("listitem", { name: "Bank (Teller) Chase" });
   await chase.getByText("Needs reconnecting").waitFor();
+  // Why, in the provider's words, and since when.
+  await chase.getByText(/^The provider refused it since .+: Teller refused the access token \(401\)$/).waitFor();
   await chase.getByRole("button", { name: "Reconnect Bank (Teller) Chase" }).waitFor();
   await row("Slack VZ Finance").getByRole("button", { name: /^Scope: Specific agents: finance, coding/ }).waitFor();
   await row("Email alerts@app.example").getByRole("switch", { name: "Default (Email alerts@app.example)" }).waitFor();

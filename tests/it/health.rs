@@ -96,11 +96,13 @@ impl World {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// `integrations show <id> --json`.
+    fn shown(&self, id: &str) -> Value {
+        serde_json::from_str(&cli::run(&self.db.url, &self.keys, &["show", id, "--json"])).unwrap()
+    }
+
     fn status(&self, id: &str) -> String {
-        let shown: Value =
-            serde_json::from_str(&cli::run(&self.db.url, &self.keys, &["show", id, "--json"]))
-                .unwrap();
-        shown["status"].as_str().unwrap().to_string()
+        self.shown(id)["status"].as_str().unwrap().to_string()
     }
 }
 
@@ -164,6 +166,14 @@ async fn a_round_marks_what_each_provider_refuses_and_recovers_what_it_takes_aga
         for id in bad.iter().chain([telegram]) {
             assert_eq!(w.status(id), "needs_reauth", "{id}");
         }
+        // Why, in the provider's words, and since when; never the secret.
+        let smtp_refused = w.shown(&bad[3]);
+        assert_eq!(smtp_refused["status_reason"], "provider_refused");
+        let words = smtp_refused["status_detail"].as_str().unwrap();
+        assert!(words.contains("535"), "{words}");
+        assert!(!words.contains("wrong-password"), "{words}");
+        assert!(smtp_refused["status_since"].as_str().unwrap().starts_with("20"));
+        assert!(w.shown(&good[0]).get("status_reason").is_none());
         // Checked already: nothing is due again before the interval.
         assert!(w.health_once().starts_with("checked 0:"));
 
@@ -183,6 +193,8 @@ async fn a_round_marks_what_each_provider_refuses_and_recovers_what_it_takes_aga
         assert_eq!(totals[2], 1, "only Gmail was marked: {totals:?}");
         assert_eq!(totals[4], 1, "only the bot recovered: {totals:?}");
         assert_eq!(totals[5], 0);
+        assert!(w.shown(telegram).get("status_reason").is_none());
+        assert_eq!(w.shown(&good[0])["status_reason"], "provider_refused");
         for id in good[1..].iter().filter(|id| *id != telegram) {
             assert_eq!(w.status(id), "active", "{id}");
         }

@@ -194,6 +194,21 @@ impl ReauthReason {
     }
 }
 
+impl FromStr for ReauthReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::ProviderRefused,
+            Self::EnrollmentDisconnected,
+            Self::IdentityTaken,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("unknown reason '{}'", s.escape_debug()))
+    }
+}
+
 /// An agent profile of the platform, mirrored so that scope can be checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Profile {
@@ -260,8 +275,19 @@ pub struct Integration {
     /// Telegram only: the profile this bot speaks for.
     pub bound_profile_id: Option<String>,
     pub status: Status,
+    /// Why a `needs_reauth` row needs its user, and since when.
+    pub status_note: Option<StatusNote>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Why a row is `needs_reauth`: the reason, the provider's words (no
+/// secret), and since when (RFC 3339).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusNote {
+    pub reason: ReauthReason,
+    pub detail: String,
+    pub since: String,
 }
 
 /// One row of `user_secrets`: clear-text metadata and the sealed value, which

@@ -133,6 +133,7 @@ pub(crate) mod tests {
             profile_ids: ids.iter().map(|s| s.to_string()).collect(),
             bound_profile_id: None,
             status: Status::Active,
+            status_note: None,
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
         }

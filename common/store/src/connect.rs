@@ -319,6 +319,7 @@ impl Store {
                     integration.sealed = sealed;
                     integration.external_id = config.external_id.clone();
                     integration.status = Status::Active;
+                    integration.status_note = None;
                     integration.updated_at = at;
                     Some(integration)
                 }

@@ -186,6 +186,7 @@ impl Store {
             profile_ids,
             bound_profile_id: new.bound_profile_id.clone(),
             status: Status::Active,
+            status_note: None,
             created_at: at.clone(),
             updated_at: at,
         })

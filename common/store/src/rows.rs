@@ -1,6 +1,6 @@
 //! Rows as the store reads them, and their conversion into the model.
 
-use model::{Integration, Profile, SealedConfig};
+use model::{Integration, Profile, SealedConfig, StatusNote};
 
 use super::StoreError;
 
@@ -9,7 +9,8 @@ macro_rules! select_integrations {
     ($rest:literal) => {
         concat!(
             "SELECT id, user_id, type, external_id, label, encrypted_config, enabled, is_default, \
-             scope, profile_ids, bound_profile_id, status, created_at, updated_at \
+             scope, profile_ids, bound_profile_id, status, created_at, updated_at, \
+             status_reason, status_detail, status_since \
              FROM user_integrations ",
             $rest
         )
@@ -48,6 +49,9 @@ pub(crate) struct IntegrationRow {
     status: String,
     created_at: String,
     updated_at: String,
+    status_reason: Option<String>,
+    status_detail: Option<String>,
+    status_since: Option<String>,
 }
 
 impl TryFrom<IntegrationRow> for Integration {
@@ -64,6 +68,14 @@ impl TryFrom<IntegrationRow> for Integration {
             kind: row.kind.parse().map_err(|_| corrupt("type"))?,
             scope: row.scope.parse().map_err(|_| corrupt("scope"))?,
             status: row.status.parse().map_err(|_| corrupt("status"))?,
+            status_note: match row.status_reason {
+                Some(reason) => Some(StatusNote {
+                    reason: reason.parse().map_err(|_| corrupt("status_reason"))?,
+                    detail: row.status_detail.unwrap_or_default(),
+                    since: row.status_since.unwrap_or_default(),
+                }),
+                None => None,
+            },
             profile_ids: serde_json::from_str(&row.profile_ids)
                 .map_err(|_| corrupt("profile_ids"))?,
             id: row.id,
@@ -99,6 +111,9 @@ impl IntegrationRow {
             status: row.get(11)?,
             created_at: row.get(12)?,
             updated_at: row.get(13)?,
+            status_reason: row.get(14)?,
+            status_detail: row.get(15)?,
+            status_since: row.get(16)?,
         })
     }
 }

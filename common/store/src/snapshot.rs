@@ -33,7 +33,8 @@ const SQLITE: &str = "SELECT \
         'enabled', json(CASE WHEN enabled THEN 'true' ELSE 'false' END), \
         'is_default', json(CASE WHEN is_default THEN 'true' ELSE 'false' END), \
         'scope', scope, 'profile_ids', json(profile_ids), 'bound_profile_id', bound_profile_id, \
-        'status', status, 'created_at', created_at, 'updated_at', updated_at)) \
+        'status', status, 'created_at', created_at, 'updated_at', updated_at, \
+        'status_reason', status_reason, 'status_detail', status_detail, 'status_since', status_since)) \
         FROM user_integrations WHERE user_id = $1 AND ($2 IS NULL OR type = $2))";
 
 /// The PostgreSQL snapshot statement, its user and type parameters named
@@ -48,7 +49,8 @@ macro_rules! postgres_snapshot {
             (SELECT coalesce(json_agg(json_build_object('id', id, 'user_id', user_id, 'type', type, 'external_id', external_id, \
                 'label', label, 'encrypted_config', encrypted_config, 'enabled', enabled, 'is_default', is_default, \
                 'scope', scope, 'profile_ids', profile_ids::json, 'bound_profile_id', bound_profile_id, \
-                'status', status, 'created_at', created_at, 'updated_at', updated_at)), '[]')::text \
+                'status', status, 'created_at', created_at, 'updated_at', updated_at, \
+                'status_reason', status_reason, 'status_detail', status_detail, 'status_since', status_since)), '[]')::text \
                 FROM user_integrations WHERE user_id = ", $user, " AND (", $kind, "::text IS NULL OR type = ", $kind, "))"
         )
     };

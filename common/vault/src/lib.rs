@@ -336,6 +336,7 @@ mod tests {
             profile_ids: vec![],
             bound_profile_id: None,
             status: Status::Active,
+            status_note: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

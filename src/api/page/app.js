@@ -139,6 +139,20 @@ function renderRows(list, rows, empty) {
   list.replaceChildren(...(rows.length ? rows.map(integrationRow) : [el("li", { class: "empty", text: empty })]));
 }
 
+// Why a connection needs its person, by the API's `status_reason`.
+const REASONS = {
+  provider_refused: "The provider refused it",
+  enrollment_disconnected: "The bank asks you to sign in again",
+  identity_taken: "Another connection holds this account",
+};
+
+// "<why> since <when>: <the provider's words>", for a needs_reauth row.
+function whyText(row) {
+  const since = row.status_since ? ` since ${new Date(row.status_since).toLocaleString()}` : "";
+  const words = row.status_detail ? `: ${row.status_detail}` : "";
+  return `${REASONS[row.status_reason] || "It needs you"}${since}${words}`;
+}
+
 function integrationRow(row) {
   const name = `${NAMES[row.type]} ${row.label}`;
   const reauth = row.status === "needs_reauth";
@@ -155,6 +169,7 @@ function integrationRow(row) {
       el("span", { class: "type", text: NAMES[row.type] }),
       el("span", { class: "label", text: row.label }),
       el("span", { class: "status", text: reauth ? "Needs reconnecting" : "Active" }),
+      reauth && row.status_reason ? el("span", { class: "why", id: `why-${row.id}`, text: whyText(row) }) : null,
       row.error ? el("span", { class: "status", text: row.error }) : null),
     el("div", { class: "controls" },
       el("button", {

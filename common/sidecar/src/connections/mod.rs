@@ -191,6 +191,9 @@ pub struct Connections {
     /// The key of the next connection to start waiting.
     next_key: AtomicU64,
     evicted: AtomicU64,
+    /// Connections told to close that have not yet: still open, but no
+    /// longer crowding the process.
+    closing: AtomicUsize,
 }
 
 /// What [`Connections`] knows of one connection: whether it waits on its
@@ -203,6 +206,8 @@ struct Place {
     waiting_key: AtomicU64,
     /// Closed (its slot dropped): never waiting again.
     closed: AtomicBool,
+    /// Told to close to make room for another.
+    evicted: AtomicBool,
     /// A write of an answer waits on its client, for less than
     /// [`stalled::READ_GRACE`] ([`stalled`]).
     writing: AtomicBool,
@@ -223,6 +228,7 @@ impl Place {
             peer,
             waiting_key: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             writing: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             read: AtomicU64::new(0),
@@ -243,6 +249,7 @@ impl Connections {
             waiting: Mutex::new(BTreeMap::new()),
             next_key: AtomicU64::new(1),
             evicted: AtomicU64::new(0),
+            closing: AtomicUsize::new(0),
         })
     }
 
@@ -304,6 +311,8 @@ impl Connections {
         };
         drop(waiting);
         place.waiting_key.store(0, Ordering::Relaxed);
+        place.evicted.store(true, Ordering::Relaxed);
+        self.closing.fetch_add(1, Ordering::AcqRel);
         place.evict.notify_one();
         true
     }
@@ -365,10 +374,14 @@ impl Connections {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// More than three quarters of the places are taken: a silent
-    /// connection is closed after [`FIRST_BYTE_DEADLINE`].
+    /// More than three quarters of the places are taken (not counting
+    /// connections told to close, on their way out): a silent connection is
+    /// closed after [`FIRST_BYTE_DEADLINE`].
     pub fn crowded(&self) -> bool {
-        self.open().saturating_mul(4) > self.limits.max_connections.saturating_mul(3)
+        let staying = self
+            .open()
+            .saturating_sub(self.closing.load(Ordering::Acquire));
+        staying.saturating_mul(4) > self.limits.max_connections.saturating_mul(3)
     }
 
     /// Addresses holding a connection now.
@@ -450,6 +463,9 @@ impl Drop for Slot {
                     counts.remove(&peer);
                 }
             }
+        }
+        if self.place.evicted.load(Ordering::Relaxed) {
+            self.connections.closing.fetch_sub(1, Ordering::AcqRel);
         }
         self.connections.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -680,6 +696,32 @@ mod tests {
         );
         assert!(!told_to_close(&elsewhere));
         assert_eq!(connections.addresses(), 2);
+    }
+
+    #[test]
+    fn connections_told_to_close_do_not_crowd_the_process() {
+        let connections = Connections::new(Limits {
+            max_connections: 8,
+            max_per_address: 2,
+            ..Limits::default()
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        // One address keeps opening: each newcomer past its two takes the
+        // place of its oldest, which has not closed yet.
+        let slots: Vec<Slot> = (0..8).map(|_| connections.admit(ip).unwrap()).collect();
+        assert_eq!(connections.open(), 8);
+        assert!(
+            !connections.crowded(),
+            "six are on their way out: two stay, not three quarters of eight"
+        );
+        assert_eq!(slots.iter().filter(|s| told_to_close(s)).count(), 6);
+        drop(slots);
+        assert_eq!(connections.closing.load(Ordering::Relaxed), 0);
+        let held: Vec<Slot> = (0..7)
+            .map(|n| connections.admit(IpAddr::from([127, 0, 0, n + 2])).unwrap())
+            .collect();
+        assert!(connections.crowded(), "seven of eight stay");
+        drop(held);
     }
 
     #[tokio::test]
