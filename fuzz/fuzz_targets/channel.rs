@@ -53,6 +53,7 @@ fn integration(c: &Candidate) -> Integration {
         },
         bound_profile_id: c.bound.map(profile_id),
         status: Status::Active,
+        status_note: None,
         created_at: String::new(),
         updated_at: String::new(),
     }

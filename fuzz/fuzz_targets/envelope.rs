@@ -48,6 +48,7 @@ fn row(kind: IntegrationType, sealed: SealedConfig) -> Integration {
         profile_ids: vec![],
         bound_profile_id: None,
         status: Status::Active,
+        status_note: None,
         created_at: String::new(),
         updated_at: String::new(),
     }

@@ -59,6 +59,7 @@ fuzz_target!(|text: &str| {
         profile_ids: vec![],
         bound_profile_id: None,
         status: Status::Active,
+        status_note: None,
         created_at: String::new(),
         updated_at: String::new(),
     };
