@@ -32,6 +32,9 @@ pub enum Purpose {
     TelegramLink,
     /// A single-use sign-in link of the Settings page.
     DashboardSignIn,
+    /// A single-use link to reconnect one integration; its verifier is the
+    /// integration id.
+    Reconnect,
 }
 
 impl Purpose {
@@ -42,6 +45,7 @@ impl Purpose {
             Self::TellerNonce => "teller_nonce",
             Self::TelegramLink => "telegram_link",
             Self::DashboardSignIn => "dashboard_sign_in",
+            Self::Reconnect => "reconnect",
         }
     }
 }
@@ -236,6 +240,30 @@ impl Store {
             Some(id) => self.integration(&id).await,
             None => Ok(None),
         }
+    }
+
+    /// Spends the reconnect link `key` if it was issued to `user_id`: the id
+    /// of the integration it reconnects. A key issued to another user, like
+    /// a missing, spent or expired one, answers `None` and stays as it is,
+    /// so that its own user can still use it.
+    pub async fn spend_reconnect_key(
+        &self,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let spent: Option<Option<String>> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "DELETE FROM connect_keys WHERE key_sha256 = $1 AND purpose = $2 AND expires_at >= $3 \
+                 AND user_id = $4 AND binding_sha256 IS NULL RETURNING verifier",
+            )
+            .bind(sha256_hex(key))
+            .bind(Purpose::Reconnect.as_str())
+            .bind(unix_now())
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(spent.flatten())
     }
 
     /// Drops the outstanding link codes of `integration_id`.
