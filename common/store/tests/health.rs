@@ -1,14 +1,17 @@
-//! The events outbox and leases (issue 27), the same on both backends: a
-//! change to a row writes its event in the same transaction whoever makes
-//! it, a provider's verdict carries its reason and words, a change that is
-//! not an event writes none, and one holder at a time has a lease.
+//! The store's side of connection health (issue 27), the same on both
+//! backends: a change to a row writes its event in the same transaction
+//! whoever makes it, a provider's verdict carries its reason and words, a
+//! change that is not an event writes none; one holder at a time has a
+//! lease; a reconnect link works once, for the user it was issued to.
 
 use std::time::{Duration, SystemTime};
 
 use model::config::{DecryptedConfig, ValidConfig};
 use model::{IntegrationType, ReauthReason, Scope, Status};
 use serde_json::{Value, json};
-use store::{IntegrationUpdate, NewIntegration, NewProfile, PendingEvent, SidecarStore, Store};
+use store::{
+    IntegrationUpdate, NewIntegration, NewProfile, PendingEvent, Purpose, SidecarStore, Store,
+};
 use vault::Keyring;
 use zeroize::Zeroizing;
 
@@ -282,4 +285,43 @@ async fn futures_count(store: &Store, name: &str) -> usize {
         taken += usize::from(task.await.unwrap());
     }
     taken
+}
+
+#[tokio::test]
+async fn a_reconnect_link_works_once_and_only_for_its_own_user() {
+    let backends = backends().await;
+    for b in &backends {
+        let s = &b.store;
+        let half_hour = Duration::from_secs(1800);
+        let key = s
+            .issue_connect_key("u1", Purpose::Reconnect, Some("int_gmail"), half_hour)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.spend_reconnect_key(&key, "u2").await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.spend_reconnect_key(&key, "u1").await.unwrap().as_deref(),
+            Some("int_gmail"),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.spend_reconnect_key(&key, "u1").await.unwrap(), None);
+        // Another purpose's key is no reconnect link.
+        let code = s
+            .issue_connect_key("u1", Purpose::TelegramLink, Some("int_bot"), half_hour)
+            .await
+            .unwrap();
+        assert_eq!(s.spend_reconnect_key(&code, "u1").await.unwrap(), None);
+        let expired = s
+            .issue_connect_key("u1", Purpose::Reconnect, Some("int_gmail"), Duration::ZERO)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(s.spend_reconnect_key(&expired, "u1").await.unwrap(), None);
+    }
+    cleanup(backends).await;
 }
