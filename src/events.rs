@@ -5,7 +5,6 @@
 //! in order per integration, by one replica at a time (the `events` lease).
 //! `integrations serve` runs it; without a URL it only purges old events.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -189,9 +188,9 @@ impl Deliverer {
         }
     }
 
-    /// One look at the outbox: while holding the lease, each due event of
-    /// an integration none of whose earlier events waits is attempted, in
-    /// outbox order.
+    /// One look at the outbox: while holding the lease, the oldest
+    /// undelivered event of each integration, when due, is attempted, in
+    /// outbox order (the next of an integration, the round after).
     async fn round(&self, receiver: &Receiver) -> Result<(), store::StoreError> {
         if !self
             .store
@@ -200,17 +199,7 @@ impl Deliverer {
         {
             return Ok(());
         }
-        let events = self.store.undelivered_events(BATCH).await?;
-        let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-        let mut waiting: HashSet<String> = HashSet::new();
-        for event in events {
-            if waiting.contains(&event.integration_id) {
-                continue;
-            }
-            if event.next_attempt_at > now {
-                waiting.insert(event.integration_id);
-                continue;
-            }
+        for event in self.store.due_events(BATCH).await? {
             // Still ours: an attempt may have taken a while.
             if !self
                 .store
@@ -234,7 +223,6 @@ impl Deliverer {
                     self.store
                         .event_failed(event.seq, SystemTime::now() + wait, &why)
                         .await?;
-                    waiting.insert(event.integration_id);
                 }
             }
         }

@@ -45,7 +45,8 @@ fn rfc3339(at: SystemTime) -> String {
 }
 
 impl Store {
-    /// The oldest `limit` events not delivered yet, in outbox order.
+    /// The oldest `limit` events not delivered yet, in outbox order, due or
+    /// not.
     pub async fn undelivered_events(&self, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
         Ok(with_pool!(self, |pool| {
             sqlx::query_as(
@@ -53,6 +54,27 @@ impl Store {
                  attempts, next_attempt_at FROM integration_events WHERE delivered_at IS NULL \
                  ORDER BY seq LIMIT $1",
             )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The events to attempt now, oldest first, at most `limit`: of each
+    /// integration, its oldest undelivered event, when its next attempt is
+    /// due (a later event waits for it; another integration's do not).
+    pub async fn due_events(&self, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, id, type, integration_id, integration_type, user_id, occurred_at, data, \
+                 attempts, next_attempt_at FROM integration_events e \
+                 WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+                 AND NOT EXISTS (SELECT 1 FROM integration_events earlier \
+                     WHERE earlier.integration_id = e.integration_id AND earlier.delivered_at IS NULL \
+                     AND earlier.seq < e.seq) \
+                 ORDER BY seq LIMIT $2",
+            )
+            .bind(now())
             .bind(limit)
             .fetch_all(pool)
             .await?

@@ -197,15 +197,25 @@ async fn a_failed_attempt_waits_and_old_events_are_purged() {
     for b in &backends {
         let s = &b.store;
         let k = Keyring::parse(&Keyring::generate_entry()).unwrap();
-        s.add_integration(&k, &teller_row("u1"), &teller("enr_1"))
+        let first = s
+            .add_integration(&k, &teller_row("u1"), &teller("enr_1"))
             .await
             .unwrap();
         s.add_integration(&k, &teller_row("u2"), &teller("enr_2"))
             .await
             .unwrap();
+        s.delete_integration(&first.id).await.unwrap();
         let pending = s.undelivered_events(100).await.unwrap();
-        assert_eq!(pending.len(), 2, "{}", b.name);
-        assert!(pending[0].seq < pending[1].seq);
+        assert_eq!(pending.len(), 3, "{}", b.name);
+        assert!(pending[0].seq < pending[1].seq && pending[1].seq < pending[2].seq);
+        let seqs = |events: Vec<PendingEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        // Of each integration, its oldest: u1's disconnection waits.
+        assert_eq!(
+            seqs(s.due_events(100).await.unwrap()),
+            [pending[0].seq, pending[1].seq],
+            "{}",
+            b.name
+        );
 
         let later = SystemTime::now() + Duration::from_secs(60);
         s.event_failed(pending[0].seq, later, "the receiver answered 500")
@@ -214,15 +224,18 @@ async fn a_failed_attempt_waits_and_old_events_are_purged() {
         let after = s.undelivered_events(100).await.unwrap();
         assert_eq!(after[0].attempts, 1);
         assert!(after[0].next_attempt_at > pending[0].next_attempt_at);
+        // u1's first waits a minute, and its next behind it; u2's is due.
+        assert_eq!(seqs(s.due_events(100).await.unwrap()), [pending[1].seq]);
         s.event_delivered(pending[1].seq).await.unwrap();
-        let left: Vec<i64> = s
-            .undelivered_events(100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
-        assert_eq!(left, [pending[0].seq], "{}", b.name);
+        assert_eq!(s.due_events(100).await.unwrap(), []);
+        assert_eq!(
+            seqs(s.undelivered_events(100).await.unwrap()),
+            [pending[0].seq, pending[2].seq],
+            "{}",
+            b.name
+        );
+        s.event_delivered(pending[0].seq).await.unwrap();
+        assert_eq!(seqs(s.due_events(100).await.unwrap()), [pending[2].seq]);
 
         // Nothing is older than an hour ago; everything is older than now.
         let purged = s
@@ -234,7 +247,7 @@ async fn a_failed_attempt_waits_and_old_events_are_purged() {
             .purge_events(SystemTime::now() + Duration::from_secs(1))
             .await
             .unwrap();
-        assert_eq!((purged.delivered, purged.dropped), (1, 1), "{}", b.name);
+        assert_eq!((purged.delivered, purged.dropped), (2, 1), "{}", b.name);
     }
     cleanup(backends).await;
 }

@@ -10,3 +10,8 @@ CREATE TABLE integration_health (
     detail         TEXT,
     reminded_at    TEXT
 );
+
+-- The events outbox read per integration: each one's oldest undelivered
+-- event (`Store::due_events`).
+CREATE INDEX integration_events_pending_by_integration ON integration_events (integration_id, seq)
+    WHERE delivered_at IS NULL;

@@ -14,3 +14,8 @@ CREATE TRIGGER integration_health_gone AFTER DELETE ON user_integrations
 BEGIN
     DELETE FROM integration_health WHERE integration_id = OLD.id;
 END;
+
+-- The events outbox read per integration: each one's oldest undelivered
+-- event (`Store::due_events`).
+CREATE INDEX integration_events_pending_by_integration ON integration_events (integration_id, seq)
+    WHERE delivered_at IS NULL;
