@@ -24,9 +24,6 @@ use fakes::slack::FakeSlack;
 use fakes::telegram::FakeTelegram;
 use fakes::teller::{CHASE_TOKEN, FakeTeller, PNC_TOKEN};
 use fakes::webhook::FakeWebhook;
-use mcp_gmail::GmailServer;
-use mcp_notify::NotifyServer;
-use mcp_teller::TellerServer;
 use model::config::DecryptedConfig;
 use model::{IntegrationType, Scope};
 use resolver::{Plan, PlanRequest, SidecarEnv};
@@ -66,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The sidecar `name`, as its binary runs it.
+/// The sidecar `name`, as its binary runs it (its crate's `main`).
 fn sidecar(name: &str) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,33 +71,9 @@ fn sidecar(name: &str) -> ExitCode {
         .expect("a tokio runtime");
     runtime.block_on(async {
         match name {
-            "mcp-teller" => {
-                sidecar::standalone::main(
-                    "mcp-teller",
-                    "Teller bank data (the demo's)",
-                    TellerServer::tools,
-                    TellerServer::new,
-                )
-                .await
-            }
-            "mcp-gmail" => {
-                sidecar::standalone::main(
-                    "mcp-gmail",
-                    "Gmail (the demo's)",
-                    GmailServer::tools,
-                    GmailServer::new,
-                )
-                .await
-            }
-            "mcp-notify" => {
-                sidecar::standalone::main(
-                    "mcp-notify",
-                    "notify_user (the demo's)",
-                    NotifyServer::tools,
-                    NotifyServer::new,
-                )
-                .await
-            }
+            "mcp-teller" => mcp_teller::main().await,
+            "mcp-gmail" => mcp_gmail::main().await,
+            "mcp-notify" => mcp_notify::main().await,
             other => {
                 eprintln!("demo: no sidecar is called {other}");
                 ExitCode::FAILURE

@@ -26,3 +26,15 @@ mod server;
 mod upstream;
 
 pub use server::GmailServer;
+
+/// The `mcp-gmail` command: the server on stdio, or one call by hand
+/// (`sidecar::standalone::main`), what its binary runs.
+pub async fn main() -> std::process::ExitCode {
+    sidecar::standalone::main(
+        "mcp-gmail",
+        "The user's Gmail for one running agent, over MCP on stdio.",
+        GmailServer::tools,
+        GmailServer::new,
+    )
+    .await
+}

@@ -13,3 +13,15 @@ mod server;
 
 pub use notifier::{Notifier, NotifyError, Request, Sent, validate};
 pub use server::NotifyServer;
+
+/// The `mcp-notify` command: the server on stdio, or one call by hand
+/// (`sidecar::standalone::main`), what its binary runs.
+pub async fn main() -> std::process::ExitCode {
+    sidecar::standalone::main(
+        "mcp-notify",
+        "notify_user for one running agent, over MCP on stdio.",
+        NotifyServer::tools,
+        NotifyServer::new,
+    )
+    .await
+}

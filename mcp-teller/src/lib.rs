@@ -18,3 +18,15 @@
 mod server;
 
 pub use server::TellerServer;
+
+/// The `mcp-teller` command: the server on stdio, or one call by hand
+/// (`sidecar::standalone::main`), what its binary runs.
+pub async fn main() -> std::process::ExitCode {
+    sidecar::standalone::main(
+        "mcp-teller",
+        "Teller bank data for one running agent, over MCP on stdio.",
+        TellerServer::tools,
+        TellerServer::new,
+    )
+    .await
+}
