@@ -247,9 +247,11 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
         let events = events.clone();
         async move { events.run().await }
     });
+    // The MCP endpoints and the keeper check grants over the API's own pool.
+    let sidecar = SidecarStore::over(&state.store, db_url)?;
     let keeper = crate::health::Keeper::from_env(
         state.store.clone(),
-        SidecarStore::over(&state.store, db_url)?,
+        sidecar.clone(),
         state.keyring.clone(),
     )?;
     let keeping = tokio::spawn(async move {
@@ -257,8 +259,7 @@ pub async fn serve(mut state: AppState, db_url: &str, listen: SocketAddr) -> any
             keeper.run().await;
         }
     });
-    // The MCP endpoints check tokens and grants over the API's own pool.
-    let backing = Backing::over("integrations", SidecarStore::over(&state.store, db_url)?);
+    let backing = Backing::over("integrations", sidecar);
     let app = mcp_routes(&backing, &config).merge(router(state));
     // The bound address on stdout, for whoever started us with port 0.
     println!("listening on http://{bound}");

@@ -7,6 +7,7 @@ use anyhow::{Context, anyhow};
 use mcp_notify::deliver::{Providers, Source};
 use mcp_notify::{Notifier, NotifyError, Request};
 use model::Identity;
+use model::config::DecryptedConfig;
 use model::sealing::Sealer;
 use model::{Integration, IntegrationType};
 use providers::gmail::{GmailClient, GmailError};
@@ -25,8 +26,8 @@ pub async fn run(
     integration: &Integration,
 ) -> anyhow::Result<String> {
     match integration.kind {
-        IntegrationType::Gmail => gmail(keyring, integration).await,
-        IntegrationType::Teller => teller(keyring, integration).await,
+        IntegrationType::Gmail => gmail(&keyring.open_config(integration)?).await,
+        IntegrationType::Teller => teller(&keyring.open_config(integration)?, integration).await,
         _ => notify(notifier, integration).await,
     }
 }
@@ -53,24 +54,14 @@ pub async fn check(providers: &Providers, keyring: &Keyring, integration: &Integ
         Err(e) => return Verdict::Unknown(e.to_string()),
     };
     match integration.kind {
-        IntegrationType::Gmail => {
-            let refreshed = async {
-                let refresh_token = config
-                    .get(IntegrationType::Gmail, "refresh_token")?
-                    .context("the config has no refresh token")?;
-                let http = oauth::http_client(GmailClient::from_env().timeout())?;
-                oauth::refresh(&http, &OAuthConfig::from_env(), &refresh_token).await?;
-                anyhow::Ok(())
-            };
-            match refreshed.await {
-                Ok(()) => Verdict::Healthy,
-                Err(e) if matches!(e.downcast_ref(), Some(oauth::OAuthError::InvalidGrant)) => {
-                    Verdict::Refused(e.to_string())
-                }
-                Err(e) => Verdict::Unknown(e.to_string()),
+        IntegrationType::Gmail => match refreshed(&config, &GmailClient::from_env()).await {
+            Ok(_) => Verdict::Healthy,
+            Err(e) if matches!(e.downcast_ref(), Some(oauth::OAuthError::InvalidGrant)) => {
+                Verdict::Refused(e.to_string())
             }
-        }
-        IntegrationType::Teller => match teller(keyring, integration).await {
+            Err(e) => Verdict::Unknown(e.to_string()),
+        },
+        IntegrationType::Teller => match teller(&config, integration).await {
             Ok(_) => Verdict::Healthy,
             Err(e)
                 if e.chain().any(|c| {
@@ -146,15 +137,9 @@ async fn notify(notifier: &Notifier, integration: &Integration) -> anyhow::Resul
 }
 
 /// A fresh access token from the refresh token, then the mailbox's profile.
-async fn gmail(keyring: &Keyring, integration: &Integration) -> anyhow::Result<String> {
-    let config = keyring.open_config(integration)?;
-    let refresh_token = config
-        .get(IntegrationType::Gmail, "refresh_token")?
-        .context("the config has no refresh token")?;
+async fn gmail(config: &DecryptedConfig) -> anyhow::Result<String> {
     let client = GmailClient::from_env();
-    let http = oauth::http_client(client.timeout())?;
-    let grant = oauth::refresh(&http, &OAuthConfig::from_env(), &refresh_token).await?;
-    let token = Arc::new(grant.access_token);
+    let token = Arc::new(refreshed(config, &client).await?.access_token);
     let profile = client.profile(&token).await?;
     Ok(format!(
         "Gmail answered for {}",
@@ -162,9 +147,18 @@ async fn gmail(keyring: &Keyring, integration: &Integration) -> anyhow::Result<S
     ))
 }
 
+/// A fresh grant from the Gmail `config`'s refresh token (which keeps the
+/// grant alive).
+async fn refreshed(config: &DecryptedConfig, client: &GmailClient) -> anyhow::Result<oauth::Grant> {
+    let refresh_token = config
+        .get(IntegrationType::Gmail, "refresh_token")?
+        .context("the config has no refresh token")?;
+    let http = oauth::http_client(client.timeout())?;
+    Ok(oauth::refresh(&http, &OAuthConfig::from_env(), &refresh_token).await?)
+}
+
 /// The enrollment's accounts: free on every Teller tier.
-async fn teller(keyring: &Keyring, integration: &Integration) -> anyhow::Result<String> {
-    let config = keyring.open_config(integration)?;
+async fn teller(config: &DecryptedConfig, integration: &Integration) -> anyhow::Result<String> {
     let token: Zeroizing<String> = config
         .get(IntegrationType::Teller, "access_token")?
         .ok_or_else(|| anyhow!("the config has no access token"))?;

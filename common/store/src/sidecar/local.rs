@@ -17,9 +17,9 @@ use crate::capabilities::{COUNT_CALL, SELECT_CAPABILITY};
 use crate::rotate::SWAP_SEALED;
 use crate::rows::{IntegrationRow, ProfileRow, select_integrations, select_profiles};
 use crate::{Capability, Snapshot, StoreError};
-use model::{IntegrationType, ReauthReason, SealedConfig};
+use model::{IntegrationType, SealedConfig};
 
-use super::{AuditRow, MARK_NEEDS_REAUTH, MARK_RECOVERED};
+use super::AuditRow;
 use crate::audit::INSERT_AUDIT;
 
 /// How long a statement waits for another process's write lock.
@@ -134,41 +134,15 @@ impl LocalSqlite {
             .transpose()
     }
 
-    pub async fn mark_needs_reauth(
-        &self,
-        id: &str,
-        judged: &SealedConfig,
-        reason: ReauthReason,
-        detail: String,
-    ) -> Result<bool, StoreError> {
-        let (id, judged) = (id.to_string(), judged.as_stored().to_string());
+    /// Runs `sql` with the text parameters `binds`: the rows it changed.
+    pub async fn execute(&self, sql: &'static str, binds: Vec<String>) -> Result<u64, StoreError> {
         let changed = self
             .run(move |conn| {
-                conn.prepare_cached(MARK_NEEDS_REAUTH)?.execute((
-                    crate::now(),
-                    reason.as_str(),
-                    &detail,
-                    &id,
-                    &judged,
-                ))
+                conn.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(binds.iter()))
             })
             .await?;
-        Ok(changed == 1)
-    }
-
-    pub async fn mark_recovered(
-        &self,
-        id: &str,
-        judged: &SealedConfig,
-    ) -> Result<bool, StoreError> {
-        let (id, judged) = (id.to_string(), judged.as_stored().to_string());
-        let changed = self
-            .run(move |conn| {
-                conn.prepare_cached(MARK_RECOVERED)?
-                    .execute((crate::now(), &id, &judged))
-            })
-            .await?;
-        Ok(changed == 1)
+        Ok(changed as u64)
     }
 
     pub async fn swap_config(

@@ -26,14 +26,14 @@ pub enum GrantError {
 
 /// Sets an integration's status while it still holds the sealed config `$4`
 /// (compare-and-swap), touching the row only when the status changes.
-pub(super) const MARK_NEEDS_REAUTH: &str = "UPDATE user_integrations SET status = 'needs_reauth', \
+const MARK_NEEDS_REAUTH: &str = "UPDATE user_integrations SET status = 'needs_reauth', \
      updated_at = $1, status_since = $1, status_reason = $2, status_detail = $3 \
      WHERE id = $4 AND encrypted_config = $5 AND status <> 'needs_reauth'";
 
 /// Sets a row its provider had refused active again, when a check finds
 /// the same sealed config working (`$2`); a row whose identity another row
 /// holds is not recovered so.
-pub(super) const MARK_RECOVERED: &str = "UPDATE user_integrations SET status = 'active', \
+const MARK_RECOVERED: &str = "UPDATE user_integrations SET status = 'active', \
      updated_at = $1, status_since = NULL, status_reason = NULL, status_detail = NULL \
      WHERE id = $2 AND encrypted_config = $3 AND status = 'needs_reauth' \
      AND status_reason IN ('provider_refused', 'enrollment_disconnected')";
@@ -194,24 +194,14 @@ impl SidecarStore {
         reason: ReauthReason,
         detail: &str,
     ) -> Result<bool, StoreError> {
-        let detail = status_detail(detail);
-        match &self.backend {
-            Backend::Local(local) => local.mark_needs_reauth(id, judged, reason, detail).await,
-            Backend::Postgres(store) => {
-                let changed = with_pool!(store, |pool| {
-                    sqlx::query(MARK_NEEDS_REAUTH)
-                        .bind(crate::now())
-                        .bind(reason.as_str())
-                        .bind(&detail)
-                        .bind(id)
-                        .bind(judged.as_stored())
-                        .execute(pool)
-                        .await?
-                        .rows_affected()
-                });
-                Ok(changed == 1)
-            }
-        }
+        let binds = [
+            crate::now(),
+            reason.as_str().to_string(),
+            status_detail(detail),
+            id.to_string(),
+            judged.as_stored().to_string(),
+        ];
+        self.update_one(MARK_NEEDS_REAUTH, binds.into()).await
     }
 
     /// Sets integration `id` active again, its provider having taken the
@@ -223,21 +213,24 @@ impl SidecarStore {
         id: &str,
         judged: &SealedConfig,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Local(local) => local.mark_recovered(id, judged).await,
-            Backend::Postgres(store) => {
-                let changed = with_pool!(store, |pool| {
-                    sqlx::query(MARK_RECOVERED)
-                        .bind(crate::now())
-                        .bind(id)
-                        .bind(judged.as_stored())
-                        .execute(pool)
-                        .await?
-                        .rows_affected()
-                });
-                Ok(changed == 1)
-            }
-        }
+        let binds = [crate::now(), id.to_string(), judged.as_stored().to_string()];
+        self.update_one(MARK_RECOVERED, binds.into()).await
+    }
+
+    /// Runs the statement `sql`, which changes one row at most, with the
+    /// text parameters `binds`: whether it changed one.
+    async fn update_one(&self, sql: &'static str, binds: Vec<String>) -> Result<bool, StoreError> {
+        let changed = match &self.backend {
+            Backend::Local(local) => local.execute(sql, binds).await?,
+            Backend::Postgres(store) => with_pool!(store, |pool| {
+                let mut query = sqlx::query(sql);
+                for bind in &binds {
+                    query = query.bind(bind);
+                }
+                query.execute(pool).await?.rows_affected()
+            }),
+        };
+        Ok(changed == 1)
     }
 
     /// Replaces the sealed config of integration `id` if it is still `old`;
